@@ -1,0 +1,122 @@
+/**
+ * Contract 1 — the routing-table document.
+ *
+ * Produced by the control service (GET /v1/routing-table), consumed by the Envoy plugin
+ * (plugin/table/). This zod schema is the single definition; the plugin's AssemblyScript
+ * parser implements the same rules and both sides are tested against the fixtures in
+ * test/fixtures/routing-table/ (valid/ must be accepted, invalid/ refused by both).
+ *
+ * Compatibility: consumers ignore unknown fields (a newer control service may add some);
+ * a breaking change bumps `schema`, which older plugins refuse (keeping their last table).
+ */
+import { z } from "zod";
+
+export const ROUTING_TABLE_SCHEMA = 1;
+
+/** Hard limits, shared with the plugin parser (plugin/table/limits.ts mirrors them). */
+export const TABLE_LIMITS = {
+  maxDeployments: 10_000,
+  maxInstancesPerDeployment: 1_024,
+  maxModelNames: 50_000,
+  maxIdLength: 128,
+  maxModelNameLength: 256,
+  maxWeight: 10_000,
+  maxPriority: 255,
+} as const;
+
+/** Same character set as instance/deployment ids everywhere in the product. */
+export const Id = z
+  .string()
+  .min(1)
+  .max(TABLE_LIMITS.maxIdLength)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "letters, digits, '.', '_' or '-', starting with a letter or digit");
+
+/** A model name as clients send it (`model` in the body or the model header): printable ASCII. */
+export const ModelName = z
+  .string()
+  .min(1)
+  .max(TABLE_LIMITS.maxModelNameLength)
+  .regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces");
+
+const ipv4 = String.raw`(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}`;
+const ipv6 = String.raw`\[[0-9A-Fa-f:.]+\]`;
+const port = String.raw`(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3})`;
+
+/** `ip:port` (IPv6 in brackets) — Envoy endpoints and override_host need literal addresses. */
+export const Address = z
+  .string()
+  .regex(new RegExp(`^(?:${ipv4}|${ipv6}):${port}$`), "ip:port (IPv6 as [addr]:port)");
+
+/** Path prefix the instance serves the OpenAI API under, e.g. "/v1" or "/openai/v1"; "" for the root. */
+export const BasePath = z
+  .string()
+  .max(256)
+  .regex(/^(?:\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$/, "empty or '/segment…' without a trailing slash, query or fragment");
+
+export const InstanceState = z.enum(["active", "draining", "ejected"]);
+export const Strategy = z.enum(["round_robin", "weighted_round_robin", "failover"]);
+export const UnavailablePolicy = z.enum(["fail", "panic"]);
+
+export const TableInstance = z.object({
+  id: Id,
+  address: Address,
+  base_path: BasePath,
+  weight: z.number().int().min(1).max(TABLE_LIMITS.maxWeight),
+  /** Failover tier: 0 is the primary; higher tiers serve only when every lower one is ejected. */
+  priority: z.number().int().min(0).max(TABLE_LIMITS.maxPriority),
+  region: z.string().max(64),
+  state: InstanceState,
+});
+
+export const TableDeployment = z.object({
+  id: Id,
+  /** Envoy cluster carrying this deployment's endpoints (routed by `cluster_header`). */
+  cluster: z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces"),
+  strategy: Strategy,
+  on_unavailable: UnavailablePolicy,
+  instances: z.array(TableInstance).max(TABLE_LIMITS.maxInstancesPerDeployment),
+});
+
+export const RoutingTable = z
+  .object({
+    schema: z.literal(ROUTING_TABLE_SCHEMA),
+    /** Monotonic; the ETag. A plugin never adopts a version lower than or equal to the one it has. */
+    version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    /** Model name or alias → deployment id. */
+    models: z.record(ModelName, Id),
+    deployments: z.array(TableDeployment).max(TABLE_LIMITS.maxDeployments),
+  })
+  .superRefine((table, ctx) => {
+    const ids = new Set<string>();
+    table.deployments.forEach((d, i) => {
+      if (ids.has(d.id)) ctx.addIssue({ code: "custom", path: ["deployments", i, "id"], message: `duplicate deployment id ${d.id}` });
+      ids.add(d.id);
+      const instanceIds = new Set<string>();
+      d.instances.forEach((inst, j) => {
+        if (instanceIds.has(inst.id)) {
+          ctx.addIssue({ code: "custom", path: ["deployments", i, "instances", j, "id"], message: `duplicate instance id ${inst.id}` });
+        }
+        instanceIds.add(inst.id);
+      });
+    });
+    const names = Object.keys(table.models);
+    if (names.length > TABLE_LIMITS.maxModelNames) {
+      ctx.addIssue({ code: "custom", path: ["models"], message: `more than ${TABLE_LIMITS.maxModelNames} model names` });
+    }
+    for (const name of names) {
+      const target = table.models[name]!;
+      if (!ids.has(target)) ctx.addIssue({ code: "custom", path: ["models", name], message: `unknown deployment ${target}` });
+    }
+  });
+
+export type RoutingTable = z.infer<typeof RoutingTable>;
+export type TableDeployment = z.infer<typeof TableDeployment>;
+export type TableInstance = z.infer<typeof TableInstance>;
+export type InstanceState = z.infer<typeof InstanceState>;
+export type Strategy = z.infer<typeof Strategy>;
+export type UnavailablePolicy = z.infer<typeof UnavailablePolicy>;
+
+/** The ETag for a table version: a strong validator, quoted per RFC 9110. */
+export function tableEtag(version: number): string {
+  return `"${version}"`;
+}
