@@ -1,0 +1,1036 @@
+import { randomFillSync } from "node:crypto";
+import { BUFFER_TYPE_MAX, BufferType, Errno, MAP_TYPE_MAX, MapType, METRIC_TYPE_NAMES, Status, StreamType } from "./abi.js";
+import { HostError, WasmTrap } from "./errors.js";
+import { HeaderMap, parsePairs, pairsSize, writePairs } from "./header-map.js";
+import { ALLOWED_DURING_MALLOC, ALLOWED_DURING_START, ENV_SIGNATURES, WASI_MODULES, WASI_SIGNATURES } from "./imports.js";
+import type { PendingCall, ProxyWasmHost } from "./host.js";
+import { HttpStream } from "./stream.js";
+import type { HeaderPairs, HttpCallResponse, MetricSnapshot, PropertyValue } from "./types.js";
+
+type Fn = (...args: number[]) => number;
+
+/** The plugin's exported callbacks; absent ones are skipped like cpp-host does. */
+interface Callbacks {
+  malloc: Fn;
+  _initialize?: Fn;
+  main?: Fn;
+  _start?: Fn;
+  proxy_on_context_create?: Fn;
+  proxy_on_vm_start?: Fn;
+  proxy_on_configure?: Fn;
+  proxy_on_tick?: Fn;
+  proxy_on_done?: Fn;
+  proxy_on_log?: Fn;
+  proxy_on_delete?: Fn;
+  proxy_on_request_headers?: Fn;
+  proxy_on_request_body?: Fn;
+  proxy_on_request_trailers?: Fn;
+  proxy_on_response_headers?: Fn;
+  proxy_on_response_body?: Fn;
+  proxy_on_response_trailers?: Fn;
+  proxy_on_http_call_response?: Fn;
+  proxy_on_queue_ready?: Fn;
+  proxy_on_foreign_function?: Fn;
+}
+
+export class RootContext {
+  readonly isRoot = true;
+  /** proxy_get_status answer (set by a failed http call, like Envoy's Context::status_code_). */
+  statusCode = 0;
+  statusMessage = "";
+  constructor(readonly id: number) {}
+}
+
+export type Context = RootContext | HttpStream;
+
+interface HttpCallResponseInFlight {
+  headers: HeaderMap;
+  trailers: HeaderMap | null;
+  body: Uint8Array;
+}
+
+const EMPTY = new Uint8Array(0);
+const NS_PER_MS = 1_000_000n;
+
+/** One Envoy worker thread: its own VM (instance), root context, contexts, tick timer and metric ids. */
+export class WorkerVm {
+  readonly root: RootContext;
+  readonly contexts = new Map<number, Context>();
+  /** Why the VM failed (set by a trap); every later call into it throws. */
+  failure: string | null = null;
+  /** Root context waiting for proxy_done after on_done returned false. */
+  pendingDone = false;
+  rootDeleted = false;
+
+  /** @internal */ fn!: Callbacks;
+  /** @internal */ stopNext = false;
+  /** @internal */ lastStopNext = false;
+  /** @internal */ inConfigure = false;
+
+  private readonly host: ProxyWasmHost;
+  private instance!: WebAssembly.Instance;
+  /** The module's linear memory (benchmarks read its size to measure growth per request). */
+  memory!: WebAssembly.Memory;
+  /** How many times the host called the module's allocator (to return data to it). */
+  mallocCalls = 0;
+  private ab: ArrayBuffer = new ArrayBuffer(0);
+  private buf: Buffer = Buffer.alloc(0);
+  private dv: DataView = new DataView(this.ab);
+  private nextContextId = 1;
+  private current: Context | null = null;
+  private effective: Context | null = null;
+  /** Host calls allowed right now, or null when unrestricted (module start, allocator). */
+  private restricted: ReadonlySet<string> | null = null;
+  private restrictedPhase = "";
+  private tickPeriodMs = 0;
+  private tickAt: number | null = null;
+  /** Envoy callout ids: type in the low 2 bits (http = 0), step 4 (WasmBase::nextHttpCallId). */
+  private lastHttpToken = 0;
+  private httpResponse: HttpCallResponseInFlight | null = null;
+  private readonly metricIds = new Map<number, MetricSnapshot>();
+  private readonly nextMetricId = [0, 1, 2];
+  private readonly fast: HttpStream;
+  private fastActive = false;
+
+  constructor(
+    host: ProxyWasmHost,
+    readonly index: number,
+    private readonly module: WebAssembly.Module,
+  ) {
+    this.host = host;
+    this.root = new RootContext(this.nextContextId++);
+    this.contexts.set(this.root.id, this.root);
+    this.fast = new HttpStream(this, host, 0, null);
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Instantiates and runs _initialize (+ main) or _start with only Envoy's start-time imports usable. */
+  startVm(): void {
+    try {
+      this.instance = new WebAssembly.Instance(this.module, this.buildImports());
+    } catch (err) {
+      throw new HostError(`Failed to link Wasm module: ${(err as Error).message}`);
+    }
+    const e = this.instance.exports as Record<string, unknown>;
+    this.memory = e["memory"] as WebAssembly.Memory;
+    const fns: Record<string, Fn> = {};
+    for (const [name, v] of Object.entries(e)) if (typeof v === "function") fns[name] = v as Fn;
+    this.fn = { ...(fns as unknown as Callbacks), malloc: fns["malloc"] ?? fns["proxy_on_memory_allocate"]! };
+    this.refresh();
+    this.restricted = ALLOWED_DURING_START;
+    this.restrictedPhase = "module start (_initialize/_start)";
+    const vmContext = new RootContext(0);
+    try {
+      if (this.fn._initialize) {
+        this.invoke("_initialize", vmContext, this.fn._initialize);
+        if (this.fn.main) this.invoke("main", vmContext, this.fn.main, 0, 0);
+      } else if (this.fn._start) this.invoke("_start", vmContext, this.fn._start);
+    } catch (err) {
+      throw new HostError(`Failed to initialize Wasm code: ${(err as Error).message}`, this.host.logs);
+    } finally {
+      this.restricted = null;
+    }
+  }
+
+  /** Root context: on_context_create(root, 0), on_vm_start, on_configure (cpp-host ContextBase::onStart/onConfigure). */
+  startPlugin(): void {
+    const r = this.root;
+    try {
+      if (this.fn.proxy_on_context_create) this.invoke("proxy_on_context_create", r, this.fn.proxy_on_context_create, r.id, 0);
+      if (this.fn.proxy_on_vm_start && this.invoke("proxy_on_vm_start", r, this.fn.proxy_on_vm_start, r.id, this.host.vmConfiguration.length) === 0) {
+        throw new HostError(`Failed to start thread-local Wasm on worker ${this.index}: proxy_on_vm_start returned false`, this.host.logs);
+      }
+      this.inConfigure = true;
+      if (this.fn.proxy_on_configure && this.invoke("proxy_on_configure", r, this.fn.proxy_on_configure, r.id, this.host.configuration.length) === 0) {
+        throw new HostError(`Failed to configure thread-local Wasm plugin on worker ${this.index}: proxy_on_configure returned false`, this.host.logs);
+      }
+    } catch (err) {
+      if (err instanceof WasmTrap) throw new HostError(err.message, this.host.logs);
+      throw err;
+    } finally {
+      this.inConfigure = false;
+    }
+  }
+
+  /** @internal WasmBase::startShutdown for this VM's root context. */
+  shutdownPlugin(): void {
+    if (this.failure !== null || this.rootDeleted) return;
+    const r = this.root;
+    const done = this.fn.proxy_on_done ? this.invoke("proxy_on_done", r, this.fn.proxy_on_done, r.id) !== 0 : true;
+    // A root waiting for proxy_done keeps its timer and http calls: that is how it finishes its work.
+    if (done) this.deleteRoot();
+    else this.pendingDone = true;
+  }
+
+  private deleteRoot(): void {
+    this.pendingDone = false;
+    this.rootDeleted = true;
+    this.tickPeriodMs = 0;
+    this.tickAt = null;
+    if (this.fn.proxy_on_delete) this.invoke("proxy_on_delete", this.root, this.fn.proxy_on_delete, this.root.id);
+    this.contexts.delete(this.root.id);
+  }
+
+  /** A new HTTP stream context on this worker (Envoy creates one per request and filter). */
+  stream(properties?: Record<string, PropertyValue>): HttpStream {
+    this.assertUsable("stream()");
+    const s = new HttpStream(this, this.host, this.nextContextId++, properties ? new Map(Object.entries(properties)) : null);
+    this.contexts.set(s.id, s);
+    return s;
+  }
+
+  /**
+   * Fast path for benchmarks: create context, on_request_headers(end_of_stream), on_log, on_done,
+   * on_delete. Reuses one stream object; header keys must already be lower-case. Returns the
+   * plugin's action.
+   */
+  runRequest(headers: HeaderPairs): number {
+    this.assertUsable("runRequest()");
+    const s = this.fast;
+    s.resetFast(this.nextContextId++, headers);
+    // Not put in `contexts`: lookups check the fast stream directly (saves a Map set/delete per request).
+    this.fastActive = true;
+    try {
+      return s.runFast();
+    } finally {
+      this.fastActive = false;
+    }
+  }
+
+  get rootContextId(): number {
+    return this.root.id;
+  }
+
+  /** When the next on_tick is due (virtual ms), or null if no tick period is set. */
+  get nextTickAt(): number | null {
+    return this.failure === null ? this.tickAt : null;
+  }
+
+  get tickPeriod(): number {
+    return this.tickPeriodMs;
+  }
+
+  /** @internal Envoy's Wasm::tickHandler: on_tick, then re-arm one period from now. */
+  fireTick(): void {
+    if (this.failure !== null || !this.fn.proxy_on_tick) {
+      this.tickAt = null;
+      return;
+    }
+    this.tickAt = null;
+    this.invoke("proxy_on_tick", this.root, this.fn.proxy_on_tick, this.root.id);
+    if (this.tickPeriodMs > 0 && this.tickAt === null) this.tickAt = this.host.now + this.tickPeriodMs;
+  }
+
+  /** @internal Delivers an http call answer (null = reset) to the root context, like Envoy's onHttpCallSuccess/Failure. */
+  deliverHttpCallResponse(token: number, response: HttpCallResponse | null): void {
+    if (this.failure !== null || !this.fn.proxy_on_http_call_response || this.rootDeleted) return;
+    const r = this.root;
+    let headers = 0;
+    let body = 0;
+    let trailers = 0;
+    if (response) {
+      const map = HeaderMap.fromInput([[":status", String(response.status)], ...(response.headers ?? [])]);
+      const t = response.trailers && response.trailers.length > 0 ? HeaderMap.fromInput(response.trailers) : null;
+      const b = response.body === undefined ? EMPTY : typeof response.body === "string" ? Buffer.from(response.body) : response.body;
+      this.httpResponse = { headers: map, trailers: t, body: b };
+      headers = map.size;
+      body = b.length;
+      trailers = t ? t.size : 0;
+    } else {
+      r.statusCode = Status.BrokenConnection;
+      r.statusMessage = "reset";
+    }
+    try {
+      this.invoke("proxy_on_http_call_response", r, this.fn.proxy_on_http_call_response, r.id, token, headers, body, trailers);
+    } finally {
+      this.httpResponse = null;
+      r.statusMessage = "";
+    }
+  }
+
+  // ---------------------------------------------------------------- calling into the module
+
+  /**
+   * Calls a module export with `ctx` as the current context. Unused trailing arguments are ignored
+   * by the wasm function, so one fixed-arity method serves every callback without allocation.
+   */
+  invoke(name: string, ctx: Context, f: Fn, a = 0, b = 0, c = 0, d = 0, e = 0): number {
+    if (this.failure !== null) throw new WasmTrap(name, this.index, `VM already failed: ${this.failure}`);
+    const prev = this.current;
+    const prevEffective = this.effective;
+    this.current = ctx;
+    this.effective = null;
+    this.host.enter();
+    let result: number;
+    try {
+      result = f(a, b, c, d, e);
+    } catch (err) {
+      this.current = prev;
+      this.effective = prevEffective;
+      this.stopNext = false;
+      this.host.leave();
+      throw this.callbackFailed(name, err);
+    }
+    this.current = prev;
+    this.effective = prevEffective;
+    this.lastStopNext = this.stopNext;
+    this.stopNext = false;
+    this.host.leave();
+    return result;
+  }
+
+  private callbackFailed(name: string, err: unknown): Error {
+    if (err instanceof HostError) {
+      this.failure = `${name}: ${err.message}`;
+      return err;
+    }
+    if (err instanceof WasmTrap) return err;
+    if (err instanceof WebAssembly.RuntimeError || (err instanceof RangeError && /call stack/.test(err.message))) {
+      this.failure = `${name}: ${(err as Error).message}`;
+      const recent = this.host.logs.filter((l) => l.worker === this.index).slice(-5);
+      return new WasmTrap(name, this.index, (err as Error).message, recent);
+    }
+    return err as Error;
+  }
+
+  private assertUsable(what: string): void {
+    if (this.failure !== null) throw new WasmTrap(what, this.index, `VM already failed: ${this.failure}`);
+    if (this.host.isShutDown) throw new HostError(`${what}: host was shut down`);
+  }
+
+  // ---------------------------------------------------------------- memory
+
+  private refresh(): void {
+    if (this.memory.buffer !== this.ab) {
+      this.ab = this.memory.buffer as ArrayBuffer;
+      this.buf = Buffer.from(this.ab);
+      this.dv = new DataView(this.ab);
+    }
+  }
+
+  private inBounds(ptr: number, len: number): boolean {
+    this.refresh();
+    return ptr >= 0 && len >= 0 && ptr + len <= this.ab.byteLength;
+  }
+
+  /** @internal */
+  readString(ptr: number, len: number): string | null {
+    ptr >>>= 0;
+    len >>>= 0;
+    if (!this.inBounds(ptr, len)) return null;
+    return len === 0 ? "" : this.buf.toString("utf8", ptr, ptr + len);
+  }
+
+  /** @internal Copy of module memory (the module may reuse its buffer right after the call). */
+  readBytes(ptr: number, len: number): Uint8Array | null {
+    ptr >>>= 0;
+    len >>>= 0;
+    if (!this.inBounds(ptr, len)) return null;
+    return new Uint8Array(this.ab.slice(ptr, ptr + len));
+  }
+
+  private writeU32(ptr: number, v: number): boolean {
+    ptr >>>= 0;
+    if (!this.inBounds(ptr, 4)) return false;
+    this.dv.setUint32(ptr, v >>> 0, true);
+    return true;
+  }
+
+  private writeU64(ptr: number, v: bigint): boolean {
+    ptr >>>= 0;
+    if (!this.inBounds(ptr, 8)) return false;
+    this.dv.setBigUint64(ptr, BigInt.asUintN(64, v), true);
+    return true;
+  }
+
+  /** Allocates `size` bytes with the module's allocator (malloc or proxy_on_memory_allocate). */
+  private alloc(size: number): number {
+    const outer = this.restricted;
+    const outerPhase = this.restrictedPhase;
+    this.restricted = ALLOWED_DURING_MALLOC;
+    this.restrictedPhase = "the module's allocator (malloc)";
+    this.mallocCalls++;
+    try {
+      return this.fn.malloc(size) >>> 0;
+    } finally {
+      this.restricted = outer;
+      this.restrictedPhase = outerPhase;
+      this.refresh();
+    }
+  }
+
+  /** cpp-host copyToPointerSize: nothing allocated for an empty value (ptr 0, size 0). */
+  private copyOut(bytes: Uint8Array, ptrPtr: number, sizePtr: number): number {
+    let p = 0;
+    if (bytes.length > 0) {
+      p = this.alloc(bytes.length);
+      if (p === 0 || !this.inBounds(p, bytes.length)) return Status.InvalidMemoryAccess;
+      this.buf.set(bytes, p);
+    }
+    if (!this.writeU32(ptrPtr, p) || !this.writeU32(sizePtr, bytes.length)) return Status.InvalidMemoryAccess;
+    return Status.Ok;
+  }
+
+  private copyOutString(s: string, ptrPtr: number, sizePtr: number): number {
+    const n = Buffer.byteLength(s);
+    let p = 0;
+    if (n > 0) {
+      p = this.alloc(n);
+      if (p === 0 || !this.inBounds(p, n)) return Status.InvalidMemoryAccess;
+      this.buf.write(s, p, n, "utf8");
+    }
+    if (!this.writeU32(ptrPtr, p) || !this.writeU32(sizePtr, n)) return Status.InvalidMemoryAccess;
+    return Status.Ok;
+  }
+
+  private copyOutPairs(pairs: HeaderPairs, ptrPtr: number, sizePtr: number): number {
+    if (pairs.length === 0) return this.copyOut(EMPTY, ptrPtr, sizePtr);
+    const size = pairsSize(pairs);
+    const p = this.alloc(size);
+    if (p === 0 || !this.inBounds(p, size)) return Status.InvalidMemoryAccess;
+    writePairs(this.buf, p, pairs);
+    if (!this.writeU32(ptrPtr, p) || !this.writeU32(sizePtr, size)) return Status.InvalidMemoryAccess;
+    return Status.Ok;
+  }
+
+  // ---------------------------------------------------------------- context helpers
+
+  /** The context host calls act on: the effective one if set, else the one whose callback runs. */
+  private ctx(): Context {
+    return this.effective ?? this.current ?? this.root;
+  }
+
+  private stream_(): HttpStream | null {
+    const c = this.ctx();
+    return c.isRoot ? null : c;
+  }
+
+  private refuse(call: string, status: number, detail: string): number {
+    return this.host.refuse(this.index, this.ctx().id, call, status, detail);
+  }
+
+  // ---------------------------------------------------------------- imports
+
+  private buildImports(): WebAssembly.Imports {
+    const env: Record<string, (...a: never[]) => unknown> = {
+      proxy_log: (level: number, ptr: number, size: number) => this.proxyLog(level, ptr, size),
+      proxy_get_log_level: (ptr: number) => (this.writeU32(ptr, this.host.logLevel) ? Status.Ok : Status.InvalidMemoryAccess),
+      proxy_get_status: (codePtr: number, pp: number, sp: number) => this.getStatus(codePtr, pp, sp),
+      proxy_set_property: (kp: number, ks: number, vp: number, vs: number) => this.setProperty(kp, ks, vp, vs),
+      proxy_get_property: (pp: number, ps: number, rp: number, rs: number) => this.getProperty(pp, ps, rp, rs),
+      proxy_send_local_response: (code: number, dp: number, ds: number, bp: number, bs: number, hp: number, hs: number, grpc: number) =>
+        this.sendLocalResponse(code, dp, ds, bp, bs, hp, hs, grpc),
+      proxy_get_shared_data: (kp: number, ks: number, vpp: number, vsp: number, casp: number) => this.getSharedData(kp, ks, vpp, vsp, casp),
+      proxy_set_shared_data: (kp: number, ks: number, vp: number, vs: number, cas: number) => this.setSharedData(kp, ks, vp, vs, cas),
+      proxy_register_shared_queue: (np: number, ns: number, tp: number) => this.registerQueue(np, ns, tp),
+      proxy_resolve_shared_queue: (vp: number, vs: number, np: number, ns: number, tp: number) => this.resolveQueue(vp, vs, np, ns, tp),
+      proxy_dequeue_shared_queue: (token: number, pp: number, sp: number) => this.dequeue(token, pp, sp),
+      proxy_enqueue_shared_queue: (token: number, dp: number, ds: number) => this.enqueue(token, dp, ds),
+      proxy_get_header_map_value: (t: number, kp: number, ks: number, vpp: number, vsp: number) => this.getHeaderValue(t, kp, ks, vpp, vsp),
+      proxy_add_header_map_value: (t: number, kp: number, ks: number, vp: number, vs: number) => this.mutateHeader("proxy_add_header_map_value", t, kp, ks, vp, vs),
+      proxy_replace_header_map_value: (t: number, kp: number, ks: number, vp: number, vs: number) =>
+        this.mutateHeader("proxy_replace_header_map_value", t, kp, ks, vp, vs),
+      proxy_remove_header_map_value: (t: number, kp: number, ks: number) => this.mutateHeader("proxy_remove_header_map_value", t, kp, ks, 0, 0),
+      proxy_get_header_map_pairs: (t: number, pp: number, sp: number) => this.getHeaderPairs(t, pp, sp),
+      proxy_set_header_map_pairs: (t: number, p: number, s: number) => this.setHeaderPairs(t, p, s),
+      proxy_get_header_map_size: (t: number, rp: number) => this.getHeaderMapSize(t, rp),
+      proxy_get_buffer_status: (t: number, lp: number, fp: number) => this.getBufferStatus(t, lp, fp),
+      proxy_get_buffer_bytes: (t: number, start: number, len: number, pp: number, sp: number) => this.getBufferBytes(t, start, len, pp, sp),
+      proxy_set_buffer_bytes: (t: number, start: number, len: number, dp: number, ds: number) => this.setBufferBytes(t, start, len, dp, ds),
+      proxy_http_call: (up: number, us: number, hp: number, hs: number, bp: number, bs: number, tp: number, ts: number, timeout: number, tokenPtr: number) =>
+        this.httpCall(up, us, hp, hs, bp, bs, tp, ts, timeout, tokenPtr),
+      proxy_grpc_call: () => this.refuse("proxy_grpc_call", Status.Unimplemented, "gRPC calls are not simulated by the test host"),
+      proxy_grpc_stream: () => this.refuse("proxy_grpc_stream", Status.Unimplemented, "gRPC streams are not simulated by the test host"),
+      proxy_grpc_close: () => this.refuse("proxy_grpc_close", Status.NotFound, "no gRPC call with this token"),
+      proxy_grpc_cancel: () => this.refuse("proxy_grpc_cancel", Status.NotFound, "no gRPC call with this token"),
+      proxy_grpc_send: () => this.refuse("proxy_grpc_send", Status.BadArgument, "no gRPC stream with this token"),
+      proxy_set_tick_period_milliseconds: (ms: number) => this.setTickPeriod(ms),
+      proxy_get_current_time_nanoseconds: (ptr: number) => (this.writeU64(ptr, this.nowNs()) ? Status.Ok : Status.InvalidMemoryAccess),
+      proxy_define_metric: (type: number, np: number, ns: number, idp: number) => this.defineMetric(type, np, ns, idp),
+      proxy_increment_metric: (id: number, offset: bigint) => this.incrementMetric(id, offset),
+      proxy_record_metric: (id: number, value: bigint) => this.recordMetric(id, value),
+      proxy_get_metric: (id: number, rp: number) => this.getMetric(id, rp),
+      proxy_set_effective_context: (id: number) => this.setEffectiveContext(id),
+      proxy_done: () => this.done(),
+      proxy_call_foreign_function: (np: number, ns: number, ap: number, as: number, rp: number, rs: number) => this.callForeign(np, ns, ap, as, rp, rs),
+      proxy_continue_stream: (type: number) => this.continueStream(type),
+      proxy_close_stream: (type: number) => this.closeStream(type),
+      pthread_equal: (a: number, b: number) => (a === b ? 1 : 0),
+      emscripten_notify_memory_growth: () => {
+        this.refresh();
+      },
+    };
+    const wasi: Record<string, (...a: never[]) => unknown> = {
+      fd_write: (fd: number, iovs: number, n: number, wp: number) => this.fdWrite(fd, iovs, n, wp),
+      fd_read: () => Errno.Nosys,
+      fd_seek: () => Errno.Success,
+      fd_close: () => Errno.Success,
+      fd_fdstat_get: (fd: number, out: number) => this.fdstatGet(fd, out),
+      environ_get: () => Errno.Success,
+      environ_sizes_get: (cp: number, sp: number) => (this.writeU32(cp, 0) && this.writeU32(sp, 0) ? Errno.Success : Errno.Fault),
+      args_get: () => Errno.Success,
+      args_sizes_get: (cp: number, sp: number) => (this.writeU32(cp, 0) && this.writeU32(sp, 0) ? Errno.Success : Errno.Fault),
+      clock_time_get: (id: number, _precision: bigint, rp: number) => (id !== 0 ? Errno.Notsup : this.writeU64(rp, this.nowNs()) ? Errno.Success : Errno.Fault),
+      random_get: (p: number, n: number) => {
+        if (!this.inBounds(p >>> 0, n >>> 0)) return Errno.Fault;
+        randomFillSync(this.buf, p >>> 0, n >>> 0);
+        return Errno.Success;
+      },
+      proc_exit: (code: number) => {
+        // cpp-host only logs "wasi_unstable proc_exit" and returns to the module.
+        this.refuse("proc_exit", Status.Ok, `proc_exit(${code}) ignored by Envoy`);
+      },
+      path_open: () => Errno.Badf,
+      fd_prestat_get: () => Errno.Badf,
+      fd_prestat_dir_name: () => Errno.Badf,
+    };
+    const imports: WebAssembly.Imports = { env: this.guardStart("env", env, ENV_SIGNATURES) };
+    for (const m of WASI_MODULES) imports[m] = this.guardStart(m, wasi, WASI_SIGNATURES);
+    return imports;
+  }
+
+  /**
+   * Wraps host functions so they fail like cpp-host's restricted callbacks while the module starts
+   * (_initialize/_start) or while its allocator runs. proxy_log, fd_write and clock_time_get are
+   * allowed in both and stay unwrapped.
+   */
+  private guardStart(module: string, fns: Record<string, (...a: never[]) => unknown>, known: Readonly<Record<string, string>>): WebAssembly.ModuleImports {
+    const out: WebAssembly.ModuleImports = {};
+    for (const name of Object.keys(known)) {
+      const f = fns[name] as (...a: unknown[]) => unknown;
+      const full = `${module}.${name}`;
+      if (ALLOWED_DURING_START.has(full) && ALLOWED_DURING_MALLOC.has(full)) {
+        out[name] = f;
+        continue;
+      }
+      const refused = () => this.restricted !== null && !this.restricted.has(full);
+      const refuse = () => {
+        this.host.refuse(this.index, 0, full, Status.InternalFailure, `restricted during ${this.restrictedPhase}`);
+        throw new HostError(`host call ${full} during ${this.restrictedPhase} is refused by Envoy (restricted callback)`);
+      };
+      // Fixed arities: no rest-parameter array per call.
+      switch (f.length) {
+        case 0:
+          out[name] = () => (refused() ? refuse() : f());
+          break;
+        case 1:
+          out[name] = (a: unknown) => (refused() ? refuse() : f(a));
+          break;
+        case 2:
+          out[name] = (a: unknown, b: unknown) => (refused() ? refuse() : f(a, b));
+          break;
+        case 3:
+          out[name] = (a: unknown, b: unknown, c: unknown) => (refused() ? refuse() : f(a, b, c));
+          break;
+        case 4:
+          out[name] = (a: unknown, b: unknown, c: unknown, d: unknown) => (refused() ? refuse() : f(a, b, c, d));
+          break;
+        case 5:
+          out[name] = (a: unknown, b: unknown, c: unknown, d: unknown, e: unknown) => (refused() ? refuse() : f(a, b, c, d, e));
+          break;
+        default:
+          out[name] = (...args: unknown[]) => (refused() ? refuse() : f(...args));
+      }
+    }
+    return out;
+  }
+
+  private nowNs(): bigint {
+    return BigInt(Math.round(this.host.now)) * NS_PER_MS;
+  }
+
+  private proxyLog(level: number, ptr: number, size: number): number {
+    if (level >>> 0 > 5) return this.refuse("proxy_log", Status.BadArgument, `unknown log level ${level}`);
+    // Below the log level Envoy drops the line: skip decoding it (keeps the bounds check).
+    if (level < this.host.logLevel) return this.inBounds(ptr >>> 0, size >>> 0) ? Status.Ok : this.refuse("proxy_log", Status.InvalidMemoryAccess, "message out of bounds");
+    const msg = this.readString(ptr, size);
+    if (msg === null) return this.refuse("proxy_log", Status.InvalidMemoryAccess, "message out of bounds");
+    this.host.log(this.index, this.ctx().id, level, msg);
+    return Status.Ok;
+  }
+
+  private fdWrite(fd: number, iovs: number, n: number, writtenPtr: number): number {
+    const level = fd === 1 ? 2 : fd === 2 ? 4 : -1;
+    if (level < 0) return Errno.Badf;
+    let text = "";
+    for (let i = 0; i < n; i++) {
+      if (!this.inBounds((iovs >>> 0) + i * 8, 8)) return Errno.Fault;
+      const p = this.dv.getUint32((iovs >>> 0) + i * 8, true);
+      const len = this.dv.getUint32((iovs >>> 0) + i * 8 + 4, true);
+      const s = this.readString(p, len);
+      if (s === null) return Errno.Fault;
+      text += s;
+    }
+    const written = Buffer.byteLength(text);
+    if (written > 0) this.host.log(this.index, this.ctx().id, level, text.endsWith("\n") ? text.slice(0, -1) : text);
+    return this.writeU32(writtenPtr, written) ? Errno.Success : Errno.Fault;
+  }
+
+  private fdstatGet(fd: number, out: number): number {
+    if (fd !== 1 && fd !== 2) return Errno.Badf;
+    if (!this.inBounds(out >>> 0, 24)) return Errno.Fault;
+    this.dv.setBigUint64(out >>> 0, 0n, true);
+    this.dv.setBigUint64((out >>> 0) + 8, 64n, true); // fs_rights_base = FD_WRITE
+    this.dv.setBigUint64((out >>> 0) + 16, 0n, true);
+    return Errno.Success;
+  }
+
+  private getStatus(codePtr: number, pp: number, sp: number): number {
+    const r = this.root;
+    if (!this.writeU32(codePtr, r.statusCode)) return Status.InvalidMemoryAccess;
+    return this.copyOutString(r.statusMessage, pp, sp);
+  }
+
+  // ---- properties
+
+  private setProperty(kp: number, ks: number, vp: number, vs: number): number {
+    const path = this.readString(kp, ks);
+    const value = this.readBytes(vp, vs);
+    if (path === null || value === null) return this.refuse("proxy_set_property", Status.InvalidMemoryAccess, "out of bounds");
+    const s = this.stream_();
+    if (!s) return this.refuse("proxy_set_property", Status.NotFound, "a root context has no stream info to hold properties");
+    s.setProperty(path, value);
+    return Status.Ok;
+  }
+
+  private getProperty(pp: number, ps: number, rp: number, rs: number): number {
+    const raw = this.readString(pp, ps);
+    if (raw === null) return this.refuse("proxy_get_property", Status.InvalidMemoryAccess, "path out of bounds");
+    // Envoy walks NUL-separated segments; a trailing NUL is harmless.
+    const path = (raw.endsWith("\0") ? raw.slice(0, -1) : raw).split("\0").join(".");
+    const s = this.stream_();
+    const value = s ? s.property(path) : this.rootProperty(path);
+    if (value === undefined) return Status.NotFound;
+    return this.copyOut(value, rp, rs);
+  }
+
+  /** @internal Properties a root context can read (no stream info in Envoy). */
+  rootProperty(path: string): Uint8Array | undefined {
+    switch (path) {
+      case "plugin_name":
+        return Buffer.from(this.host.pluginName);
+      case "plugin_root_id":
+        return Buffer.from(this.host.rootId);
+      case "plugin_vm_id":
+        return Buffer.from(this.host.vmId);
+    }
+    const v = this.host.properties.get(path);
+    return v === undefined ? undefined : serializeProperty(v);
+  }
+
+  // ---- local reply and stream control
+
+  private sendLocalResponse(code: number, dp: number, ds: number, bp: number, bs: number, hp: number, hs: number, grpc: number): number {
+    const details = this.readString(dp, ds);
+    const body = this.readBytes(bp, bs);
+    const headerBytes = this.readBytes(hp, hs);
+    if (details === null || body === null || headerBytes === null) return this.refuse("proxy_send_local_response", Status.InvalidMemoryAccess, "out of bounds");
+    const headers = parsePairs(headerBytes) ?? [];
+    this.stopNext = true;
+    const s = this.stream_();
+    if (!s) return this.refuse("proxy_send_local_response", Status.Ok, "no stream on a root context: Envoy ignores it");
+    const grpcStatus = grpc >= 0 && grpc <= 16 ? grpc : null;
+    this.host.defer(() => s.sendLocalReply(code >>> 0, body, headers, grpcStatus, details.replace(/\s/g, "_"), "plugin"));
+    return Status.Ok;
+  }
+
+  private continueStream(type: number): number {
+    if (type >>> 0 > StreamType.Upstream) return this.refuse("proxy_continue_stream", Status.BadArgument, `unknown stream type ${type}`);
+    if (type === StreamType.Upstream) return this.refuse("proxy_continue_stream", Status.Unimplemented, "continuing upstream is not implemented in Envoy");
+    if (type === StreamType.Downstream) return Status.Ok;
+    const s = this.stream_();
+    if (!s) return this.refuse("proxy_continue_stream", Status.Ok, "root context has no stream to continue");
+    s.requestContinue(type === StreamType.HttpRequest ? "request" : "response");
+    return Status.Ok;
+  }
+
+  private closeStream(type: number): number {
+    if (type >>> 0 > StreamType.Upstream) return this.refuse("proxy_close_stream", Status.BadArgument, `unknown stream type ${type}`);
+    const s = this.stream_();
+    if (s && type <= StreamType.HttpResponse) this.host.defer(() => s.reset());
+    return Status.Ok;
+  }
+
+  // ---- shared data and queues
+
+  private getSharedData(kp: number, ks: number, vpp: number, vsp: number, casp: number): number {
+    const key = this.readString(kp, ks);
+    if (key === null) return this.refuse("proxy_get_shared_data", Status.InvalidMemoryAccess, "key out of bounds");
+    const entry = this.host.sharedData.get(key, this.host.vmId);
+    if (!entry) return Status.NotFound;
+    const st = this.copyOut(entry.value, vpp, vsp);
+    if (st !== Status.Ok) return st;
+    return this.writeU32(casp, entry.cas) ? Status.Ok : Status.InvalidMemoryAccess;
+  }
+
+  private setSharedData(kp: number, ks: number, vp: number, vs: number, cas: number): number {
+    const key = this.readString(kp, ks);
+    const value = this.readBytes(vp, vs);
+    if (key === null || value === null) return this.refuse("proxy_set_shared_data", Status.InvalidMemoryAccess, "out of bounds");
+    const st = this.host.sharedData.set(key, value, cas >>> 0, this.host.vmId);
+    if (st !== Status.Ok) return this.refuse("proxy_set_shared_data", st, `stale cas ${cas >>> 0} for key "${key}"`);
+    return st;
+  }
+
+  private registerQueue(np: number, ns: number, tp: number): number {
+    const name = this.readString(np, ns);
+    if (name === null) return this.refuse("proxy_register_shared_queue", Status.InvalidMemoryAccess, "out of bounds");
+    // onQueueReady goes to the root context even if a stream registers (cpp-host registerSharedQueue).
+    const token = this.host.queues.register(this.host.vmId, name, this.index, this.root.id);
+    return this.writeU32(tp, token) ? Status.Ok : Status.InvalidMemoryAccess;
+  }
+
+  private resolveQueue(vp: number, vs: number, np: number, ns: number, tp: number): number {
+    const vmId = this.readString(vp, vs);
+    const name = this.readString(np, ns);
+    if (vmId === null || name === null) return this.refuse("proxy_resolve_shared_queue", Status.InvalidMemoryAccess, "out of bounds");
+    const token = this.host.queues.resolve(vmId === "" ? this.host.vmId : vmId, name);
+    if (token === 0) return Status.NotFound;
+    return this.writeU32(tp, token) ? Status.Ok : Status.InvalidMemoryAccess;
+  }
+
+  private dequeue(token: number, pp: number, sp: number): number {
+    const q = this.host.queues.queues.get(token >>> 0);
+    if (!q) return this.refuse("proxy_dequeue_shared_queue", Status.NotFound, `no queue ${token}`);
+    const item = q.items.shift();
+    if (!item) return Status.Empty;
+    return this.copyOut(item, pp, sp);
+  }
+
+  private enqueue(token: number, dp: number, ds: number): number {
+    const data = this.readBytes(dp, ds);
+    if (data === null) return this.refuse("proxy_enqueue_shared_queue", Status.InvalidMemoryAccess, "out of bounds");
+    const q = this.host.queues.queues.get(token >>> 0);
+    if (!q) return this.refuse("proxy_enqueue_shared_queue", Status.NotFound, `no queue ${token}`);
+    q.items.push(data);
+    const target = this.host.workers[q.worker];
+    // Envoy posts on_queue_ready to the registering worker's dispatcher: never inline.
+    if (target) this.host.defer(() => target.queueReady(token >>> 0));
+    return Status.Ok;
+  }
+
+  /** @internal */
+  queueReady(token: number): void {
+    if (this.failure !== null || !this.fn.proxy_on_queue_ready || this.rootDeleted) return;
+    this.invoke("proxy_on_queue_ready", this.root, this.fn.proxy_on_queue_ready, this.root.id, token);
+  }
+
+  // ---- header maps
+
+  /** Envoy Context::getMap: the mutable map, or null when it is not available now. */
+  private mutableMap(type: number): HeaderMap | null {
+    const s = this.stream_();
+    if (!s) return null;
+    return s.mutableMap(type);
+  }
+
+  /** Envoy Context::getConstMap: adds the access-log view and the http call response maps. */
+  private constMap(type: number): HeaderMap | null {
+    if (type === MapType.HttpCallResponseHeaders) return this.httpResponse ? this.httpResponse.headers : null;
+    if (type === MapType.HttpCallResponseTrailers) return this.httpResponse ? this.httpResponse.trailers : null;
+    const s = this.stream_();
+    return s ? s.constMap(type) : null;
+  }
+
+  private getHeaderValue(type: number, kp: number, ks: number, vpp: number, vsp: number): number {
+    if (type >>> 0 > MAP_TYPE_MAX) return this.refuse("proxy_get_header_map_value", Status.BadArgument, `unknown map type ${type}`);
+    const key = this.readString(kp, ks);
+    if (key === null) return this.refuse("proxy_get_header_map_value", Status.InvalidMemoryAccess, "key out of bounds");
+    const map = this.constMap(type);
+    if (!map) {
+      const s = this.stream_();
+      if (s && s.accessLogPhase) return Status.NotFound;
+      return this.refuse("proxy_get_header_map_value", Status.BadArgument, `map ${mapName(type)} is not available in this callback`);
+    }
+    const value = map.get(key.toLowerCase());
+    if (value === undefined) return Status.NotFound;
+    return this.copyOutString(value, vpp, vsp);
+  }
+
+  private mutateHeader(call: string, type: number, kp: number, ks: number, vp: number, vs: number): number {
+    if (type >>> 0 > MAP_TYPE_MAX) return this.refuse(call, Status.BadArgument, `unknown map type ${type}`);
+    const key = this.readString(kp, ks);
+    const value = call === "proxy_remove_header_map_value" ? "" : this.readString(vp, vs);
+    if (key === null || value === null) return this.refuse(call, Status.InvalidMemoryAccess, "out of bounds");
+    const map = this.mutableMap(type);
+    if (!map) return this.refuse(call, Status.BadArgument, `map ${mapName(type)} is not modifiable in this callback`);
+    const lower = key.toLowerCase();
+    this.noteLateChange(call, type, lower);
+    if (call === "proxy_add_header_map_value") map.add(lower, value);
+    else if (call === "proxy_replace_header_map_value") map.replace(lower, value);
+    else map.remove(lower);
+    return Status.Ok;
+  }
+
+  /** Envoy accepts changes to headers already sent on (its map pointer is still set) but they go nowhere. */
+  private noteLateChange(call: string, type: number, key: string): void {
+    const s = this.stream_();
+    if (s && s.freezeIfSent(type)) this.refuse(call, Status.Ok, `${mapName(type)} "${key}" changed after they were sent on: no effect`);
+  }
+
+  private getHeaderPairs(type: number, pp: number, sp: number): number {
+    if (type >>> 0 > MAP_TYPE_MAX) return this.refuse("proxy_get_header_map_pairs", Status.BadArgument, `unknown map type ${type}`);
+    const map = this.constMap(type);
+    if (!map) {
+      this.refuse("proxy_get_header_map_pairs", Status.Ok, `map ${mapName(type)} is not available in this callback: Envoy returns an empty map`);
+      return this.copyOut(EMPTY, pp, sp);
+    }
+    return this.copyOutPairs(map.entries(), pp, sp);
+  }
+
+  private setHeaderPairs(type: number, p: number, size: number): number {
+    if (type >>> 0 > MAP_TYPE_MAX) return this.refuse("proxy_set_header_map_pairs", Status.BadArgument, `unknown map type ${type}`);
+    const bytes = this.readBytes(p, size);
+    if (bytes === null) return this.refuse("proxy_set_header_map_pairs", Status.InvalidMemoryAccess, "out of bounds");
+    const pairs = parsePairs(bytes);
+    if (pairs === null) return this.refuse("proxy_set_header_map_pairs", Status.InvalidMemoryAccess, "serialized map runs past its buffer");
+    const map = this.mutableMap(type);
+    if (!map) return this.refuse("proxy_set_header_map_pairs", Status.BadArgument, `map ${mapName(type)} is not modifiable in this callback`);
+    this.noteLateChange("proxy_set_header_map_pairs", type, "*");
+    map.setAll(pairs);
+    return Status.Ok;
+  }
+
+  private getHeaderMapSize(type: number, rp: number): number {
+    if (type >>> 0 > MAP_TYPE_MAX) return this.refuse("proxy_get_header_map_size", Status.BadArgument, `unknown map type ${type}`);
+    const map = this.mutableMap(type);
+    if (!map) return this.refuse("proxy_get_header_map_size", Status.BadArgument, `map ${mapName(type)} is not available in this callback`);
+    return this.writeU32(rp, map.byteSize()) ? Status.Ok : Status.InvalidMemoryAccess;
+  }
+
+  // ---- buffers
+
+  /** Envoy Context::getBuffer: bytes, or null when the buffer is not available (NotFound). */
+  private buffer(type: number): Uint8Array | null {
+    switch (type) {
+      case BufferType.HttpRequestBody:
+      case BufferType.HttpResponseBody: {
+        const s = this.stream_();
+        return s ? s.bodyBuffer(type === BufferType.HttpRequestBody ? "request" : "response") : EMPTY;
+      }
+      case BufferType.HttpCallResponseBody:
+        return this.httpResponse ? this.httpResponse.body : null;
+      case BufferType.VmConfiguration:
+        return this.host.vmConfiguration;
+      case BufferType.PluginConfiguration:
+        return this.inConfigure ? this.host.configuration : null;
+      default:
+        return EMPTY;
+    }
+  }
+
+  private getBufferStatus(type: number, lp: number, fp: number): number {
+    if (type >>> 0 > BUFFER_TYPE_MAX) return this.refuse("proxy_get_buffer_status", Status.BadArgument, `unknown buffer type ${type}`);
+    const b = this.buffer(type);
+    if (!b) return this.refuse("proxy_get_buffer_status", Status.NotFound, `buffer ${bufferName(type)} is not available in this callback`);
+    return this.writeU32(lp, b.length) && this.writeU32(fp, 0) ? Status.Ok : Status.InvalidMemoryAccess;
+  }
+
+  private getBufferBytes(type: number, start: number, length: number, pp: number, sp: number): number {
+    if (type >>> 0 > BUFFER_TYPE_MAX) return this.refuse("proxy_get_buffer_bytes", Status.BadArgument, `unknown buffer type ${type}`);
+    const b = this.buffer(type);
+    if (!b) return this.refuse("proxy_get_buffer_bytes", Status.NotFound, `buffer ${bufferName(type)} is not available in this callback`);
+    start >>>= 0;
+    length >>>= 0;
+    if (start > b.length) return Status.Ok;
+    if (start + length > b.length) length = b.length - start;
+    // cpp-host writes nothing when there is nothing to copy.
+    if (length === 0) return Status.Ok;
+    return this.copyOut(b.subarray(start, start + length), pp, sp);
+  }
+
+  private setBufferBytes(type: number, start: number, length: number, dp: number, ds: number): number {
+    if (type >>> 0 > BUFFER_TYPE_MAX) return this.refuse("proxy_set_buffer_bytes", Status.BadArgument, `unknown buffer type ${type}`);
+    const data = this.readBytes(dp, ds);
+    if (data === null) return this.refuse("proxy_set_buffer_bytes", Status.InvalidMemoryAccess, "out of bounds");
+    const s = this.stream_();
+    if ((type !== BufferType.HttpRequestBody && type !== BufferType.HttpResponseBody) || !s) {
+      return this.refuse("proxy_set_buffer_bytes", this.buffer(type) ? Status.BadArgument : Status.NotFound, `buffer ${bufferName(type)} is not modifiable`);
+    }
+    const st = s.setBodyBytes(type === BufferType.HttpRequestBody ? "request" : "response", start >>> 0, length >>> 0, data);
+    return st === Status.Ok ? st : this.refuse("proxy_set_buffer_bytes", st, "Envoy supports prepend (0,0), replace all (0,≥size) and append (≥size) only");
+  }
+
+  // ---- http calls
+
+  private httpCall(up: number, us: number, hp: number, hs: number, bp: number, bs: number, tp: number, ts: number, timeout: number, tokenPtr: number): number {
+    const call = "proxy_http_call";
+    const cluster = this.readString(up, us);
+    const headerBytes = this.readBytes(hp, hs);
+    const body = this.readBytes(bp, bs);
+    const trailerBytes = this.readBytes(tp, ts);
+    if (cluster === null || headerBytes === null || body === null || trailerBytes === null) return this.refuse(call, Status.InvalidMemoryAccess, "out of bounds");
+    if (!this.writeU32(tokenPtr, 0)) return this.refuse(call, Status.InvalidMemoryAccess, "token pointer out of bounds");
+    if (timeout < 0) return this.refuse(call, Status.BadArgument, `negative timeout ${timeout}`);
+    if (!this.host.clusters.has(cluster)) return this.refuse(call, Status.BadArgument, `unknown cluster "${cluster}"`);
+    const headers = HeaderMap.fromInput(parsePairs(headerBytes) ?? []);
+    const missing = [":method", ":path", ":authority"].filter((k) => headers.get(k) === undefined);
+    if (missing.length > 0) return this.refuse(call, Status.BadArgument, `missing ${missing.join(", ")} (Envoy needs :method, :path and :authority)`);
+    if (body.length > 0) headers.replace("content-length", String(body.length));
+    const token = (this.lastHttpToken += 4);
+    const vm = this;
+    const host = this.host;
+    let answered = false;
+    const pending: PendingCall = {
+      worker: this.index,
+      token,
+      cluster,
+      headers: headers.entries(),
+      body,
+      bodyText: Buffer.from(body).toString("utf8"),
+      trailers: parsePairs(trailerBytes) ?? [],
+      timeoutMs: timeout,
+      deadline: timeout > 0 ? host.now + timeout : null,
+      respond(response: HttpCallResponse) {
+        if (answered) throw new Error(`http call ${token} on worker ${vm.index} was already answered`);
+        answered = true;
+        host.removeHttpCall(pending);
+        host.defer(() => vm.deliverHttpCallResponse(token, response));
+      },
+      fail() {
+        if (answered) throw new Error(`http call ${token} on worker ${vm.index} was already answered`);
+        answered = true;
+        host.removeHttpCall(pending);
+        host.defer(() => vm.deliverHttpCallResponse(token, null));
+      },
+      timeOut() {
+        // Envoy's async client goes through the router: a timeout is a 504 local reply, delivered as a response.
+        pending.respond({ status: 504, headers: [["content-length", "24"], ["content-type", "text/plain"]], body: "upstream request timeout" });
+      },
+    };
+    host.addHttpCall(pending);
+    return this.writeU32(tokenPtr, token) ? Status.Ok : Status.InvalidMemoryAccess;
+  }
+
+  // ---- timers
+
+  private setTickPeriod(ms: number): number {
+    // Envoy's Wasm::setTimerPeriod: replaces the timer; a positive period arms it one period from now.
+    this.tickPeriodMs = ms >>> 0;
+    this.tickAt = this.tickPeriodMs > 0 ? this.host.now + this.tickPeriodMs : null;
+    return Status.Ok;
+  }
+
+  // ---- metrics
+
+  private defineMetric(type: number, np: number, ns: number, idp: number): number {
+    if (type >>> 0 > 2) return this.refuse("proxy_define_metric", Status.BadArgument, `unknown metric type ${type}`);
+    const name = this.readString(np, ns);
+    if (name === null) return this.refuse("proxy_define_metric", Status.InvalidMemoryAccess, "name out of bounds");
+    // Envoy ids carry the type in the low 2 bits and step by 4 (Wasm::nextCounterMetricId etc).
+    const id = (this.nextMetricId[type] = this.nextMetricId[type]! + 4);
+    this.metricIds.set(id, this.host.metrics.stat(METRIC_TYPE_NAMES[type]!, name));
+    return this.writeU32(idp, id) ? Status.Ok : Status.InvalidMemoryAccess;
+  }
+
+  private incrementMetric(id: number, offset: bigint): number {
+    const m = this.metricIds.get(id >>> 0);
+    const type = id & 3;
+    if (type === 2 || type === 3) return this.refuse("proxy_increment_metric", Status.BadArgument, "histograms cannot be incremented");
+    if (!m) return this.refuse("proxy_increment_metric", Status.NotFound, `no metric with id ${id}`);
+    if (m.type === "counter" && offset <= 0n) return this.refuse("proxy_increment_metric", Status.BadArgument, `counter "${id}" cannot change by ${offset}`);
+    m.value += Number(offset);
+    return Status.Ok;
+  }
+
+  private recordMetric(id: number, value: bigint): number {
+    const m = this.metricIds.get(id >>> 0);
+    if (!m) return this.refuse("proxy_record_metric", Status.NotFound, `no metric with id ${id}`);
+    const v = Number(BigInt.asUintN(64, value));
+    if (m.type === "counter") m.value += v;
+    else if (m.type === "gauge") m.value = v;
+    else {
+      m.samples.push(v);
+      m.value = m.samples.length;
+    }
+    return Status.Ok;
+  }
+
+  private getMetric(id: number, rp: number): number {
+    const m = this.metricIds.get(id >>> 0);
+    const type = id & 3;
+    if (type === 2 || type === 3) return this.refuse("proxy_get_metric", Status.BadArgument, "histograms cannot be read");
+    if (!m) return this.refuse("proxy_get_metric", Status.NotFound, `no metric with id ${id}`);
+    return this.writeU64(rp, BigInt(m.value)) ? Status.Ok : Status.InvalidMemoryAccess;
+  }
+
+  // ---- contexts, foreign functions
+
+  /** @internal A context by id, including the fast-path stream while it runs. */
+  context(id: number): Context | undefined {
+    if (this.fastActive && this.fast.id === id) return this.fast;
+    return this.contexts.get(id);
+  }
+
+  private setEffectiveContext(id: number): number {
+    const c = this.context(id >>> 0);
+    if (!c) return this.refuse("proxy_set_effective_context", Status.BadArgument, `no context ${id} on worker ${this.index}`);
+    this.effective = c;
+    return Status.Ok;
+  }
+
+  private done(): number {
+    const c = this.ctx();
+    if (!c.isRoot || !this.pendingDone) return this.refuse("proxy_done", Status.NotFound, `context ${c.id} is not waiting for proxy_done`);
+    this.pendingDone = false;
+    // cpp-host defers on_delete so it never runs inside proxy_done.
+    this.host.defer(() => this.deleteRoot());
+    return Status.Ok;
+  }
+
+  private callForeign(np: number, ns: number, ap: number, as: number, rp: number, rs: number): number {
+    const name = this.readString(np, ns);
+    const args = this.readBytes(ap, as);
+    if (name === null || args === null) return this.refuse("proxy_call_foreign_function", Status.InvalidMemoryAccess, "out of bounds");
+    const f = this.host.foreignFunctions.get(name);
+    if (!f) return this.refuse("proxy_call_foreign_function", Status.NotFound, `no foreign function "${name}"`);
+    const c = this.ctx();
+    const record = { name, args, contextId: c.id, worker: this.index };
+    this.host.foreignCalls.push(record);
+    if (!c.isRoot) c.foreignCalls.push(record);
+    let status: number = Status.Ok;
+    let result: Uint8Array = EMPTY;
+    if (f !== "clear_route_cache") {
+      const r = f(args, { worker: this.index, contextId: c.id });
+      if (typeof r === "string") result = Buffer.from(r);
+      else if (r instanceof Uint8Array) result = r;
+      else if (r) {
+        status = r.status;
+        result = r.result ?? EMPTY;
+      }
+    }
+    // cpp-host writes the results pointer/size when the module passed pointers for them.
+    if (rp !== 0 || rs !== 0) {
+      let p = 0;
+      if (result.length > 0 && rp !== 0) {
+        p = this.alloc(result.length);
+        if (!this.inBounds(p, result.length)) return Status.InvalidMemoryAccess;
+        this.buf.set(result, p);
+      }
+      if (rp !== 0 && !this.writeU32(rp, p)) return Status.InvalidMemoryAccess;
+      if (rs !== 0 && !this.writeU32(rs, result.length)) return Status.InvalidMemoryAccess;
+    }
+    return status;
+  }
+}
+
+export function serializeProperty(v: PropertyValue): Uint8Array {
+  if (typeof v === "string") return Buffer.from(v);
+  if (v instanceof Uint8Array) return v;
+  if (typeof v === "boolean") return Uint8Array.of(v ? 1 : 0);
+  const b = Buffer.alloc(8);
+  // Envoy serializeValue: int64 as 8 little-endian bytes, double as 8-byte IEEE 754.
+  if (typeof v === "bigint") b.writeBigInt64LE(v);
+  else if (Number.isInteger(v)) b.writeBigInt64LE(BigInt(v));
+  else b.writeDoubleLE(v);
+  return new Uint8Array(b.buffer, b.byteOffset, 8);
+}
+
+function mapName(type: number): string {
+  return ["request headers", "request trailers", "response headers", "response trailers", "gRPC initial metadata", "gRPC trailing metadata", "http call response headers", "http call response trailers"][type] ?? `map ${type}`;
+}
+
+function bufferName(type: number): string {
+  return ["request body", "response body", "downstream data", "upstream data", "http call response body", "gRPC message", "VM configuration", "plugin configuration", "foreign function arguments"][type] ?? `buffer ${type}`;
+}
