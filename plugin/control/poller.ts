@@ -1,0 +1,64 @@
+// Polls the control service for the routing table (long poll with ETag). At most one call in flight
+// per VM; only the lease holder calls (see lease.ts). Failures keep the last table; the next tick
+// retries.
+import { Config } from "../config";
+import { ByteWriter, utf8 } from "../abi/bytes";
+import { callToken, httpCall } from "../abi/http_call";
+import { Status } from "../abi/types";
+
+const METHOD = utf8(":method");
+const GET = utf8("GET");
+const PATH = utf8(":path");
+const AUTHORITY = utf8(":authority");
+const AUTHORIZATION = utf8("authorization");
+const IF_NONE_MATCH = utf8("if-none-match");
+const ACCEPT = utf8("accept");
+const JSON_TYPE = utf8("application/json");
+
+/** Grace beyond the call timeout before a lost response stops blocking new polls. */
+const LOST_CALL_GRACE_MS: u64 = 5000;
+
+export class Poller {
+  inFlight: bool = false;
+  token: u32 = 0;
+  sentAt: u64 = 0;
+  private path: ArrayBuffer;
+  private authority: ArrayBuffer;
+  private bearer: ArrayBuffer | null = null;
+
+  constructor(private config: Config) {
+    this.path = new ByteWriter(64).str(config.tablePath).str("?wait=").uint(<u64>config.longPollSeconds).toBuffer();
+    this.authority = utf8(config.controlAuthority);
+    const tok = config.controlToken;
+    if (tok !== null) this.bearer = new ByteWriter(16 + tok.length).str("Bearer ").str(tok).toBuffer();
+  }
+
+  /** Starts a poll unless one is in flight. Returns the host status (Ok when started or busy). */
+  maybePoll(version: u64, nowMs: u64): u32 {
+    if (this.inFlight) {
+      if (nowMs < this.sentAt + <u64>this.config.controlTimeoutMs + LOST_CALL_GRACE_MS) return Status.Ok;
+      this.inFlight = false; // the host never answered: stop waiting for it
+    }
+    const pairs: ArrayBuffer[] = [METHOD, GET, PATH, this.path, AUTHORITY, this.authority, ACCEPT, JSON_TYPE];
+    const bearer = this.bearer;
+    if (bearer !== null) { pairs.push(AUTHORIZATION); pairs.push(bearer); }
+    if (version > 0) {
+      pairs.push(IF_NONE_MATCH);
+      pairs.push(new ByteWriter(24).byte(0x22).uint(version).byte(0x22).toBuffer());
+    }
+    const st = httpCall(this.config.controlClusterBytes, pairs, null, <u32>this.config.controlTimeoutMs);
+    if (st == Status.Ok) {
+      this.inFlight = true;
+      this.token = callToken;
+      this.sentAt = nowMs;
+    }
+    return st;
+  }
+
+  /** Is this response the answer to our call? Clears the in-flight state if so. */
+  accept(token: u32): bool {
+    if (!this.inFlight || token != this.token) return false;
+    this.inFlight = false;
+    return true;
+  }
+}

@@ -1,0 +1,147 @@
+// The root context (one per worker VM): owns the configuration, the worker's table, the poll lease
+// and the poller. Ticks: sync from shared data, renew/take the lease, poll if holding it.
+import { RootContext, StreamContext } from "../abi/context";
+import { BufferType } from "../abi/types";
+import { bufLen, bufPtr, bufferRelease, getBufferBytes } from "../abi/buffers";
+import { logError, logInfo, refreshLogLevel } from "../abi/log";
+import { OnceLog } from "../control/once_log";
+import { incrementMetric } from "../abi/metrics";
+import { nowMs, setTickPeriod } from "../abi/time";
+import { responseBodyLen, responseBodyPtr, responseStatus, takeResponseBody } from "../abi/http_call";
+import { Config, configError, parseConfig } from "../config";
+import { RoutingTable } from "../table/routing_table";
+import { TableManager } from "../control/table_manager";
+import { Poller } from "../control/poller";
+import { holdLease, releaseLease } from "../control/lease";
+import { takeWorkerSeq } from "../control/worker_seq";
+import { GatewayMetrics } from "./metrics";
+import { GatewayStream } from "./stream";
+
+const MAX_POOLED_STREAMS: i32 = 4096;
+
+export class GatewayRoot extends RootContext {
+  config: Config | null = null;
+  metrics: GatewayMetrics = new GatewayMetrics();
+  manager: TableManager | null = null;
+  poller: Poller | null = null;
+  workerSeq: u32 = 0;
+  leaseHolder: u64 = 0;
+  holdsLease: bool = false;
+  private metricsDefined: bool = false;
+  private pollProblems: OnceLog = new OnceLog();
+  private pool: GatewayStream[] = [];
+
+  @inline table(): RoutingTable | null {
+    const m = this.manager;
+    return m === null ? null : m.table;
+  }
+
+  onConfigure(size: usize): bool {
+    if (size == 0 || !getBufferBytes(BufferType.PluginConfiguration, 0, <u32>size)) {
+      logError("invalid plugin configuration: (document): empty; expected a JSON object with at least {\"control_cluster\": string}");
+      return false;
+    }
+    const c = parseConfig(bufPtr, bufLen);
+    bufferRelease();
+    if (c === null) {
+      logError(configError);
+      return false;
+    }
+    if (!this.metricsDefined) {
+      this.metrics.define();
+      this.metricsDefined = true;
+      this.workerSeq = takeWorkerSeq(this.id);
+      // Lease holder id: sequence + 1 in the low bits, start time (ns-ish) above, so two VMs that
+      // raced for the same sequence number still differ in Envoy.
+      this.leaseHolder = (<u64>this.workerSeq + 1) | ((nowMs() & 0xfffff) << 32);
+    }
+    // A new configuration can change max_fallbacks/api_prefix: rebuild from shared data.
+    const old = this.manager;
+    if (old !== null) old.flushCounts();
+    this.config = c;
+    this.manager = new TableManager(c, this.metrics, this.workerSeq);
+    this.poller = new Poller(c);
+    if (old !== null) logInfo("plugin reconfigured; rebuilding the routing table from shared data");
+    setTickPeriod(<u32>c.pollIntervalMs);
+    this.onTick();
+    return true;
+  }
+
+  onTick(): void {
+    refreshLogLevel();
+    const c = this.config;
+    const m = this.manager;
+    const p = this.poller;
+    if (c === null || m === null || p === null) return;
+    m.flushCounts();
+    m.syncFromShared();
+    const now = nowMs();
+    const ttl = <u64>c.pollIntervalMs * 3 + 1000;
+    this.holdsLease = holdLease(this.leaseHolder, now, ttl);
+    if (!this.holdsLease) return;
+    if (!p.inFlight) incrementMetric(this.metrics.controlPolls);
+    const st = p.maybePoll(m.version, now);
+    if (st != 0) {
+      incrementMetric(this.metrics.controlFailures);
+      this.pollProblem("http_call to cluster " + c.controlCluster + " refused (status " + st.toString() + ")");
+    }
+  }
+
+  private pollProblem(problem: string): void {
+    this.pollProblems.warn("routing table poll failed: " + problem + "; keeping the current table, retrying on the next tick");
+  }
+
+  onHttpCallResponse(token: u32, numHeaders: u32, bodySize: usize, numTrailers: u32): void {
+    const p = this.poller;
+    const m = this.manager;
+    const c = this.config;
+    if (p === null || m === null || c === null || !p.accept(token)) return;
+    // A reset/timeout arrives with no headers (Envoy has no map to read then).
+    const status = numHeaders == 0 ? <u32>0 : responseStatus();
+    if (status == 304) {
+      incrementMetric(this.metrics.controlNotModified);
+      this.pollProblems.clear();
+      return;
+    }
+    if (status != 200) {
+      incrementMetric(this.metrics.controlFailures);
+      this.pollProblem(status == 0 ? "no response (reset or timeout)" : "status " + status.toString());
+      return;
+    }
+    this.pollProblems.clear();
+    if (bodySize > <usize>c.maxTableBytes) {
+      m.refuseFromControl("document of " + bodySize.toString() + " bytes exceeds max_table_bytes " + c.maxTableBytes.toString());
+      return;
+    }
+    if (!takeResponseBody(bodySize)) {
+      incrementMetric(this.metrics.controlFailures);
+      this.pollProblem("response body unavailable");
+      return;
+    }
+    m.offerFromControl(responseBodyPtr, responseBodyLen);
+    if (responseBodyPtr != 0) heap.free(responseBodyPtr);
+  }
+
+  newStream(id: u32): StreamContext | null {
+    const pool = this.pool;
+    if (pool.length > 0) return pool.pop();
+    return new GatewayStream(this);
+  }
+
+  releaseStream(ctx: StreamContext): void {
+    if (!(ctx instanceof GatewayStream)) return;
+    const s = changetype<GatewayStream>(ctx);
+    s.reset();
+    if (this.pool.length < MAX_POOLED_STREAMS) this.pool.push(s);
+  }
+
+  onDone(): bool {
+    const m = this.manager;
+    if (m !== null) m.flushCounts();
+    if (this.holdsLease) {
+      releaseLease(this.leaseHolder);
+      this.holdsLease = false;
+    }
+    return true;
+  }
+}

@@ -1,0 +1,108 @@
+// The request decision once the model is known: deployment → pick → output headers. Everything it
+// writes was encoded when the table was compiled; the only allocation-free host calls are the header
+// writes, the route-cache clear and two counters.
+import { Config } from "../config";
+import { Deployment, Position, RoutingTable } from "../table/routing_table";
+import { gotLen, gotPtr, headerGet, headerRelease, headerRemove, headerReplace, headerReplaceBuf } from "../abi/headers";
+import { callForeign } from "../abi/foreign";
+import { MapType } from "../abi/types";
+import { ByteWriter, utf8 } from "../abi/bytes";
+import { incrementMetric } from "../abi/metrics";
+import { countNoEligible, countPick, countRequest, GatewayMetrics } from "./metrics";
+import { errorBody, replyError } from "./errors";
+
+const PATH = utf8(":path");
+const CLEAR_ROUTE_CACHE = utf8("clear_route_cache");
+
+/** Scratch for the rewritten :path; longer paths use a temporary raw block. */
+const PATH_SCRATCH_SIZE: usize = 2048;
+const PATH_SCRATCH: usize = memory.data(2048);
+
+/** Removes every client-supplied routing header (clients must not choose hosts). */
+export function stripRoutingHeaders(c: Config): void {
+  headerRemove(MapType.RequestHeaders, c.endpointHeaderBytes);
+  headerRemove(MapType.RequestHeaders, c.clusterHeaderBytes);
+  headerRemove(MapType.RequestHeaders, c.deploymentHeaderBytes);
+  headerRemove(MapType.RequestHeaders, c.instanceHeaderBytes);
+}
+
+/**
+ * Rewrites :path from api_prefix to the instance's base_path when the request path is under the
+ * prefix (prefix followed by end, '/' or '?'); the rest, query included, is kept.
+ */
+function rewritePath(c: Config, basePath: ArrayBuffer): void {
+  if (!headerGet(MapType.RequestHeaders, PATH)) return;
+  const p = gotPtr;
+  const n = gotLen;
+  const prefix = c.apiPrefixBytes;
+  const pn = <usize>prefix.byteLength;
+  let under = n >= pn && (pn == 0 || memory.compare(p, changetype<usize>(prefix), pn) == 0);
+  if (under && n > pn) {
+    const next = load<u8>(p + pn);
+    under = next == 0x2f || next == 0x3f;
+  }
+  if (under) {
+    const bn = <usize>basePath.byteLength;
+    const rest = n - pn;
+    // "" base path + "?q" or "" would not be a valid :path: keep a leading '/'.
+    const slash: usize = bn == 0 && (rest == 0 || load<u8>(p + pn) != 0x2f) ? 1 : 0;
+    const total = slash + bn + rest;
+    const out = total <= PATH_SCRATCH_SIZE ? PATH_SCRATCH : heap.alloc(total);
+    if (slash) store<u8>(out, 0x2f);
+    memory.copy(out + slash, changetype<usize>(basePath), bn);
+    memory.copy(out + slash + bn, p + pn, rest);
+    headerReplace(MapType.RequestHeaders, PATH, out, total);
+    if (out != PATH_SCRATCH) heap.free(out);
+  }
+  headerRelease();
+}
+
+/** Picks an instance of `d` and sets the output headers. Returns false if a local reply was sent. */
+export function routeTo(c: Config, t: RoutingTable, d: Deployment): bool {
+  countRequest(t, d);
+  if (d.noEligible) countNoEligible(d, !d.unavailable);
+  const picker = d.picker;
+  if (d.unavailable || picker === null) {
+    replyError(503, "gateway_no_eligible_instance",
+      errorBody("deployment " + d.id + " has no available instance", "server_error", null, "no_eligible_instance"),
+      c.retryAfterSeconds);
+    return false;
+  }
+  const pos = picker.next();
+  if (pos < 0 || pos >= d.positions.length) return true; // defensive; pickers stay in range
+  const at: Position = unchecked(d.positions[pos]);
+  const inst = at.instance;
+  headerReplaceBuf(MapType.RequestHeaders, c.endpointHeaderBytes, at.endpointValue);
+  headerReplaceBuf(MapType.RequestHeaders, c.clusterHeaderBytes, d.clusterBytes);
+  headerReplaceBuf(MapType.RequestHeaders, c.deploymentHeaderBytes, d.idBytes);
+  headerReplaceBuf(MapType.RequestHeaders, c.instanceHeaderBytes, inst.idBytes);
+  if (at.rewrite) rewritePath(c, inst.basePathBytes);
+  callForeign(CLEAR_ROUTE_CACHE, 0, 0);
+  countPick(t, inst);
+  return true;
+}
+
+/** Unknown model: passthrough (untouched but stripped) or 404. Returns false if a reply was sent. */
+export function unknownModel(c: Config, m: GatewayMetrics, modelPtr: usize, modelLen: usize): bool {
+  incrementMetric(m.unknownModel);
+  if (!c.unknownModelReject) {
+    stripRoutingHeaders(c);
+    return true;
+  }
+  const shown = modelLen > 256 ? String.UTF8.decodeUnsafe(modelPtr, 256) + "…" : String.UTF8.decodeUnsafe(modelPtr, modelLen);
+  replyError(404, "gateway_model_not_found",
+    errorBody("The model `" + shown + "` does not exist", "invalid_request_error", "model", "model_not_found"));
+  return false;
+}
+
+export function replyBadBody(m: GatewayMetrics, message: string): void {
+  incrementMetric(m.badRequest);
+  replyError(400, "gateway_invalid_json_body", errorBody(message, "invalid_request_error", "model", "invalid_json"));
+}
+
+export function replyTooLarge(c: Config, m: GatewayMetrics): void {
+  incrementMetric(m.bodyTooLarge);
+  const msg = new ByteWriter(64).str("request body exceeds ").uint(<u64>c.maxBodyBytes).str(" bytes, the limit for reading the model");
+  replyError(413, "gateway_body_too_large",
+    errorBody(String.UTF8.decode(msg.toBuffer()), "invalid_request_error", "model", "request_too_large"));
+}

@@ -1,0 +1,140 @@
+// Per-request context: find the model (header, else the JSON body), then hand over to router.ts.
+// Pooled by the root: no allocation per request.
+import { StreamContext } from "../abi/context";
+import { Action, BufferType, MapType } from "../abi/types";
+import { gotLen, gotPtr, headerDetach, headerGet, headerRelease } from "../abi/headers";
+import { bufLen, bufPtr, bufferRelease, getBufferBytes } from "../abi/buffers";
+import { incrementMetric } from "../abi/metrics";
+import { utf8 } from "../abi/bytes";
+import { modelFound, modelLen, modelPtr, scanForModel, ScanResult } from "../json/model_scanner";
+import { replyBadBody, replyTooLarge, routeTo, stripRoutingHeaders, unknownModel } from "./router";
+import { GatewayRoot } from "./root";
+import { Deployment } from "../table/routing_table";
+
+const CONTENT_TYPE = utf8("content-type");
+
+/** media type (before ';', trimmed, case-insensitive) is application/json or ends in +json. */
+function isJsonContentType(ptr: usize, len: usize): bool {
+  let end: usize = 0;
+  while (end < len && load<u8>(ptr + end) != 0x3b) end++;
+  let start: usize = 0;
+  while (start < end && (load<u8>(ptr + start) == 0x20 || load<u8>(ptr + start) == 0x09)) start++;
+  while (end > start && (load<u8>(ptr + end - 1) == 0x20 || load<u8>(ptr + end - 1) == 0x09)) end--;
+  const n = end - start;
+  const p = ptr + start;
+  if (n == 16) {
+    const want = "application/json";
+    for (let i = 0; i < 16; i++) if ((<i32>load<u8>(p + <usize>i) | 0x20) != want.charCodeAt(i)) return false;
+    return true;
+  }
+  return n > 5 && (load<u8>(p + n - 5) == 0x2b) && (load<u8>(p + n - 4) | 0x20) == 0x6a &&
+    (load<u8>(p + n - 3) | 0x20) == 0x73 && (load<u8>(p + n - 2) | 0x20) == 0x6f && (load<u8>(p + n - 1) | 0x20) == 0x6e;
+}
+
+export class GatewayStream extends StreamContext {
+  /** Headers were held to read the body. */
+  buffering: bool = false;
+  /** The decision was made (routed, passed through or replied). */
+  decided: bool = false;
+  bufferedBytes: usize = 0;
+
+  constructor(public root: GatewayRoot) {
+    super();
+  }
+
+  reset(): void {
+    this.buffering = false;
+    this.decided = false;
+    this.bufferedBytes = 0;
+  }
+
+  onRequestHeaders(numHeaders: u32, endOfStream: bool): u32 {
+    const root = this.root;
+    const c = root.config;
+    if (c === null) return Action.Continue;
+    const table = root.table();
+    let hasModel = headerGet(MapType.RequestHeaders, c.modelHeaderBytes);
+    if (hasModel && gotLen == 0) { // an empty model header counts as absent
+      headerRelease();
+      hasModel = false;
+    }
+    if (hasModel) {
+      const mp = gotPtr;
+      const ml = gotLen;
+      headerDetach(); // routeTo may read :path; this value stays ours until freed below
+      let d: Deployment | null = null;
+      if (table !== null) d = table.lookup(mp, ml);
+      this.decided = true;
+      const ok = d === null || table === null ? unknownModel(c, root.metrics, mp, ml) : routeTo(c, table, d);
+      if (mp != 0) heap.free(mp);
+      return ok ? Action.Continue : Action.Pause;
+    }
+    if (c.bodyRouting && !endOfStream && this.hasJsonBody()) {
+      this.buffering = true;
+      return Action.Pause; // StopIteration: headers held until the body is read
+    }
+    this.decided = true;
+    incrementMetric(root.metrics.noModel);
+    stripRoutingHeaders(c);
+    return Action.Continue;
+  }
+
+  private hasJsonBody(): bool {
+    if (!headerGet(MapType.RequestHeaders, CONTENT_TYPE)) return false;
+    const json = isJsonContentType(gotPtr, gotLen);
+    headerRelease();
+    return json;
+  }
+
+  onRequestBody(bodySize: usize, endOfStream: bool): u32 {
+    if (!this.buffering || this.decided) return Action.Continue;
+    const c = this.root.config;
+    if (c === null) return Action.Continue;
+    this.bufferedBytes = bodySize;
+    if (bodySize > <usize>c.maxBodyBytes) {
+      this.decided = true;
+      replyTooLarge(c, this.root.metrics);
+      return Action.Pause;
+    }
+    if (!endOfStream) return Action.Pause; // StopIterationAndBuffer
+    return this.routeFromBody();
+  }
+
+  onRequestTrailers(numTrailers: u32): u32 {
+    if (!this.buffering || this.decided) return Action.Continue;
+    return this.routeFromBody();
+  }
+
+  private routeFromBody(): u32 {
+    this.decided = true;
+    const root = this.root;
+    const c = root.config;
+    if (c === null) return Action.Continue;
+    const size = this.bufferedBytes;
+    if (!getBufferBytes(BufferType.HttpRequestBody, 0, <u32>size)) {
+      // Body unavailable: let the request through untouched (but never with client routing headers).
+      stripRoutingHeaders(c);
+      return Action.Continue;
+    }
+    const scan = scanForModel(bufPtr, bufLen);
+    if (scan != ScanResult.Ok) {
+      bufferRelease();
+      replyBadBody(root.metrics, scan == ScanResult.TooDeep
+        ? "request body nests JSON too deeply"
+        : "request body is not valid JSON");
+      return Action.Pause;
+    }
+    if (!modelFound) {
+      bufferRelease();
+      incrementMetric(root.metrics.noModel);
+      stripRoutingHeaders(c);
+      return Action.Continue;
+    }
+    const table = root.table();
+    let d: Deployment | null = null;
+    if (table !== null) d = table.lookup(modelPtr, modelLen);
+    const ok = d === null || table === null ? unknownModel(c, root.metrics, modelPtr, modelLen) : routeTo(c, table, d);
+    bufferRelease();
+    return ok ? Action.Continue : Action.Pause;
+  }
+}

@@ -1,0 +1,43 @@
+// weighted_round_robin: nginx's smooth weighted round robin. Each pick adds every weight to its
+// running score, takes the highest (first on ties) and subtracts the total from it. Periodic with
+// period sum(weights), so every window of sum(weights) consecutive picks holds each candidate exactly
+// `weight` times, spread out rather than in bursts.
+import { Picker } from "./picker";
+
+/** Warm-up steps applied for the worker offset are capped (the period can be ~10 M picks). */
+const MAX_START_STEPS: u32 = 4096;
+
+export class SmoothWeightedRoundRobin extends Picker {
+  private weights: StaticArray<i32>;
+  private current: StaticArray<i32>;
+  private total: i32 = 0;
+
+  constructor(weights: StaticArray<i32>, start: u32) {
+    super(weights.length);
+    this.weights = weights;
+    this.current = new StaticArray<i32>(weights.length);
+    let t: i32 = 0;
+    for (let i = 0; i < weights.length; i++) t += unchecked(weights[i]);
+    this.total = t;
+    if (t > 0) {
+      let steps = start % <u32>t;
+      if (steps > MAX_START_STEPS) steps = MAX_START_STEPS;
+      for (let s: u32 = 0; s < steps; s++) this.next();
+    }
+  }
+
+  next(): i32 {
+    const w = this.weights;
+    const cur = this.current;
+    const n = this.n;
+    let best = 0;
+    let bestScore = i32.MIN_VALUE;
+    for (let i = 0; i < n; i++) {
+      const s = unchecked(cur[i]) + unchecked(w[i]);
+      unchecked(cur[i] = s);
+      if (s > bestScore) { bestScore = s; best = i; }
+    }
+    unchecked(cur[best] = bestScore - this.total);
+    return best;
+  }
+}

@@ -1,0 +1,15 @@
+// Mirrors TABLE_LIMITS in control/contracts/routing-table.ts.
+export const ROUTING_TABLE_SCHEMA: f64 = 1;
+export const MAX_DEPLOYMENTS: i32 = 10000;
+export const MAX_INSTANCES_PER_DEPLOYMENT: i32 = 1024;
+export const MAX_MODEL_NAMES: i32 = 50000;
+export const MAX_ID_LENGTH: i32 = 128;
+export const MAX_MODEL_NAME_LENGTH: i32 = 256;
+export const MAX_WEIGHT: f64 = 10000;
+export const MAX_PRIORITY: f64 = 255;
+export const MAX_BASE_PATH_LENGTH: i32 = 256;
+export const MAX_CLUSTER_LENGTH: i32 = 256;
+export const MAX_REGION_LENGTH: i32 = 64;
+export const MAX_SAFE_INTEGER: f64 = 9007199254740991;
+/** JSON nesting accepted in a table document (unknown fields may nest; 64 levels is plenty). */
+export const MAX_TABLE_DEPTH: i32 = 64;
