@@ -47,6 +47,14 @@ export const PluginConfig = z
     api_prefix: z.string().regex(/^(?:\/[^\s/?#]+)*$/, "empty or '/segment…' without a trailing slash").default("/v1"),
     /** Retry-After (seconds) on 503 when a deployment has no eligible instance under policy `fail`. */
     retry_after_seconds: z.number().int().min(0).max(3_600).default(5),
+    /** Path the root context POSTs telemetry batches to (contract 3, control/contracts/telemetry.ts). */
+    telemetry_path: z.string().regex(/^\/[^\s?#]*$/, "absolute path without query").default("/v1/telemetry"),
+    /** How often each worker sends its telemetry batch; 0 turns telemetry off. */
+    telemetry_interval_ms: z.number().int().min(0).max(300_000).default(5_000),
+    /** Consecutive real-traffic failures (connect failure, reset, 5xx) that take an instance out of this worker's picks; 0 turns passive ejection off. */
+    passive_failures: z.number().int().min(0).max(100).default(3),
+    /** How long a passively ejected instance stays out of this worker's picks (the next table version decides after that). */
+    passive_cooldown_ms: z.number().int().min(1_000).max(600_000).default(10_000),
     endpoint_header: HeaderName.default("x-gateway-destination-endpoint"),
     cluster_header: HeaderName.default("x-gateway-cluster"),
     deployment_header: HeaderName.default("x-model-deployment"),

@@ -1,9 +1,10 @@
-// The control side of contracts 1 and 2: the zod schemas accept exactly the valid fixtures.
+// The control side of contracts 1–3: the zod schemas accept exactly the valid fixtures.
 // The plugin side runs the same fixtures through the wasm (test/plugin/contracts.test.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { RoutingTable } from "../../control/contracts/routing-table.js";
 import { PluginConfig } from "../../control/contracts/plugin-config.js";
+import { TelemetryBatch } from "../../control/contracts/telemetry.js";
 import { contractFixtures } from "../support/fixtures.js";
 
 function parses(schema: { safeParse(v: unknown): { success: boolean } }, text: string): boolean {
@@ -19,6 +20,7 @@ function parses(schema: { safeParse(v: unknown): { success: boolean } }, text: s
 for (const [contract, schema] of [
   ["routing-table", RoutingTable],
   ["plugin-config", PluginConfig],
+  ["telemetry", TelemetryBatch],
 ] as const) {
   for (const f of contractFixtures(contract)) {
     test(`${contract} ${f.name} is ${f.valid ? "accepted" : "refused"} by the zod schema`, () => {

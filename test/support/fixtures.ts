@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 export const FIXTURES = fileURLToPath(new URL("../fixtures/", import.meta.url));
 
 /** Every fixture of a contract: `valid/*.json` must be accepted and `invalid/*.json` refused by both sides. */
-export function contractFixtures(contract: "routing-table" | "plugin-config"): { name: string; valid: boolean; text: string }[] {
+export function contractFixtures(contract: "routing-table" | "plugin-config" | "telemetry"): { name: string; valid: boolean; text: string }[] {
   const out: { name: string; valid: boolean; text: string }[] = [];
   for (const kind of ["valid", "invalid"] as const) {
     const dir = join(FIXTURES, contract, kind);
