@@ -1,0 +1,110 @@
+/**
+ * The Express application: middleware, routes, one error handler. Everything it needs is passed in
+ * (control.ts wires the real services), so tests can build it the same way.
+ */
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from "express";
+import { requirePeerOrRole, requireRole, type Authenticator } from "./http/auth.js";
+import { clientError, jsonBody, requireJson } from "./http/body.js";
+import { AppError, STATUS } from "./http/errors.js";
+import { requestId } from "./http/request-id.js";
+import { errorFields, type Logger } from "./log.js";
+import { modelRoutes } from "./models/routes.js";
+import type { ModelService } from "./models/service.js";
+import { deploymentRoutes } from "./deployments/routes.js";
+import type { DeploymentService } from "./deployments/service.js";
+import { migrationRoutes } from "./migration/routes.js";
+import type { MigrationService } from "./migration/service.js";
+import { routingTableRoutes } from "./routing-table/routes.js";
+import type { TableCache } from "./routing-table/cache.js";
+import { openApiDocument } from "./openapi.js";
+import { createXdsRouter } from "../xds/discovery.js";
+import type { XdsSnapshot } from "../xds/build.js";
+
+export interface AppDeps {
+  auth: Authenticator;
+  log: Logger;
+  models: ModelService;
+  deployments: DeploymentService;
+  migrations: MigrationService;
+  worker: { kick(id: string): Promise<void> };
+  cache: TableCache;
+  idempotency: RequestHandler;
+  health: () => { redis: "up" | "down"; table_version: number | null; replica: string };
+  bodyLimitBytes: number;
+  createWaitMs: number;
+  longPollMaxSeconds: number;
+  /** REST xDS for Envoy (control/xds): the snapshot built with each routing table, and who may poll it. */
+  xds: { snapshot: () => XdsSnapshot | undefined; allowFrom: readonly [string, number, "ipv4" | "ipv6"][] };
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const { log } = deps;
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  app.set("query parser", "simple");
+
+  app.use(requestId);
+  app.use((req, res, next) => {
+    const started = performance.now();
+    res.on("finish", () => {
+      // Envoy's xDS polls (every few seconds per cluster per Envoy) would drown the log: debug level.
+      const level = req.path.startsWith("/v3/discovery") && res.statusCode < 400 ? "debug" : "info";
+      log[level]("request", {
+        request_id: req.id,
+        method: req.method,
+        path: req.path,
+        status: res.statusCode,
+        duration_ms: Math.round((performance.now() - started) * 10) / 10,
+        role: req.role ?? null,
+      });
+    });
+    next();
+  });
+  app.use(requireJson);
+  app.use(jsonBody(deps.bodyLimitBytes));
+
+  app.get("/healthz", (_req, res) => {
+    const h = deps.health();
+    res.status(h.redis === "up" ? 200 : 503).json({ status: h.redis === "up" ? "ok" : "degraded", ...h });
+  });
+  const doc = openApiDocument();
+  app.get("/openapi.json", (_req, res) => {
+    res.json(doc);
+  });
+
+  app.use(modelRoutes({ service: deps.models, auth: deps.auth, idempotency: deps.idempotency }));
+  app.use(deploymentRoutes({ service: deps.deployments, worker: deps.worker, auth: deps.auth, idempotency: deps.idempotency, createWaitMs: deps.createWaitMs }));
+  app.use(migrationRoutes({ service: deps.migrations, worker: deps.worker, auth: deps.auth, idempotency: deps.idempotency }));
+  app.use(routingTableRoutes({ cache: deps.cache, auth: deps.auth, maxWaitSeconds: deps.longPollMaxSeconds }));
+  app.use(
+    createXdsRouter({
+      snapshot: deps.xds.snapshot,
+      logger: log.child({ component: "xds" }),
+      authorize: requirePeerOrRole(deps.auth, deps.xds.allowFrom, "plugin", "admin"),
+      bodyLimitBytes: deps.bodyLimitBytes,
+    }),
+  );
+
+  // Unknown paths: authenticate first so the API surface is not enumerable without a token.
+  app.use(requireRole(deps.auth, "admin", "viewer", "plugin"), (req: Request) => {
+    throw new AppError("not_found", `no route for ${req.method} ${req.path}`);
+  });
+
+  // The one error handler.
+  app.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) return next(err);
+    const appErr = err instanceof AppError ? err : clientError(err);
+    if (!appErr) {
+      log.error("unhandled error", { request_id: req.id, method: req.method, path: req.path, ...errorFields(err) });
+    } else if (appErr.status >= 500) {
+      log.warn("request failed", { request_id: req.id, code: appErr.code });
+    }
+    const e = appErr ?? new AppError("internal", "internal error");
+    if (e.code === "store_unavailable") res.setHeader("retry-after", "1");
+    res.status(STATUS[e.code]).json({
+      error: { code: e.code, message: e.message, request_id: req.id, ...(e.issues ? { issues: e.issues } : {}) },
+    });
+  });
+  return app;
+}

@@ -1,0 +1,150 @@
+/**
+ * Configuration from the environment, parsed once with zod and frozen.
+ * `loadConfig(env)` returns issues instead of throwing so the entry point can print them and exit.
+ */
+import { randomBytes } from "node:crypto";
+import { isIP } from "node:net";
+import { hostname } from "node:os";
+import { z } from "zod";
+
+const tokenList = z
+  .string()
+  .optional()
+  .transform((s) => (s ?? "").split(",").map((t) => t.trim()).filter((t) => t.length > 0))
+  .pipe(z.array(z.string().min(16, "tokens must be at least 16 characters")));
+
+const int = (min: number, max: number, def: number) => z.coerce.number().int().min(min).max(max).default(def);
+const bool = (def: boolean) =>
+  z
+    .enum(["true", "false", "1", "0", "yes", "no"])
+    .default(def ? "true" : "false")
+    .transform((v) => v === "true" || v === "1" || v === "yes");
+
+export const EnvSchema = z.object({
+  CONTROL_HOST: z.string().min(1).default("127.0.0.1"),
+  CONTROL_PORT: int(0, 65_535, 8080),
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, "redis://host:port or rediss://…").default("redis://127.0.0.1:6379"),
+  /** Every Redis key and the pub/sub channel start with this (several gateways can share one Redis). */
+  REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:_.-]{1,64}$/).default("gw:"),
+  CONTROL_ADMIN_TOKENS: tokenList,
+  CONTROL_VIEWER_TOKENS: tokenList,
+  CONTROL_PLUGIN_TOKENS: tokenList,
+  /** Create/scale answers with the connectivity outcome if it finishes within this bound, else 202. */
+  CREATE_WAIT_MS: int(0, 60_000, 3_000),
+  /** Per-request timeout of the connectivity test (connect + answer). */
+  CONNECTIVITY_TIMEOUT_MS: int(50, 120_000, 5_000),
+  /** Allow connectivity tests to link-local / cloud-metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254). */
+  ALLOW_LINK_LOCAL: bool(false),
+  /** How often each replica looks for pending work (connectivity tests, migrations). */
+  WORKER_INTERVAL_MS: int(10, 60_000, 1_000),
+  /** How often each replica looks for due health probes (0 disables the prober). */
+  PROBE_TICK_MS: int(0, 60_000, 500),
+  /** Lease on a deployment's background work; a crashed replica's work is taken over after this. */
+  LEASE_MS: int(200, 600_000, 30_000),
+  /** Safety-net re-read of the routing table (pub/sub is the fast path). */
+  TABLE_REFRESH_MS: int(50, 600_000, 5_000),
+  /** Re-resolve instance hostnames this often (0 disables). */
+  DNS_REFRESH_MS: int(0, 3_600_000, 30_000),
+  /** Default drain timeout of a rolling migration. */
+  DRAIN_TIMEOUT_SECONDS: z.coerce.number().min(0).max(3_600).default(30),
+  /** A migration's new endpoint must pass its health checks within this time, else it rolls back. */
+  MIGRATION_HEALTH_DEADLINE_SECONDS: z.coerce.number().min(0.1).max(86_400).default(300),
+  /** Max long-poll wait accepted from ?wait= (seconds). */
+  LONG_POLL_MAX_SECONDS: int(0, 60, 60),
+  BODY_LIMIT_BYTES: int(1_024, 64 * 1024 * 1024, 1024 * 1024),
+  IDEMPOTENCY_TTL_SECONDS: int(1, 30 * 86_400, 86_400),
+  REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000, 2_000),
+  REPLICA_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).optional(),
+  LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
+  /**
+   * Envoy's REST xDS polls carry no bearer token: peers allowed without one (comma-separated IPs or CIDRs).
+   * A plugin or admin token is accepted from anywhere. Empty = token required.
+   */
+  XDS_ALLOW_FROM: z
+    .string()
+    .default("127.0.0.1/32,::1/128")
+    .transform((s) => s.split(",").map((t) => t.trim()).filter((t) => t.length > 0))
+    .pipe(z.array(z.string().refine((c) => parseCidr(c) !== null, "an IP address or CIDR (10.0.0.0/8, fd00::/8)"))),
+});
+
+/** `10.0.0.0/8`, `fd00::/8` or a single address → [address, prefix, family]; null if invalid. */
+export function parseCidr(s: string): [string, number, "ipv4" | "ipv6"] | null {
+  const [addr, bits, ...rest] = s.split("/");
+  if (addr === undefined || rest.length > 0) return null;
+  const family = isIP(addr);
+  if (family === 0) return null;
+  const max = family === 4 ? 32 : 128;
+  const prefix = bits === undefined ? max : Number(bits);
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (bits !== undefined && !/^\d+$/.test(bits))) return null;
+  return [addr, prefix, family === 4 ? "ipv4" : "ipv6"];
+}
+
+export interface Config {
+  host: string;
+  port: number;
+  redisUrl: string;
+  keyPrefix: string;
+  tokens: { admin: string[]; viewer: string[]; plugin: string[] };
+  /** Set when no token was configured and an admin token was generated at start (print it once). */
+  generatedAdminToken: string | null;
+  createWaitMs: number;
+  connectivityTimeoutMs: number;
+  allowLinkLocal: boolean;
+  workerIntervalMs: number;
+  probeTickMs: number;
+  leaseMs: number;
+  tableRefreshMs: number;
+  dnsRefreshMs: number;
+  drainTimeoutSeconds: number;
+  migrationHealthDeadlineSeconds: number;
+  longPollMaxSeconds: number;
+  bodyLimitBytes: number;
+  idempotencyTtlSeconds: number;
+  redisCommandTimeoutMs: number;
+  replicaId: string;
+  logLevel: "debug" | "info" | "warn" | "error";
+  xdsAllowFrom: string[];
+}
+
+export type ConfigResult = { ok: true; config: Readonly<Config> } | { ok: false; issues: { path: string; message: string }[] };
+
+export function loadConfig(env: Record<string, string | undefined>): ConfigResult {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    return { ok: false, issues: parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })) };
+  }
+  const e = parsed.data;
+  const tokens = { admin: e.CONTROL_ADMIN_TOKENS, viewer: e.CONTROL_VIEWER_TOKENS, plugin: e.CONTROL_PLUGIN_TOKENS };
+  let generatedAdminToken: string | null = null;
+  if (tokens.admin.length === 0) {
+    // Never run open: without an admin token, generate one for this run (printed once by the entry point).
+    generatedAdminToken = randomBytes(24).toString("base64url");
+    tokens.admin = [generatedAdminToken];
+  }
+  const config: Config = {
+    host: e.CONTROL_HOST,
+    port: e.CONTROL_PORT,
+    redisUrl: e.REDIS_URL,
+    keyPrefix: e.REDIS_KEY_PREFIX,
+    tokens,
+    generatedAdminToken,
+    createWaitMs: e.CREATE_WAIT_MS,
+    connectivityTimeoutMs: e.CONNECTIVITY_TIMEOUT_MS,
+    allowLinkLocal: e.ALLOW_LINK_LOCAL,
+    workerIntervalMs: e.WORKER_INTERVAL_MS,
+    probeTickMs: e.PROBE_TICK_MS,
+    leaseMs: e.LEASE_MS,
+    tableRefreshMs: e.TABLE_REFRESH_MS,
+    dnsRefreshMs: e.DNS_REFRESH_MS,
+    drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
+    migrationHealthDeadlineSeconds: e.MIGRATION_HEALTH_DEADLINE_SECONDS,
+    longPollMaxSeconds: e.LONG_POLL_MAX_SECONDS,
+    bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    idempotencyTtlSeconds: e.IDEMPOTENCY_TTL_SECONDS,
+    redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
+    replicaId: e.REPLICA_ID ?? `${hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 40)}-${process.pid}-${randomBytes(3).toString("hex")}`,
+    logLevel: e.LOG_LEVEL,
+    xdsAllowFrom: e.XDS_ALLOW_FROM,
+  };
+  return { ok: true, config: Object.freeze(config) };
+}

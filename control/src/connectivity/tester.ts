@@ -1,0 +1,150 @@
+/**
+ * The connectivity test: a minimal real request to an instance.
+ *   1. resolve the host (dns.lookup) and refuse link-local / metadata addresses (unless allowed);
+ *   2. GET {base}/models — the registered model (served_name or name) must be listed;
+ *   3. POST {base}/chat/completions with max_tokens 1 — must answer 2xx with choices.
+ * Records latency and the engine when recognisable. Never throws for instance failures: the
+ * outcome is the result's `ok` / `error`.
+ */
+import { lookup as dnsLookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import type { ConnectivityResult } from "../deployments/schemas.js";
+import { formatAddress, isBlockedAddress } from "./address-policy.js";
+import { detectEngine } from "./engine.js";
+import { pinnedRequest, RequestFailed, type PinnedResponse } from "./http-client.js";
+
+export interface Target {
+  scheme: "http" | "https";
+  host: string;
+  port: number;
+  base_path: string;
+}
+
+export type Resolved = { ok: true; ip: string; address: string } | { ok: false; code: string; message: string };
+
+export interface ConnectivityTester {
+  resolve(host: string, port: number): Promise<Resolved>;
+  test(target: Target, opts: { model: string; apiKey: string | null; signal?: AbortSignal }): Promise<ConnectivityResult>;
+  /** One health probe: GET {scheme}://{host}:{port}{path} → 2xx. */
+  probe(target: Target, opts: { path: string; timeoutMs: number; apiKey: string | null; signal?: AbortSignal }): Promise<{ ok: boolean; address: string | null; error: string | null }>;
+}
+
+export function createConnectivityTester(deps: {
+  timeoutMs: number;
+  allowLinkLocal: boolean;
+  lookup?: (host: string) => Promise<string>;
+  now?: () => number;
+}): ConnectivityTester {
+  const lookup = deps.lookup ?? (async (host: string) => (await dnsLookup(host)).address);
+  const now = deps.now ?? (() => performance.now());
+
+  const resolve = async (host: string, port: number): Promise<Resolved> => {
+    let ip = host;
+    if (isIP(host) === 0) {
+      try {
+        ip = await lookup(host);
+      } catch (e) {
+        return { ok: false, code: "dns_failed", message: `cannot resolve ${host}: ${(e as NodeJS.ErrnoException).code ?? "error"}` };
+      }
+    }
+    if (!deps.allowLinkLocal && isBlockedAddress(ip)) {
+      return { ok: false, code: "blocked_address", message: `${ip} is a link-local or cloud-metadata address (set ALLOW_LINK_LOCAL to allow)` };
+    }
+    return { ok: true, ip, address: formatAddress(ip, port) };
+  };
+
+  const authHeaders = (apiKey: string | null): Record<string, string> => (apiKey ? { authorization: `Bearer ${apiKey}` } : {});
+
+  return {
+    resolve,
+    async test(target, opts) {
+      const started = now();
+      const checked_at = new Date().toISOString();
+      const result = (over: Partial<ConnectivityResult>): ConnectivityResult => ({
+        ok: false,
+        checked_at,
+        address: null,
+        engine: null,
+        latency_ms: { models: null, completion: null, total: Math.round(now() - started) },
+        models_served: [],
+        error: null,
+        ...over,
+      });
+      const r = await resolve(target.host, target.port);
+      if (!r.ok) return result({ error: { code: r.code, message: r.message } });
+      const call = (method: "GET" | "POST", path: string, body?: string) =>
+        pinnedRequest({ scheme: target.scheme, host: target.host, port: target.port, ip: r.ip, method, path: target.base_path + path, headers: authHeaders(opts.apiKey), body, timeoutMs: deps.timeoutMs, signal: opts.signal });
+
+      let modelsRes: PinnedResponse;
+      let completionRes: PinnedResponse;
+      let modelsMs: number | null = null;
+      let completionMs: number | null = null;
+      const headers = [];
+      let cards: Record<string, unknown>[] = [];
+      try {
+        const t0 = now();
+        modelsRes = await call("GET", "/models");
+        modelsMs = Math.round(now() - t0);
+        headers.push(modelsRes.headers);
+        if (modelsRes.status < 200 || modelsRes.status > 299) {
+          return result({ address: r.address, latency_ms: { models: modelsMs, completion: null, total: Math.round(now() - started) }, error: { code: "http_error", message: `GET ${target.base_path}/models answered ${modelsRes.status}` } });
+        }
+        try {
+          const parsed = JSON.parse(modelsRes.body) as { data?: unknown };
+          cards = Array.isArray(parsed.data) ? parsed.data.filter((c): c is Record<string, unknown> => typeof c === "object" && c !== null) : [];
+        } catch {
+          cards = [];
+        }
+        const served = cards.map((c) => c.id).filter((id): id is string => typeof id === "string");
+        const base = { address: r.address, models_served: served.slice(0, 20), engine: detectEngine({ headers, modelCards: cards }) };
+        if (cards.length === 0) {
+          return result({ ...base, latency_ms: { models: modelsMs, completion: null, total: Math.round(now() - started) }, error: { code: "bad_response", message: "GET /models did not answer an OpenAI model list" } });
+        }
+        if (!served.includes(opts.model)) {
+          return result({ ...base, latency_ms: { models: modelsMs, completion: null, total: Math.round(now() - started) }, error: { code: "wrong_model", message: `the instance does not serve ${opts.model} (it serves: ${served.slice(0, 5).join(", ")})` } });
+        }
+        const t1 = now();
+        completionRes = await call("POST", "/chat/completions", JSON.stringify({ model: opts.model, messages: [{ role: "user", content: "ping" }], max_tokens: 1, stream: false }));
+        completionMs = Math.round(now() - t1);
+        headers.push(completionRes.headers);
+        let completion: Record<string, unknown> | null = null;
+        try {
+          const p = JSON.parse(completionRes.body) as unknown;
+          completion = typeof p === "object" && p !== null ? (p as Record<string, unknown>) : null;
+        } catch {
+          completion = null;
+        }
+        const latency_ms = { models: modelsMs, completion: completionMs, total: Math.round(now() - started) };
+        const engine = detectEngine({ headers, modelCards: cards, completion });
+        if (completionRes.status < 200 || completionRes.status > 299) {
+          return result({ ...base, engine, latency_ms, error: { code: "http_error", message: `POST ${target.base_path}/chat/completions answered ${completionRes.status}` } });
+        }
+        if (!completion || !Array.isArray(completion.choices)) {
+          return result({ ...base, engine, latency_ms, error: { code: "bad_response", message: "the completion has no choices" } });
+        }
+        return result({ ...base, engine, latency_ms, ok: true });
+      } catch (e) {
+        if (e instanceof RequestFailed) {
+          if (e.code === "aborted") throw e;
+          return result({ address: r.address, latency_ms: { models: modelsMs, completion: completionMs, total: Math.round(now() - started) }, error: { code: e.code, message: e.message } });
+        }
+        throw e;
+      }
+    },
+    async probe(target, opts) {
+      const r = await resolve(target.host, target.port);
+      if (!r.ok) return { ok: false, address: null, error: r.message };
+      try {
+        const res = await pinnedRequest({ scheme: target.scheme, host: target.host, port: target.port, ip: r.ip, method: "GET", path: opts.path, headers: authHeaders(opts.apiKey), timeoutMs: opts.timeoutMs, signal: opts.signal, maxBodyBytes: 64 * 1024 });
+        const ok = res.status >= 200 && res.status <= 299;
+        return { ok, address: r.address, error: ok ? null : `status ${res.status}` };
+      } catch (e) {
+        if (e instanceof RequestFailed) {
+          if (e.code === "aborted") throw e;
+          return { ok: false, address: r.address, error: e.code };
+        }
+        throw e;
+      }
+    },
+  };
+}

@@ -1,0 +1,168 @@
+/**
+ * Wires one control replica: Redis connections, stores, services, worker, table cache, HTTP server.
+ * `startControl` is used by the entry point (server.ts) and by the tests.
+ */
+import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
+import { createApp } from "./app.js";
+import type { Config } from "./config.js";
+import { createAuthenticator } from "./http/auth.js";
+import { idempotency } from "./http/idempotency.js";
+import { createIdempotencyStore } from "./http/idempotency-store.js";
+import { createLogger, errorFields, type LogSink, type Logger } from "./log.js";
+import { createModelStore } from "./models/store.js";
+import { createModelService } from "./models/service.js";
+import { createDeploymentStore } from "./deployments/store.js";
+import { createDeploymentService } from "./deployments/service.js";
+import { createMigrationService } from "./migration/service.js";
+import { createConnectivityTester } from "./connectivity/tester.js";
+import { createLeaseStore } from "./jobs/lease-store.js";
+import { createWorker } from "./jobs/worker.js";
+import { createProber } from "./jobs/prober.js";
+import { createCas } from "./redis/cas.js";
+import { createCommandClient, createSubscriber } from "./redis/client.js";
+import { createKeys } from "./redis/keys.js";
+import { createTableCache, type TableCache } from "./routing-table/cache.js";
+import { createTableStore } from "./routing-table/store.js";
+import { createDnsRefresher } from "./routing-table/dns-refresh.js";
+import { parseCidr } from "./config.js";
+import { createXdsPublisher } from "../xds/publisher.js";
+import { xdsSnapshotFromTable } from "../xds/from-table.js";
+
+export interface Control {
+  url: string;
+  port: number;
+  log: Logger;
+  cache: TableCache;
+  dns: { refreshOnce(): Promise<number> };
+  stop(): Promise<void>;
+}
+
+export interface ControlOptions {
+  logSink?: LogSink;
+  /** Replace dns.lookup (tests). */
+  lookup?: (host: string) => Promise<string>;
+}
+
+export async function startControl(config: Readonly<Config>, opts: ControlOptions = {}): Promise<Control> {
+  const log = createLogger({ level: config.logLevel, sink: opts.logSink, base: { replica: config.replicaId } });
+  const keys = createKeys(config.keyPrefix);
+  const redis = createCommandClient(config.redisUrl, { commandTimeoutMs: config.redisCommandTimeoutMs, log, name: `gw-control-${config.replicaId}` });
+  const sub = createSubscriber(config.redisUrl, { log, name: `gw-control-sub-${config.replicaId}` });
+  // Set once the cache exists: a write answers after this replica's table includes it (bounded wait).
+  let afterVersion = async (_version: number): Promise<void> => undefined;
+  const commit = createCas(redis, keys.version, keys.channel, (v) => afterVersion(v));
+
+  const modelStore = createModelStore({ redis, keys, commit });
+  const deploymentStore = createDeploymentStore({ redis, keys, commit });
+  const tableStore = createTableStore({ redis, keys });
+  const leases = createLeaseStore({ redis, keys, owner: config.replicaId });
+  const tester = createConnectivityTester({ timeoutMs: config.connectivityTimeoutMs, allowLinkLocal: config.allowLinkLocal, lookup: opts.lookup });
+
+  const models = createModelService({ store: modelStore });
+  const deployments = createDeploymentService({ store: deploymentStore, models });
+  const migrations = createMigrationService({ store: deploymentStore, defaultDrainSeconds: config.drainTimeoutSeconds });
+  const worker = createWorker({
+    store: deploymentStore,
+    models: modelStore,
+    tester,
+    leases,
+    intervalMs: config.workerIntervalMs,
+    leaseMs: config.leaseMs,
+    healthDeadlineSeconds: config.migrationHealthDeadlineSeconds,
+    log,
+  });
+  // Envoy's clusters (xDS) are built from the very snapshot each routing table is built from: same version.
+  const xds = createXdsPublisher({ logger: log.child({ component: "xds" }) });
+  const cache = createTableCache({
+    store: tableStore,
+    log,
+    refreshMs: config.tableRefreshMs,
+    onPublish: (table, snap) => void xds.publish(xdsSnapshotFromTable(table, snap.deployments)),
+  });
+  afterVersion = async (v) => {
+    cache.notify(v);
+    await cache.waitForNewer(v - 1, 250);
+  };
+  const prober = createProber({ store: deploymentStore, tester, leases, tickMs: config.probeTickMs, leaseMs: config.leaseMs, log });
+  const dns = createDnsRefresher({ store: deploymentStore, tester, leases, intervalMs: config.dnsRefreshMs, log });
+
+  // Pub/sub: every replica hears every new version; on (re)connect, re-read in case we missed one.
+  sub.on("message", (_channel: string, message: string) => {
+    const v = Number(message);
+    if (Number.isSafeInteger(v)) cache.notify(v);
+  });
+  // After a reconnect the resubscription may land just after a publish: read again shortly after, too.
+  sub.on("ready", () => {
+    cache.notify(Number.MAX_SAFE_INTEGER);
+    setTimeout(() => cache.notify(Number.MAX_SAFE_INTEGER), 250).unref();
+  });
+  redis.on("ready", () => {
+    tableStore.ensureVersion().then(() => cache.refresh()).catch((e: unknown) => log.warn("initial table load failed", errorFields(e)));
+  });
+  sub.subscribe(keys.channel).catch((e: unknown) => log.warn("subscribe failed", errorFields(e)));
+
+  // Give Redis a moment at start; serve anyway (writes 503, table unavailable) if it is not there.
+  await new Promise<void>((resolve) => {
+    if (redis.status === "ready") return resolve();
+    const t = setTimeout(resolve, 2_000);
+    redis.once("ready", () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+  await tableStore.ensureVersion().then(() => cache.refresh()).catch(() => undefined);
+
+  const app = createApp({
+    auth: createAuthenticator(config.tokens),
+    log,
+    models,
+    deployments,
+    migrations,
+    worker,
+    cache,
+    idempotency: idempotency(createIdempotencyStore({ redis, keys, ttlSeconds: config.idempotencyTtlSeconds, inProgressSeconds: Math.ceil(config.createWaitMs / 1000) + 60 }), log),
+    health: () => ({ redis: redis.status === "ready" ? "up" : "down", table_version: cache.current()?.version ?? null, replica: config.replicaId }),
+    bodyLimitBytes: config.bodyLimitBytes,
+    createWaitMs: config.createWaitMs,
+    longPollMaxSeconds: config.longPollMaxSeconds,
+    xds: { snapshot: xds.current, allowFrom: config.xdsAllowFrom.map((c) => parseCidr(c)!) },
+  });
+
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(config.port, config.host, (err?: Error) => (err ? reject(err) : resolve(s)));
+  });
+  server.keepAliveTimeout = 65_000;
+  server.requestTimeout = (config.longPollMaxSeconds + 30) * 1000;
+  const port = (server.address() as AddressInfo).port;
+  cache.start();
+  worker.start();
+  if (config.probeTickMs > 0) prober.start();
+  dns.start();
+  log.info("control service listening", { host: config.host, port });
+
+  let stopping: Promise<void> | null = null;
+  return {
+    url: `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`,
+    port,
+    log,
+    cache,
+    dns,
+    stop() {
+      stopping ??= (async () => {
+        dns.stop();
+        cache.stop();
+        await worker.stop();
+        await prober.stop();
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        sub.disconnect();
+        redis.disconnect();
+        log.info("control service stopped");
+      })();
+      return stopping;
+    },
+  };
+}

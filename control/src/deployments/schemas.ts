@@ -1,0 +1,211 @@
+/**
+ * Deployments, instances and migrations: request schemas and the stored/returned documents.
+ * The stored document is exactly what the API returns: upstream API keys live apart (never in it).
+ */
+import { isIP } from "node:net";
+import { z } from "zod";
+import { BasePath, Id, Strategy, TABLE_LIMITS, UnavailablePolicy } from "../../contracts/routing-table.js";
+
+export interface ParsedUrl {
+  scheme: "http" | "https";
+  host: string;
+  port: number;
+  base_path: string;
+}
+
+/** `http(s)://host[:port][/base/path]` without credentials, query or fragment; trailing slash dropped. */
+export function parseInstanceUrl(input: string): ParsedUrl | string {
+  let u: URL;
+  try {
+    u = new URL(input);
+  } catch {
+    return "not a valid URL";
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") return "scheme must be http or https";
+  if (u.username !== "" || u.password !== "") return "credentials in the URL are not allowed (use api_key)";
+  if (u.search !== "" || u.hash !== "" || input.includes("?") || input.includes("#")) return "query and fragment are not allowed";
+  if (u.hostname === "") return "a host is required";
+  const base = u.pathname.replace(/\/+$/, "");
+  if (!BasePath.safeParse(base).success) return "invalid base path";
+  const scheme = u.protocol === "https:" ? "https" : "http";
+  const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+  return { scheme, host, port: u.port === "" ? (scheme === "https" ? 443 : 80) : Number(u.port), base_path: base };
+}
+
+export const InstanceUrl = z
+  .string()
+  .max(2_048)
+  .superRefine((s, ctx) => {
+    const r = parseInstanceUrl(s);
+    if (typeof r === "string") ctx.addIssue({ code: "custom", message: r });
+  })
+  .describe("OpenAI API base URL, e.g. http://10.0.0.5:8000/v1");
+
+const ApiKey = z.string().min(1).max(4_096).describe("Bearer token for the upstream; write-only, never returned");
+
+export const InstanceCreate = z
+  .object({
+    id: Id.optional().describe("Generated when absent; unique within the deployment"),
+    url: InstanceUrl,
+    weight: z.number().int().min(1).max(TABLE_LIMITS.maxWeight).default(1),
+    priority: z.number().int().min(0).max(TABLE_LIMITS.maxPriority).default(0).describe("Failover tier, 0 = primary"),
+    region: z.string().max(64).default(""),
+    gpu_count: z.number().int().min(0).max(1_024).optional(),
+    gpu_memory_gb: z.number().min(0).max(1_000_000).optional(),
+    api_key: ApiKey.optional(),
+  })
+  .strict();
+
+export const InstanceUpdate = z
+  .object({
+    weight: z.number().int().min(1).max(TABLE_LIMITS.maxWeight).optional(),
+    priority: z.number().int().min(0).max(TABLE_LIMITS.maxPriority).optional(),
+    region: z.string().max(64).optional(),
+    gpu_count: z.number().int().min(0).max(1_024).nullable().optional(),
+    gpu_memory_gb: z.number().min(0).max(1_000_000).nullable().optional(),
+    api_key: ApiKey.nullable().optional().describe("null removes the key"),
+    url: z.never({ error: "the URL changes by rolling migration: POST /v1/deployments/{id}/migrations" }).optional(),
+  })
+  .strict();
+
+export const HealthCheck = z
+  .object({
+    interval_seconds: z.number().min(0.05).max(3_600).default(10),
+    timeout_seconds: z.number().min(0.05).max(600).default(2),
+    unhealthy_threshold: z.number().int().min(1).max(100).default(3).describe("Consecutive failures to eject"),
+    healthy_threshold: z.number().int().min(1).max(100).default(2).describe("Consecutive successes to (re-)add"),
+    path: z.string().max(256).regex(/^\/[^\s?#]*$/, "absolute path without query").default("/health").describe("Probe path on the instance's host"),
+  })
+  .strict();
+
+export const DeploymentCreate = z
+  .object({
+    id: Id.optional().describe("Generated when absent"),
+    model: z.string().min(1).max(256).describe("A registered model: its id, name or alias"),
+    strategy: Strategy.default("round_robin"),
+    on_unavailable: UnavailablePolicy.default("fail").describe("All instances unhealthy: fail (503) or panic (use them anyway)"),
+    health_check: HealthCheck.prefault({}),
+    instances: z.array(InstanceCreate).max(TABLE_LIMITS.maxInstancesPerDeployment).default([]),
+  })
+  .strict()
+  .superRefine((d, ctx) => {
+    const ids = new Set<string>();
+    d.instances.forEach((inst, i) => {
+      if (inst.id === undefined) return;
+      if (ids.has(inst.id)) ctx.addIssue({ code: "custom", path: ["instances", i, "id"], message: `duplicate instance id ${inst.id}` });
+      ids.add(inst.id);
+    });
+  });
+
+export const DeploymentUpdate = z
+  .object({
+    strategy: Strategy.optional(),
+    on_unavailable: UnavailablePolicy.optional(),
+    health_check: HealthCheck.partial().strict().optional(),
+  })
+  .strict();
+
+export const MigrationCreate = z
+  .object({
+    instance_id: Id.describe("The instance whose endpoint changes"),
+    url: InstanceUrl.describe("The new endpoint"),
+    new_instance_id: Id.optional().describe("Id of the replacement instance; generated when absent"),
+    api_key: ApiKey.nullable().optional().describe("Absent: keep the old instance's key; null: none"),
+    drain_timeout_seconds: z.number().min(0).max(3_600).optional(),
+  })
+  .strict();
+
+export const Engine = z.enum(["vllm", "sglang", "tgi", "ollama"]);
+
+export const ConnectivityResult = z.object({
+  ok: z.boolean(),
+  checked_at: z.string(),
+  address: z.string().nullable().describe("ip:port the test connected to"),
+  engine: Engine.nullable(),
+  latency_ms: z.object({ models: z.number().nullable(), completion: z.number().nullable(), total: z.number() }),
+  models_served: z.array(z.string()).describe("Model ids listed by GET /models (first 20)"),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+});
+
+export const InstanceLifecycle = z.enum(["pending", "active", "draining", "ejected", "unreachable"]);
+
+export const Instance = z.object({
+  id: Id,
+  url: z.string(),
+  scheme: z.enum(["http", "https"]),
+  host: z.string(),
+  port: z.number().int(),
+  base_path: z.string(),
+  address: z.string().nullable().describe("Resolved ip:port served in the routing table"),
+  weight: z.number().int(),
+  priority: z.number().int(),
+  region: z.string(),
+  gpu_count: z.number().int().nullable(),
+  gpu_memory_gb: z.number().nullable(),
+  has_api_key: z.boolean(),
+  state: InstanceLifecycle,
+  last_check: ConnectivityResult.nullable(),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+
+export const MigrationPhase = z.enum(["testing", "health_checking", "draining", "succeeded", "rolled_back"]);
+
+export const Migration = z.object({
+  id: Id,
+  from_instance: Id,
+  to_instance: Id,
+  url: z.string(),
+  phase: MigrationPhase,
+  required_successes: z.number().int(),
+  consecutive_successes: z.number().int(),
+  consecutive_failures: z.number().int(),
+  probes: z.number().int(),
+  next_probe_at: z.string().nullable(),
+  health_deadline: z.string().nullable(),
+  drain_timeout_seconds: z.number(),
+  drain_until: z.string().nullable(),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  history: z.array(z.object({ phase: MigrationPhase, at: z.string(), note: z.string().optional() })),
+  started_at: z.string(),
+  updated_at: z.string(),
+  finished_at: z.string().nullable(),
+});
+
+export const Deployment = z.object({
+  id: Id,
+  model_id: Id,
+  strategy: Strategy,
+  on_unavailable: UnavailablePolicy,
+  health_check: z.object({
+    interval_seconds: z.number(),
+    timeout_seconds: z.number(),
+    unhealthy_threshold: z.number().int(),
+    healthy_threshold: z.number().int(),
+    path: z.string(),
+  }),
+  instances: z.array(Instance),
+  migrations: z.array(Migration),
+  revision: z.number().int(),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+
+export type InstanceCreate = z.output<typeof InstanceCreate>;
+export type InstanceUpdate = z.output<typeof InstanceUpdate>;
+export type DeploymentCreate = z.output<typeof DeploymentCreate>;
+export type DeploymentUpdate = z.output<typeof DeploymentUpdate>;
+export type MigrationCreate = z.output<typeof MigrationCreate>;
+export type ConnectivityResult = z.infer<typeof ConnectivityResult>;
+export type Instance = z.infer<typeof Instance>;
+export type Migration = z.infer<typeof Migration>;
+export type Deployment = z.infer<typeof Deployment>;
+export type InstanceLifecycle = z.infer<typeof InstanceLifecycle>;
+
+export const isIpLiteral = (host: string): boolean => isIP(host) !== 0;
+
+/** Migrations still running. */
+export const activeMigrations = (d: Deployment): Migration[] => d.migrations.filter((m) => m.phase !== "succeeded" && m.phase !== "rolled_back");
+
+/** Background work left for this deployment (connectivity tests, migrations). */
+export const hasPendingWork = (d: Deployment): boolean => d.instances.some((i) => i.state === "pending") || activeMigrations(d).length > 0;

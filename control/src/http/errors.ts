@@ -1,0 +1,56 @@
+/**
+ * Errors: a machine-readable code, mapped to an HTTP status in one place (STATUS below).
+ * The single error handler (app.ts) turns any thrown error into `{ error: { code, message, request_id, issues? } }`;
+ * 5xx bodies never carry internals.
+ */
+import type { z } from "zod";
+
+export const STATUS = {
+  validation_failed: 400,
+  malformed_json: 400,
+  bad_request: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  already_exists: 409,
+  invalid_state: 409,
+  idempotency_in_progress: 409,
+  precondition_failed: 412,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  unprocessable: 422,
+  unknown_model: 422,
+  idempotency_key_reused: 422,
+  internal: 500,
+  store_unavailable: 503,
+  table_unavailable: 503,
+} as const;
+
+export type ErrorCode = keyof typeof STATUS;
+
+export interface Issue {
+  path: string;
+  message: string;
+}
+
+export class AppError extends Error {
+  override readonly name = "AppError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly issues?: Issue[],
+  ) {
+    super(message);
+  }
+  get status(): number {
+    return STATUS[this.code];
+  }
+}
+
+/** Zod issues → `[{ path: "instances.0.url", message }]` (path "" = the whole body). */
+export function zodIssues(error: z.ZodError): Issue[] {
+  return error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }));
+}
+
+export const notFound = (what: string, id: string) => new AppError("not_found", `${what} ${id} not found`);

@@ -1,0 +1,43 @@
+/** Leases in Redis: one replica at a time does a named piece of background work. */
+import { randomBytes } from "node:crypto";
+import type { Redis } from "ioredis";
+import type { Keys } from "../redis/keys.js";
+
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+
+export interface Lease {
+  renew(): Promise<boolean>;
+  release(): Promise<void>;
+}
+
+export interface LeaseStore {
+  acquire(name: string, ttlMs: number): Promise<Lease | null>;
+}
+
+interface LeaseRedis extends Redis {
+  gwLeaseRelease(key: string, token: string): Promise<number>;
+  gwLeaseRenew(key: string, token: string, ttl: string): Promise<number>;
+}
+
+export function createLeaseStore(deps: { redis: Redis; keys: Keys; owner: string }): LeaseStore {
+  const redis = deps.redis as unknown as LeaseRedis;
+  if (!redis.gwLeaseRelease) {
+    redis.defineCommand("gwLeaseRelease", { numberOfKeys: 1, lua: RELEASE });
+    redis.defineCommand("gwLeaseRenew", { numberOfKeys: 1, lua: RENEW });
+  }
+  return {
+    async acquire(name, ttlMs) {
+      const key = deps.keys.lease(name);
+      const token = `${deps.owner}:${randomBytes(6).toString("hex")}`;
+      const ok = await redis.set(key, token, "PX", ttlMs, "NX");
+      if (ok !== "OK") return null;
+      return {
+        renew: async () => (await redis.gwLeaseRenew(key, token, String(ttlMs))) === 1,
+        release: async () => {
+          await redis.gwLeaseRelease(key, token);
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,100 @@
+/**
+ * The rolling-migration state machine, as pure functions over the stored deployment.
+ *
+ *   testing ──(connectivity test passes)──▶ health_checking ──(k consecutive probes pass)──▶ draining
+ *      │                                        │                                            │
+ *      └──(test fails)──▶ rolled_back ◀──(probes fail / deadline)                 (drain timeout)
+ *                                                                                             ▼
+ *                                                                                         succeeded
+ * Before the switch the old instance keeps serving and the new one is `pending` (not in the table);
+ * a rollback removes the new one. The switch makes new `active` and old `draining` in one write;
+ * when the drain ends the old one is removed.
+ */
+import type { ConnectivityResult, Deployment, Instance, Migration } from "../deployments/schemas.js";
+import type { KeyChanges } from "../deployments/store.js";
+
+export interface StepResult {
+  next: Deployment;
+  keys?: KeyChanges;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function withMigration(d: Deployment, id: string, f: (m: Migration) => Migration): Deployment {
+  return { ...d, migrations: d.migrations.map((m) => (m.id === id ? f(m) : m)) };
+}
+
+function phase(m: Migration, p: Migration["phase"], at: number, note?: string): Migration {
+  return { ...m, phase: p, updated_at: iso(at), history: [...m.history, { phase: p, at: iso(at), ...(note ? { note } : {}) }] };
+}
+
+export function rollback(d: Deployment, m: Migration, at: number, error: { code: string; message: string }): StepResult {
+  let next = withMigration(d, m.id, (x) => ({ ...phase(x, "rolled_back", at, error.message), error, finished_at: iso(at), next_probe_at: null }));
+  next = { ...next, instances: next.instances.filter((i) => i.id !== m.to_instance) };
+  return { next, keys: { del: [m.to_instance] } };
+}
+
+/** The connectivity test of a pending instance finished. */
+export function applyTestResult(d: Deployment, instanceId: string, result: ConnectivityResult, at: number, healthDeadlineSeconds: number): StepResult | null {
+  const inst = d.instances.find((i) => i.id === instanceId);
+  if (!inst || inst.state !== "pending") return null; // removed or already decided meanwhile
+  const updated: Instance = { ...inst, last_check: result, address: result.address ?? inst.address, updated_at: iso(at) };
+  const migration = d.migrations.find((m) => m.to_instance === instanceId && m.phase === "testing");
+  if (!migration) {
+    updated.state = result.ok ? "active" : "unreachable";
+    return { next: { ...d, instances: d.instances.map((i) => (i.id === instanceId ? updated : i)) } };
+  }
+  const base = { ...d, instances: d.instances.map((i) => (i.id === instanceId ? updated : i)) };
+  if (!result.ok) return rollback(base, migration, at, { code: "connectivity_failed", message: `connectivity test failed: ${result.error?.message ?? "unknown"}` });
+  return {
+    next: withMigration(base, migration.id, (m) => ({
+      ...phase(m, "health_checking", at),
+      next_probe_at: iso(at),
+      health_deadline: iso(at + healthDeadlineSeconds * 1000),
+    })),
+  };
+}
+
+/** One health probe of a migration's new endpoint finished. */
+export function applyProbe(d: Deployment, migrationId: string, probe: { ok: boolean; address: string | null; error: string | null }, at: number): StepResult | null {
+  const m = d.migrations.find((x) => x.id === migrationId);
+  if (!m || m.phase !== "health_checking") return null;
+  const hc = d.health_check;
+  const counted: Migration = {
+    ...m,
+    probes: m.probes + 1,
+    consecutive_successes: probe.ok ? m.consecutive_successes + 1 : 0,
+    consecutive_failures: probe.ok ? 0 : m.consecutive_failures + 1,
+    next_probe_at: iso(at + hc.interval_seconds * 1000),
+    updated_at: iso(at),
+  };
+  if (!probe.ok && counted.consecutive_failures >= hc.unhealthy_threshold) {
+    return rollback(withMigration(d, m.id, () => counted), counted, at, { code: "health_check_failed", message: `${counted.consecutive_failures} consecutive health checks failed (last: ${probe.error ?? "error"})` });
+  }
+  if (counted.consecutive_successes >= m.required_successes) {
+    // The switch: new takes traffic, old drains — one write, one table version.
+    const switched = withMigration(d, m.id, () => ({ ...phase(counted, "draining", at), next_probe_at: null, drain_until: iso(at + m.drain_timeout_seconds * 1000) }));
+    return {
+      next: {
+        ...switched,
+        instances: switched.instances.map((i) => {
+          if (i.id === m.to_instance) return { ...i, state: "active" as const, address: probe.address ?? i.address, updated_at: iso(at) };
+          if (i.id === m.from_instance) return { ...i, state: "draining" as const, updated_at: iso(at) };
+          return i;
+        }),
+      },
+    };
+  }
+  if (m.health_deadline !== null && at > Date.parse(m.health_deadline)) {
+    return rollback(withMigration(d, m.id, () => counted), counted, at, { code: "health_check_deadline", message: "the new endpoint did not pass its health checks in time" });
+  }
+  return { next: withMigration(d, m.id, () => counted) };
+}
+
+/** The drain of the old instance is over: remove it. */
+export function applyDrainDone(d: Deployment, migrationId: string, at: number): StepResult | null {
+  const m = d.migrations.find((x) => x.id === migrationId);
+  if (!m || m.phase !== "draining" || m.drain_until === null || at < Date.parse(m.drain_until)) return null;
+  const next = withMigration(d, m.id, (x) => ({ ...phase(x, "succeeded", at), finished_at: iso(at) }));
+  return { next: { ...next, instances: next.instances.filter((i) => i.id !== m.from_instance) }, keys: { del: [m.from_instance] } };
+}

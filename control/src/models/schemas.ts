@@ -1,0 +1,57 @@
+/** Model registry: request schemas (validation + OpenAPI) and the stored/returned Model. */
+import { z } from "zod";
+import { Id, ModelName } from "../../contracts/routing-table.js";
+
+const servedName = z.string().min(1).max(256).regex(/^[^\s]+$/, "no whitespace");
+
+export const ModelCreate = z
+  .object({
+    id: Id.optional().describe("Generated when absent"),
+    name: ModelName.describe("The model name clients send; unique across all names and aliases"),
+    display_name: z.string().min(1).max(200).optional(),
+    aliases: z.array(ModelName).max(100).default([]).describe("Other names clients may send; unique across all models"),
+    served_name: servedName.optional().describe("The name the engine serves, if different from `name`"),
+    family: z.string().min(1).max(100).optional(),
+    context_length: z.number().int().min(1).max(100_000_000).optional(),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    const seen = new Set([m.name]);
+    m.aliases.forEach((a, i) => {
+      if (seen.has(a)) ctx.addIssue({ code: "custom", path: ["aliases", i], message: `duplicate name ${a}` });
+      seen.add(a);
+    });
+  });
+
+export const ModelUpdate = z
+  .object({
+    name: ModelName.optional(),
+    display_name: z.string().min(1).max(200).optional(),
+    aliases: z.array(ModelName).max(100).optional(),
+    served_name: servedName.nullable().optional(),
+    family: z.string().min(1).max(100).nullable().optional(),
+    context_length: z.number().int().min(1).max(100_000_000).nullable().optional(),
+  })
+  .strict();
+
+export const Model = z.object({
+  id: Id,
+  name: ModelName,
+  display_name: z.string(),
+  aliases: z.array(ModelName),
+  served_name: z.string().nullable(),
+  family: z.string().nullable(),
+  context_length: z.number().int().nullable(),
+  revision: z.number().int(),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+
+export type ModelCreate = z.output<typeof ModelCreate>;
+export type ModelUpdate = z.output<typeof ModelUpdate>;
+export type Model = z.infer<typeof Model>;
+
+/** Every client-facing name of a model. */
+export const modelNames = (m: Pick<Model, "name" | "aliases">): string[] => [m.name, ...m.aliases];
+/** The name the engine is expected to serve. */
+export const servedNameOf = (m: Pick<Model, "name" | "served_name">): string => m.served_name ?? m.name;

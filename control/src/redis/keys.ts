@@ -1,0 +1,41 @@
+/**
+ * Every Redis key name and the pub/sub channel. Only the stores (…/store.ts) import this module.
+ *
+ *   <p>table:version        string  monotonic routing-table version (INCR, bumped with each change)
+ *   <p>table:changed        channel PUBLISH <version> in the same script as the change
+ *   <p>models               hash    model id → Model JSON
+ *   <p>model-names          hash    client-facing name or alias → model id (uniqueness across models)
+ *   <p>model-deployment     hash    model id → deployment id (one deployment per model)
+ *   <p>deployments          hash    deployment id → Deployment JSON (instances, migrations inside)
+ *   <p>instance-api-keys    hash    "<deployment>/<instance>" → upstream API key (write-only secrets)
+ *   <p>work                 set     deployment ids with pending background work (tests, migrations)
+ *   <p>idem:<scope>         string  Idempotency-Key record (TTL)
+ *   <p>lease:<name>         string  lease owner token (PX TTL)
+ */
+export interface Keys {
+  version: string;
+  channel: string;
+  models: string;
+  modelNames: string;
+  modelDeployment: string;
+  deployments: string;
+  apiKeys: string;
+  work: string;
+  idem(scope: string): string;
+  lease(name: string): string;
+}
+
+export function createKeys(prefix: string): Keys {
+  return {
+    version: `${prefix}table:version`,
+    channel: `${prefix}table:changed`,
+    models: `${prefix}models`,
+    modelNames: `${prefix}model-names`,
+    modelDeployment: `${prefix}model-deployment`,
+    deployments: `${prefix}deployments`,
+    apiKeys: `${prefix}instance-api-keys`,
+    work: `${prefix}work`,
+    idem: (scope) => `${prefix}idem:${scope}`,
+    lease: (name) => `${prefix}lease:${name}`,
+  };
+}

@@ -1,0 +1,52 @@
+/**
+ * The routing table (contract 1) as a pure function of stored state. Deterministic: the same state and
+ * version give the same document. Only instances the plugin may know about appear (active, draining,
+ * ejected, with a resolved address); pending and unreachable ones do not.
+ */
+import { RoutingTable, type TableDeployment, type TableInstance } from "../../contracts/routing-table.js";
+import type { Deployment, Instance } from "../deployments/schemas.js";
+import { modelNames, type Model } from "../models/schemas.js";
+
+export const clusterName = (deploymentId: string) => `gw.${deploymentId}`;
+
+const TABLE_STATES = new Set(["active", "draining", "ejected"]);
+
+function tableInstance(i: Instance): TableInstance | null {
+  if (!TABLE_STATES.has(i.state) || i.address === null) return null;
+  return { id: i.id, address: i.address, base_path: i.base_path, weight: i.weight, priority: i.priority, region: i.region, state: i.state as TableInstance["state"] };
+}
+
+export function tableDeployment(d: Deployment): TableDeployment {
+  return {
+    id: d.id,
+    cluster: clusterName(d.id),
+    strategy: d.strategy,
+    on_unavailable: d.on_unavailable,
+    instances: d.instances.map(tableInstance).filter((i): i is TableInstance => i !== null),
+  };
+}
+
+/** True when two versions of a deployment look the same in the table (no version bump needed). */
+export function sameInTable(a: Deployment, b: Deployment): boolean {
+  return JSON.stringify(tableDeployment(a)) === JSON.stringify(tableDeployment(b));
+}
+
+export function buildRoutingTable(version: number, models: Model[], deployments: Deployment[]): RoutingTable {
+  const byId = new Map(models.map((m) => [m.id, m]));
+  const sorted = [...deployments].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const names: [string, string][] = [];
+  for (const d of sorted) {
+    const m = byId.get(d.model_id);
+    if (m) for (const n of modelNames(m)) names.push([n, d.id]);
+  }
+  names.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return { schema: 1, version, models: Object.fromEntries(names), deployments: sorted.map(tableDeployment) };
+}
+
+/** Build and validate with the contract's zod schema; invalid → the issues (never published). */
+export function buildValidTable(version: number, models: Model[], deployments: Deployment[]): { ok: true; table: RoutingTable } | { ok: false; issues: string[] } {
+  const table = buildRoutingTable(version, models, deployments);
+  const r = RoutingTable.safeParse(table);
+  if (!r.success) return { ok: false, issues: r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`) };
+  return { ok: true, table };
+}

@@ -1,0 +1,112 @@
+// The routing table: a pure function of stored state, validated before publishing; DNS re-resolution.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { RoutingTable } from "../../control/contracts/routing-table.js";
+import { buildRoutingTable, buildValidTable, sameInTable } from "../../control/src/routing-table/builder.js";
+import type { Deployment, Instance } from "../../control/src/deployments/schemas.js";
+import type { Model } from "../../control/src/models/schemas.js";
+import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import type { RedisServer } from "../support/redis.js";
+import { PLUGIN, registerModel, startReplica, table, waitFor, withRedis, type Replica } from "./harness.js";
+
+const T = "2026-01-01T00:00:00.000Z";
+const model = (id: string, name: string, aliases: string[] = []): Model => ({ id, name, aliases, display_name: name, served_name: null, family: null, context_length: null, revision: 1, created_at: T, updated_at: T });
+const inst = (id: string, state: Instance["state"], address: string | null = "10.0.0.1:8000"): Instance => ({
+  id, url: "http://h/v1", scheme: "http", host: "h", port: 8000, base_path: "/v1", address, weight: 1, priority: 0, region: "", gpu_count: null, gpu_memory_gb: null, has_api_key: false, state, last_check: null, created_at: T, updated_at: T,
+});
+const dep = (id: string, modelId: string, instances: Instance[]): Deployment => ({
+  id, model_id: modelId, strategy: "round_robin", on_unavailable: "fail", health_check: { interval_seconds: 10, timeout_seconds: 2, unhealthy_threshold: 3, healthy_threshold: 2, path: "/health" }, instances, migrations: [], revision: 1, created_at: T, updated_at: T,
+});
+
+describe("routing table builder (pure)", () => {
+  test("only active/draining/ejected instances with an address appear; names map to deployments; sorted", () => {
+    const t = buildRoutingTable(
+      9,
+      [model("m1", "llama", ["llama3"]), model("m2", "qwen")],
+      [
+        dep("z-dep", "m2", [inst("a", "active")]),
+        dep("a-dep", "m1", [inst("p", "pending"), inst("u", "unreachable"), inst("act", "active"), inst("dr", "draining"), inst("ej", "ejected"), inst("noaddr", "active", null)]),
+      ],
+    );
+    assert.ok(RoutingTable.safeParse(t).success);
+    assert.equal(t.version, 9);
+    assert.deepEqual(t.models, { llama: "a-dep", llama3: "a-dep", qwen: "z-dep" });
+    assert.deepEqual(t.deployments.map((d) => d.id), ["a-dep", "z-dep"]);
+    assert.deepEqual(t.deployments[0]!.instances.map((i) => `${i.id}:${i.state}`), ["act:active", "dr:draining", "ej:ejected"]);
+    assert.equal(t.deployments[0]!.cluster, "gw.a-dep");
+  });
+
+  test("deterministic: same state, same document", () => {
+    const ms = [model("m1", "llama")];
+    const ds = [dep("d", "m1", [inst("a", "active")])];
+    assert.equal(JSON.stringify(buildRoutingTable(3, ms, ds)), JSON.stringify(buildRoutingTable(3, [...ms].reverse(), [...ds].reverse())));
+  });
+
+  test("an invalid table is refused, never published", () => {
+    const bad = buildValidTable(1, [model("m1", "llama")], [dep("d", "m1", [inst("a", "active"), inst("a", "active")])]);
+    assert.equal(bad.ok, false);
+    assert.ok(!bad.ok && bad.issues.some((i) => i.includes("duplicate instance")));
+    assert.equal(buildValidTable(0, [], []).ok, false, "version 0 is not a valid table");
+  });
+
+  test("sameInTable ignores what the table does not show", () => {
+    const a = dep("d", "m1", [inst("a", "active"), inst("p", "pending")]);
+    const b = { ...a, revision: 5, instances: [a.instances[0]!, { ...a.instances[1]!, state: "unreachable" as const }] };
+    assert.ok(sameInTable(a, b));
+    assert.ok(!sameInTable(a, { ...a, instances: [{ ...a.instances[0]!, state: "draining" }, a.instances[1]!] }));
+  });
+});
+
+describe("routing table endpoint", () => {
+  let redis: RedisServer;
+  let c: Replica;
+  let mock: MockOpenAI;
+  let resolvesTo = "127.0.0.1";
+
+  before(async () => {
+    redis = await withRedis();
+    mock = await startMockOpenAI({ model: "dns-model" });
+    c = await startReplica(redis.url, { DNS_REFRESH_MS: "0" }, { lookup: async (host) => (host === "model.internal" ? resolvesTo : host) });
+    await registerModel(c.api, "dns-model");
+  });
+  after(async () => {
+    await c.stop();
+    await mock.close();
+    await redis.close();
+  });
+
+  test("hostnames are resolved to ip:port; a changed address is a new table version", async () => {
+    const r = await c.api("POST", "/v1/deployments", { body: { id: "dns", model: "dns-model", instances: [{ id: "h", url: `http://model.internal:${mock.port}/v1` }] } });
+    assert.equal(r.status, 201, r.text);
+    assert.equal(r.body.instances[0].host, "model.internal");
+    const t1 = await table(c.api);
+    assert.equal(t1.deployments[0].instances[0].address, `127.0.0.1:${mock.port}`);
+    // Same answer → no new version.
+    assert.equal(await c.control.dns.refreshOnce(), 0);
+    assert.equal((await table(c.api)).version, t1.version);
+    resolvesTo = "127.0.0.2";
+    assert.equal(await c.control.dns.refreshOnce(), 1);
+    await waitFor(async () => (await table(c.api)).version > t1.version, 2000, "new version");
+    assert.equal((await table(c.api)).deployments[0].instances[0].address, `127.0.0.2:${mock.port}`);
+    resolvesTo = "::1";
+    await c.control.dns.refreshOnce();
+    await waitFor(async () => (await table(c.api)).deployments[0].instances[0].address === `[::1]:${mock.port}`, 2000, "ipv6 address");
+  });
+
+  test("a client that is ahead of this replica waits instead of being sent an older table", async () => {
+    const v = (await table(c.api)).version;
+    const r = await c.api("GET", "/v1/routing-table?wait=1", { token: PLUGIN, headers: { "if-none-match": `"${v + 5}"` } });
+    assert.equal(r.status, 304);
+    assert.ok(r.ms >= 900);
+  });
+
+  test("a long-poll closed by the client frees its waiter", async () => {
+    const v = (await table(c.api)).version;
+    const ac = new AbortController();
+    const p = c.api("GET", "/v1/routing-table?wait=30", { token: PLUGIN, headers: { "if-none-match": `"${v}"` }, signal: ac.signal }).catch(() => null);
+    await waitFor(() => c.control.cache.waiting === 1, 2000, "waiting");
+    ac.abort();
+    await p;
+    await waitFor(() => c.control.cache.waiting === 0, 2000, "waiter released");
+  });
+});
