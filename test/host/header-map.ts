@@ -42,11 +42,12 @@ export class HeaderMap {
 
   add(key: string, value: string): void {
     this.own();
+    const p = this.pairs;
     if (key.charCodeAt(0) === 58 /* ':' */) {
       let i = 0;
-      while (i < this.pairs.length && this.pairs[i]![0].charCodeAt(0) === 58) i++;
-      this.pairs.splice(i, 0, [key, value]);
-    } else this.pairs.push([key, value]);
+      while (i < p.length && p[i]![0].charCodeAt(0) === 58) i++;
+      p.splice(i, 0, [key, value]);
+    } else p.push([key, value]);
   }
 
   /** Envoy setCopy: removes every entry of the key, then adds one. */
@@ -56,8 +57,16 @@ export class HeaderMap {
   }
 
   remove(key: string): void {
+    // In place; a key that is not there costs one scan and no copy of the caller's pairs.
+    let i = 0;
+    const n = this.pairs.length;
+    while (i < n && this.pairs[i]![0] !== key) i++;
+    if (i === n) return;
     this.own();
-    this.pairs = this.pairs.filter((p) => p[0] !== key);
+    const p = this.pairs;
+    let kept = i;
+    for (let j = i + 1; j < n; j++) if (p[j]![0] !== key) p[kept++] = p[j]!;
+    p.length = kept;
   }
 
   setAll(pairs: HeaderPairs): void {
@@ -73,9 +82,10 @@ export class HeaderMap {
     return n;
   }
 
+  /** Copy-on-write of the caller's array. Pairs are never mutated in place (snapshot() copies them), so they are shared. */
   private own(): void {
     if (!this.owned) {
-      this.pairs = this.pairs.map(([k, v]) => [k, v]);
+      this.pairs = this.pairs.slice();
       this.owned = true;
     }
   }

@@ -29,7 +29,13 @@ export class ProxyWasmHost {
   readonly refusals: Refusal[] = [];
   /** Pending (unanswered) http calls of every worker, oldest first. */
   readonly httpCalls: HttpCall[] = [];
-  readonly foreignCalls: ForeignCall[] = [];
+  private readonly foreignCallList: ForeignCall[] = [];
+  /**
+   * Fast-path clear_route_cache calls not yet in foreignCallList, run-length encoded as
+   * (worker, first contextId, count) triples: runRequest gives consecutive ids, so a benchmark
+   * loop keeps one triple however many requests it runs.
+   */
+  private readonly pendingRouteCacheClears: number[] = [];
   readonly sharedData: SharedData;
   readonly queues = new SharedQueues();
   readonly metrics = new Metrics();
@@ -95,6 +101,12 @@ export class ProxyWasmHost {
       vm.startPlugin();
     }
     return host;
+  }
+
+  /** Every foreign call, all workers, in call order (a plain array: tests may empty it). */
+  get foreignCalls(): ForeignCall[] {
+    if (this.pendingRouteCacheClears.length > 0) this.flushRouteCacheClears();
+    return this.foreignCallList;
   }
 
   /** Virtual time in ms since epoch. */
@@ -178,6 +190,30 @@ export class ProxyWasmHost {
   refuse(worker: number, contextId: number, call: string, status: number, detail: string): number {
     this.refusals.push({ worker, contextId, call, status, statusName: STATUS_NAME[status] ?? String(status), detail });
     return status;
+  }
+
+  /** @internal */
+  recordForeignCall(call: ForeignCall): void {
+    if (this.pendingRouteCacheClears.length > 0) this.flushRouteCacheClears();
+    this.foreignCallList.push(call);
+  }
+
+  /** @internal clear_route_cache with no arguments from worker.runRequest: no record object per call. */
+  recordRouteCacheClear(worker: number, contextId: number): void {
+    const p = this.pendingRouteCacheClears;
+    const n = p.length;
+    if (n > 0 && p[n - 3] === worker && p[n - 2]! + p[n - 1]! === contextId) p[n - 1]!++;
+    else p.push(worker, contextId, 1);
+  }
+
+  private flushRouteCacheClears(): void {
+    const p = this.pendingRouteCacheClears;
+    for (let i = 0; i < p.length; i += 3) {
+      const worker = p[i]!;
+      const first = p[i + 1]!;
+      for (let k = 0; k < p[i + 2]!; k++) this.foreignCallList.push({ name: "clear_route_cache", args: new Uint8Array(0), contextId: first + k, worker });
+    }
+    p.length = 0;
   }
 
   /** @internal Runs `action` once no callback is executing (Envoy's "after VM call" actions). */

@@ -167,13 +167,21 @@ export class HttpStream {
   result(): RequestResult {
     const up = this.req.forwarded.length === 1 ? this.req.forwarded[0]! : concat(this.req.forwarded);
     const down = this.localReply ? this.localReply.body : concat(this.resp.forwarded);
+    let upText: string | null = null;
     return {
       outcome: this.outcome,
       worker: this.vm.index,
       contextId: this.id,
       upstreamHeaders: this.req.sent && this.req.headers ? (this.req.sentHeaders ?? this.req.headers.snapshot()) : null,
       upstreamBody: up,
-      upstreamBodyText: decoder.decode(up),
+      // Decoded when first read (an enumerable own property, like a plain value): most callers,
+      // benchmarks among them, never look at the text.
+      get upstreamBodyText(): string {
+        return (upText ??= decoder.decode(up));
+      },
+      set upstreamBodyText(text: string) {
+        upText = text;
+      },
       upstreamTrailers: this.req.trailers && this.req.complete ? this.req.trailers.snapshot() : null,
       localReply: this.localReply,
       downstreamHeaders: this.localReply ? this.localReply.headers : this.resp.sent && this.resp.headers ? (this.resp.sentHeaders ?? this.resp.headers.snapshot()) : null,
