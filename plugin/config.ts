@@ -13,7 +13,9 @@ export const EXPECTED_SHAPE =
   '"max_table_bytes": 1024..67108864 = 16777216, "model_header": header = "x-model", ' +
   '"unknown_model": "passthrough"|"reject" = "passthrough", "body_routing": boolean = true, ' +
   '"max_body_bytes": 64..16777216 = 1048576, "max_fallbacks": 0..8 = 2, "api_prefix": "" or "/seg…" = "/v1", ' +
-  '"retry_after_seconds": 0..3600 = 5, "endpoint_header": header = "x-gateway-destination-endpoint", ' +
+  '"retry_after_seconds": 0..3600 = 5, "telemetry_path": "/path" = "/v1/telemetry", ' +
+  '"telemetry_interval_ms": 0..300000 = 5000 (0 = off), "passive_failures": 0..100 = 3 (0 = off), ' +
+  '"passive_cooldown_ms": 1000..600000 = 10000, "endpoint_header": header = "x-gateway-destination-endpoint", ' +
   '"cluster_header": header = "x-gateway-cluster", "deployment_header": header = "x-model-deployment", ' +
   '"instance_header": header = "x-model-instance"} (header: lower-case RFC 9110 token)';
 
@@ -36,6 +38,10 @@ export class Config {
   maxFallbacks: i32 = 2;
   apiPrefix: string = "/v1";
   retryAfterSeconds: i32 = 5;
+  telemetryPath: string = "/v1/telemetry";
+  telemetryIntervalMs: i32 = 5000;
+  passiveFailures: i32 = 3;
+  passiveCooldownMs: i32 = 10000;
   endpointHeader: string = "x-gateway-destination-endpoint";
   clusterHeader: string = "x-gateway-cluster";
   deploymentHeader: string = "x-model-deployment";
@@ -49,6 +55,11 @@ export class Config {
   instanceHeaderBytes: ArrayBuffer = new ArrayBuffer(0);
   apiPrefixBytes: ArrayBuffer = new ArrayBuffer(0);
   controlClusterBytes: ArrayBuffer = new ArrayBuffer(0);
+
+  /** The stream observes upstream results (telemetry or passive ejection on). */
+  @inline get observes(): bool {
+    return this.telemetryIntervalMs > 0 || this.passiveFailures > 0;
+  }
 
   encode(): void {
     this.modelHeaderBytes = utf8(this.modelHeader);
@@ -146,10 +157,20 @@ export function parseConfig(ptr: usize, len: usize): Config | null {
       if (v.str.length < 1 || v.str.length > 256) return fail(key, "expected 1..256 characters");
       if (key == "control_cluster") { c.controlCluster = v.str; haveCluster = true; }
       else c.controlAuthority = v.str;
-    } else if (key == "table_path") {
+    } else if (key == "table_path" || key == "telemetry_path") {
       if (!v.isString()) return fail(key, typeProblem("a string", v));
       if (!isTablePath(v.str)) return fail(key, "expected an absolute path without query");
-      c.tablePath = v.str;
+      if (key == "table_path") c.tablePath = v.str;
+      else c.telemetryPath = v.str;
+    } else if (key == "telemetry_interval_ms") {
+      if (!isIntIn(v, 0, 300000)) return fail(key, "expected an integer in 0..300000 (0 = off)");
+      c.telemetryIntervalMs = <i32>v.num;
+    } else if (key == "passive_failures") {
+      if (!isIntIn(v, 0, 100)) return fail(key, "expected an integer in 0..100 (0 = off)");
+      c.passiveFailures = <i32>v.num;
+    } else if (key == "passive_cooldown_ms") {
+      if (!isIntIn(v, 1000, 600000)) return fail(key, "expected an integer in 1000..600000");
+      c.passiveCooldownMs = <i32>v.num;
     } else if (key == "control_token") {
       if (!v.isString()) return fail(key, typeProblem("a string", v));
       if (v.str.length < 1 || v.str.length > 512) return fail(key, "expected 1..512 characters");

@@ -9,6 +9,8 @@ import { incrementMetric, recordMetric } from "../abi/metrics";
 import { logInfo } from "../abi/log";
 import { OnceLog } from "./once_log";
 import { sharedLen, sharedPtr, sharedRelease } from "../abi/shared_data";
+import { StatsRegistry } from "../telemetry/stats";
+import { nowMs } from "../abi/time";
 import { publishTable, readSharedTable, readSharedVersion } from "./shared_table";
 
 export class TableManager {
@@ -17,7 +19,7 @@ export class TableManager {
   private sharedTried: u64 = 0;
   private problems: OnceLog = new OnceLog();
 
-  constructor(private config: Config, private metrics: GatewayMetrics, private workerSeq: u32) {}
+  constructor(private config: Config, private metrics: GatewayMetrics, private workerSeq: u32, private registry: StatsRegistry) {}
 
   get version(): u64 {
     const t = this.table;
@@ -40,12 +42,13 @@ export class TableManager {
       this.refuse(source + ": version " + doc.version.toString() + " is not newer than " + this.version.toString());
       return null;
     }
-    return compileTable(doc, this.config.apiPrefix, this.config.maxFallbacks, this.workerSeq);
+    return compileTable(doc, this.config.apiPrefix, this.config.maxFallbacks, this.workerSeq, this.registry, nowMs());
   }
 
   private adopt(t: RoutingTable, source: string): void {
     this.flushCounts();
     this.table = t;
+    this.registry.byKey = t.statsByKey;
     this.problems.clear();
     incrementMetric(this.metrics.tableAdopted);
     recordMetric(this.metrics.tableVersion, t.version);

@@ -6,7 +6,10 @@ import { bufLen, bufPtr, bufferRelease, getBufferBytes } from "../abi/buffers";
 import { logError, logInfo, refreshLogLevel } from "../abi/log";
 import { OnceLog } from "../control/once_log";
 import { incrementMetric } from "../abi/metrics";
-import { nowMs, setTickPeriod } from "../abi/time";
+import { nowMs, nowNs, setTickPeriod } from "../abi/time";
+import { getProperty } from "../abi/properties";
+import { Observer } from "../telemetry/observer";
+import { TelemetrySender } from "../telemetry/sender";
 import { responseBodyLen, responseBodyPtr, responseStatus, takeResponseBody } from "../abi/http_call";
 import { Config, configError, parseConfig } from "../config";
 import { RoutingTable } from "../table/routing_table";
@@ -18,6 +21,19 @@ import { GatewayMetrics } from "./metrics";
 import { GatewayStream } from "./stream";
 
 const MAX_POOLED_STREAMS: i32 = 4096;
+const NODE_ID: string[] = ["node", "id"];
+
+/** "<node.id>/w<worker seq>/<start nonce>": unique per VM (the nonce separates restarts and seq races). */
+function telemetrySource(workerSeq: u32): string {
+  let node = "envoy";
+  const v = getProperty(NODE_ID);
+  if (v !== null && v.byteLength > 0) {
+    node = String.UTF8.decode(v);
+    if (node.length > 200) node = node.substring(0, 200);
+  }
+  const nonce = <u32>((nowNs() / 1000) & 0xffffffff);
+  return node + "/w" + workerSeq.toString() + "/" + nonce.toString(36);
+}
 
 export class GatewayRoot extends RootContext {
   config: Config | null = null;
@@ -30,6 +46,11 @@ export class GatewayRoot extends RootContext {
   private metricsDefined: bool = false;
   private pollProblems: OnceLog = new OnceLog();
   private pool: GatewayStream[] = [];
+  /** Upstream results: telemetry counters and passive ejection (per worker VM). */
+  observer: Observer = new Observer();
+  telemetry: TelemetrySender | null = null;
+  /** Telemetry `source`: node id / worker sequence / start nonce, unique per VM. */
+  source: string = "";
 
   @inline table(): RoutingTable | null {
     const m = this.manager;
@@ -54,12 +75,18 @@ export class GatewayRoot extends RootContext {
       // Lease holder id: sequence + 1 in the low bits, start time (ns-ish) above, so two VMs that
       // raced for the same sequence number still differ in Envoy.
       this.leaseHolder = (<u64>this.workerSeq + 1) | ((nowMs() & 0xfffff) << 32);
+      this.source = telemetrySource(this.workerSeq);
     }
     // A new configuration can change max_fallbacks/api_prefix: rebuild from shared data.
     const old = this.manager;
     if (old !== null) old.flushCounts();
     this.config = c;
-    this.manager = new TableManager(c, this.metrics, this.workerSeq);
+    this.manager = new TableManager(c, this.metrics, this.workerSeq, this.observer.registry);
+    this.observer.configure(c);
+    const sender = new TelemetrySender(c, this.source, nowMs());
+    const prevSender = this.telemetry;
+    if (prevSender !== null) sender.continueFrom(prevSender);
+    this.telemetry = sender;
     this.poller = new Poller(c);
     if (old !== null) logInfo("plugin reconfigured; rebuilding the routing table from shared data");
     setTickPeriod(<u32>c.pollIntervalMs);
@@ -76,6 +103,10 @@ export class GatewayRoot extends RootContext {
     m.flushCounts();
     m.syncFromShared();
     const now = nowMs();
+    const obs = this.observer;
+    if (obs.ejected.length > 0) obs.restoreDue(now, null);
+    const tel = this.telemetry;
+    if (tel !== null) tel.maybeSend(obs.registry, m.version, now);
     const ttl = <u64>c.pollIntervalMs * 3 + 1000;
     this.holdsLease = holdLease(this.leaseHolder, now, ttl);
     if (!this.holdsLease) return;
@@ -92,6 +123,11 @@ export class GatewayRoot extends RootContext {
   }
 
   onHttpCallResponse(token: u32, numHeaders: u32, bodySize: usize, numTrailers: u32): void {
+    const tel = this.telemetry;
+    if (tel !== null && tel.owns(token)) {
+      tel.accept(numHeaders == 0 ? <u32>0 : responseStatus());
+      return;
+    }
     const p = this.poller;
     const m = this.manager;
     const c = this.config;

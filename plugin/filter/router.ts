@@ -57,8 +57,12 @@ function rewritePath(c: Config, basePath: ArrayBuffer): void {
   headerRelease();
 }
 
+/** The position of the last successful routeTo (what the request was sent with). */
+export let routedPosition: Position | null = null;
+
 /** Picks an instance of `d` and sets the output headers. Returns false if a local reply was sent. */
 export function routeTo(c: Config, t: RoutingTable, d: Deployment): bool {
+  routedPosition = null;
   countRequest(t, d);
   if (d.noEligible) countNoEligible(d, !d.unavailable);
   const picker = d.picker;
@@ -79,6 +83,7 @@ export function routeTo(c: Config, t: RoutingTable, d: Deployment): bool {
   if (at.rewrite) rewritePath(c, inst.basePathBytes);
   callForeign(CLEAR_ROUTE_CACHE, 0, 0);
   countPick(t, inst);
+  routedPosition = at;
   return true;
 }
 

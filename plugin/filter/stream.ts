@@ -7,9 +7,11 @@ import { bufLen, bufPtr, bufferRelease, getBufferBytes } from "../abi/buffers";
 import { incrementMetric } from "../abi/metrics";
 import { utf8 } from "../abi/bytes";
 import { modelFound, modelLen, modelPtr, scanForModel, ScanResult } from "../json/model_scanner";
-import { replyBadBody, replyTooLarge, routeTo, stripRoutingHeaders, unknownModel } from "./router";
+import { replyBadBody, replyTooLarge, routedPosition, routeTo, stripRoutingHeaders, unknownModel } from "./router";
 import { GatewayRoot } from "./root";
-import { Deployment } from "../table/routing_table";
+import { Deployment, Position, RoutingTable } from "../table/routing_table";
+import { Config } from "../config";
+import { nowNs } from "../abi/time";
 
 const CONTENT_TYPE = utf8("content-type");
 
@@ -37,6 +39,12 @@ export class GatewayStream extends StreamContext {
   /** The decision was made (routed, passed through or replied). */
   decided: bool = false;
   bufferedBytes: usize = 0;
+  /** Routed (and observing): what the request was sent with, for on_log. */
+  position: Position | null = null;
+  routedTable: RoutingTable | null = null;
+  startNs: u64 = 0;
+  /** Time to the response headers (µs); -1 until they come. */
+  ttfbUs: i64 = -1;
 
   constructor(public root: GatewayRoot) {
     super();
@@ -46,6 +54,39 @@ export class GatewayStream extends StreamContext {
     this.buffering = false;
     this.decided = false;
     this.bufferedBytes = 0;
+    this.position = null;
+    this.routedTable = null;
+    this.ttfbUs = -1;
+  }
+
+  /** routeTo, plus what observing the upstream result needs (telemetry / passive ejection). */
+  private route(c: Config, table: RoutingTable, d: Deployment): bool {
+    if (!c.observes) return routeTo(c, table, d);
+    const now = nowNs();
+    this.startNs = now;
+    if (d.nextReturnAt <= now / 1_000_000) this.root.observer.restoreDue(now / 1_000_000, d);
+    const ok = routeTo(c, table, d);
+    if (ok) {
+      this.position = routedPosition;
+      this.routedTable = table;
+    }
+    return ok;
+  }
+
+  onResponseHeaders(numHeaders: u32, endOfStream: bool): u32 {
+    if (this.position !== null && this.ttfbUs < 0) {
+      const now = nowNs();
+      this.ttfbUs = now > this.startNs ? <i64>((now - this.startNs) / 1000) : 0;
+    }
+    return Action.Continue;
+  }
+
+  onLog(): void {
+    const pos = this.position;
+    if (pos === null) return;
+    this.position = null;
+    this.root.observer.observe(this.routedTable, pos, this.ttfbUs);
+    this.routedTable = null;
   }
 
   onRequestHeaders(numHeaders: u32, endOfStream: bool): u32 {
@@ -65,7 +106,7 @@ export class GatewayStream extends StreamContext {
       let d: Deployment | null = null;
       if (table !== null) d = table.lookup(mp, ml);
       this.decided = true;
-      const ok = d === null || table === null ? unknownModel(c, root.metrics, mp, ml) : routeTo(c, table, d);
+      const ok = d === null || table === null ? unknownModel(c, root.metrics, mp, ml) : this.route(c, table, d);
       if (mp != 0) heap.free(mp);
       return ok ? Action.Continue : Action.Pause;
     }
@@ -133,7 +174,7 @@ export class GatewayStream extends StreamContext {
     const table = root.table();
     let d: Deployment | null = null;
     if (table !== null) d = table.lookup(modelPtr, modelLen);
-    const ok = d === null || table === null ? unknownModel(c, root.metrics, modelPtr, modelLen) : routeTo(c, table, d);
+    const ok = d === null || table === null ? unknownModel(c, root.metrics, modelPtr, modelLen) : this.route(c, table, d);
     bufferRelease();
     return ok ? Action.Continue : Action.Pause;
   }

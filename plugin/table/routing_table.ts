@@ -8,20 +8,28 @@ import { Picker } from "../strategy/picker";
 import { makePicker } from "../strategy/factory";
 import { ByteWriter, utf8 } from "../abi/bytes";
 import { NO_METRIC } from "../abi/metrics";
+import { InstanceStats, StatsRegistry } from "../telemetry/stats";
 
 export class Instance {
   id: string;
   idBytes: ArrayBuffer;
   basePathBytes: ArrayBuffer;
+  addressBytes: ArrayBuffer;
   picksMetric: u32 = NO_METRIC;
   picksMetricDefined: bool = false;
   /** Picks not yet added to the Envoy counter (flushed on tick; see filter/metrics.ts). */
   pendingPicks: i64 = 0;
+  /** Telemetry counters and passive-ejection state, shared with other table versions (stats.ts). */
+  stats: InstanceStats;
+  deployment: Deployment;
 
-  constructor(public deploymentId: string, public doc: DocInstance) {
+  constructor(public deploymentId: string, public doc: DocInstance, stats: InstanceStats, deployment: Deployment) {
     this.id = doc.id;
     this.idBytes = utf8(doc.id);
     this.basePathBytes = utf8(doc.basePath);
+    this.addressBytes = utf8(doc.address);
+    this.stats = stats;
+    this.deployment = deployment;
   }
 }
 
@@ -33,6 +41,8 @@ export class Position {
     public endpointValue: ArrayBuffer,
     /** The pick's base_path differs from api_prefix. */
     public rewrite: bool,
+    /** The instances of endpointValue, in order (the pick first): Envoy's attempts walk this list. */
+    public hosts: StaticArray<Instance>,
   ) {}
 }
 
@@ -49,6 +59,16 @@ export class Deployment {
   picker: Picker | null = null;
   positions: StaticArray<Position> = new StaticArray<Position>(0);
   instances: Instance[] = [];
+  /** Earliest end of a passive ejection among this deployment's instances (ms); u64.MAX_VALUE = none. */
+  nextReturnAt: u64 = u64.MAX_VALUE;
+  /** Active instances this worker currently leaves out because of passive ejection. */
+  passivelyEjected: i32 = 0;
+
+  // What a rebuild needs (the candidate set changes when an instance is passively ejected or returns).
+  strategy: u8;
+  apiPrefix: string = "";
+  maxFallbacks: i32 = 0;
+  start: u32 = 0;
 
   requestsMetric: u32 = NO_METRIC;
   noEligibleMetric: u32 = NO_METRIC;
@@ -62,6 +82,7 @@ export class Deployment {
     this.idBytes = utf8(doc.id);
     this.clusterBytes = utf8(doc.cluster);
     this.panicPolicy = doc.panic;
+    this.strategy = doc.strategy;
   }
 }
 
@@ -73,9 +94,14 @@ export class RoutingTable {
   /** Objects with pending counts, so a flush touches only what was used since the last one. */
   dirtyDeployments: Deployment[] = [];
   dirtyInstances: Instance[] = [];
+  /** upstream.address → the first instance with that address (for hosts outside the request's list). */
+  addresses: BytesMap<Instance>;
+  /** The stats objects of this table, by key (the registry adopts it with the table). */
+  statsByKey: Map<string, InstanceStats> = new Map<string, InstanceStats>();
 
-  constructor(modelCount: i32) {
+  constructor(modelCount: i32, instanceCount: i32) {
     this.models = new BytesMap<Deployment>(modelCount);
+    this.addresses = new BytesMap<Instance>(instanceCount);
   }
 
   @inline lookup(ptr: usize, len: usize): Deployment | null {
@@ -104,15 +130,33 @@ function sortByPriority(list: Instance[]): Instance[] {
   return out;
 }
 
-function compileDeployment(d: DocDeployment, apiPrefix: string, maxFallbacks: i32, start: u32): Deployment {
-  const dep = new Deployment(d);
-  for (let i = 0; i < d.instances.length; i++) dep.instances.push(new Instance(d.id, unchecked(d.instances[i])));
-
+/**
+ * (Re)computes a deployment's candidates, picker and per-position header values at time `nowMs`:
+ * the active instances not passively ejected by this worker; none → the on_unavailable policy
+ * (panic: every instance, non-draining first; fail: unavailable). Mutates `dep` in place (the model
+ * map and in-flight streams keep pointing at it).
+ */
+export function rebuildDeployment(dep: Deployment, nowMs: u64): void {
   let cands = new Array<Instance>();
+  let nextReturn = u64.MAX_VALUE;
+  let excluded = 0;
   for (let i = 0; i < dep.instances.length; i++) {
     const inst = unchecked(dep.instances[i]);
-    if (inst.doc.state == InstanceState.Active) cands.push(inst);
+    if (inst.doc.state != InstanceState.Active) continue;
+    const until = inst.stats.ejectedUntil;
+    if (until > nowMs) {
+      excluded++;
+      if (until < nextReturn) nextReturn = until;
+      continue;
+    }
+    cands.push(inst);
   }
+  dep.nextReturnAt = nextReturn;
+  dep.passivelyEjected = excluded;
+  dep.noEligible = false;
+  dep.unavailable = false;
+  dep.picker = null;
+  dep.positions = new StaticArray<Position>(0);
   if (cands.length == 0) {
     dep.noEligible = true;
     if (dep.panicPolicy) {
@@ -127,9 +171,9 @@ function compileDeployment(d: DocDeployment, apiPrefix: string, maxFallbacks: i3
   }
   if (cands.length == 0) {
     dep.unavailable = true;
-    return dep;
+    return;
   }
-  if (d.strategy == StrategyKind.Failover) cands = sortByPriority(cands);
+  if (dep.strategy == StrategyKind.Failover) cands = sortByPriority(cands);
 
   const n = cands.length;
   const weights = new StaticArray<i32>(n);
@@ -138,41 +182,75 @@ function compileDeployment(d: DocDeployment, apiPrefix: string, maxFallbacks: i3
     unchecked(weights[i] = unchecked(cands[i]).doc.weight);
     unchecked(priorities[i] = unchecked(cands[i]).doc.priority);
   }
-  const picker = makePicker(d.strategy, weights, priorities, start);
+  const picker = makePicker(dep.strategy, weights, priorities, dep.start);
   dep.picker = picker;
 
   const positions = new StaticArray<Position>(n);
   const w = new ByteWriter(64);
+  const hostIdx = new Array<i32>();
   for (let pos = 0; pos < n; pos++) {
     const pick = unchecked(cands[pos]);
     w.len = 0;
     w.str(pick.doc.address);
+    hostIdx.length = 0;
     let added = 0;
-    for (let k = 1; k < n && added < maxFallbacks; k++) {
+    for (let k = 1; k < n && added < dep.maxFallbacks; k++) {
       const f = picker.fallbackAt(pos, k);
       if (f < 0 || f >= n) break;
       const other = unchecked(cands[f]);
       if (other.doc.basePath != pick.doc.basePath) continue;
       w.byte(0x2c).str(other.doc.address);
+      hostIdx.push(f);
       added++;
     }
-    unchecked(positions[pos] = new Position(pick, w.toBuffer(), pick.doc.basePath != apiPrefix));
+    const hosts = new StaticArray<Instance>(hostIdx.length + 1);
+    unchecked(hosts[0] = pick);
+    for (let k = 0; k < hostIdx.length; k++) unchecked(hosts[k + 1] = unchecked(cands[unchecked(hostIdx[k])]));
+    unchecked(positions[pos] = new Position(pick, w.toBuffer(), pick.doc.basePath != dep.apiPrefix, hosts));
   }
   dep.positions = positions;
+}
+
+function compileDeployment(d: DocDeployment, apiPrefix: string, maxFallbacks: i32, start: u32,
+  registry: StatsRegistry, next: Map<string, InstanceStats>, nowMs: u64): Deployment {
+  const dep = new Deployment(d);
+  dep.apiPrefix = apiPrefix;
+  dep.maxFallbacks = maxFallbacks;
+  dep.start = start;
+  for (let i = 0; i < d.instances.length; i++) {
+    const di = unchecked(d.instances[i]);
+    const stats = registry.take(next, d.id, di.id, di.address);
+    stats.owner = dep;
+    dep.instances.push(new Instance(d.id, di, stats, dep));
+  }
+  rebuildDeployment(dep, nowMs);
   return dep;
 }
 
-/** Compiles a validated document. `start` staggers this worker's pickers (its sequence number). */
-export function compileTable(doc: TableDoc, apiPrefix: string, maxFallbacks: i32, start: u32): RoutingTable {
-  const t = new RoutingTable(doc.modelNames.length);
+/**
+ * Compiles a validated document. `start` staggers this worker's pickers (its sequence number);
+ * `registry` hands out the per-instance stats (reused for an unchanged id + address, so counts and a
+ * running passive ejection survive a new version); `nowMs` decides which passive ejections still hold.
+ */
+export function compileTable(doc: TableDoc, apiPrefix: string, maxFallbacks: i32, start: u32,
+  registry: StatsRegistry, nowMs: u64): RoutingTable {
+  let total = 0;
+  for (let i = 0; i < doc.deployments.length; i++) total += unchecked(doc.deployments[i]).instances.length;
+  const t = new RoutingTable(doc.modelNames.length, total);
   t.version = doc.version;
   const byId = new Map<string, Deployment>();
   for (let i = 0; i < doc.deployments.length; i++) {
     const d = unchecked(doc.deployments[i]);
-    const dep = compileDeployment(d, apiPrefix, maxFallbacks, start);
+    const dep = compileDeployment(d, apiPrefix, maxFallbacks, start, registry, t.statsByKey, nowMs);
     t.deployments.push(dep);
     t.instanceCount += dep.instances.length;
     byId.set(dep.id, dep);
+    for (let k = 0; k < dep.instances.length; k++) {
+      const inst = unchecked(dep.instances[k]);
+      if (t.addresses.get(changetype<usize>(inst.addressBytes), <usize>inst.addressBytes.byteLength) === null) {
+        t.addresses.set(inst.addressBytes, inst);
+      }
+    }
   }
   for (let i = 0; i < doc.modelNames.length; i++) {
     const target = unchecked(doc.modelTargets[i]);

@@ -6,6 +6,8 @@ import { readFileSync } from "node:fs";
 import { ProxyWasmHost } from "../host/index.js";
 import { contractFixtures } from "../support/fixtures.js";
 import { answerPoll, CONTROL, gateway, PLUGIN_WASM, prng, table, type Headers } from "./support.js";
+import { send } from "./upstream.js";
+import { TelemetryBatch } from "../../control/contracts/telemetry.js";
 
 const SEED = Number(process.env.FUZZ_SEED ?? 1127);
 const enc = new TextEncoder();
@@ -153,4 +155,70 @@ test(`fuzz: 7,000 random requests, 2,500 random tables and 1,000 random configur
   host.shutdown();
   reject.shutdown();
   assert.ok(requests + tables + configsTried >= 10_000, `${requests + tables + configsTried} cases`);
+});
+
+test(`fuzz: 6,000 random upstream results (codes, flags, addresses, latencies, telemetry answers, table churn) never trap (seed ${SEED})`, async () => {
+  const rnd = prng(SEED ^ 0x5eed);
+  const addrs = ["10.77.0.1:8000", "10.77.0.2:8000", "[fd00::7]:8080", "10.77.0.4:8000"];
+  const doc = (v: number) => table(v, [
+    { id: "d0", instances: [{ id: "a", address: addrs[0] }, { id: "b", address: addrs[1] }, { id: "c", address: addrs[2], state: pick(rnd, ["active", "ejected", "draining"] as const) }] },
+    { id: "d1", strategy: "failover", on_unavailable: "panic", instances: [{ id: "p", priority: 0, address: addrs[3] }, { id: "s", priority: 1, address: addrs[pick(rnd, [0, 1, 2])] }] },
+    { id: "d2", strategy: "weighted_round_robin", instances: rnd() < 0.5 ? [] : [{ id: "w", weight: 3, address: addrs[1] }] },
+  ], { m0: "d0", m1: "d1", m2: "d2" });
+  const host = await gateway({
+    workers: 2,
+    table: doc(1),
+    config: { telemetry_interval_ms: 1000, passive_failures: 1 + Math.floor(rnd() * 3), passive_cooldown_ms: 1000, max_fallbacks: 2 },
+    logLevel: "trace",
+  });
+  let version = 1;
+  const codes = [0, 100, 200, 204, 302, 404, 429, 499, 500, 502, 503, 504, 599, 600, 999, -1, 2 ** 31, 2 ** 40];
+  const flagNames = ["-", "UF", "URX", "UC", "UR", "UH", "LR", "UT", "DC", "UO", "UPE", "UMSDR", "NR", "XX", "", ",", "UF,URX", "U", "UFF"];
+  const i64 = (v: bigint) => { const b = Buffer.alloc(8); b.writeBigInt64LE(BigInt.asIntN(64, v)); return new Uint8Array(b); };
+  const bytes = (n: number) => Uint8Array.from({ length: n }, () => Math.floor(rnd() * 256));
+  let n = 0;
+  for (let round = 0; round < 200; round++) {
+    for (let i = 0; i < 30; i++) {
+      const model = pick(rnd, ["m0", "m1", "m2", "nope"]);
+      const worker = Math.floor(rnd() * 2);
+      const r = send(host, model, (_pick, eps) => {
+        const raw: Record<string, Uint8Array> = {};
+        const c = rnd();
+        if (c < 0.3) raw["response.code"] = i64(BigInt(pick(rnd, codes)));
+        else if (c < 0.4) raw["response.code"] = bytes(Math.floor(rnd() * 12));
+        const f = rnd();
+        if (f < 0.3) raw["response.flags"] = i64(BigInt(Math.floor(rnd() * 2 ** 30)) | (rnd() < 0.1 ? 1n << 63n : 0n));
+        else if (f < 0.6) raw["response.flags"] = new TextEncoder().encode(Array.from({ length: 1 + Math.floor(rnd() * 4) }, () => pick(rnd, flagNames)).join(","));
+        else if (f < 0.7) raw["response.flags"] = bytes(Math.floor(rnd() * 300));
+        if (rnd() < 0.2) raw["response.code_details"] = rnd() < 0.5 ? new TextEncoder().encode("via_upstream") : bytes(Math.floor(rnd() * 30));
+        const a = rnd();
+        const address = a < 0.5 ? (eps[Math.floor(rnd() * (eps.length + 1))] ?? null) : a < 0.7 ? pick(rnd, addrs) : a < 0.8 ? null : a < 0.9 ? "" : new TextDecoder().decode(bytes(Math.floor(rnd() * 40)));
+        return {
+          address,
+          ...(rnd() < 0.8 ? { status: pick(rnd, [200, 200, 404, 500, 502, 503, 504]) } : {}),
+          ...(rnd() < 0.3 ? { latencyMs: Math.floor(rnd() * 3000) } : {}),
+          raw,
+        };
+      }, worker);
+      assert.ok(["upstream", "local_reply", "hung", "reset"].includes(r.result.outcome));
+      n++;
+    }
+    // Answer whatever the workers sent: telemetry batches (validated) and polls (sometimes a new table).
+    for (const call of [...host.httpCalls]) {
+      if (call.bodyText.startsWith("{\"schema\"")) {
+        assert.ok(TelemetryBatch.safeParse(JSON.parse(call.bodyText)).success, call.bodyText.slice(0, 300));
+        const x = rnd();
+        if (x < 0.6) call.respond({ status: 200 });
+        else if (x < 0.8) call.respond({ status: pick(rnd, [204, 400, 500, 503]) });
+        else if (x < 0.9) call.fail();
+      } else if (rnd() < 0.3) {
+        call.respond({ status: 200, body: JSON.stringify(doc(++version)) });
+      }
+    }
+    host.advance(Math.floor(rnd() * 1500));
+  }
+  host.shutdown();
+  assert.ok(n >= 6000);
+  assert.ok((host.metrics.get("gateway.telemetry.batches")?.value ?? 0) > 0, "batches were sent");
+  assert.ok((host.metrics.get("gateway.passive.ejections")?.value ?? 0) > 0, "ejections happened");
 });
