@@ -18,6 +18,11 @@ import { routingTableRoutes } from "./routing-table/routes.js";
 import type { TableCache } from "./routing-table/cache.js";
 import { openApiDocument } from "./openapi.js";
 import { createXdsRouter } from "../xds/discovery.js";
+import { telemetryRoutes } from "./telemetry/routes.js";
+import type { TelemetryStore } from "./telemetry/store.js";
+import { healthRoutes } from "./health/routes.js";
+import type { HealthStore } from "./health/store.js";
+import type { HealthView } from "./health/view.js";
 import type { XdsSnapshot } from "../xds/build.js";
 
 export interface AppDeps {
@@ -35,6 +40,14 @@ export interface AppDeps {
   longPollMaxSeconds: number;
   /** REST xDS for Envoy (control/xds): the snapshot built with each routing table, and who may poll it. */
   xds: { snapshot: () => XdsSnapshot | undefined; allowFrom: readonly [string, number, "ipv4" | "ipv6"][] };
+  /** Telemetry intake, health views and events; Prometheus metrics (peers on the allow list, or viewer/admin token). */
+  healthApi?: {
+    telemetry: Pick<TelemetryStore, "applyBatch">;
+    store: Pick<HealthStore, "events">;
+    view: HealthView;
+    maxEvents: number;
+  };
+  metrics?: { render(): Promise<{ contentType: string; body: string }>; allowFrom: readonly [string, number, "ipv4" | "ipv6"][] };
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -73,8 +86,19 @@ export function createApp(deps: AppDeps): express.Express {
     res.json(doc);
   });
 
+  if (deps.metrics) {
+    const m = deps.metrics;
+    app.get("/metrics", requirePeerOrRole(deps.auth, m.allowFrom, "viewer", "admin"), async (_req, res) => {
+      const { contentType, body } = await m.render();
+      res.status(200).type(contentType).send(body);
+    });
+  }
   app.use(modelRoutes({ service: deps.models, auth: deps.auth, idempotency: deps.idempotency }));
-  app.use(deploymentRoutes({ service: deps.deployments, worker: deps.worker, auth: deps.auth, idempotency: deps.idempotency, createWaitMs: deps.createWaitMs }));
+  app.use(deploymentRoutes({ service: deps.deployments, worker: deps.worker, auth: deps.auth, idempotency: deps.idempotency, createWaitMs: deps.createWaitMs, view: deps.healthApi?.view }));
+  if (deps.healthApi) {
+    app.use(healthRoutes({ deployments: deps.deployments, health: deps.healthApi.store, auth: deps.auth, maxEvents: deps.healthApi.maxEvents }));
+    app.use(telemetryRoutes({ store: deps.healthApi.telemetry, cache: deps.cache, auth: deps.auth }));
+  }
   app.use(migrationRoutes({ service: deps.migrations, worker: deps.worker, auth: deps.auth, idempotency: deps.idempotency }));
   app.use(routingTableRoutes({ cache: deps.cache, auth: deps.auth, maxWaitSeconds: deps.longPollMaxSeconds }));
   app.use(

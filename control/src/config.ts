@@ -54,6 +54,16 @@ export const EnvSchema = z.object({
   BODY_LIMIT_BYTES: int(1_024, 64 * 1024 * 1024, 1024 * 1024),
   IDEMPOTENCY_TTL_SECONDS: int(1, 30 * 86_400, 86_400),
   REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000, 2_000),
+  /** Width of one telemetry time bucket (windows are whole buckets; the current one partial). */
+  TELEMETRY_BUCKET_MS: int(100, 60_000, 10_000),
+  /** Events kept per instance (newest first). */
+  EVENTS_PER_INSTANCE: int(10, 10_000, 200),
+  /** Peers that may scrape /metrics without a token; others need a viewer or admin token. Empty = token required. */
+  METRICS_ALLOW_FROM: z
+    .string()
+    .default("127.0.0.1/32,::1/128")
+    .transform((s) => s.split(",").map((t) => t.trim()).filter((t) => t.length > 0))
+    .pipe(z.array(z.string().refine((c) => parseCidr(c) !== null, "an IP address or CIDR (10.0.0.0/8, fd00::/8)"))),
   REPLICA_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).optional(),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   /**
@@ -104,6 +114,9 @@ export interface Config {
   replicaId: string;
   logLevel: "debug" | "info" | "warn" | "error";
   xdsAllowFrom: string[];
+  telemetryBucketMs: number;
+  eventsPerInstance: number;
+  metricsAllowFrom: string[];
 }
 
 export type ConfigResult = { ok: true; config: Readonly<Config> } | { ok: false; issues: { path: string; message: string }[] };
@@ -145,6 +158,9 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
     replicaId: e.REPLICA_ID ?? `${hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 40)}-${process.pid}-${randomBytes(3).toString("hex")}`,
     logLevel: e.LOG_LEVEL,
     xdsAllowFrom: e.XDS_ALLOW_FROM,
+    telemetryBucketMs: e.TELEMETRY_BUCKET_MS,
+    eventsPerInstance: e.EVENTS_PER_INSTANCE,
+    metricsAllowFrom: e.METRICS_ALLOW_FROM,
   };
   return { ok: true, config: Object.freeze(config) };
 }

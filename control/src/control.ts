@@ -14,6 +14,7 @@ import { createModelStore } from "./models/store.js";
 import { createModelService } from "./models/service.js";
 import { createDeploymentStore } from "./deployments/store.js";
 import { createDeploymentService } from "./deployments/service.js";
+import type { Deployment } from "./deployments/schemas.js";
 import { createMigrationService } from "./migration/service.js";
 import { createConnectivityTester } from "./connectivity/tester.js";
 import { createLeaseStore } from "./jobs/lease-store.js";
@@ -28,6 +29,10 @@ import { createDnsRefresher } from "./routing-table/dns-refresh.js";
 import { parseCidr } from "./config.js";
 import { createXdsPublisher } from "../xds/publisher.js";
 import { xdsSnapshotFromTable } from "../xds/from-table.js";
+import { createTelemetryStore } from "./telemetry/store.js";
+import { createHealthStore } from "./health/store.js";
+import { createHealthView } from "./health/view.js";
+import { createMetrics } from "./metrics.js";
 
 export interface Control {
   url: string;
@@ -35,8 +40,22 @@ export interface Control {
   log: Logger;
   cache: TableCache;
   dns: { refreshOnce(): Promise<number> };
+  replica: string;
+  /** Deployments whose probe lease this replica holds. */
+  probing(): string[];
   stop(): Promise<void>;
+  /** Like a killed process: no lease released, nothing finished (tests of takeover). */
+  crash(): Promise<void>;
 }
+
+/**
+ * Envoy's active health check (contract 4) knows only the HTTP probe's settings; the prober's other
+ * settings (probe kind, completions, traffic thresholds) stay with the control service.
+ */
+const forEnvoy = (d: Deployment): Deployment => {
+  const { interval_seconds, timeout_seconds, unhealthy_threshold, healthy_threshold, path } = d.health_check;
+  return { ...d, health_check: { interval_seconds, timeout_seconds, unhealthy_threshold, healthy_threshold, path } as Deployment["health_check"] };
+};
 
 export interface ControlOptions {
   logSink?: LogSink;
@@ -78,13 +97,35 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     store: tableStore,
     log,
     refreshMs: config.tableRefreshMs,
-    onPublish: (table, snap) => void xds.publish(xdsSnapshotFromTable(table, snap.deployments)),
+    onPublish: (table, snap) => void xds.publish(xdsSnapshotFromTable(table, snap.deployments.map(forEnvoy))),
   });
   afterVersion = async (v) => {
     cache.notify(v);
     await cache.waitForNewer(v - 1, 250);
   };
-  const prober = createProber({ store: deploymentStore, tester, leases, tickMs: config.probeTickMs, leaseMs: config.leaseMs, log });
+  const telemetry = createTelemetryStore({ redis, keys, bucketMs: config.telemetryBucketMs });
+  const healthStore = createHealthStore({ redis, keys, eventsPerInstance: config.eventsPerInstance });
+  const metrics = createMetrics({
+    replica: config.replicaId,
+    cache,
+    deployments: () => deploymentStore.list(),
+    telemetry,
+    leaseHolders: (names) => leases.holders(names),
+    log,
+  });
+  const prober = createProber({
+    store: deploymentStore,
+    models: modelStore,
+    tester,
+    leases,
+    health: healthStore,
+    telemetry,
+    metrics,
+    tickMs: config.probeTickMs,
+    leaseMs: config.leaseMs,
+    replica: config.replicaId,
+    log: log.child({ component: "prober" }),
+  });
   const dns = createDnsRefresher({ store: deploymentStore, tester, leases, intervalMs: config.dnsRefreshMs, log });
 
   // Pub/sub: every replica hears every new version; on (re)connect, re-read in case we missed one.
@@ -127,6 +168,8 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     createWaitMs: config.createWaitMs,
     longPollMaxSeconds: config.longPollMaxSeconds,
     xds: { snapshot: xds.current, allowFrom: config.xdsAllowFrom.map((c) => parseCidr(c)!) },
+    healthApi: { telemetry, store: healthStore, view: createHealthView({ telemetry, health: healthStore }), maxEvents: config.eventsPerInstance },
+    metrics: { render: () => metrics.render(), allowFrom: config.metricsAllowFrom.map((c) => parseCidr(c)!) },
   });
 
   const server: Server = await new Promise((resolve, reject) => {
@@ -148,6 +191,20 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     log,
     cache,
     dns,
+    replica: config.replicaId,
+    probing: () => prober.held(),
+    async crash() {
+      // The process is gone: its connections drop first, so nothing it had is released or finished.
+      prober.halt();
+      redis.disconnect();
+      sub.disconnect();
+      dns.stop();
+      cache.stop();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await worker.stop();
+      log.info("control service crashed (test)");
+    },
     stop() {
       stopping ??= (async () => {
         dns.stop();

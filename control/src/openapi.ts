@@ -4,6 +4,8 @@ import { RoutingTable } from "../contracts/routing-table.js";
 import { Deployment, DeploymentCreate, DeploymentUpdate, Instance, InstanceCreate, InstanceUpdate, Migration, MigrationCreate } from "./deployments/schemas.js";
 import { Model, ModelCreate, ModelUpdate } from "./models/schemas.js";
 import { STATUS } from "./http/errors.js";
+import { TelemetryBatch } from "../contracts/telemetry.js";
+import { EventList } from "./health/schemas.js";
 
 export const ErrorBody = z.object({
   error: z.object({
@@ -26,7 +28,7 @@ interface Op {
   headers?: string[];
 }
 
-const inputs: Record<string, Schema> = { ModelCreate, ModelUpdate, DeploymentCreate, DeploymentUpdate, InstanceCreate, InstanceUpdate, MigrationCreate };
+const inputs: Record<string, Schema> = { ModelCreate, ModelUpdate, DeploymentCreate, DeploymentUpdate, InstanceCreate, InstanceUpdate, MigrationCreate, TelemetryBatch };
 const outputs: Record<string, Schema> = {
   Model,
   Deployment,
@@ -37,6 +39,12 @@ const outputs: Record<string, Schema> = {
   ModelList: z.object({ models: z.array(Model) }),
   DeploymentList: z.object({ deployments: z.array(Deployment) }),
   MigrationList: z.object({ migrations: z.array(Migration) }),
+  EventList,
+  TelemetryAck: z.object({
+    duplicate: z.boolean().describe("(source, seq) was merged before: nothing changed"),
+    accepted: z.number().int().describe("Instances merged into the windows"),
+    ignored: z.number().int().describe("Instances not in the routing table (or all, for a duplicate)"),
+  }),
 };
 
 const ops: Op[] = [
@@ -58,6 +66,9 @@ const ops: Op[] = [
   { method: "post", path: "/v1/deployments/{id}/migrations", summary: "Change an instance's endpoint by rolling migration (202)", roles: "admin", body: "MigrationCreate", ok: [202, "Migration"], errors: [400, 404, 409, 412, 415], headers: ["Idempotency-Key", "If-Match"] },
   { method: "get", path: "/v1/deployments/{id}/migrations", summary: "List migrations", roles: "admin, viewer", ok: [200, "MigrationList"], errors: [404] },
   { method: "get", path: "/v1/deployments/{id}/migrations/{migrationId}", summary: "Read a migration's progress", roles: "admin, viewer", ok: [200, "Migration"], errors: [404] },
+  { method: "get", path: "/v1/deployments/{id}/instances/{instanceId}/events", summary: "The instance's event timeline, newest first (?limit=, ≤ EVENTS_PER_INSTANCE): probe results on changes, ejections and re-admissions with reasons, threshold crossings", roles: "admin, viewer", ok: [200, "EventList"], errors: [400, 404] },
+  { method: "post", path: "/v1/telemetry", summary: "A telemetry batch from the plugin (contract 3); a repeated (source, seq) is ignored", roles: "plugin, admin", body: "TelemetryBatch", ok: [200, "TelemetryAck"], errors: [400, 413, 415] },
+  { method: "get", path: "/metrics", summary: "Prometheus metrics (text format)", roles: "peers in METRICS_ALLOW_FROM without a token; else viewer, admin", ok: [200, null], errors: [] },
   { method: "get", path: "/v1/routing-table", summary: "The routing table (contract 1). ETag = version; If-None-Match → 304; ?wait=N long-polls", roles: "plugin, admin, viewer", ok: [200, "RoutingTable"], errors: [304, 503] },
 ];
 
@@ -79,6 +90,7 @@ export function openApiDocument(): Record<string, unknown> {
       params.push({ name: "wait", in: "query", required: false, schema: { type: "integer", minimum: 0, maximum: 60 } as never });
       params.push({ name: "If-None-Match", in: "header", required: false, schema: { type: "string" } });
     }
+    if (op.path.endsWith("/events")) params.push({ name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1 } as never });
     const responses: Record<string, unknown> = {
       [op.ok[0]]: op.ok[1] ? { description: "OK", content: { "application/json": { schema: ref(op.ok[1]) } } } : { description: "Done" },
       "401": { description: "No valid bearer token", content: { "application/json": { schema: ref("Error") } } },

@@ -3,7 +3,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { RoutingTable } from "../../control/contracts/routing-table.js";
 import { buildRoutingTable, buildValidTable, sameInTable } from "../../control/src/routing-table/builder.js";
-import type { Deployment, Instance } from "../../control/src/deployments/schemas.js";
+import { HEALTH_DEFAULTS, type Deployment, type Instance } from "../../control/src/deployments/schemas.js";
 import type { Model } from "../../control/src/models/schemas.js";
 import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
@@ -15,7 +15,7 @@ const inst = (id: string, state: Instance["state"], address: string | null = "10
   id, url: "http://h/v1", scheme: "http", host: "h", port: 8000, base_path: "/v1", address, weight: 1, priority: 0, region: "", gpu_count: null, gpu_memory_gb: null, has_api_key: false, state, last_check: null, created_at: T, updated_at: T,
 });
 const dep = (id: string, modelId: string, instances: Instance[]): Deployment => ({
-  id, model_id: modelId, strategy: "round_robin", on_unavailable: "fail", health_check: { interval_seconds: 10, timeout_seconds: 2, unhealthy_threshold: 3, healthy_threshold: 2, path: "/health" }, instances, migrations: [], revision: 1, created_at: T, updated_at: T,
+  id, model_id: modelId, strategy: "round_robin", on_unavailable: "fail", health_check: { ...HEALTH_DEFAULTS }, instances, migrations: [], revision: 1, created_at: T, updated_at: T,
 });
 
 describe("routing table builder (pure)", () => {

@@ -26,7 +26,15 @@ export interface ConnectivityTester {
   resolve(host: string, port: number): Promise<Resolved>;
   test(target: Target, opts: { model: string; apiKey: string | null; signal?: AbortSignal }): Promise<ConnectivityResult>;
   /** One health probe: GET {scheme}://{host}:{port}{path} → 2xx. */
-  probe(target: Target, opts: { path: string; timeoutMs: number; apiKey: string | null; signal?: AbortSignal }): Promise<{ ok: boolean; address: string | null; error: string | null }>;
+  probe(target: Target, opts: { path: string; timeoutMs: number; apiKey: string | null; signal?: AbortSignal }): Promise<ProbeOutcome>;
+  /** A 1-token chat completion (POST {base}/chat/completions, max_tokens 1) → 2xx with choices. */
+  probeCompletion(target: Target, opts: { model: string; timeoutMs: number; apiKey: string | null; signal?: AbortSignal }): Promise<ProbeOutcome>;
+}
+
+export interface ProbeOutcome {
+  ok: boolean;
+  address: string | null;
+  error: string | null;
 }
 
 export function createConnectivityTester(deps: {
@@ -132,19 +140,42 @@ export function createConnectivityTester(deps: {
       }
     },
     async probe(target, opts) {
-      const r = await resolve(target.host, target.port);
-      if (!r.ok) return { ok: false, address: null, error: r.message };
-      try {
-        const res = await pinnedRequest({ scheme: target.scheme, host: target.host, port: target.port, ip: r.ip, method: "GET", path: opts.path, headers: authHeaders(opts.apiKey), timeoutMs: opts.timeoutMs, signal: opts.signal, maxBodyBytes: 64 * 1024 });
-        const ok = res.status >= 200 && res.status <= 299;
-        return { ok, address: r.address, error: ok ? null : `status ${res.status}` };
-      } catch (e) {
-        if (e instanceof RequestFailed) {
-          if (e.code === "aborted") throw e;
-          return { ok: false, address: r.address, error: e.code };
+      return await probeRequest(target, "GET", opts.path, undefined, opts, () => null);
+    },
+    async probeCompletion(target, opts) {
+      const body = JSON.stringify({ model: opts.model, messages: [{ role: "user", content: "ping" }], max_tokens: 1, stream: false });
+      return await probeRequest(target, "POST", `${target.base_path}/chat/completions`, body, opts, (text) => {
+        try {
+          const p = JSON.parse(text) as { choices?: unknown };
+          return Array.isArray(p.choices) ? null : "the completion has no choices";
+        } catch {
+          return "the completion is not JSON";
         }
-        throw e;
-      }
+      });
     },
   };
+
+  async function probeRequest(
+    target: Target,
+    method: "GET" | "POST",
+    path: string,
+    body: string | undefined,
+    opts: { timeoutMs: number; apiKey: string | null; signal?: AbortSignal },
+    check: (body: string) => string | null,
+  ): Promise<ProbeOutcome> {
+    const r = await resolve(target.host, target.port);
+    if (!r.ok) return { ok: false, address: null, error: r.message };
+    try {
+      const res = await pinnedRequest({ scheme: target.scheme, host: target.host, port: target.port, ip: r.ip, method, path, headers: authHeaders(opts.apiKey), body, timeoutMs: opts.timeoutMs, signal: opts.signal, maxBodyBytes: 64 * 1024 });
+      if (res.status < 200 || res.status > 299) return { ok: false, address: r.address, error: `status ${res.status}` };
+      const bad = check(res.body);
+      return { ok: bad === null, address: r.address, error: bad };
+    } catch (e) {
+      if (e instanceof RequestFailed) {
+        if (e.code === "aborted") throw e;
+        return { ok: false, address: r.address, error: e.code };
+      }
+      throw e;
+    }
+  }
 }

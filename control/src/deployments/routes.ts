@@ -29,8 +29,11 @@ export function deploymentRoutes(deps: {
   auth: Authenticator;
   idempotency: RequestHandler;
   createWaitMs: number;
+  /** Adds each instance's health (window statistics, last probe) to reads. */
+  view?: { deployment(d: Deployment): Promise<Deployment> };
 }): Router {
   const { service, worker } = deps;
+  const withHealth = (d: Deployment) => (deps.view ? deps.view.deployment(d) : Promise.resolve(d));
   const r = Router();
   const read = requireRole(deps.auth, ...READ_ROLES);
   const write = requireRole(deps.auth, ...WRITE_ROLES);
@@ -57,11 +60,11 @@ export function deploymentRoutes(deps: {
     sendDeployment(res, d, pending ? 202 : 201);
   });
   r.get("/v1/deployments", read, async (_req, res) => {
-    res.json({ deployments: await service.list() });
+    res.json({ deployments: await Promise.all((await service.list()).map(withHealth)) });
   });
   r.get("/v1/deployments/:id", read, async (req, res) => {
     const { id } = parsePart(DepParams, req.params, "path");
-    sendDeployment(res, await service.get(id));
+    sendDeployment(res, await withHealth(await service.get(id)));
   });
   r.patch("/v1/deployments/:id", write, async (req, res) => {
     const { id } = parsePart(DepParams, req.params, "path");
@@ -84,7 +87,7 @@ export function deploymentRoutes(deps: {
   });
   r.get("/v1/deployments/:id/instances/:instanceId", read, async (req, res) => {
     const { id, instanceId } = parsePart(InstParams, req.params, "path");
-    const d = await service.get(id);
+    const d = await withHealth(await service.get(id));
     const inst = d.instances.find((i) => i.id === instanceId);
     if (!inst) throw new AppError("not_found", `instance ${instanceId} not found in deployment ${id}`);
     res.setHeader("etag", revisionEtag(d.revision)).json(inst);

@@ -5,6 +5,7 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { BasePath, Id, Strategy, TABLE_LIMITS, UnavailablePolicy } from "../../contracts/routing-table.js";
+import { InstanceHealth } from "../health/schemas.js";
 
 export interface ParsedUrl {
   scheme: "http" | "https";
@@ -68,15 +69,76 @@ export const InstanceUpdate = z
   })
   .strict();
 
-export const HealthCheck = z
-  .object({
-    interval_seconds: z.number().min(0.05).max(3_600).default(10),
-    timeout_seconds: z.number().min(0.05).max(600).default(2),
-    unhealthy_threshold: z.number().int().min(1).max(100).default(3).describe("Consecutive failures to eject"),
-    healthy_threshold: z.number().int().min(1).max(100).default(2).describe("Consecutive successes to (re-)add"),
-    path: z.string().max(256).regex(/^\/[^\s?#]*$/, "absolute path without query").default("/health").describe("Probe path on the instance's host"),
-  })
-  .strict();
+/**
+ * Health settings of a deployment. Each field is written once here (`HEALTH_FIELDS`, no defaults) and
+ * the create schema adds the defaults: a PATCH of one field must not reset the others (zod 4 applies
+ * defaults inside `.partial()`).
+ */
+const HEALTH_FIELDS = {
+  interval_seconds: z.number().min(0.05).max(3_600).describe("Probe every N seconds (per instance)"),
+  timeout_seconds: z.number().min(0.05).max(600).describe("A probe not answered within this fails"),
+  unhealthy_threshold: z.number().int().min(1).max(100).describe("Consecutive failed probes to eject"),
+  healthy_threshold: z.number().int().min(1).max(100).describe("Consecutive successful probes to (re-)add"),
+  path: z.string().max(256).regex(/^\/[^\s?#]*$/, "absolute path without query").describe("Probe path on the instance's host (probe: path)"),
+  probe: z
+    .enum(["path", "models"])
+    .describe("path: GET {scheme}://{host}:{port}{path}; models: GET {base}/models (the OpenAI model list)"),
+  completion_every: z
+    .number()
+    .int()
+    .min(0)
+    .max(1_000)
+    .describe("Every k-th probe is a 1-token chat completion (catches 'up but broken'); 0 = never. After a failed one, every probe is a completion until one passes"),
+  window_seconds: z.number().min(1).max(600).describe("Sliding window of the traffic statistics (P95, error rate)"),
+  max_error_rate: z
+    .number()
+    .min(0)
+    .max(1)
+    .nullable()
+    .describe("Eject when (upstream_5xx + connect_failures) / requests in the window exceeds this (null = off)"),
+  min_requests: z.number().int().min(1).max(1_000_000).describe("Traffic thresholds apply only with at least this many requests in the window"),
+  max_p95_ms: z
+    .number()
+    .min(1)
+    .max(600_000)
+    .nullable()
+    .describe("Eject when the window's P95 latency exceeds this (null = off); never the last eligible instance"),
+};
+
+export const HEALTH_DEFAULTS = {
+  interval_seconds: 10,
+  timeout_seconds: 2,
+  unhealthy_threshold: 3,
+  healthy_threshold: 2,
+  path: "/health",
+  probe: "path" as const,
+  completion_every: 0,
+  window_seconds: 60,
+  max_error_rate: null,
+  min_requests: 20,
+  max_p95_ms: null,
+};
+
+const withDefaults = () => {
+  const f = HEALTH_FIELDS;
+  const d = HEALTH_DEFAULTS;
+  return {
+    interval_seconds: f.interval_seconds.default(d.interval_seconds),
+    timeout_seconds: f.timeout_seconds.default(d.timeout_seconds),
+    unhealthy_threshold: f.unhealthy_threshold.default(d.unhealthy_threshold),
+    healthy_threshold: f.healthy_threshold.default(d.healthy_threshold),
+    path: f.path.default(d.path),
+    probe: f.probe.default(d.probe),
+    completion_every: f.completion_every.default(d.completion_every),
+    window_seconds: f.window_seconds.default(d.window_seconds),
+    max_error_rate: f.max_error_rate.default(d.max_error_rate),
+    min_requests: f.min_requests.default(d.min_requests),
+    max_p95_ms: f.max_p95_ms.default(d.max_p95_ms),
+  };
+};
+
+export const HealthCheck = z.object(withDefaults()).strict();
+const HealthCheckPatch = z.object(HEALTH_FIELDS).partial().strict();
 
 export const DeploymentCreate = z
   .object({
@@ -101,7 +163,7 @@ export const DeploymentUpdate = z
   .object({
     strategy: Strategy.optional(),
     on_unavailable: UnavailablePolicy.optional(),
-    health_check: HealthCheck.partial().strict().optional(),
+    health_check: HealthCheckPatch.optional(),
   })
   .strict();
 
@@ -147,6 +209,8 @@ export const Instance = z.object({
   last_check: ConnectivityResult.nullable(),
   created_at: z.string(),
   updated_at: z.string(),
+  /** Added by reads (GET); never stored. */
+  health: InstanceHealth.optional(),
 });
 
 export const MigrationPhase = z.enum(["testing", "health_checking", "draining", "succeeded", "rolled_back"]);
@@ -177,13 +241,8 @@ export const Deployment = z.object({
   model_id: Id,
   strategy: Strategy,
   on_unavailable: UnavailablePolicy,
-  health_check: z.object({
-    interval_seconds: z.number(),
-    timeout_seconds: z.number(),
-    unhealthy_threshold: z.number().int(),
-    healthy_threshold: z.number().int(),
-    path: z.string(),
-  }),
+  // Stored documents written before a field existed get its default when read.
+  health_check: z.object(withDefaults()),
   instances: z.array(Instance),
   migrations: z.array(Migration),
   revision: z.number().int(),

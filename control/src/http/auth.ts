@@ -4,7 +4,7 @@
  *
  *   admin  — everything (reads and writes)
  *   viewer — reads of the management API and the routing table
- *   plugin — the plugin-facing endpoints only (routing table; telemetry later)
+ *   plugin — the plugin-facing endpoints only (routing table, telemetry)
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { BlockList, isIPv4, isIPv6 } from "node:net";

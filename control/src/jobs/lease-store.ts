@@ -13,6 +13,10 @@ export interface Lease {
 
 export interface LeaseStore {
   acquire(name: string, ttlMs: number): Promise<Lease | null>;
+  /** Milliseconds until the named lease expires (0 = free now). */
+  remainingMs(name: string): Promise<number>;
+  /** The replica holding each named lease (null = nobody). */
+  holders(names: string[]): Promise<(string | null)[]>;
 }
 
 interface LeaseRedis extends Redis {
@@ -38,6 +42,15 @@ export function createLeaseStore(deps: { redis: Redis; keys: Keys; owner: string
           await redis.gwLeaseRelease(key, token);
         },
       };
+    },
+    async remainingMs(name) {
+      return Math.max(0, await redis.pttl(deps.keys.lease(name)));
+    },
+    async holders(names) {
+      if (names.length === 0) return [];
+      const tokens = await redis.mget(...names.map((n) => deps.keys.lease(n)));
+      // token = "<owner>:<random>"
+      return tokens.map((t) => (t === null ? null : t.slice(0, Math.max(0, t.lastIndexOf(":")))));
     },
   };
 }

@@ -1,113 +1,324 @@
 /**
- * Active health checks → verdicts. One replica at a time probes a deployment (lease, kept while it runs
- * so the consecutive counts stay in its memory; another replica takes over when it goes away). An active
- * instance failing `unhealthy_threshold` consecutive probes becomes `ejected`; an ejected one passing
- * `healthy_threshold` consecutive probes becomes `active` again. Each verdict is a table version.
- * (Traffic telemetry from the plugin will feed the same verdicts later.)
+ * Active health checks and traffic thresholds → verdicts.
+ *
+ * Lease: one replica at a time probes a deployment (`lease:probe:<dep>`, PX = LEASE_MS). The holder
+ * renews every LEASE_MS/3 on its own timer (independent of probe rounds, so a slow probe never lets it
+ * lapse) and believes it holds the lease only until `renew start + LEASE_MS`: past that it stops
+ * probing even if Redis did not answer, so two replicas never probe the same deployment at once (up to
+ * clock-rate drift). A replica that fails to acquire reads the lease's remaining time and tries again
+ * right when it expires (PTTL; at most LEASE_MS later): a dead holder's lease
+ * expires at most LEASE_MS after its last renewal and is taken within a probe tick of that. Consecutive counts live in Redis
+ * (health/store.ts), so a takeover continues them.
+ *
+ * Probes (per instance, every `health_check.interval_seconds`, `timeout_seconds` each): `path` (GET
+ * {host}{path}) or `models` (GET {base}/models); with `completion_every: k` every k-th probe is a 1-token
+ * chat completion, and after a failed one every probe is a completion until one passes (an instance
+ * that is up but cannot generate keeps failing). `unhealthy_threshold` consecutive failures → `ejected`;
+ * `healthy_threshold` consecutive successes → `active`. One failure never ejects (unless the threshold
+ * is 1).
+ *
+ * Traffic thresholds (optional, per deployment): over the sliding window, with at least `min_requests`,
+ * error rate > `max_error_rate` ejects; P95 > `max_p95_ms` ejects unless the instance is the last active
+ * one. Windows count only traffic since the instance's last (re-)admission. Re-admission follows the
+ * probe rule. Every verdict is a table version; every change is an event with its evidence.
  */
-import type { ConnectivityTester } from "../connectivity/tester.js";
-import type { Deployment } from "../deployments/schemas.js";
+import type { ConnectivityTester, ProbeOutcome } from "../connectivity/tester.js";
+import type { Deployment, Instance } from "../deployments/schemas.js";
 import type { DeploymentStore } from "../deployments/store.js";
+import { newProbeState, RECENT_PROBES, type HealthStore, type ProbeState } from "../health/store.js";
+import type { EventType, InstanceEvent, ProbeResult } from "../health/schemas.js";
 import { errorFields, type Logger } from "../log.js";
+import { servedNameOf, type Model } from "../models/schemas.js";
+import type { TelemetryStore } from "../telemetry/store.js";
+import { errorRate, errorsOf, quantile, round } from "../telemetry/window.js";
 import type { Lease, LeaseStore } from "./lease-store.js";
 
-interface Count {
-  successes: number;
-  failures: number;
-  nextAt: number;
+const PROBED = new Set(["active", "ejected"]);
+const hasProbed = (d: Deployment) => d.instances.some((i) => PROBED.has(i.state));
+
+export interface ProberMetrics {
+  probe(deployment: string, instance: string, kind: string, ok: boolean, seconds: number): void;
+  verdict(deployment: string, instance: string, to: "active" | "ejected", reason: string): void;
 }
 
-const PROBED = new Set(["active", "ejected"]);
+interface Held {
+  lease: Lease;
+  /** This replica may act until then (renew start + LEASE_MS). */
+  validUntil: number;
+}
+
+export interface Prober {
+  start(): void;
+  /** Graceful: stop and release the leases (another replica takes over at once). */
+  stop(): Promise<void>;
+  /** Like a killed process: stop without releasing (tests). */
+  halt(): void;
+  held(): string[];
+}
+
+export const probeLeaseName = (deploymentId: string) => `probe:${deploymentId}`;
 
 export function createProber(deps: {
-  store: Pick<DeploymentStore, "list" | "update" | "getApiKey">;
-  tester: Pick<ConnectivityTester, "probe">;
+  store: Pick<DeploymentStore, "get" | "list" | "update" | "getApiKey">;
+  models: { get(id: string): Promise<Model | null> };
+  tester: Pick<ConnectivityTester, "probe" | "probeCompletion">;
   leases: LeaseStore;
+  health: HealthStore;
+  telemetry: Pick<TelemetryStore, "recordProbe" | "window">;
+  metrics?: ProberMetrics;
   tickMs: number;
   leaseMs: number;
+  replica: string;
   log: Logger;
-}) {
-  const { store, tester, log } = deps;
-  const held = new Map<string, Lease>();
-  const counts = new Map<string, Map<string, Count>>();
+}): Prober {
+  const { store, tester, health, log } = deps;
+  const held = new Map<string, Held>();
+  const nextAt = new Map<string, Map<string, number>>();
+  const nextEval = new Map<string, number>();
+  const stateCache = new Map<string, Map<string, ProbeState>>();
+  const inflight = new Map<string, Set<string>>();
   const busy = new Set<string>();
   const abort = new AbortController();
+  /** Next acquisition attempt per deployment not held (at the current holder's lease expiry). */
+  const nextAcquire = new Map<string, number>();
+  let stopped = false;
   let timer: NodeJS.Timeout | null = null;
-  let lastRenew = 0;
+  let renewTimer: NodeJS.Timeout | null = null;
 
-  async function verdict(d: Deployment, instanceId: string, to: "active" | "ejected", from: "active" | "ejected") {
+  const mine = (id: string, h: Held) => !stopped && held.get(id) === h && Date.now() < h.validUntil;
+
+  const event = (d: Deployment, instanceId: string, type: EventType, reason: string, state: string | null, evidence: Record<string, unknown>) => {
+    const e: InstanceEvent = { at: new Date().toISOString(), type, reason, state, replica: deps.replica, evidence };
+    return health.addEvent(d.id, instanceId, e).catch((err: unknown) => log.warn("event not recorded", { deployment: d.id, instance: instanceId, type, ...errorFields(err) }));
+  };
+
+  /** active ⇄ ejected, only from the state we saw (a concurrent change wins). True when written. */
+  async function setState(d: Deployment, instanceId: string, from: "active" | "ejected", to: "active" | "ejected"): Promise<boolean> {
+    let changed = false;
     await store.update(d.id, (cur) => {
       const inst = cur.instances.find((i) => i.id === instanceId);
       if (!inst || inst.state !== from) return null;
+      changed = true;
       const at = new Date().toISOString();
       return { next: { ...cur, revision: cur.revision + 1, updated_at: at, instances: cur.instances.map((i) => (i.id === instanceId ? { ...i, state: to, updated_at: at } : i)) } };
     });
-    log.info("health verdict", { deployment: d.id, instance: instanceId, state: to });
+    return changed;
   }
 
-  async function probeDeployment(d: Deployment) {
-    const hc = d.health_check;
-    const byInst = counts.get(d.id) ?? new Map<string, Count>();
-    counts.set(d.id, byInst);
-    for (const id of byInst.keys()) if (!d.instances.some((i) => i.id === id && PROBED.has(i.state))) byInst.delete(id);
+  async function verdict(d: Deployment, inst: Instance, st: ProbeState, to: "active" | "ejected", reason: string, evidence: Record<string, unknown>): Promise<boolean> {
+    const from = to === "active" ? "ejected" : "active";
+    if (!(await setState(d, inst.id, from, to))) return false;
     const now = Date.now();
-    await Promise.all(
-      d.instances
-        .filter((i) => PROBED.has(i.state))
-        .map(async (inst) => {
-          const c = byInst.get(inst.id) ?? { successes: 0, failures: 0, nextAt: 0 };
-          byInst.set(inst.id, c);
-          if (now < c.nextAt) return;
-          c.nextAt = now + hc.interval_seconds * 1000;
-          const apiKey = await store.getApiKey(d.id, inst.id);
-          const r = await tester.probe(inst, { path: hc.path, timeoutMs: hc.timeout_seconds * 1000, apiKey, signal: abort.signal });
-          if (r.ok) {
-            c.successes++;
-            c.failures = 0;
-          } else {
-            c.failures++;
-            c.successes = 0;
-          }
-          if (inst.state === "active" && c.failures >= hc.unhealthy_threshold) await verdict(d, inst.id, "ejected", "active");
-          else if (inst.state === "ejected" && c.successes >= hc.healthy_threshold) await verdict(d, inst.id, "active", "ejected");
-        }),
-    );
+    st.reason = reason;
+    st.since = new Date(now).toISOString();
+    st.crossed = [];
+    if (to === "ejected") st.successes = 0; // re-admission needs `healthy_threshold` fresh successes
+    else {
+      st.failures = 0;
+      st.traffic_since_ms = now; // thresholds judge only traffic after re-admission
+    }
+    deps.metrics?.verdict(d.id, inst.id, to, reason);
+    log.info("health verdict", { deployment: d.id, instance: inst.id, state: to, reason });
+    await event(d, inst.id, to === "ejected" ? "ejected" : "readmitted", reason, to, evidence);
+    return true;
+  }
+
+  async function probeOne(d: Deployment, inst: Instance, st: ProbeState, h: Held, model: Model | null): Promise<void> {
+    const hc = d.health_check;
+    const completion = hc.completion_every > 0 && model !== null && (st.broken || (st.probes + 1) % hc.completion_every === 0);
+    const kind = completion ? "completion" : hc.probe;
+    const apiKey = await store.getApiKey(d.id, inst.id);
+    const opts = { timeoutMs: hc.timeout_seconds * 1000, apiKey, signal: abort.signal };
+    const t0 = performance.now();
+    const r: ProbeOutcome = completion
+      ? await tester.probeCompletion(inst, { ...opts, model: servedNameOf(model!) })
+      : await tester.probe(inst, { ...opts, path: kind === "models" ? `${inst.base_path}/models` : hc.path });
+    const latency = performance.now() - t0;
+    if (!mine(d.id, h)) return; // the lease lapsed meanwhile: the new holder decides
+    const result: ProbeResult = { ok: r.ok, at: new Date().toISOString(), kind, latency_ms: round(latency)!, error: r.error };
+    const prev = st.recent[0];
+    st.probes++;
+    st.recent = [result, ...st.recent].slice(0, RECENT_PROBES);
+    if (completion) st.broken = !r.ok;
+    if (r.ok) {
+      st.successes++;
+      st.failures = 0;
+    } else {
+      st.failures++;
+      st.successes = 0;
+    }
+    deps.metrics?.probe(d.id, inst.id, kind, r.ok, latency / 1000);
+    deps.telemetry.recordProbe(d.id, inst.id, { ok: r.ok, latencyMs: latency }).catch(() => undefined);
+    if ((prev === undefined && !r.ok) || (prev !== undefined && prev.ok !== r.ok)) {
+      await event(d, inst.id, r.ok ? "probe_passed" : "probe_failed", r.ok ? "probe_ok" : (r.error ?? "probe_failed"), inst.state, {
+        probe: result,
+        consecutive_failures: st.failures,
+        consecutive_successes: st.successes,
+        thresholds: { unhealthy: hc.unhealthy_threshold, healthy: hc.healthy_threshold },
+      });
+    }
+    if (inst.state === "active" && st.failures >= hc.unhealthy_threshold) {
+      await verdict(d, inst, st, "ejected", "probe_failures", { probes: st.recent.slice(0, hc.unhealthy_threshold), unhealthy_threshold: hc.unhealthy_threshold });
+    } else if (inst.state === "ejected" && st.successes >= hc.healthy_threshold) {
+      await verdict(d, inst, st, "active", "probes_passed", { probes: st.recent.slice(0, hc.healthy_threshold), healthy_threshold: hc.healthy_threshold });
+    }
+    await health.saveState(d.id, inst.id, st);
+  }
+
+  /** Traffic thresholds over the window (error rate, P95); the last active instance is never ejected for slowness. */
+  async function evaluate(d: Deployment, states: Map<string, ProbeState>, h: Held): Promise<void> {
+    const hc = d.health_check;
+    if (hc.max_error_rate === null && hc.max_p95_ms === null) return;
+    const active = d.instances.filter((i) => i.state === "active");
+    if (active.length === 0) return;
+    const since = Object.fromEntries(active.map((i) => [i.id, states.get(i.id)?.traffic_since_ms ?? undefined]));
+    const stats = await deps.telemetry.window(d.id, active.map((i) => i.id), hc.window_seconds, since);
+    if (!mine(d.id, h)) return;
+    const rows = active.map((inst) => {
+      const s = stats.get(inst.id)!;
+      return { inst, s, st: states.get(inst.id) ?? newProbeState(), er: errorRate(s), p95: quantile(s.latency_buckets, 0.95) };
+    });
+    // Errors first, then the slowest: with several slow instances the slowest go and the last stays.
+    rows.sort((a, b) => (b.er ?? 0) - (a.er ?? 0) || (b.p95 ?? 0) - (a.p95 ?? 0));
+    let eligible = active.length;
+    for (const { inst, s, st, er, p95 } of rows) {
+      const crossed: string[] = [];
+      if (s.requests >= hc.min_requests) {
+        if (hc.max_error_rate !== null && er !== null && er > hc.max_error_rate) crossed.push("error_rate");
+        if (hc.max_p95_ms !== null && p95 !== null && p95 > hc.max_p95_ms) crossed.push("p95_latency");
+      }
+      const evidence = {
+        window_seconds: hc.window_seconds,
+        requests: s.requests,
+        errors: errorsOf(s),
+        error_rate: round(er, 4),
+        p95_ms: round(p95),
+        thresholds: { max_error_rate: hc.max_error_rate, max_p95_ms: hc.max_p95_ms, min_requests: hc.min_requests },
+      };
+      const fresh = crossed.filter((c) => !st.crossed.includes(c));
+      for (const c of fresh) await event(d, inst.id, "threshold_crossed", c, inst.state, evidence);
+      for (const c of st.crossed.filter((c) => !crossed.includes(c))) await event(d, inst.id, "threshold_cleared", c, inst.state, evidence);
+      st.crossed = crossed;
+      let ejected = false;
+      if (crossed.includes("error_rate")) {
+        ejected = await verdict(d, inst, st, "ejected", "error_rate", evidence);
+      } else if (crossed.includes("p95_latency")) {
+        if (eligible > 1) ejected = await verdict(d, inst, st, "ejected", "p95_latency", evidence);
+        else if (fresh.includes("p95_latency")) await event(d, inst.id, "ejection_skipped", "last_eligible_instance", inst.state, evidence);
+      }
+      if (ejected) eligible--;
+      await health.saveState(d.id, inst.id, st);
+    }
+  }
+
+  /** The held deployment's prober state: loaded from Redis when the lease is taken, then kept in memory. */
+  async function statesOf(d: Deployment): Promise<Map<string, ProbeState>> {
+    let m = stateCache.get(d.id);
+    if (!m) {
+      m = await health.states(d.id);
+      stateCache.set(d.id, m);
+    }
+    const gone = [...m.keys()].filter((id) => !d.instances.some((i) => i.id === id));
+    if (gone.length > 0) {
+      for (const id of gone) m.delete(id);
+      await health.dropStates(d.id, d.instances.map((i) => i.id));
+    }
+    return m;
+  }
+
+  /**
+   * Starts the due probes (each instance on its own: a hung one delays nobody else, and the next probe of
+   * an instance starts as soon as it is due and the previous one has finished), then evaluates the
+   * traffic thresholds when due.
+   */
+  async function round_(d: Deployment, h: Held): Promise<void> {
+    const now = Date.now();
+    const times = nextAt.get(d.id) ?? new Map<string, number>();
+    nextAt.set(d.id, times);
+    const flying = inflight.get(d.id) ?? new Set<string>();
+    inflight.set(d.id, flying);
+    const due = d.instances.filter((i) => PROBED.has(i.state) && !flying.has(i.id) && (times.get(i.id) ?? 0) <= now);
+    const hc = d.health_check;
+    const thresholds = hc.max_error_rate !== null || hc.max_p95_ms !== null;
+    const evalDue = thresholds && now >= (nextEval.get(d.id) ?? 0);
+    if (due.length === 0 && !evalDue) return;
+    const states = await statesOf(d);
+    if (due.length > 0) {
+      const model = hc.completion_every > 0 ? await deps.models.get(d.model_id) : null;
+      for (const inst of due) {
+        const st = states.get(inst.id) ?? newProbeState();
+        states.set(inst.id, st);
+        flying.add(inst.id);
+        // Keep the cadence: the next probe is due one interval after this one was due (tick delays do not add up).
+        const dueAt = times.get(inst.id) ?? now;
+        const next = dueAt + hc.interval_seconds * 1000;
+        times.set(inst.id, next > now ? next : now + hc.interval_seconds * 1000);
+        void probeOne(d, inst, st, h, model)
+          .catch((e: unknown) => {
+            if (!abort.signal.aborted) log.debug("probe failed to run", { deployment: d.id, instance: inst.id, ...errorFields(e) });
+          })
+          .finally(() => flying.delete(inst.id));
+      }
+    }
+    if (evalDue && mine(d.id, h)) {
+      nextEval.set(d.id, now + Math.max(deps.tickMs, Math.min(hc.interval_seconds * 1000, 1_000)));
+      const fresh = await store.get(d.id);
+      if (fresh) await evaluate(fresh, states, h);
+    }
+  }
+
+  function drop(id: string, release: boolean) {
+    const h = held.get(id);
+    held.delete(id);
+    nextAt.delete(id);
+    nextEval.delete(id);
+    stateCache.delete(id);
+    if (h && release) void h.lease.release().catch(() => undefined);
   }
 
   async function tick() {
+    if (stopped) return;
     let deployments: Deployment[];
     try {
       deployments = await store.list();
     } catch {
       return;
     }
-    const live = new Set(deployments.map((d) => d.id));
-    for (const [id, lease] of held) {
-      if (!live.has(id)) {
-        held.delete(id);
-        counts.delete(id);
-        void lease.release().catch(() => undefined);
-      }
+    if (stopped) return;
+    const byId = new Map(deployments.map((d) => [d.id, d]));
+    for (const id of [...held.keys()]) {
+      const d = byId.get(id);
+      if (!d || !hasProbed(d)) drop(id, true);
     }
-    const renewNow = Date.now() - lastRenew > deps.leaseMs / 3;
-    if (renewNow) lastRenew = Date.now();
+    const now = Date.now();
+    for (const id of [...nextAcquire.keys()]) if (!byId.has(id)) nextAcquire.delete(id);
     for (const d of deployments) {
-      if (busy.has(d.id) || !d.instances.some((i) => PROBED.has(i.state))) continue;
+      if (!hasProbed(d) || busy.has(d.id)) continue;
+      let h = held.get(d.id);
+      if (h && now >= h.validUntil) {
+        log.warn("probe lease not renewed in time; stopped probing", { deployment: d.id });
+        drop(d.id, false);
+        h = undefined;
+      }
+      if (!h && now < (nextAcquire.get(d.id) ?? 0)) continue;
       busy.add(d.id);
       void (async () => {
         try {
-          let lease = held.get(d.id);
-          if (lease && renewNow && !(await lease.renew())) {
-            held.delete(d.id);
-            counts.delete(d.id);
-            lease = undefined;
+          if (!h) {
+            const t0 = Date.now();
+            const lease = await deps.leases.acquire(probeLeaseName(d.id), deps.leaseMs);
+            if (!lease) {
+              // Held elsewhere: try again when that lease runs out (it is renewed meanwhile if its holder lives).
+              const left = await deps.leases.remainingMs(probeLeaseName(d.id));
+              nextAcquire.set(d.id, Date.now() + Math.min(Math.max(left, 0), deps.leaseMs));
+              return;
+            }
+            if (stopped) return void (await lease.release());
+            h = { lease, validUntil: t0 + deps.leaseMs };
+            held.set(d.id, h);
+            log.info("probe lease acquired", { deployment: d.id });
           }
-          if (!lease) {
-            const got = await deps.leases.acquire(`probe:${d.id}`, deps.leaseMs);
-            if (!got) return;
-            held.set(d.id, got);
-          }
-          await probeDeployment(d);
+          await round_(d, h);
         } catch (e) {
           if (!abort.signal.aborted) log.debug("probe round failed", { deployment: d.id, ...errorFields(e) });
         } finally {
@@ -117,16 +328,48 @@ export function createProber(deps: {
     }
   }
 
+  async function renewAll() {
+    for (const [id, h] of [...held]) {
+      const t0 = Date.now();
+      let ok: boolean;
+      try {
+        ok = await h.lease.renew();
+      } catch {
+        continue; // Redis unreachable: keep acting only until validUntil
+      }
+      if (held.get(id) !== h) continue;
+      if (ok) h.validUntil = t0 + deps.leaseMs;
+      else {
+        log.warn("probe lease lost", { deployment: id });
+        drop(id, false);
+      }
+    }
+  }
+
+  const halt = () => {
+    stopped = true;
+    if (timer) clearInterval(timer);
+    if (renewTimer) clearInterval(renewTimer);
+    abort.abort();
+  };
+
   return {
     start() {
       timer = setInterval(() => void tick(), deps.tickMs);
       timer.unref();
+      renewTimer = setInterval(() => void renewAll(), Math.max(20, Math.floor(deps.leaseMs / 3)));
+      renewTimer.unref();
+      void tick();
     },
     async stop() {
-      if (timer) clearInterval(timer);
-      abort.abort();
-      await Promise.allSettled([...held.values()].map((l) => l.release()));
+      halt();
+      await Promise.allSettled([...held.values()].map((h) => h.lease.release()));
       held.clear();
     },
+    halt() {
+      halt();
+      held.clear();
+    },
+    held: () => [...held.keys()],
   };
 }

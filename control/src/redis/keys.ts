@@ -11,6 +11,10 @@
  *   <p>work                 set     deployment ids with pending background work (tests, migrations)
  *   <p>idem:<scope>         string  Idempotency-Key record (TTL)
  *   <p>lease:<name>         string  lease owner token (PX TTL)
+ *   <p>tm:<dep>/<inst>:<t>  hash    traffic + probe statistics of one time bucket starting at <t> ms (TTL)
+ *   <p>tm-seen:<source>     zset    telemetry seqs already merged for a sender (last 1024, TTL)
+ *   <p>health:<dep>         hash    instance id → prober state JSON (consecutive counts, last probes, reason)
+ *   <p>events:<dep>/<inst>  list    instance event timeline, newest first (capped, TTL)
  */
 export interface Keys {
   version: string;
@@ -23,6 +27,10 @@ export interface Keys {
   work: string;
   idem(scope: string): string;
   lease(name: string): string;
+  telemetryBucket(deployment: string, instance: string, bucketStartMs: number): string;
+  telemetrySeen(source: string): string;
+  health(deployment: string): string;
+  events(deployment: string, instance: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -37,5 +45,9 @@ export function createKeys(prefix: string): Keys {
     work: `${prefix}work`,
     idem: (scope) => `${prefix}idem:${scope}`,
     lease: (name) => `${prefix}lease:${name}`,
+    telemetryBucket: (dep, inst, t) => `${prefix}tm:${dep}/${inst}:${t}`,
+    telemetrySeen: (source) => `${prefix}tm-seen:${source}`,
+    health: (dep) => `${prefix}health:${dep}`,
+    events: (dep, inst) => `${prefix}events:${dep}/${inst}`,
   };
 }

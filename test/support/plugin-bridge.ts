@@ -1,0 +1,138 @@
+/**
+ * Bridges the plugin running in the test host (test/host/) to a real control service over HTTP, so
+ * the compiled plugin talks to the real thing: its routing-table long-polls and telemetry POSTs.
+ *
+ *   const host = await ProxyWasmHost.start({ wasm, clusters: ["gateway_control"], configuration, ... });
+ *   const bridge = bridgePlugin(host, { clusters: { gateway_control: control.url } });
+ *   await bridge.waitFor(() => picks(host) === "a", 5_000, "the plugin picks a");
+ *   await bridge.stop();
+ *
+ * - host.onHttpCall → fetch(<cluster base URL> + :path) with the call's method, headers and body →
+ *   call.respond({status, headers, body}) when the answer is complete; a network error → call.fail().
+ *   A call the host already timed out (its virtual clock passed timeoutMs) is dropped quietly.
+ *   Calls to clusters not in `clusters` fail at once (as Envoy's async client without a healthy host).
+ * - The host's virtual clock follows real time: every `stepMs` it is advanced by the real time that
+ *   passed, so on_tick and http-call timeouts fire as they would in Envoy.
+ * - The host's API is synchronous and single-threaded: call host.request(...) from the test between
+ *   awaits (never while a callback runs); the bridge only touches the host from timers and fetch
+ *   completions, which never interleave with synchronous code.
+ */
+import type { ProxyWasmHost } from "../host/index.js";
+import type { HttpCall } from "../host/types.js";
+
+type Host = Awaited<ReturnType<typeof ProxyWasmHost.start>>;
+
+export interface BridgedCall {
+  cluster: string;
+  method: string;
+  path: string;
+  /** null while in flight or when the request failed. */
+  status: number | null;
+  requestBody: string;
+  error: string | null;
+  ms: number | null;
+}
+
+export interface PluginBridge {
+  /** Every bridged call, oldest first (for assertions: e.g. the telemetry POSTs). */
+  readonly calls: BridgedCall[];
+  /** Resolves once cond() holds; checks every few ms while the clock and calls keep running. */
+  waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void>;
+  /** Stop the clock, abort calls in flight (their answers never reach the plugin), detach from the host. */
+  stop(): Promise<void>;
+}
+
+export interface BridgeOptions {
+  /** Cluster name → base URL (scheme://host:port), e.g. { gateway_control: control.url }. */
+  clusters: Record<string, string>;
+  /** Real-time step of the virtual clock (default 10 ms). */
+  stepMs?: number;
+}
+
+const HOP_BY_HOP = new Set(["host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"]);
+
+export function bridgePlugin(host: Host, opts: BridgeOptions): PluginBridge {
+  const calls: BridgedCall[] = [];
+  const inFlight = new Set<Promise<void>>();
+  const abort = new AbortController();
+  let stopped = false;
+  let last = performance.now();
+
+  const forward = (call: HttpCall) => {
+    const header = (name: string) => call.headers.find(([k]) => k === name)?.[1];
+    const method = header(":method") ?? "GET";
+    const path = header(":path") ?? "/";
+    const record: BridgedCall = { cluster: call.cluster, method, path, status: null, requestBody: call.bodyText, error: null, ms: null };
+    calls.push(record);
+    const base = opts.clusters[call.cluster];
+    if (base === undefined) {
+      record.error = "unknown cluster";
+      call.fail();
+      return;
+    }
+    const headers = new Headers();
+    for (const [k, v] of call.headers) if (!k.startsWith(":") && !HOP_BY_HOP.has(k)) headers.append(k, v);
+    const t0 = performance.now();
+    const p = (async () => {
+      let answer: { status: number; headers: [string, string][]; body: Uint8Array } | null = null;
+      try {
+        const res = await fetch(base.replace(/\/+$/, "") + path, {
+          method,
+          headers,
+          body: method === "GET" || method === "HEAD" || call.body.length === 0 ? undefined : Buffer.from(call.body),
+          signal: abort.signal,
+        });
+        const body = new Uint8Array(await res.arrayBuffer());
+        const pairs: [string, string][] = [];
+        res.headers.forEach((v, k) => pairs.push([k, v]));
+        answer = { status: res.status, headers: pairs, body };
+        record.status = res.status;
+      } catch (e) {
+        record.error = e instanceof Error ? e.message : String(e);
+      }
+      record.ms = performance.now() - t0;
+      if (stopped) return;
+      try {
+        if (answer) call.respond(answer);
+        else call.fail();
+      } catch {
+        // Already answered: the host timed the call out on its virtual clock.
+      }
+    })();
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p));
+  };
+
+  host.onHttpCall = forward;
+  // Calls made before the bridge was attached (e.g. the first poll at configure time).
+  for (const c of [...host.httpCalls]) forward(c);
+
+  const clock = setInterval(() => {
+    if (stopped) return;
+    const now = performance.now();
+    const step = Math.floor(now - last);
+    if (step <= 0) return;
+    last += step;
+    host.advance(step);
+  }, opts.stepMs ?? 10);
+
+  return {
+    calls,
+    async waitFor(cond, timeoutMs, what) {
+      const deadline = performance.now() + timeoutMs;
+      for (;;) {
+        if (await cond()) return;
+        if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(clock);
+      host.onHttpCall = undefined;
+      abort.abort();
+      await Promise.allSettled([...inFlight]);
+    },
+  };
+}
