@@ -1,13 +1,23 @@
-// Per-request cost of build/plugin.wasm against the no-op floor (build/noop.wasm), both driven
-// through the test host's ABI in this process. `npm run bench:plugin`.
+// Per-request cost of build/plugin.wasm, decomposed, all driven through the test host's ABI in this
+// process. `npm run bench:plugin`.
 //
-// Header-routed: the host's fast path (create, request headers with end_of_stream, log, done, delete).
+// Floors: the no-op filter (build/noop.wasm: the 5 callbacks, no host call) and the ABI floor
+// (bench/noop-filter/abi_floor.ts: the same host calls a routed request needs, constant values, no
+// logic; "observe" adds the calls of the upstream-result path). plugin − ABI floor = our own logic.
+// Rows:
+//   routed          header-routed, telemetry and passive ejection off: vs the ABI floor
+//   routed+upstream header-routed with an upstream 200 (on_response_headers, upstream.address = the
+//                   pick as override_host sets it), default config (telemetry + passive ejection on):
+//                   vs the ABI floor "observe"
+// Header-routed: the host's fast path (create, request headers with end_of_stream, [response headers],
+// log, done, delete).
 // Body-routed: a stream with headers (content-type JSON, no model header) + one 4 KB body chunk.
 // Allocations: GC allocations per request are measured on a variant of the plugin built with AS's
 // `stub` runtime (a bump allocator that never collects): linear-memory growth / requests. Host
 // buffers (malloc'd by the host for header values etc.) are counted by wrapping the `malloc` export.
 import { performance } from "node:perf_hooks";
 import { mkdirSync, readFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import asc from "assemblyscript/asc";
 import { ProxyWasmHost } from "../test/host/index.js";
@@ -17,11 +27,15 @@ const PLUGIN = `${ROOT}build/plugin.wasm`;
 const NOOP = `${ROOT}build/noop.wasm`;
 const STUB = `${ROOT}build/bench/plugin.stub.wasm`;
 const FLOOR = `${ROOT}build/bench/abi-floor.wasm`;
-const RUNS = Number(process.env.BENCH_RUNS ?? 7);
-const N = Number(process.env.BENCH_N ?? 20_000);
+const RUNS = Number(process.env.BENCH_RUNS ?? 21);
+const N = Number(process.env.BENCH_N ?? 6_000);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 20_000);
 
 type Headers = [string, string][];
+/** Upstream answer of the routed+upstream rows: 200, host = first address of the endpoint header. */
+const UPSTREAM = { status: 200, headers: [["content-type", "application/json"]] as Headers, addressHeader: "x-gateway-destination-endpoint" };
+/** Routed rows: observing upstream results off (no clock, no properties). */
+const NO_OBSERVE = { telemetry_interval_ms: 0, passive_failures: 0 };
 type Host = Awaited<ReturnType<typeof ProxyWasmHost.start>>;
 
 function routingTable(deployments: number, instances: number): string {
@@ -39,10 +53,10 @@ function routingTable(deployments: number, instances: number): string {
   return JSON.stringify({ schema: 1, version: 1, models, deployments: deps });
 }
 
-async function start(wasm: string | WebAssembly.Module, doc: string | null): Promise<Host> {
+async function start(wasm: string | WebAssembly.Module, doc: string | null, config: Record<string, unknown> | string = {}): Promise<Host> {
   const host = await ProxyWasmHost.start({
     wasm,
-    configuration: JSON.stringify({ control_cluster: "control", max_table_bytes: 64 * 1024 * 1024 }),
+    configuration: typeof config === "string" ? config : JSON.stringify({ control_cluster: "control", max_table_bytes: 64 * 1024 * 1024, ...config }),
     clusters: ["control"],
     allowOnHeadersStopIteration: true,
     logLevel: "warn",
@@ -82,7 +96,7 @@ function forgetForeignCalls(host: Host): void {
   if (Array.isArray(h.foreignCalls)) h.foreignCalls.length = 0;
 }
 
-type Probe = { runRequest(h: Headers): number; memory: WebAssembly.Memory; fn: { malloc: (n: number) => number }; stream(): { requestHeaders(h: Headers, e: boolean): number; requestBody(b: Uint8Array, e: boolean): number; finish(): unknown } };
+type Probe = { runRequest(h: Headers, up?: typeof UPSTREAM): number; memory: WebAssembly.Memory; fn: { malloc: (n: number) => number }; stream(): { requestHeaders(h: Headers, e: boolean): number; requestBody(b: Uint8Array, e: boolean): number; finish(): unknown } };
 
 /** As allocations(), for body-routed requests. */
 function bodyAllocations(host: Host, sets: Headers[], bodies: Uint8Array[]): { bytes: number; mallocs: number } {
@@ -109,16 +123,16 @@ function bodyAllocations(host: Host, sets: Headers[], bodies: Uint8Array[]): { b
 }
 
 /** Linear memory bytes per request on the stub-runtime build, and host mallocs per request. */
-function allocations(host: Host, sets: Headers[]): { bytes: number; mallocs: number } {
+function allocations(host: Host, sets: Headers[], up?: typeof UPSTREAM): { bytes: number; mallocs: number } {
   const w = host.worker(0) as unknown as Probe;
-  for (let k = 0; k < 2000; k++) w.runRequest(sets[k & 255]!);
+  for (let k = 0; k < 2000; k++) w.runRequest(sets[k & 255]!, up);
   const orig = w.fn.malloc;
   let mallocs = 0;
   w.fn.malloc = (n: number) => { mallocs++; return orig(n); };
   const before = w.memory.buffer.byteLength;
   const n = 100_000;
   for (let k = 0; k < n; k++) {
-    w.runRequest(sets[k & 255]!);
+    w.runRequest(sets[k & 255]!, up);
     if ((k & 1023) === 0) forgetForeignCalls(host);
   }
   const grown = w.memory.buffer.byteLength - before;
@@ -144,6 +158,9 @@ interface Case {
   name: string;
   table: string;
   host: Host;
+  /** The floor this row is compared with (null: none). */
+  base: Case | null;
+  upstream: typeof UPSTREAM | undefined;
   headerSets: Headers[];
   bodySets: Headers[] | null;
   bodies: Uint8Array[];
@@ -157,7 +174,9 @@ function headerBatch(c: Case, n: number, offset: number): number {
   const w = c.host.worker(0);
   forgetForeignCalls(c.host);
   const t0 = performance.now();
-  for (let k = 0; k < n; k++) w.runRequest(c.headerSets[(offset + k) & 255]!);
+  const up = c.upstream;
+  if (up) for (let k = 0; k < n; k++) w.runRequest(c.headerSets[(offset + k) & 255]!, up);
+  else for (let k = 0; k < n; k++) w.runRequest(c.headerSets[(offset + k) & 255]!);
   return ((performance.now() - t0) * 1e6) / n;
 }
 
@@ -176,30 +195,41 @@ function bodyBatch(c: Case, n: number, offset: number): number {
 }
 
 async function main(): Promise<void> {
+  const load0 = loadavg();
   await buildStub();
   const sizes: [number, number][] = [[1, 4], [100, 10], [1000, 16]];
   const cases: Case[] = [];
   const noopBodies = Array.from({ length: 256 }, () => body4k("model-0"));
-  cases.push({ name: "no-op floor", table: "-", host: await start(NOOP, null), headerSets: headerSets(1, true), bodySets: headerSets(1, false), bodies: noopBodies, hdr: [], body: [], alloc: "-", mallocs: "-" });
-  cases.push({ name: "ABI floor (same host calls, no logic)", table: "-", host: await start(FLOOR, null), headerSets: headerSets(1, true), bodySets: null, bodies: [], hdr: [], body: [], alloc: "-", mallocs: "-" });
+  const noop: Case = { name: "no-op floor", table: "-", host: await start(NOOP, null), base: null, upstream: undefined, headerSets: headerSets(1, true), bodySets: headerSets(1, false), bodies: noopBodies, hdr: [], body: [], alloc: "-", mallocs: "-" };
+  const floor: Case = { name: "ABI floor: routed", table: "-", host: await start(FLOOR, null, ""), base: noop, upstream: undefined, headerSets: headerSets(1, true), bodySets: null, bodies: [], hdr: [], body: [], alloc: "-", mallocs: "-" };
+  const floorUp: Case = { name: "ABI floor: routed+upstream", table: "-", host: await start(FLOOR, null, "observe"), base: noop, upstream: UPSTREAM, headerSets: headerSets(1, true), bodySets: null, bodies: [], hdr: [], body: [], alloc: "-", mallocs: "-" };
+  cases.push(noop, floor, floorUp);
   const pluginModule = new WebAssembly.Module(readFileSync(PLUGIN));
   const stubModule = new WebAssembly.Module(readFileSync(STUB));
   for (const [d, i] of sizes) {
     const doc = routingTable(d, i);
-    const host = await start(pluginModule, doc);
-    const probe = host.request({ headers: headerSets(d, true)[0]!, response: { status: 200 } });
-    if (!probe.upstreamHeaders?.some(([k]) => k === "x-gateway-destination-endpoint")) throw new Error(`table ${d}×${i} not adopted`);
     const bodies = Array.from({ length: 256 }, (_, k) => body4k(`model-${(k * 7919) % d}`));
-    const stub = await start(stubModule, doc);
-    const stubProbe = stub.request({ headers: headerSets(d, true)[0]!, response: { status: 200 } });
-    if (!stubProbe.upstreamHeaders?.some(([k]) => k === "x-gateway-destination-endpoint")) throw new Error(`stub: table ${d}×${i} not adopted`);
-    const alloc = allocations(stub, headerSets(d, true));
-    const balloc = bodyAllocations(stub, headerSets(d, false), bodies);
-    stub.shutdown();
-    cases.push({
-      name: `plugin ${d}×${i}`, table: `${(doc.length / 1024).toFixed(0)} KB`, host, headerSets: headerSets(d, true), bodySets: headerSets(d, false), bodies,
-      hdr: [], body: [], alloc: `${alloc.bytes.toFixed(2)} / ${balloc.bytes.toFixed(2)}`, mallocs: `${alloc.mallocs.toFixed(2)} / ${balloc.mallocs.toFixed(2)}`,
-    });
+    for (const observed of [false, true]) {
+      const config = observed ? {} : NO_OBSERVE;
+      const up = observed ? UPSTREAM : undefined;
+      const host = await start(pluginModule, doc, config);
+      const probe = host.request({ headers: headerSets(d, true)[0]!, response: { status: 200 } });
+      if (!probe.upstreamHeaders?.some(([k]) => k === "x-gateway-destination-endpoint")) throw new Error(`table ${d}×${i} not adopted`);
+      const stub = await start(stubModule, doc, config);
+      const stubProbe = stub.request({ headers: headerSets(d, true)[0]!, response: { status: 200 } });
+      if (!stubProbe.upstreamHeaders?.some(([k]) => k === "x-gateway-destination-endpoint")) throw new Error(`stub: table ${d}×${i} not adopted`);
+      const alloc = allocations(stub, headerSets(d, true), up);
+      const balloc = observed ? null : bodyAllocations(stub, headerSets(d, false), bodies);
+      stub.shutdown();
+      cases.push({
+        name: `plugin ${d}×${i} ${observed ? "routed+upstream" : "routed"}`, table: `${(doc.length / 1024).toFixed(0)} KB`, host,
+        base: observed ? floorUp : floor, upstream: up,
+        headerSets: headerSets(d, true), bodySets: observed ? null : headerSets(d, false), bodies: observed ? [] : bodies,
+        hdr: [], body: [],
+        alloc: balloc ? `${alloc.bytes.toFixed(2)} / ${balloc.bytes.toFixed(2)}` : alloc.bytes.toFixed(2),
+        mallocs: balloc ? `${alloc.mallocs.toFixed(2)} / ${balloc.mallocs.toFixed(2)}` : alloc.mallocs.toFixed(2),
+      });
+    }
   }
   // Warm-up, then rounds that interleave every case, so machine noise hits all of them alike.
   for (const c of cases) {
@@ -213,23 +243,37 @@ async function main(): Promise<void> {
       if (c.bodySets) c.body.push(bodyBatch(c, nb, r * 17));
     }
   }
-  const noop = cases[0]!;
-  const floor = cases[1]!;
+  const load1 = loadavg();
   const ratio = (xs: number[], base: number[]) => median(xs.map((x, k) => x / base[k]!));
+  const diff = (xs: number[], base: number[]) => median(xs.map((x, k) => x - base[k]!));
   const rows = cases.map((c) => [
     c.name, c.table,
-    median(c.hdr).toFixed(0), ratio(c.hdr, noop.hdr).toFixed(2), c === noop ? "-" : ratio(c.hdr, floor.hdr).toFixed(2),
+    median(c.hdr).toFixed(0), c === noop ? "-" : ratio(c.hdr, noop.hdr).toFixed(2),
+    c.base && c.base !== noop ? ratio(c.hdr, c.base.hdr).toFixed(2) : "-",
+    c.base ? diff(c.hdr, c.base.hdr).toFixed(0) : "-",
     c.bodySets ? median(c.body).toFixed(0) : "-", c.bodySets ? ratio(c.body, noop.body).toFixed(2) : "-",
     c.alloc, c.mallocs,
   ]);
   for (const c of cases) c.host.shutdown();
-  const head = ["case", "table", "header ns/req", "× no-op", "× ABI floor", "body 4KB ns/req", "× no-op", "heap bytes/req (hdr / body)", "host mallocs/req (hdr / body)"];
+  const head = ["case", "table", "header ns/req", "× no-op", "× ABI floor", "− floor ns", "body 4KB ns/req", "× no-op", "heap bytes/req (hdr / body)", "host mallocs/req (hdr / body)"];
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) => "| " + r.map((x, c) => x.padStart(widths[c]!)).join(" | ") + " |";
-  console.log(`median of ${RUNS} interleaved rounds × ${N} requests (body: ${nb}) after warm-up; ratios = median of per-round ratios; node ${process.version}`);
+  const line = (r: string[]) => "| " + r.map((x, c) => (c === 0 ? x.padEnd(widths[c]!) : x.padStart(widths[c]!))).join(" | ") + " |";
+  console.log(`median of ${RUNS} interleaved rounds × ${N} requests (body: ${nb}) after warm-up; ratios/differences = median of per-round values; node ${process.version}`);
+  console.log(`load average (1/5/15 min) at start ${load0.map((x) => x.toFixed(2)).join(" ")}, at end ${load1.map((x) => x.toFixed(2)).join(" ")}`);
   console.log(line(head));
-  console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
+  console.log("|" + widths.map((w, c) => (c === 0 ? ":" + "-".repeat(w + 1) : "-".repeat(w + 1) + ":")).join("|") + "|");
   for (const r of rows) console.log(line(r));
+  // Host calls: routed = get x-model (+ the host's malloc into the module), 4 × replace, clear_route_cache;
+  // routed+upstream adds the clock at routing and in on_response_headers, upstream.address and
+  // response.code in on_log (+ 2 mallocs) and one more callback (on_response_headers).
+  const perCall = diff(floor.hdr, noop.hdr) / ROUTED_CALLS;
+  const perCallUp = diff(floorUp.hdr, floor.hdr) / (OBSERVED_CALLS - ROUTED_CALLS);
+  console.log(`host calls per request: routed ${ROUTED_CALLS} (+1 malloc callback), routed+upstream ${OBSERVED_CALLS} (+3 malloc callbacks, +1 callback);` +
+    ` ≈ ${perCall.toFixed(0)} ns per routed-path host call ((ABI floor − no-op) / ${ROUTED_CALLS}),` +
+    ` ≈ ${perCallUp.toFixed(0)} ns per upstream-path call incl. on_response_headers ((floor+upstream − floor) / ${OBSERVED_CALLS - ROUTED_CALLS})`);
 }
+
+const ROUTED_CALLS = 6;
+const OBSERVED_CALLS = 10;
 
 await main();

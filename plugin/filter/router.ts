@@ -3,7 +3,7 @@
 // writes, the route-cache clear and two counters.
 import { Config } from "../config";
 import { Deployment, Position, RoutingTable } from "../table/routing_table";
-import { gotLen, gotPtr, headerGet, headerRelease, headerRemove, headerReplace, headerReplaceBuf } from "../abi/headers";
+import { gotLen, gotPtr, headerGet, headerRelease, headerRemove, headerReplace } from "../abi/headers";
 import { callForeign } from "../abi/foreign";
 import { MapType } from "../abi/types";
 import { ByteWriter, utf8 } from "../abi/bytes";
@@ -76,10 +76,15 @@ export function routeTo(c: Config, t: RoutingTable, d: Deployment): bool {
   if (pos < 0 || pos >= d.positions.length) return true; // defensive; pickers stay in range
   const at: Position = unchecked(d.positions[pos]);
   const inst = at.instance;
-  headerReplaceBuf(MapType.RequestHeaders, c.endpointHeaderBytes, at.endpointValue);
-  headerReplaceBuf(MapType.RequestHeaders, c.clusterHeaderBytes, d.clusterBytes);
-  headerReplaceBuf(MapType.RequestHeaders, c.deploymentHeaderBytes, d.idBytes);
-  headerReplaceBuf(MapType.RequestHeaders, c.instanceHeaderBytes, inst.idBytes);
+  // replace (not add): a client's copy of any of these headers must never survive.
+  let v = at.endpointPtr;
+  headerReplace(MapType.RequestHeaders, c.endpointHeaderBytes, v, <usize>at.endpointLen);
+  v += <usize>at.endpointLen;
+  headerReplace(MapType.RequestHeaders, c.clusterHeaderBytes, v, <usize>at.clusterLen);
+  v += <usize>at.clusterLen;
+  headerReplace(MapType.RequestHeaders, c.deploymentHeaderBytes, v, <usize>at.deploymentLen);
+  v += <usize>at.deploymentLen;
+  headerReplace(MapType.RequestHeaders, c.instanceHeaderBytes, v, <usize>at.instanceLen);
   if (at.rewrite) rewritePath(c, inst.basePathBytes);
   callForeign(CLEAR_ROUTE_CACHE, 0, 0);
   countPick(t, inst);

@@ -8,16 +8,21 @@ import { Picker } from "./picker";
 const MAX_START_STEPS: u32 = 4096;
 
 export class SmoothWeightedRoundRobin extends Picker {
-  private weights: StaticArray<i32>;
-  private current: StaticArray<i32>;
+  /** Interleaved (weight, current score) per candidate: one array, so a pick reads one or two cache lines. */
+  private state: StaticArray<i32>;
   private total: i32 = 0;
 
   constructor(weights: StaticArray<i32>, start: u32) {
     super(weights.length);
-    this.weights = weights;
-    this.current = new StaticArray<i32>(weights.length);
+    const n = weights.length;
+    const state = new StaticArray<i32>(n << 1);
     let t: i32 = 0;
-    for (let i = 0; i < weights.length; i++) t += unchecked(weights[i]);
+    for (let i = 0; i < n; i++) {
+      const w = unchecked(weights[i]);
+      unchecked(state[i << 1] = w);
+      t += w;
+    }
+    this.state = state;
     this.total = t;
     if (t > 0) {
       let steps = start % <u32>t;
@@ -27,17 +32,16 @@ export class SmoothWeightedRoundRobin extends Picker {
   }
 
   next(): i32 {
-    const w = this.weights;
-    const cur = this.current;
+    const st = this.state;
     const n = this.n;
     let best = 0;
     let bestScore = i32.MIN_VALUE;
     for (let i = 0; i < n; i++) {
-      const s = unchecked(cur[i]) + unchecked(w[i]);
-      unchecked(cur[i] = s);
+      const s = unchecked(st[(i << 1) + 1]) + unchecked(st[i << 1]);
+      unchecked(st[(i << 1) + 1] = s);
       if (s > bestScore) { bestScore = s; best = i; }
     }
-    unchecked(cur[best] = bestScore - this.total);
+    unchecked(st[(best << 1) + 1] = bestScore - this.total);
     return best;
   }
 }

@@ -9,19 +9,24 @@ export function hashBytes(ptr: usize, len: usize): u32 {
   return h;
 }
 
+/**
+ * Lookups read one slot of `slots` (hash, key pointer, key length, value pointer: 16 bytes) and the
+ * key's bytes — two cache lines — rather than three parallel arrays and the key's header. `keys` and
+ * `vals` hold the same objects for the GC (the raw pointers in `slots` are not traced).
+ */
 export class BytesMap<V> {
   private keys: StaticArray<ArrayBuffer | null>;
-  private hashes: StaticArray<u32>;
   private vals: StaticArray<V | null>;
+  private slots: StaticArray<u32>;
   private mask: i32;
   count: i32 = 0;
 
   constructor(expected: i32) {
     let cap = 8;
-    while (cap < expected * 2 && cap < (1 << 30)) cap <<= 1;
+    while (cap < expected * 2 && cap < (1 << 28)) cap <<= 1;
     this.keys = new StaticArray<ArrayBuffer | null>(cap);
-    this.hashes = new StaticArray<u32>(cap);
     this.vals = new StaticArray<V | null>(cap);
+    this.slots = new StaticArray<u32>(cap << 2);
     this.mask = cap - 1;
   }
 
@@ -36,13 +41,18 @@ export class BytesMap<V> {
       if (k === null) {
         if ((this.count + 1) * 2 > this.mask + 1) return false;
         unchecked(this.keys[i] = key);
-        unchecked(this.hashes[i] = h);
         unchecked(this.vals[i] = value);
+        const s = i << 2;
+        unchecked(this.slots[s] = h);
+        unchecked(this.slots[s + 1] = <u32>ptr);
+        unchecked(this.slots[s + 2] = <u32>len);
+        unchecked(this.slots[s + 3] = <u32>changetype<usize>(value));
         this.count++;
         return true;
       }
-      if (unchecked(this.hashes[i]) == h && k.byteLength == <i32>len && memory.compare(changetype<usize>(k), ptr, len) == 0) {
+      if (unchecked(this.slots[i << 2]) == h && k.byteLength == <i32>len && memory.compare(changetype<usize>(k), ptr, len) == 0) {
         unchecked(this.vals[i] = value);
+        unchecked(this.slots[(i << 2) + 3] = <u32>changetype<usize>(value));
         return true;
       }
       i = (i + 1) & this.mask;
@@ -52,12 +62,14 @@ export class BytesMap<V> {
 
   get(ptr: usize, len: usize): V | null {
     const h = hashBytes(ptr, len);
+    const slots = changetype<usize>(this.slots);
     let i = <i32>h & this.mask;
     for (let probes = 0; probes <= this.mask; probes++) {
-      const k = unchecked(this.keys[i]);
-      if (k === null) return null;
-      if (unchecked(this.hashes[i]) == h && k.byteLength == <i32>len && (len == 0 || memory.compare(changetype<usize>(k), ptr, len) == 0)) {
-        return unchecked(this.vals[i]);
+      const s = slots + (<usize>i << 4);
+      const kp = <usize>load<u32>(s, 4);
+      if (kp == 0) return null;
+      if (load<u32>(s) == h && <usize>load<u32>(s, 8) == len && (len == 0 || memory.compare(kp, ptr, len) == 0)) {
+        return changetype<V | null>(<usize>load<u32>(s, 12));
       }
       i = (i + 1) & this.mask;
     }

@@ -11,16 +11,17 @@ import { NO_METRIC } from "../abi/metrics";
 import { InstanceStats, StatsRegistry } from "../telemetry/stats";
 
 export class Instance {
-  id: string;
-  idBytes: ArrayBuffer;
-  basePathBytes: ArrayBuffer;
-  addressBytes: ArrayBuffer;
-  picksMetric: u32 = NO_METRIC;
-  picksMetricDefined: bool = false;
+  // Read per routed request first (pick counter, telemetry).
   /** Picks not yet added to the Envoy counter (flushed on tick; see filter/metrics.ts). */
   pendingPicks: i64 = 0;
   /** Telemetry counters and passive-ejection state, shared with other table versions (stats.ts). */
   stats: InstanceStats;
+  addressBytes: ArrayBuffer;
+  id: string;
+  idBytes: ArrayBuffer;
+  basePathBytes: ArrayBuffer;
+  picksMetric: u32 = NO_METRIC;
+  picksMetricDefined: bool = false;
   deployment: Deployment;
 
   constructor(public deploymentId: string, public doc: DocInstance, stats: InstanceStats, deployment: Deployment) {
@@ -33,34 +34,76 @@ export class Instance {
   }
 }
 
-/** What a request needs once the picker returned this candidate index. */
+/**
+ * What a request needs once the picker returned this candidate index. The four output header values
+ * sit back to back in one buffer (`values`: endpoint list, cluster, deployment id, instance id), so
+ * a request reads one or two cache lines instead of four separate objects — what keeps the cost flat
+ * when requests cycle through many deployments.
+ */
 export class Position {
+  values: ArrayBuffer;
+  /** Length of the pick's own address, the first entry of the endpoint list (on_log compares it first). */
+  pickLen: i32;
+  endpointLen: i32;
+  clusterLen: i32;
+  deploymentLen: i32;
+  instanceLen: i32;
+
   constructor(
     public instance: Instance,
     /** "ip:port[,ip:port…]": the pick, then up to max_fallbacks same-base-path fallbacks. */
-    public endpointValue: ArrayBuffer,
+    endpointValue: ArrayBuffer,
     /** The pick's base_path differs from api_prefix. */
     public rewrite: bool,
     /** The instances of endpointValue, in order (the pick first): Envoy's attempts walk this list. */
     public hosts: StaticArray<Instance>,
-  ) {}
+    cluster: ArrayBuffer,
+    deploymentId: ArrayBuffer,
+  ) {
+    const el = endpointValue.byteLength;
+    const cl = cluster.byteLength;
+    const dl = deploymentId.byteLength;
+    const il = instance.idBytes.byteLength;
+    const v = new ArrayBuffer(el + cl + dl + il);
+    let at = changetype<usize>(v);
+    memory.copy(at, changetype<usize>(endpointValue), <usize>el);
+    at += <usize>el;
+    memory.copy(at, changetype<usize>(cluster), <usize>cl);
+    at += <usize>cl;
+    memory.copy(at, changetype<usize>(deploymentId), <usize>dl);
+    at += <usize>dl;
+    memory.copy(at, changetype<usize>(instance.idBytes), <usize>il);
+    this.values = v;
+    this.pickLen = instance.addressBytes.byteLength;
+    this.endpointLen = el;
+    this.clusterLen = cl;
+    this.deploymentLen = dl;
+    this.instanceLen = il;
+  }
+
+  /** The endpoint header value (a view into `values`). */
+  @inline get endpointPtr(): usize { return changetype<usize>(this.values); }
 }
 
 export class Deployment {
+  // What every routed request reads comes first (one cache line with the object header).
+  /** Earliest end of a passive ejection among this deployment's instances (ms); u64.MAX_VALUE = none. */
+  nextReturnAt: u64 = u64.MAX_VALUE;
+  /** Requests not yet added to the Envoy counter (flushed on tick). */
+  pendingRequests: i64 = 0;
+  picker: Picker | null = null;
+  positions: StaticArray<Position> = new StaticArray<Position>(0);
+  /** No eligible instance; candidates are the panic set (may be empty). */
+  noEligible: bool = false;
+  /** Nothing to route to at all → 503. */
+  unavailable: bool = false;
+
   id: string;
   idBytes: ArrayBuffer;
   clusterBytes: ArrayBuffer;
   /** Failover policy of the table: true = panic. */
   panicPolicy: bool;
-  /** No eligible instance; candidates are the panic set (may be empty). */
-  noEligible: bool = false;
-  /** Nothing to route to at all → 503. */
-  unavailable: bool = false;
-  picker: Picker | null = null;
-  positions: StaticArray<Position> = new StaticArray<Position>(0);
   instances: Instance[] = [];
-  /** Earliest end of a passive ejection among this deployment's instances (ms); u64.MAX_VALUE = none. */
-  nextReturnAt: u64 = u64.MAX_VALUE;
   /** Active instances this worker currently leaves out because of passive ejection. */
   passivelyEjected: i32 = 0;
 
@@ -74,8 +117,6 @@ export class Deployment {
   noEligibleMetric: u32 = NO_METRIC;
   panicMetric: u32 = NO_METRIC;
   metricsDefined: bool = false;
-  /** Requests not yet added to the Envoy counter (flushed on tick). */
-  pendingRequests: i64 = 0;
 
   constructor(doc: DocDeployment) {
     this.id = doc.id;
@@ -206,7 +247,7 @@ export function rebuildDeployment(dep: Deployment, nowMs: u64): void {
     const hosts = new StaticArray<Instance>(hostIdx.length + 1);
     unchecked(hosts[0] = pick);
     for (let k = 0; k < hostIdx.length; k++) unchecked(hosts[k + 1] = unchecked(cands[unchecked(hostIdx[k])]));
-    unchecked(positions[pos] = new Position(pick, w.toBuffer(), pick.doc.basePath != dep.apiPrefix, hosts));
+    unchecked(positions[pos] = new Position(pick, w.toBuffer(), pick.doc.basePath != dep.apiPrefix, hosts, dep.clusterBytes, dep.idBytes));
   }
   dep.positions = positions;
 }

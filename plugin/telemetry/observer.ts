@@ -155,10 +155,14 @@ export class Observer {
     if (!propertyGet(UPSTREAM_ADDRESS)) return; // never reached an upstream host
     const hosts = pos.hosts;
     let k = -1;
-    for (let i = 0; i < hosts.length; i++) {
-      if (bytesEqual(unchecked(hosts[i]).addressBytes, propPtr, propLen)) { k = i; break; }
+    // Usually the pick itself: its address starts the endpoint list the request just wrote (in cache).
+    if (propLen == <usize>pos.pickLen && (propLen == 0 || memory.compare(pos.endpointPtr, propPtr, propLen) == 0)) k = 0;
+    else {
+      for (let i = 1; i < hosts.length; i++) {
+        if (bytesEqual(unchecked(hosts[i]).addressBytes, propPtr, propLen)) { k = i; break; }
+      }
     }
-    let inst: Instance | null = k >= 0 ? unchecked(hosts[k]) : null;
+    let inst: Instance | null = k == 0 ? pos.instance : k > 0 ? unchecked(hosts[k]) : null;
     if (inst === null && table !== null && propLen > 0) inst = table.addresses.get(propPtr, propLen);
     propertyRelease();
     if (inst === null) return; // not one of ours (e.g. a SaaS passthrough host)

@@ -76,3 +76,21 @@ test("fast path runRequest: create, headers, log, done, delete with fresh contex
   // Only the found "x-op" value was returned through the module's allocator (a miss allocates nothing).
   assert.equal(w.mallocCalls, 1);
 });
+
+test("fast path runRequest with an upstream: response headers before on_log, upstream.address and response.code", async () => {
+  const host = await startFixture("probe");
+  const w = host.worker(0);
+  const up = { status: 503, headers: [["x-up", "1"]] as [string, string][], addressHeader: "x-endpoints" };
+  assert.equal(w.runRequest([...get, ["x-op", "props"], ["x-endpoints", "10.0.0.9:80,10.0.0.8:80"]], up), 0);
+  const id = w.rootContextId + 1;
+  const mine = host.logs.filter((l) => l.contextId === id).map((l) => l.message);
+  assert.ok(mine.includes("response.code=503 size=8"), mine.join("\n"));
+  assert.ok(mine.includes("response.code_details=via_upstream"), mine.join("\n"));
+  assert.ok(mine.includes("upstream.address=10.0.0.9:80"), mine.join("\n"));
+  // Without an upstream there is no upstream.address; a local reply does not go upstream either.
+  w.runRequest([...get, ["x-op", "props"]]);
+  assert.ok(host.logs.filter((l) => l.contextId === id + 1).some((l) => l.message === "upstream.address=missing"));
+  w.runRequest([...get, ["x-op", "deny"]], up);
+  const denied = host.logs.filter((l) => l.contextId === id + 2).map((l) => l.message);
+  assert.ok(denied.includes("response.code=403 size=8") && denied.includes("upstream.address=missing"), denied.join("\n"));
+});

@@ -1,11 +1,22 @@
 import { DataStatus, HeadersStatus, MapType, Status } from "./abi.js";
 import { HeaderMap, serializePairs } from "./header-map.js";
 import type { ProxyWasmHost } from "./host.js";
-import type { Chunk, ForeignCall, HeaderPairs, LocalReply, Outcome, PropertyValue, RequestResult, UpstreamResponse } from "./types.js";
+import type { Chunk, FastUpstream, ForeignCall, HeaderPairs, LocalReply, Outcome, PropertyValue, RequestResult, UpstreamResponse } from "./types.js";
 import { serializeProperty, type WorkerVm } from "./worker.js";
 
 const EMPTY = new Uint8Array(0);
 const decoder = new TextDecoder();
+
+/** Serialized int64 properties (response.code), shared: copyOut only reads them. */
+const intBytes = new Map<number, Uint8Array>();
+function codeBytes(code: number): Uint8Array {
+  let b = intBytes.get(code);
+  if (b === undefined) {
+    b = serializeProperty(BigInt(code));
+    if (intBytes.size < 1024) intBytes.set(code, b);
+  }
+  return b;
+}
 
 type Direction = "request" | "response";
 
@@ -67,6 +78,11 @@ export class HttpStream {
   private finished = false;
   private upstreamStatus: number | null = null;
   private setProps: Map<string, Uint8Array> | null = null;
+  /** `upstream.address` set by the fast path's upstream (Envoy's upstream host info). */
+  private upstreamAddress: string | null = null;
+  /** The fast path's last FastUpstream and its response header pairs (built once per object). */
+  private fastUp: FastUpstream | null = null;
+  private fastUpPairs: HeaderPairs = [];
 
   constructor(
     private readonly vm: WorkerVm,
@@ -205,12 +221,16 @@ export class HttpStream {
     this.created = true;
     this.upstreamStatus = null;
     this.setProps = null;
+    this.upstreamAddress = null;
     if (this.callbacks.length > 0) this.callbacks.length = 0;
     if (this.foreignCalls.length > 0) this.foreignCalls.length = 0;
   }
 
-  /** @internal create, request headers (end of stream), log, done, delete — no result object. */
-  runFast(): number {
+  /**
+   * @internal create, request headers (end of stream), [upstream: response headers (end of stream)],
+   * log, done, delete — no result object.
+   */
+  runFast(up: FastUpstream | null): number {
     const fn = this.vm.fn;
     const vm = this.vm;
     const id = this.id;
@@ -223,6 +243,7 @@ export class HttpStream {
       this.req.processing = false;
       if (!this.ended) this.applyHeadersStatus(this.req, this.convertHeaders(action, vm.lastStopNext), true);
     }
+    if (up !== null && this.req.complete && !this.ended) this.fastResponse(up);
     this.finished = true;
     this.accessLogPhase = true;
     if (fn.proxy_on_log) vm.invoke("proxy_on_log", this, fn.proxy_on_log, id);
@@ -230,6 +251,37 @@ export class HttpStream {
     if (fn.proxy_on_done) vm.invoke("proxy_on_done", this, fn.proxy_on_done, id);
     if (fn.proxy_on_delete) vm.invoke("proxy_on_delete", this, fn.proxy_on_delete, id);
     return action;
+  }
+
+  /** The router's pick (override_host: first address of the endpoint header), then encodeHeaders. */
+  private fastResponse(up: FastUpstream): void {
+    if (this.fastUp !== up) {
+      this.fastUp = up;
+      this.fastUpPairs = [[":status", String(up.status)], ...(up.headers ?? [])];
+    }
+    let address = up.address ?? null;
+    if (up.addressHeader !== undefined) {
+      const list = this.req.headers!.get(up.addressHeader);
+      if (list !== undefined && list !== "") {
+        const comma = list.indexOf(",");
+        address = comma < 0 ? list : list.slice(0, comma);
+      }
+    }
+    this.upstreamAddress = address;
+    this.upstreamStatus = up.status;
+    const side = this.resp;
+    side.headers = new HeaderMap(this.fastUpPairs);
+    side.endSeen = true;
+    const f = this.vm.fn.proxy_on_response_headers;
+    if (!f) {
+      side.sent = side.complete = true;
+      return;
+    }
+    side.mapOpen = true;
+    side.processing = true;
+    const raw = this.vm.invoke("proxy_on_response_headers", this, f, this.id, side.headers.size, 1);
+    side.processing = false;
+    if (!this.ended) this.applyHeadersStatus(side, this.convertHeaders(raw, this.vm.lastStopNext), true);
   }
 
   // ------------------------------------------------------------ called by host functions
@@ -297,8 +349,8 @@ export class HttpStream {
     (this.setProps ??= new Map()).set(path, value);
   }
 
-  /** @internal proxy_get_property for a stream (path with "." between segments). */
-  property(path: string): Uint8Array | undefined {
+  /** @internal proxy_get_property for a stream (path with "." between segments); a string is returned as UTF-8. */
+  property(path: string): Uint8Array | string | undefined {
     const set = this.setProps?.get(path);
     if (set) return set;
     const given = this.properties?.get(path);
@@ -308,7 +360,7 @@ export class HttpStream {
     return this.vm.rootProperty(path);
   }
 
-  private derivedProperty(path: string): Uint8Array | undefined {
+  private derivedProperty(path: string): Uint8Array | string | undefined {
     const h = this.req.headers;
     switch (path) {
       case "request.path":
@@ -334,8 +386,10 @@ export class HttpStream {
       }
       case "response.code": {
         const code = this.localReply ? this.localReply.status : this.upstreamStatus;
-        return code === null ? undefined : serializeProperty(BigInt(code));
+        return code === null ? undefined : codeBytes(code);
       }
+      case "upstream.address":
+        return this.upstreamAddress ?? undefined;
       case "response.code_details":
         if (this.localReply) return Buffer.from(this.localReply.details);
         return this.upstreamStatus === null ? undefined : Buffer.from("via_upstream");

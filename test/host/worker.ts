@@ -5,7 +5,7 @@ import { HeaderMap, parsePairs, pairsSize, writePairs } from "./header-map.js";
 import { ALLOWED_DURING_MALLOC, ALLOWED_DURING_START, ENV_SIGNATURES, WASI_MODULES, WASI_SIGNATURES } from "./imports.js";
 import type { PendingCall, ProxyWasmHost } from "./host.js";
 import { HttpStream } from "./stream.js";
-import type { HeaderPairs, HttpCallResponse, MetricSnapshot, PropertyValue } from "./types.js";
+import type { FastUpstream, HeaderPairs, HttpCallResponse, MetricSnapshot, PropertyValue } from "./types.js";
 
 type Fn = (...args: number[]) => number;
 /** Buffer's own slice decoders (what toString(encoding, start, end) dispatches to), minus the dispatch. */
@@ -203,17 +203,18 @@ export class WorkerVm {
 
   /**
    * Fast path for benchmarks: create context, on_request_headers(end_of_stream), on_log, on_done,
-   * on_delete. Reuses one stream object; header keys must already be lower-case. Returns the
-   * plugin's action.
+   * on_delete. Reuses one stream object; header keys must already be lower-case. With `upstream`,
+   * a request that went upstream gets that response (on_response_headers, end of stream) and
+   * `upstream.address` before on_log. Returns the plugin's action on the request headers.
    */
-  runRequest(headers: HeaderPairs): number {
+  runRequest(headers: HeaderPairs, upstream?: FastUpstream): number {
     this.assertUsable("runRequest()");
     const s = this.fast;
     s.resetFast(this.nextContextId++, headers);
     // Not put in `contexts`: lookups check the fast stream directly (saves a Map set/delete per request).
     this.fastActive = true;
     try {
-      return s.runFast();
+      return s.runFast(upstream ?? null);
     } finally {
       this.fastActive = false;
     }
@@ -350,29 +351,36 @@ export class WorkerVm {
    */
   private stringSlot(ptr: number, len: number): number {
     // Two-way set: slots `set` and `set + 1`. Each slot keeps a copy of its bytes (cacheBytes) so a
-    // hit is checked 4 bytes at a time.
+    // hit is checked 4 bytes at a time. Used for names (header keys, property paths, metric names):
+    // header values go through readValue, uncached. A miss is one scan that checks ASCII and copies
+    // the bytes, and one latin1 decode.
     const set = (Math.imul(ptr ^ (len << 20), 0x9e3779b1) >>> (32 - STRING_CACHE_BITS)) & ~1;
     const cachePtr = this.cachePtr;
     const cacheLen = this.cacheLen;
     for (let slot = set; slot <= set + 1; slot++) {
       if (cachePtr[slot] === ptr && cacheLen[slot] === len && this.sameBytes(ptr, len, slot * STRING_CACHE_MAX_LEN)) return slot;
     }
-    const u8 = this.u8;
-    let upper = false;
-    for (let i = 0; i < len; i++) {
-      const c = u8[ptr + i]!;
-      if (c > 0x7f) return -1;
-      if (c >= 65 && c <= 90) upper = true;
-    }
-    const s = this.buf.latin1Slice(ptr, ptr + len);
     let slot = set;
     if (cacheLen[set] !== 0 && cachePtr[set] !== ptr) {
       if (cacheLen[set + 1] === 0 || cachePtr[set + 1] === ptr) slot = set + 1;
       else slot = set + (this.cacheFlip ^= 1);
     }
+    const u8 = this.u8;
+    const c = this.cacheBytes;
+    const at = slot * STRING_CACHE_MAX_LEN;
+    let upper = false;
+    for (let i = 0; i < len; i++) {
+      const b = u8[ptr + i]!;
+      if (b > 0x7f) {
+        cacheLen[slot] = 0; // its bytes are partly overwritten
+        return -1;
+      }
+      if (b >= 65 && b <= 90) upper = true;
+      c[at + i] = b;
+    }
+    const s = this.buf.latin1Slice(ptr, ptr + len);
     cachePtr[slot] = ptr;
     cacheLen[slot] = len;
-    this.cacheBytes.set(u8.subarray(ptr, ptr + len), slot * STRING_CACHE_MAX_LEN);
     this.cacheStr[slot] = s;
     this.cacheLower[slot] = upper ? s.toLowerCase() : s;
     return slot;
@@ -400,6 +408,21 @@ export class WorkerVm {
       if (slot >= 0) return this.cacheStr[slot]!;
     }
     return this.buf.utf8Slice(ptr, ptr + len);
+  }
+
+  /**
+   * @internal A header value: always decoded (not cached), so its cost is one ASCII scan and one
+   * latin1 decode whatever the number of distinct values a module passes (a routing table's endpoint
+   * lists) — like Envoy's copy into its header map. Non-ASCII → UTF-8 decode.
+   */
+  readValue(ptr: number, len: number): string | null {
+    ptr >>>= 0;
+    len >>>= 0;
+    if (!this.inBounds(ptr, len)) return null;
+    if (len === 0) return "";
+    const u8 = this.u8;
+    for (let i = ptr, end = ptr + len; i < end; i++) if (u8[i]! > 0x7f) return this.buf.utf8Slice(ptr, ptr + len);
+    return this.buf.latin1Slice(ptr, ptr + len);
   }
 
   /** A header name, lower-cased like Envoy's LowerCaseString (no toLowerCase when it already is). */
@@ -700,7 +723,7 @@ export class WorkerVm {
     const s = this.stream_();
     const value = s ? s.property(path) : this.rootProperty(path);
     if (value === undefined) return Status.NotFound;
-    return this.copyOut(value, rp, rs);
+    return typeof value === "string" ? this.copyOutString(value, rp, rs) : this.copyOut(value, rp, rs);
   }
 
   /** @internal Properties a root context can read (no stream info in Envoy). */
@@ -849,7 +872,7 @@ export class WorkerVm {
   private mutateHeader(call: string, type: number, kp: number, ks: number, vp: number, vs: number): number {
     if (type >>> 0 > MAP_TYPE_MAX) return this.refuse(call, Status.BadArgument, `unknown map type ${type}`);
     const lower = this.readKey(kp, ks);
-    const value = call === "proxy_remove_header_map_value" ? "" : this.readString(vp, vs);
+    const value = call === "proxy_remove_header_map_value" ? "" : this.readValue(vp, vs);
     if (lower === null || value === null) return this.refuse(call, Status.InvalidMemoryAccess, "out of bounds");
     const map = this.mutableMap(type);
     if (!map) return this.refuse(call, Status.BadArgument, `map ${mapName(type)} is not modifiable in this callback`);

@@ -277,3 +277,25 @@ test("counters carry over a new table version that keeps the instance id and add
   assert.equal(got["solo/s"]!.requests, 2);
   host.shutdown();
 });
+
+test("benchmark fast path (worker.runRequest with an upstream) counts like whole streams", async () => {
+  const host = await gateway({ config: { telemetry_interval_ms: 1000, passive_failures: 3 }, table: twoInstances() });
+  const w = host.worker(0);
+  const headers: [string, string][] = [[":method", "POST"], [":path", "/v1/chat/completions"], [":authority", "gw"], ["x-model", "llm"]];
+  const ok = { status: 200, addressHeader: "x-gateway-destination-endpoint" };
+  for (let i = 0; i < 6; i++) assert.equal(w.runRequest(headers, ok), 0);
+  // 503s from the picked upstream itself (via_upstream): round robin alternates a and b, so each
+  // reaches 3 consecutive failures → both passively ejected, in turn.
+  const bad = { status: 503, addressHeader: "x-gateway-destination-endpoint" };
+  for (let i = 0; i < 6; i++) w.runRequest(headers, bad);
+  assert.equal(metric(host, "gateway.passive.ejections"), 2);
+  // Nothing eligible left (on_unavailable: fail) → 503 local reply, nothing counted.
+  assert.equal(w.runRequest(headers, bad), 1);
+  const got = byInstance(flush(host));
+  for (const i of ["a", "b"]) {
+    assert.equal(got[`llm/${i}`]!.requests, 3 + 3);
+    assert.equal(got[`llm/${i}`]!.upstream_5xx, 3);
+  }
+  assert.deepEqual(host.refusals, []);
+  host.shutdown();
+});
