@@ -7,40 +7,23 @@
  * `--mode validate`, which builds every listener, filter (wasm VM included) and cluster without
  * serving traffic. This is the check our proto-based validator (test/envoy/) cannot replace:
  * extensions actually compiled in, files readable, Envoy's own semantic checks.
- * Full traffic e2e comes later.
+ * The traffic e2e (requests through Envoy's listener) is gateway.e2e.test.ts; the bootstrap it
+ * generates is checked everywhere by bootstrap.test.ts.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, test } from "node:test";
 import { parseDocuments } from "../../envoy/validate/documents.js";
+import { MIN_ENVOY as MIN, findEnvoy, parseEnvoyVersion } from "./support/envoy.js";
+import { e2eBootstrap } from "./support/bootstrap.js";
+
+export { parseEnvoyVersion };
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
-const MIN = [1, 35] as const;
-
-function findEnvoy(): { bin?: string; why: string } {
-  const fromEnv = process.env.ENVOY_BIN;
-  if (fromEnv) return { bin: fromEnv, why: "" }; // explicitly asked for: a wrong path must fail, not skip
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    const p = join(dir, "envoy");
-    try {
-      accessSync(p, constants.X_OK);
-      return { bin: p, why: "" };
-    } catch {
-      // not here
-    }
-  }
-  return { why: "no Envoy binary: set ENVOY_BIN or put `envoy` (>= 1.35) on PATH to run the real-Envoy checks" };
-}
-
-export function parseEnvoyVersion(text: string): [number, number, number] | undefined {
-  const m = /version:\s*\S*?\/(\d+)\.(\d+)\.(\d+)/.exec(text);
-  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
-}
-
 const { bin, why } = findEnvoy();
 const skip = bin ? false : `SKIPPED: ${why}`;
 
@@ -78,6 +61,16 @@ describe("real Envoy", () => {
     const dir = mkdtempSync(join(tmpdir(), "envoy-e2e-"));
     const file = join(dir, "bootstrap.json");
     writeFileSync(file, JSON.stringify(boot));
+    const r = envoy(["--mode", "validate", "-c", file, "--log-level", "warn"]);
+    assert.equal(r.status, 0, r.out);
+  });
+
+  test("the traffic e2e's generated bootstrap (support/bootstrap.ts), --mode validate", { skip }, () => {
+    assert.ok(existsSync(join(REPO, "build/plugin.wasm")), "build/plugin.wasm missing: npm run build:plugin");
+    const { bootstrap } = e2eBootstrap({ nodeId: "validate", adminPort: 19901, listenerPort: 19000, controlPort: 18080, saasPort: 18443, pluginToken: "plugin-token-0123456789abcdef" });
+    const dir = mkdtempSync(join(tmpdir(), "envoy-e2e-"));
+    const file = join(dir, "e2e-bootstrap.json");
+    writeFileSync(file, JSON.stringify(bootstrap));
     const r = envoy(["--mode", "validate", "-c", file, "--log-level", "warn"]);
     assert.equal(r.status, 0, r.out);
   });

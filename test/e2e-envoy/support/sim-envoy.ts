@@ -1,0 +1,496 @@
+/**
+ * SIMULATED ENVOY — NOT ENVOY. A stand-in executable for dry runs of the e2e test's *own* logic
+ * (orchestration, waits, traces, exact-share arithmetic, cleanup) on machines without Envoy:
+ *
+ *   ENVOY_BIN=test/e2e-envoy/support/sim-envoy node --import tsx --test test/e2e-envoy/gateway.e2e.test.ts
+ *
+ * A pass against it says nothing about Envoy: it reimplements, from our notes, the slice of Envoy the
+ * e2e touches — the real plugin (build/plugin.wasm) runs in our test host (test/host, Envoy-like
+ * proxy-wasm host) — and shares every misunderstanding those notes may hold. What it models:
+ *   - `--version` (reports SIMULATED), serve mode with `-c`; `--mode validate` always fails (only a
+ *     real Envoy can answer it);
+ *   - listener: header_mutation removals → wasm filter (test host stream) → route: the route is
+ *     chosen before the plugin runs and re-chosen only if the plugin called clear_route_cache;
+ *     `cluster_header` route when the header is present, else the prefix route (+ host_rewrite_literal);
+ *   - override_host: attempt j takes the next listed address present in the cluster (no health
+ *     check), then round robin over hosts without failure flags (lowest priority with any);
+ *     retries on connect failure / reset before a response, `num_retries` from the route;
+ *   - REST-JSON CDS/EDS polling of the control cluster (refresh_delay, 304), active HTTP health checks;
+ *   - admin /ready, /clusters?format=json, /stats?filter= (plugin stats under "wasmcustom.").
+ * Not modelled: HTTP/2, circuit breakers, outlier detection, panic thresholds, timeouts, TLS, workers > 1
+ * share one listener socket here too (requests go to worker 0).
+ */
+import { createServer, request as httpRequest, Agent, type IncomingMessage, type ServerResponse } from "node:http";
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { parseDocuments } from "../../../envoy/validate/documents.js";
+import { formatIssue, validateAnyResource, validateBootstrap } from "../../../envoy/validate/index.js";
+import { ProxyWasmHost } from "../../host/index.js";
+import type { HttpCall } from "../../host/types.js";
+import { HCM, STRIP_FILTER, locate } from "./bootstrap.js";
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Pairs = [string, string][];
+
+const { values } = parseArgs({
+  options: {
+    version: { type: "boolean" },
+    mode: { type: "string" },
+    c: { type: "string", short: "c" },
+    concurrency: { type: "string" },
+    "disable-hot-restart": { type: "boolean" },
+    "log-level": { type: "string" },
+  },
+  strict: false,
+});
+
+if (values.version) {
+  process.stdout.write("envoy  version: 0000000000000000000000000000000000000000/1.35.0/SIMULATED-NOT-ENVOY/RELEASE/none\n");
+  process.exit(0);
+}
+const file = values.c;
+if (typeof file !== "string") {
+  process.stderr.write("sim-envoy: -c <bootstrap> required\n");
+  process.exit(1);
+}
+const boot = parseDocuments(readFileSync(file, "utf8"), file)[0]!.value as Record<string, any>;
+if (values.mode === "validate") {
+  // Envoy's --mode validate checks what only Envoy knows (extensions compiled in, its own semantic
+  // checks): a simulation must not pass for it. Report our validator's findings, then refuse.
+  const r = validateBootstrap(boot);
+  for (const e of r.errors) process.stderr.write(`${formatIssue(e)}\n`);
+  process.stderr.write("sim-envoy: --mode validate needs a real Envoy (envoy/validate says: " + (r.ok ? "ok" : "errors") + ")\n");
+  process.exit(1);
+}
+
+const log = (line: string) => process.stdout.write(`[sim-envoy] ${line}\n`);
+const at = locate(boot);
+const seconds = (d: unknown, dflt: number): number => (typeof d === "string" && /^[\d.]+s$/.test(d) ? Number(d.slice(0, -1)) : dflt);
+const headerOf = (pairs: Pairs, name: string): string | undefined => pairs.find(([k]) => k === name)?.[1];
+
+// ---------------------------------------------------------------------------------------------
+// Static clusters.
+const staticAddr = new Map<string, string>();
+for (const c of at.clusters) {
+  const sa = c.load_assignment?.endpoints?.[0]?.lb_endpoints?.[0]?.endpoint?.address?.socket_address;
+  if (sa) staticAddr.set(c.name, `${sa.address}:${sa.port_value}`);
+}
+const controlCluster = at.cdsSource.cluster_names[0] as string;
+
+// ---------------------------------------------------------------------------------------------
+// The plugin in the test host; http_call → static clusters; the virtual clock follows real time.
+const wasmCfg = at.wasmConfig;
+const agent = new Agent({ keepAlive: true });
+let host: Awaited<ReturnType<typeof ProxyWasmHost.start>>;
+
+const forwardCall = (call: HttpCall) => {
+  const addr = staticAddr.get(call.cluster);
+  if (!addr) return call.fail();
+  const h = (n: string) => call.headers.find(([k]) => k === n)?.[1];
+  const headers: Record<string, string> = {};
+  for (const [k, v] of call.headers) if (!k.startsWith(":")) headers[k] = v;
+  headers.host = h(":authority") ?? call.cluster;
+  const req = httpRequest({ host: addr.split(":")[0], port: Number(addr.split(":")[1]), method: h(":method"), path: h(":path"), headers, agent }, (res) => {
+    const chunks: Buffer[] = [];
+    res.on("data", (c: Buffer) => chunks.push(c));
+    res.on("end", () => {
+      const pairs: Pairs = Object.entries(res.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(",") : String(v)]);
+      try {
+        call.respond({ status: res.statusCode ?? 0, headers: pairs, body: new Uint8Array(Buffer.concat(chunks)) });
+      } catch {
+        // timed out on the virtual clock already
+      }
+    });
+  });
+  req.on("error", () => {
+    try {
+      call.fail();
+    } catch {
+      // already answered
+    }
+  });
+  if (call.body.length > 0) req.end(Buffer.from(call.body));
+  else req.end();
+};
+
+host = await ProxyWasmHost.start({
+  wasm: wasmCfg.vm_config.code.local.filename,
+  workers: Number(values.concurrency ?? 1),
+  configuration: wasmCfg.configuration.value,
+  vmId: wasmCfg.vm_config.vm_id ?? "",
+  rootId: wasmCfg.root_id ?? "",
+  pluginName: wasmCfg.name ?? "",
+  clusters: [...staticAddr.keys()],
+  allowOnHeadersStopIteration: wasmCfg.allow_on_headers_stop_iteration === true,
+  bufferLimitBytes: at.listener.per_connection_buffer_limit_bytes ?? 1 << 20,
+  now: Date.now(),
+  logLevel: "info",
+  properties: { "node.id": boot.node?.id ?? "" },
+  onHttpCall: (c) => forwardCall(c),
+});
+for (const c of [...host.httpCalls]) forwardCall(c);
+let last = performance.now();
+setInterval(() => {
+  const now = performance.now();
+  const step = Math.floor(now - last);
+  if (step > 0) {
+    last += step;
+    host.advance(step);
+  }
+  for (const l of host.logs.splice(0)) log(`wasm ${l.level} [worker ${l.worker}] ${l.message}`);
+}, 10);
+
+// ---------------------------------------------------------------------------------------------
+// CDS / EDS / health checks.
+interface SimHost {
+  address: string;
+  priority: number;
+  weight: number;
+  eds: string;
+  pending: boolean;
+  failed: boolean;
+  fails: number;
+  oks: number;
+}
+interface SimCluster {
+  name: string;
+  cfg: Record<string, any>;
+  hosts: Map<string, SimHost>;
+  edsDone: boolean;
+  edsVersion: string;
+  rejected: number;
+  rr: number;
+  stop: boolean;
+}
+const dynamic = new Map<string, SimCluster>();
+let cdsVersion = "";
+let cdsDone = false;
+let cdsRejected = 0;
+
+async function xds(path: string, typeUrl: string, version: string, names: string[]): Promise<{ status: number; body: any }> {
+  const addr = staticAddr.get(controlCluster)!;
+  const r = await fetch(`http://${addr}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ version_info: version, node: boot.node, resource_names: names, type_url: typeUrl }),
+    signal: AbortSignal.timeout(3_000),
+  });
+  const text = await r.text();
+  return { status: r.status, body: r.status === 200 ? JSON.parse(text) : null };
+}
+
+const jitter = (s: number) => s * 1000 * (1 + Math.random());
+
+async function pollCds(): Promise<void> {
+  try {
+    const r = await xds("/v3/discovery:clusters", "type.googleapis.com/envoy.config.cluster.v3.Cluster", cdsVersion, []);
+    if (r.status === 200) {
+      const bad = r.body.resources.map((c: unknown) => validateAnyResource(c)).filter((v: { ok: boolean }) => !v.ok);
+      if (bad.length > 0) {
+        cdsRejected++;
+        log(`REST config for /v3/discovery:clusters rejected: ${bad[0].errors.map(formatIssue).join("; ")}`);
+      } else {
+        const names = new Set<string>();
+        for (const c of r.body.resources) {
+          names.add(c.name);
+          const old = dynamic.get(c.name);
+          if (old && JSON.stringify(old.cfg) === JSON.stringify(c)) continue;
+          if (old) old.stop = true;
+          const sc: SimCluster = { name: c.name, cfg: c, hosts: old?.hosts ?? new Map(), edsDone: false, edsVersion: "", rejected: 0, rr: 0, stop: false };
+          dynamic.set(c.name, sc);
+          void pollEds(sc);
+          void healthLoop(sc);
+          log(`cds: add/update cluster '${c.name}'`);
+        }
+        for (const [n, c] of dynamic) if (!names.has(n)) (c.stop = true), dynamic.delete(n);
+        cdsVersion = r.body.version_info;
+      }
+    }
+    cdsDone = true;
+  } catch (e) {
+    log(`REST update for /v3/discovery:clusters failed: ${String(e)}`);
+  }
+  setTimeout(() => void pollCds(), jitter(seconds(at.cdsSource.refresh_delay, 5)));
+}
+
+async function pollEds(c: SimCluster): Promise<void> {
+  if (c.stop) return;
+  const src = c.cfg.eds_cluster_config.eds_config.api_config_source;
+  try {
+    const r = await xds("/v3/discovery:endpoints", "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment", c.edsVersion, [c.cfg.eds_cluster_config.service_name ?? c.name]);
+    if (r.status === 200) {
+      const cla = r.body.resources[0];
+      const next = new Map<string, SimHost>();
+      for (const g of cla?.endpoints ?? []) {
+        for (const e of g.lb_endpoints) {
+          const sa = e.endpoint.address.socket_address;
+          const address = `${sa.address}:${sa.port_value}`;
+          const old = c.hosts.get(address);
+          next.set(address, { ...(old ?? { pending: true, failed: false, fails: 0, oks: 0 }), address, priority: g.priority ?? 0, weight: e.load_balancing_weight ?? 1, eds: e.health_status ?? "HEALTHY" });
+        }
+      }
+      c.hosts = next;
+      c.edsVersion = r.body.version_info;
+    }
+    c.edsDone = true;
+  } catch (e) {
+    log(`REST update for /v3/discovery:endpoints (${c.name}) failed: ${String(e)}`);
+  }
+  setTimeout(() => void pollEds(c), jitter(seconds(src.refresh_delay, 5)));
+}
+
+async function healthLoop(c: SimCluster): Promise<void> {
+  const hc = c.cfg.health_checks?.[0];
+  if (!hc || c.stop) return;
+  const timeout = seconds(hc.timeout, 1) * 1000;
+  await Promise.all(
+    [...c.hosts.values()].map(async (h) => {
+      let ok = false;
+      // Like Envoy: Host = http_health_check.host, else the cluster name.
+      ok = await new Promise<boolean>((resolve) => {
+        const [ip, port] = [h.address.slice(0, h.address.lastIndexOf(":")), Number(h.address.slice(h.address.lastIndexOf(":") + 1))];
+        const req = httpRequest({ host: ip, port, path: hc.http_health_check.path, headers: { host: hc.http_health_check.host ?? c.name }, timeout }, (res) => {
+          res.resume();
+          res.on("end", () => resolve((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300));
+        });
+        req.on("timeout", () => req.destroy());
+        req.on("error", () => resolve(false));
+        req.end();
+      });
+      if (ok) {
+        h.fails = 0;
+        h.oks++;
+        if (h.pending || (h.failed && h.oks >= hc.healthy_threshold)) h.failed = false;
+      } else {
+        h.oks = 0;
+        h.fails++;
+        if (h.pending || h.fails >= hc.unhealthy_threshold) h.failed = true;
+      }
+      h.pending = false;
+    }),
+  );
+  setTimeout(() => void healthLoop(c), seconds(hc.interval, 5) * 1000);
+}
+
+void pollCds();
+const ready = () => cdsDone && [...dynamic.values()].every((c) => c.edsDone && [...c.hosts.values()].every((h) => !h.pending));
+
+// ---------------------------------------------------------------------------------------------
+// Listener.
+const strip = new Set<string>((at.strip.typed_config.mutations.request_mutations as { remove?: string }[]).map((m) => m.remove ?? ""));
+const gw = at.gatewayRoute;
+const saasRoute = at.saasRoute;
+const gatewayHeader: string = gw.match.headers[0].name;
+
+type Route = { kind: "gateway"; cluster: string } | { kind: "static"; cluster: string; hostRewrite?: string } | null;
+function route(pairs: Pairs): Route {
+  const path = headerOf(pairs, ":path") ?? "/";
+  const ch = headerOf(pairs, gatewayHeader);
+  if (ch !== undefined && path.startsWith(gw.match.prefix)) return { kind: "gateway", cluster: headerOf(pairs, gw.route.cluster_header) ?? "" };
+  if (path.startsWith(saasRoute.match.prefix)) return { kind: "static", cluster: saasRoute.route.cluster, hostRewrite: saasRoute.route.host_rewrite_literal };
+  return null;
+}
+
+const usable = (h: SimHost) => !h.failed && !h.pending && h.eds !== "UNHEALTHY" && h.eds !== "DRAINING";
+function fallback(c: SimCluster): SimHost | undefined {
+  const ok = [...c.hosts.values()].filter(usable);
+  if (ok.length === 0) return undefined;
+  const top = Math.min(...ok.map((h) => h.priority));
+  const tier = ok.filter((h) => h.priority === top);
+  return tier[c.rr++ % tier.length];
+}
+
+interface UpstreamAnswer {
+  status: number;
+  headers: Pairs;
+  body: Buffer;
+}
+function forward(address: string, method: string, path: string, headers: Pairs, body: Uint8Array): Promise<UpstreamAnswer> {
+  return new Promise((resolve, reject) => {
+    const hdrs: Record<string, string> = {};
+    for (const [k, v] of headers) if (!k.startsWith(":") && k !== "content-length" && k !== "transfer-encoding" && k !== "connection") hdrs[k] = hdrs[k] === undefined ? v : `${hdrs[k]},${v}`;
+    const [ip, port] = [address.slice(0, address.lastIndexOf(":")), Number(address.slice(address.lastIndexOf(":") + 1))];
+    const req = httpRequest({ host: ip, port, method, path, headers: { ...hdrs, "content-length": String(body.length) }, agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: Object.entries(res.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(",") : String(v)]), body: Buffer.concat(chunks) }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(Buffer.from(body));
+  });
+}
+
+const FLAG_UF = 0x20n;
+const FLAG_UH = 0x2n;
+const FLAG_URX = 0x8000n;
+const int64 = (v: bigint) => {
+  const b = Buffer.alloc(8);
+  b.writeBigInt64LE(v);
+  return new Uint8Array(b);
+};
+
+async function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> {
+  const t0 = Date.now();
+  let pairs: Pairs = [
+    [":method", req.method ?? "GET"],
+    [":path", req.url ?? "/"],
+    [":authority", req.headers.host ?? ""],
+    [":scheme", "http"],
+  ];
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const k = req.rawHeaders[i]!.toLowerCase();
+    if (k === "host" || k === "connection" || k === "keep-alive") continue;
+    pairs.push([k, req.rawHeaders[i + 1]!]);
+  }
+  pairs = pairs.filter(([k]) => !strip.has(k)); // header_mutation, before the plugin
+  const before = route(pairs);
+  const s = host.worker(0).stream();
+  s.requestHeaders(pairs, body.length === 0);
+  if (body.length > 0 && !s.ended) s.requestBody(new Uint8Array(body), true);
+  const mid = s.result();
+  if (s.localReply) {
+    const r = s.finish();
+    const lr = r.localReply!;
+    res.writeHead(lr.status, Object.fromEntries(lr.headers.filter(([k]) => !k.startsWith(":"))));
+    res.end(Buffer.from(lr.body));
+    log(`"${req.method} ${req.url}" ${lr.status} local_reply`);
+    return;
+  }
+  const up = mid.upstreamHeaders;
+  if (!up) {
+    s.finish();
+    res.writeHead(500).end("sim-envoy: the plugin never continued the request (hung)");
+    return;
+  }
+  const cleared = mid.foreignCalls.some((f) => f.name === "clear_route_cache");
+  const r = cleared ? route(up) : before;
+  const method = headerOf(up, ":method") ?? "GET";
+  const path = headerOf(up, ":path") ?? "/";
+  const upBody = mid.upstreamBody;
+  let answer: UpstreamAnswer | null = null;
+  let used: string | null = null;
+  let flags = 0n;
+  let attempts = 0;
+  let clusterName = "-";
+  if (r === null) {
+    answer = { status: 404, headers: [], body: Buffer.alloc(0) };
+    flags |= 0x10000n; // NR
+  } else if (r.kind === "static") {
+    clusterName = r.cluster;
+    const addr = staticAddr.get(r.cluster)!;
+    const hdrs: Pairs = up.filter(([k]) => !k.startsWith(":"));
+    hdrs.push(["host", r.hostRewrite ?? headerOf(up, ":authority") ?? ""]);
+    attempts = 1;
+    try {
+      answer = await forward(addr, method, path, hdrs, upBody);
+      used = addr;
+    } catch {
+      flags |= FLAG_UF;
+    }
+  } else {
+    clusterName = r.cluster;
+    const c = dynamic.get(r.cluster);
+    if (!c) {
+      answer = { status: 503, headers: [], body: Buffer.from("no cluster") };
+      flags |= 0x200n; // NC
+    } else {
+      // override_host: the header named by the cluster's override_host_sources.
+      const override = c.cfg.load_balancing_policy?.policies?.[0]?.typed_extension_config?.typed_config?.override_host_sources?.[0]?.header as string | undefined;
+      const listed = override ? (headerOf(up, override) ?? "").split(",").map((x) => x.trim()).filter((x) => x !== "") : [];
+      const retries = Number(gw.route.retry_policy?.num_retries ?? 0);
+      const hdrs: Pairs = up.filter(([k]) => !k.startsWith(":"));
+      hdrs.push(["host", headerOf(up, ":authority") ?? ""]);
+      for (let i = 0; i <= retries; i++) {
+        let target: SimHost | undefined;
+        while (listed.length > 0 && !target) target = c.hosts.get(listed.shift()!);
+        target ??= fallback(c);
+        if (!target) {
+          flags |= FLAG_UH;
+          answer = { status: 503, headers: [], body: Buffer.from("no healthy upstream") };
+          break;
+        }
+        attempts++;
+        used = target.address;
+        try {
+          answer = await forward(target.address, method, path, hdrs, upBody);
+          break;
+        } catch {
+          flags |= FLAG_UF;
+          if (i < retries) flags |= FLAG_URX;
+        }
+      }
+      if (!answer && !(flags & FLAG_UH)) answer = { status: 503, headers: [], body: Buffer.from("upstream connect error") };
+    }
+  }
+  if (used) s.setProperty("upstream.address", new TextEncoder().encode(used));
+  if (flags !== 0n) s.setProperty("response.flags", int64(flags));
+  if (answer) s.respond({ status: answer.status, headers: answer.headers, body: new Uint8Array(answer.body) });
+  s.finish();
+  const a = answer ?? { status: 503, headers: [], body: Buffer.alloc(0) };
+  res.writeHead(a.status, Object.fromEntries(a.headers.filter(([k]) => k !== "content-length" && k !== "transfer-encoding" && k !== "connection")));
+  res.end(a.body);
+  log(`"${method} ${path}" ${a.status} flags=${flags.toString(16)} cluster=${clusterName} host=${used ?? "-"} attempts=${attempts} dur=${Date.now() - t0}ms`);
+}
+
+const listenerAddr = at.listener.address.socket_address;
+createServer((req, res) => {
+  const chunks: Buffer[] = [];
+  req.on("data", (c: Buffer) => chunks.push(c));
+  req.on("end", () => {
+    handle(req, res, Buffer.concat(chunks)).catch((e: unknown) => {
+      log(`handler error: ${String(e)}`);
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  });
+}).listen(listenerAddr.port_value, listenerAddr.address);
+
+// ---------------------------------------------------------------------------------------------
+// Admin.
+const adminAddr = boot.admin.address.socket_address;
+createServer((req, res) => {
+  const u = new URL(req.url ?? "/", "http://admin");
+  if (u.pathname === "/ready") {
+    res.writeHead(ready() ? 200 : 503).end(ready() ? "LIVE\n" : "PRE_INITIALIZING\n");
+    return;
+  }
+  if (u.pathname === "/clusters") {
+    const statuses: unknown[] = [...staticAddr.entries()].map(([name, addr]) => ({
+      name,
+      host_statuses: [{ address: { socket_address: { address: addr.split(":")[0], port_value: Number(addr.split(":")[1]) } }, health_status: { eds_health_status: "HEALTHY" }, weight: 1 }],
+    }));
+    for (const c of dynamic.values()) {
+      statuses.push({
+        name: c.name,
+        added_via_api: true,
+        host_statuses: [...c.hosts.values()].map((h) => ({
+          address: { socket_address: { address: h.address.split(":")[0], port_value: Number(h.address.split(":")[1]) } },
+          health_status: { ...(h.failed ? { failed_active_health_check: true } : {}), ...(h.pending ? { pending_active_hc: true } : {}), eds_health_status: h.eds === "HEALTHY" ? "HEALTHY" : "UNHEALTHY" },
+          weight: h.weight,
+          priority: h.priority,
+        })),
+      });
+    }
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ cluster_statuses: statuses }));
+    return;
+  }
+  if (u.pathname === "/stats") {
+    const re = new RegExp(u.searchParams.get("filter") ?? "");
+    const lines: string[] = [`cluster_manager.cds.update_rejected: ${cdsRejected}`];
+    for (const c of dynamic.values()) lines.push(`cluster.${c.name}.update_rejected: ${c.rejected}`);
+    for (const name of host.metrics.names()) {
+      const m = host.metrics.get(name)!;
+      if (m.type !== "histogram") lines.push(`wasmcustom.${name}: ${m.value}`);
+    }
+    res.writeHead(200, { "content-type": "text/plain" }).end(lines.filter((l) => re.test(l.slice(0, l.indexOf(":")))).join("\n") + "\n");
+    return;
+  }
+  res.writeHead(404).end();
+}).listen(adminAddr.port_value, adminAddr.address);
+
+log(`SIMULATED Envoy (not Envoy) serving ${listenerAddr.address}:${listenerAddr.port_value}, admin ${adminAddr.address}:${adminAddr.port_value}; filters ${HCM} / ${STRIP_FILTER}`);
+process.on("SIGTERM", () => {
+  host.shutdown();
+  process.exit(0);
+});
