@@ -1,0 +1,390 @@
+/**
+ * One command to a working gateway (used by start.ts and demo.ts): Redis, the control service and a data
+ * plane (real Envoy ≥ 1.35 when there is one, else the local data plane), and a clean stop of all of it.
+ * Configuration: environment variables, see envoy/local/README.md.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, type WriteStream } from "node:fs";
+import { createConnection, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { stringify } from "yaml";
+import { loadConfig } from "../../control/src/config.js";
+import { startControl, type Control } from "../../control/src/control.js";
+import { formatIssue, validateBootstrap } from "../validate/index.js";
+import { DEFAULT_PLUGIN_WASM, startLocalDataPlane, type LocalDataPlane } from "./dataplane.js";
+import { findEnvoy, localEnvoyBootstrap, which } from "./envoy-config.js";
+
+export const REPO = fileURLToPath(new URL("../../", import.meta.url));
+
+/** A problem the user can fix: printed without a stack trace, exit code 1. */
+export class LaunchError extends Error {}
+
+export interface LaunchOptions {
+  env?: NodeJS.ProcessEnv;
+  /** "persistent": .data/redis with AOF (npm start); "ephemeral": a temp dir, removed at stop (demo). */
+  redisMode?: "persistent" | "ephemeral";
+  /** Where progress lines go. Default stderr. */
+  say?: (line: string) => void;
+}
+
+export interface Gateway {
+  /** The URL clients use (data plane listener). */
+  url: string;
+  controlUrl: string;
+  adminToken: string;
+  /** Set when the admin token was generated for this run (print it once). */
+  adminTokenGenerated: boolean;
+  dataPlane: "local" | "envoy";
+  envoyVersion: string | null;
+  redisUrl: string;
+  redisLaunched: boolean;
+  logDir: string;
+  /**
+   * Resolves once the data plane routes with routing-table version `v`: every local worker has it, or
+   * Envoy's plugin reports it and (given `cluster`) Envoy has `hosts` healthy hosts in that cluster (CDS/EDS
+   * and active health checks come separately from the table).
+   */
+  waitForTable(v: number, opts?: { timeoutMs?: number; cluster?: string; hosts?: number }): Promise<void>;
+  stop(): Promise<void>;
+  /** Process ids this launcher started (Redis, Envoy). */
+  children(): number[];
+}
+
+async function freePort(host = "127.0.0.1"): Promise<number> {
+  return await new Promise((res, rej) => {
+    const s = createServer();
+    s.on("error", rej);
+    s.listen(0, host, () => {
+      const a = s.address();
+      const p = typeof a === "object" && a ? a.port : 0;
+      s.close(() => res(p));
+    });
+  });
+}
+
+async function portFree(port: number, host: string): Promise<boolean> {
+  return await new Promise((res) => {
+    const s = createServer();
+    s.once("error", () => res(false));
+    s.listen(port, host, () => s.close(() => res(true)));
+  });
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const sock = createConnection({ port, host: "127.0.0.1" });
+    let buf = "";
+    const done = (ok: boolean) => {
+      sock.destroy();
+      res(ok);
+    };
+    sock.setTimeout(500, () => done(false));
+    sock.on("error", () => done(false));
+    sock.on("connect", () => sock.write("PING\r\n"));
+    sock.on("data", (d) => {
+      buf += d.toString();
+      if (buf.includes("\r\n")) done(buf.startsWith("+PONG"));
+    });
+  });
+}
+
+async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new LaunchError(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const token = () => randomBytes(24).toString("base64url");
+const firstOf = (list: string | undefined) => (list ?? "").split(",").map((t) => t.trim()).find((t) => t.length > 0);
+
+export const REDIS_INSTALL_HELP = [
+  "redis-server was not found on PATH, and REDIS_URL is not set.",
+  "Install Redis, or point REDIS_URL at one you run (redis://host:port):",
+  "  Debian/Ubuntu:  sudo apt-get install -y redis-server",
+  "  macOS:          brew install redis",
+].join("\n");
+
+export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
+  const env = opts.env ?? process.env;
+  const say = opts.say ?? ((l: string) => process.stderr.write(l + "\n"));
+  const dataDir = resolve(env.GATEWAY_DATA_DIR ?? join(REPO, ".data"));
+  const logDir = join(dataDir, "logs");
+  mkdirSync(logDir, { recursive: true });
+  const listenHost = env.GATEWAY_HOST ?? "127.0.0.1";
+  const listenPort = env.GATEWAY_PORT !== undefined ? Number(env.GATEWAY_PORT) : 10_000;
+  const controlHost = env.CONTROL_HOST ?? "127.0.0.1";
+  const controlPort = env.CONTROL_PORT !== undefined ? Number(env.CONTROL_PORT) : 8080;
+  const passthroughUrl = env.PASSTHROUGH_URL || null;
+  if (passthroughUrl && !/^https?:\/\//.test(passthroughUrl)) throw new LaunchError(`PASSTHROUGH_URL must be an http(s) URL, got ${passthroughUrl}`);
+  const workers = env.GATEWAY_WORKERS !== undefined ? Number(env.GATEWAY_WORKERS) : 1;
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new LaunchError("GATEWAY_WORKERS must be an integer 1..64");
+
+  const stops: Array<() => Promise<void>> = [];
+  const pids: number[] = [];
+  const files: WriteStream[] = [];
+  const logFile = (name: string) => {
+    const f = createWriteStream(join(logDir, name), { flags: "a" });
+    files.push(f);
+    return f;
+  };
+  let stopping: Promise<void> | null = null;
+  const stop = () =>
+    (stopping ??= (async () => {
+      for (const s of stops.reverse()) {
+        try {
+          await s();
+        } catch (e) {
+          say(`stop: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      }
+      await Promise.all(files.map((f) => new Promise<void>((r) => f.end(() => r()))));
+    })());
+
+  const spawnChild = (bin: string, args: string[], log: WriteStream): { proc: ChildProcess; exited: Promise<number | null> } => {
+    const proc = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], cwd: REPO });
+    proc.stdout?.pipe(log, { end: false });
+    proc.stderr?.pipe(log, { end: false });
+    const exited = new Promise<number | null>((r) => proc.once("exit", (code) => r(code)));
+    proc.once("error", () => undefined);
+    if (proc.pid !== undefined) pids.push(proc.pid);
+    // Never leave it behind if this process dies without stopping it.
+    const reap = () => proc.kill("SIGKILL");
+    process.once("exit", reap);
+    void exited.then(() => process.removeListener("exit", reap));
+    stops.push(async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill("SIGTERM");
+        const t = setTimeout(() => proc.kill("SIGKILL"), 5_000);
+        await exited;
+        clearTimeout(t);
+      }
+    });
+    return { proc, exited };
+  };
+
+  try {
+    // ---------------------------------------------------------------- Redis
+    let redisUrl = env.REDIS_URL;
+    let redisLaunched = false;
+    if (!redisUrl) {
+      const bin = env.REDIS_SERVER_BIN || which("redis-server");
+      if (!bin) throw new LaunchError(REDIS_INSTALL_HELP);
+      const port = env.REDIS_PORT ? Number(env.REDIS_PORT) : await freePort();
+      let dir: string;
+      if (opts.redisMode === "ephemeral") {
+        dir = mkdtempSync(join(tmpdir(), "gw-demo-redis-"));
+        stops.push(async () => rmSync(dir, { recursive: true, force: true }));
+      } else {
+        dir = join(dataDir, "redis");
+        mkdirSync(dir, { recursive: true });
+      }
+      const persistent = opts.redisMode !== "ephemeral";
+      const { proc, exited } = spawnChild(
+        bin,
+        ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", persistent ? "yes" : "no",
+          "--appendfsync", "everysec", "--daemonize", "no", "--loglevel", "warning", "--protected-mode", "yes"],
+        logFile("redis.log"),
+      );
+      let gone = false;
+      void exited.then(() => (gone = true));
+      await until(async () => gone || (await ping(port)), 10_000, `redis-server on 127.0.0.1:${port}`);
+      if (gone) throw new LaunchError(`redis-server (${bin}) exited at start (code ${proc.exitCode}); see ${join(logDir, "redis.log")}`);
+      redisUrl = `redis://127.0.0.1:${port}`;
+      redisLaunched = true;
+      say(`redis      ${redisUrl} (${persistent ? `append-only data in ${dir}` : "in memory, for this run only"})`);
+    } else {
+      say(`redis      ${redisUrl} (REDIS_URL)`);
+    }
+
+    // ---------------------------------------------------------------- tokens + control
+    const configuredAdmin = firstOf(env.CONTROL_ADMIN_TOKENS);
+    const adminToken = configuredAdmin ?? token();
+    const pluginToken = firstOf(env.CONTROL_PLUGIN_TOKENS) ?? token();
+    const loaded = loadConfig({
+      LOG_LEVEL: "info",
+      ...env,
+      REDIS_URL: redisUrl,
+      CONTROL_HOST: controlHost,
+      CONTROL_PORT: String(controlPort),
+      CONTROL_ADMIN_TOKENS: env.CONTROL_ADMIN_TOKENS || adminToken,
+      CONTROL_PLUGIN_TOKENS: env.CONTROL_PLUGIN_TOKENS || pluginToken,
+    });
+    if (!loaded.ok) throw new LaunchError(`invalid control configuration:\n${loaded.issues.map((i) => `  ${i.path || "(env)"}: ${i.message}`).join("\n")}`);
+    if (!(await portFree(controlPort, controlHost))) throw new LaunchError(`CONTROL_PORT ${controlPort} on ${controlHost} is in use; set CONTROL_PORT to a free port`);
+    const controlLog = logFile("control.log");
+    const control: Control = await startControl(loaded.config, { logSink: (l) => controlLog.write(l + "\n") });
+    stops.push(() => control.stop());
+    say(`control    ${control.url} (log: ${join(logDir, "control.log")})`);
+
+    // ---------------------------------------------------------------- plugin
+    if (!existsSync(DEFAULT_PLUGIN_WASM)) {
+      say("building the plugin (build/plugin.wasm is missing): npm run build:plugin");
+      const r = spawnSync("npm", ["run", "build:plugin"], { cwd: REPO, stdio: ["ignore", "inherit", "inherit"] });
+      if (r.status !== 0 || !existsSync(DEFAULT_PLUGIN_WASM)) throw new LaunchError("npm run build:plugin failed");
+    }
+
+    // ---------------------------------------------------------------- data plane
+    if (!(await portFree(listenPort, listenHost))) throw new LaunchError(`GATEWAY_PORT ${listenPort} on ${listenHost} is in use; set GATEWAY_PORT to a free port`);
+    const choice = env.GATEWAY_DATA_PLANE ?? "auto";
+    if (!["auto", "local", "envoy"].includes(choice)) throw new LaunchError("GATEWAY_DATA_PLANE must be auto, local or envoy");
+    const envoy = choice === "local" ? null : findEnvoy(env);
+    if (choice === "envoy" && !envoy?.usable) throw new LaunchError(`GATEWAY_DATA_PLANE=envoy but no Envoy ≥ 1.35 found (${envoy ? `${envoy.bin}: ${envoy.version ?? "unknown version"}` : "set ENVOY_BIN or put envoy on PATH"})`);
+    if (envoy && !envoy.usable) say(`envoy      ${envoy.bin} is ${envoy.version ?? "of unknown version"}; the gateway needs ≥ 1.35: using the local data plane`);
+
+    let url: string;
+    let dp: LocalDataPlane | null = null;
+    let envoyAdminPort = 0;
+    if (envoy?.usable) {
+      const adminPort = env.ENVOY_ADMIN_PORT ? Number(env.ENVOY_ADMIN_PORT) : await freePort();
+      envoyAdminPort = adminPort;
+      const doc = localEnvoyBootstrap({ listenHost, listenPort, adminPort, controlHost, controlPort: control.port, pluginToken, wasmPath: DEFAULT_PLUGIN_WASM, passthroughUrl });
+      const v = validateBootstrap(doc);
+      if (!v.ok) throw new LaunchError(`generated Envoy bootstrap does not validate:\n${v.errors.map(formatIssue).join("\n")}`);
+      const dir = join(dataDir, "envoy");
+      mkdirSync(dir, { recursive: true });
+      const file = join(dir, "bootstrap.yaml");
+      // It holds the plugin token: readable by the owner only.
+      writeFileSync(file, `# Generated by envoy/local/launcher.ts from envoy/bootstrap.yaml for this run. Do not edit.\n${stringify(doc)}`, { mode: 0o600 });
+      const { exited } = spawnChild(envoy.bin, ["-c", file, "--log-level", "warn", "--base-id", String(adminPort)], logFile("envoy.log"));
+      let gone = false;
+      void exited.then(() => (gone = true));
+      await until(
+        async () => gone || (await fetch(`http://127.0.0.1:${adminPort}/ready`).then((r) => r.ok, () => false)),
+        30_000,
+        `Envoy's admin /ready on 127.0.0.1:${adminPort}`,
+      );
+      if (gone) throw new LaunchError(`envoy exited at start; see ${join(logDir, "envoy.log")} (config: ${file})`);
+      url = `http://${listenHost}:${listenPort}`;
+      say(`envoy      ${envoy.bin} ${envoy.version} (config: ${file}, admin: http://127.0.0.1:${adminPort}, log: ${join(logDir, "envoy.log")})`);
+    } else {
+      const dpLog = logFile("dataplane.log");
+      dp = await startLocalDataPlane({
+        controlUrl: control.url,
+        pluginToken,
+        port: listenPort,
+        host: listenHost,
+        passthroughUrl,
+        workers,
+        log: (l) => {
+          dpLog.write(l + "\n");
+          if (/\] (warn|error|critical):|plugin failure|internal error/.test(l)) say(l);
+        },
+      });
+      stops.push(() => dp!.close());
+      url = dp.url;
+    }
+
+    return {
+      url,
+      controlUrl: control.url,
+      adminToken,
+      adminTokenGenerated: configuredAdmin === undefined,
+      dataPlane: dp ? "local" : "envoy",
+      envoyVersion: dp ? null : (envoy?.version ?? null),
+      redisUrl,
+      redisLaunched,
+      logDir,
+      async waitForTable(v, o = {}) {
+        const timeoutMs = o.timeoutMs ?? 15_000;
+        if (dp) return dp.waitForTable(v, timeoutMs);
+        const admin = `http://127.0.0.1:${envoyAdminPort}`;
+        // The plugin's gauge (Envoy prefixes plugin stats with "wasmcustom."), text format: "name: value".
+        const version = async (): Promise<number> => {
+          try {
+            const text = await (await fetch(`${admin}/stats?filter=${encodeURIComponent("gateway\\.table\\.version$")}`)).text();
+            return Math.max(0, ...[...text.matchAll(/gateway\.table\.version:\s*(\d+)/g)].map((m) => Number(m[1])));
+          } catch {
+            return 0;
+          }
+        };
+        type HostStatus = { health_status?: Record<string, unknown> };
+        const healthyHosts = async (cluster: string): Promise<number> => {
+          try {
+            const j = (await (await fetch(`${admin}/clusters?format=json`)).json()) as { cluster_statuses?: { name: string; host_statuses?: HostStatus[] }[] };
+            const c = j.cluster_statuses?.find((x) => x.name === cluster);
+            const ok = (h: HostStatus) => {
+              const hs = h.health_status ?? {};
+              return (hs.eds_health_status ?? "HEALTHY") === "HEALTHY" && !hs.failed_active_health_check && !hs.pending_active_hc && !hs.failed_outlier_check;
+            };
+            return (c?.host_statuses ?? []).filter(ok).length;
+          } catch {
+            return 0;
+          }
+        };
+        await until(async () => (await version()) >= v, timeoutMs, `Envoy's plugin to report routing table version ${v}`);
+        if (o.cluster) {
+          // Not fatal: Envoy keeps polling CDS/EDS (refresh_delay) and health-checking; say so and go on.
+          await until(async () => (await healthyHosts(o.cluster!)) >= (o.hosts ?? 1), timeoutMs, "").catch(() =>
+            say(`warning: after ${timeoutMs} ms Envoy does not yet have ${o.hosts ?? 1} healthy hosts in cluster ${o.cluster} (CDS/EDS from the control service, active health checks); requests may get 503 "no healthy upstream" until it has. See ${admin}/clusters`),
+          );
+        }
+        // Other workers take the table from shared data on their tick (bootstrap: poll_interval_ms 1000).
+        await new Promise((r) => setTimeout(r, 1_100));
+      },
+      stop,
+      children: () => [...pids],
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/** The banner: what runs where, and how to use it. */
+export function banner(g: Gateway): string {
+  const lines: string[] = [];
+  lines.push("");
+  if (g.dataPlane === "local") {
+    lines.push("Model gateway is running — LOCAL DATA PLANE (not Envoy): the plugin (build/plugin.wasm) runs in our");
+    lines.push("TypeScript proxy-wasm test host in front of a Node forwarder. Put Envoy ≥ 1.35 on PATH (or set ENVOY_BIN) for the real thing.");
+  } else {
+    lines.push(`Model gateway is running — Envoy ${g.envoyVersion} with the plugin (build/plugin.wasm).`);
+  }
+  lines.push("");
+  lines.push(`  gateway (send requests here)  ${g.url}`);
+  lines.push(`  control service               ${g.controlUrl}`);
+  lines.push(g.adminTokenGenerated ? `  admin token (generated for this run, shown once)  ${g.adminToken}` : "  admin token                   from CONTROL_ADMIN_TOKENS");
+  lines.push(`  redis                         ${g.redisUrl}${g.redisLaunched ? "" : " (REDIS_URL)"}`);
+  lines.push(`  logs                          ${g.logDir}`);
+  lines.push("");
+  return lines.join("\n");
+}
+
+/**
+ * SIGINT/SIGTERM → stop everything, exit 0. Ctrl-C reaches every process of the terminal's process group
+ * (npm, tsx and this one; tsx relays it once more), so repeats within 2 s are the same request. A signal
+ * after that, or a stop taking over 20 s, exits at once (130).
+ */
+export function stopOnSignals(stopAll: () => Promise<void>, say: (l: string) => void = (l) => process.stderr.write(l + "\n")): void {
+  let since: number | null = null;
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      if (since !== null) {
+        if (Date.now() - since < 2_000) return;
+        say("stopping already; exiting now");
+        process.exit(130);
+      }
+      since = Date.now();
+      say(`\n${sig}: stopping…`);
+      setTimeout(() => {
+        say("stop took too long; exiting");
+        process.exit(130);
+      }, 20_000).unref();
+      stopAll().then(
+        () => {
+          say("stopped.");
+          process.exit(0);
+        },
+        (e: unknown) => {
+          say(`stop failed: ${e instanceof Error ? e.message : String(e)}`);
+          process.exit(1);
+        },
+      );
+    });
+  }
+}

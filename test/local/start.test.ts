@@ -1,0 +1,109 @@
+// `npm start` (envoy/local/start.ts) as a process, and the Envoy bootstrap it would generate.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, test } from "node:test";
+import { localEnvoyBootstrap } from "../../envoy/local/envoy-config.js";
+import { formatIssue, validateBootstrap } from "../../envoy/validate/index.js";
+import { freePort, waitFor } from "../support/redis.js";
+
+const REPO = fileURLToPath(new URL("../../", import.meta.url));
+
+interface Run {
+  stdout(): string;
+  stderr(): string;
+  exit(): { code: number | null; signal: string | null } | null;
+  exited: Promise<{ code: number | null; signal: string | null }>;
+  pid: number;
+}
+
+function run(script: string, env: NodeJS.ProcessEnv): Run {
+  const child = spawn(process.execPath, ["--import", "tsx", script], { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  let exit: { code: number | null; signal: string | null } | null = null;
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: string | null }>((r) =>
+    child.once("exit", (code, signal) => {
+      exit = { code, signal };
+      r(exit);
+    }),
+  );
+  return { stdout: () => out, stderr: () => err, exit: () => exit, exited, pid: child.pid! };
+}
+
+function baseEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, GATEWAY_DATA_PLANE: "local", ...extra };
+  for (const k of ["REDIS_URL", "CONTROL_ADMIN_TOKENS", "CONTROL_PLUGIN_TOKENS", "PASSTHROUGH_URL"]) if (!(k in extra)) delete env[k];
+  return env;
+}
+
+describe("npm start", { timeout: 40_000 }, () => {
+  test("without redis-server (and no REDIS_URL) it says how to install it and exits non-zero", async () => {
+    const bin = mkdtempSync(join(tmpdir(), "gw-nobin-"));
+    try {
+      symlinkSync(process.execPath, join(bin, "node")); // PATH with node only
+      const r = run("envoy/local/start.ts", baseEnv({ PATH: bin, GATEWAY_DATA_DIR: join(bin, "data") }));
+      const e = await r.exited;
+      assert.notEqual(e.code, 0);
+      assert.match(r.stderr(), /redis-server was not found/);
+      assert.match(r.stderr(), /apt-get install -y redis-server/);
+      assert.match(r.stderr(), /brew install redis/);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
+
+  test("starts Redis with append-only data under the data folder, control and the local data plane; Ctrl-C stops all; data survives a restart", async () => {
+    const data = mkdtempSync(join(tmpdir(), "gw-start-"));
+    try {
+      const env = baseEnv({ GATEWAY_DATA_DIR: data, GATEWAY_PORT: String(await freePort()), CONTROL_PORT: String(await freePort()) });
+      const first = run("envoy/local/start.ts", env);
+      await waitFor(() => first.exit() !== null || first.stdout().includes("Ctrl-C stops everything"), 30_000, "the banner");
+      assert.equal(first.exit(), null, first.stderr());
+      assert.match(first.stdout(), /LOCAL DATA PLANE \(not Envoy\)/);
+      const token = /admin token \(generated for this run, shown once\)\s+(\S+)/.exec(first.stdout())?.[1];
+      assert.ok(token, first.stdout());
+      const control = `http://127.0.0.1:${env.CONTROL_PORT}`;
+      const created = await fetch(`${control}/v1/models`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name: "persisted-model" }) });
+      assert.equal(created.status, 201);
+      // Unmanaged model, no PASSTHROUGH_URL: the data plane answers 404 "no route".
+      const nr = await fetch(`http://127.0.0.1:${env.GATEWAY_PORT}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"model":"x","messages":[]}' });
+      assert.equal(nr.status, 404);
+      assert.equal((await nr.json()).error.code, "no_route");
+      process.kill(first.pid, "SIGINT");
+      assert.deepEqual(await first.exited, { code: 0, signal: null }, first.stderr());
+      assert.ok(existsSync(join(data, "redis")) && readdirSync(join(data, "redis")).some((f) => f.startsWith("appendonly")), "append-only files in <data>/redis");
+
+      const second = run("envoy/local/start.ts", { ...env, CONTROL_ADMIN_TOKENS: "a-configured-admin-token-0123456789" });
+      await waitFor(() => second.exit() !== null || second.stdout().includes("Ctrl-C stops everything"), 30_000, "the banner again");
+      assert.match(second.stdout(), /admin token\s+from CONTROL_ADMIN_TOKENS/);
+      const models = await fetch(`${control}/v1/models`, { headers: { authorization: "Bearer a-configured-admin-token-0123456789" } });
+      assert.equal(models.status, 200);
+      assert.ok(JSON.stringify(await models.json()).includes("persisted-model"), "the model registered in the first run is still there");
+      process.kill(second.pid, "SIGTERM");
+      assert.deepEqual(await second.exited, { code: 0, signal: null }, second.stderr());
+    } finally {
+      rmSync(data, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("Envoy bootstrap for a local run (used when envoy ≥ 1.35 is installed)", () => {
+  const base = { listenHost: "127.0.0.1", listenPort: 10000, adminPort: 9901, controlHost: "127.0.0.1", controlPort: 8080, pluginToken: "plugin-token-0123456789abcdef", wasmPath: "/abs/build/plugin.wasm" };
+  for (const passthroughUrl of [null, "https://api.openai.com", "http://127.0.0.1:9999/openai"]) {
+    test(`validates against Envoy's protos (passthrough ${passthroughUrl ?? "none"})`, () => {
+      const doc = localEnvoyBootstrap({ ...base, passthroughUrl });
+      const v = validateBootstrap(doc);
+      assert.ok(v.ok, v.errors.map(formatIssue).join("\n"));
+      const json = JSON.stringify(doc);
+      assert.ok(json.includes("plugin-token-0123456789abcdef") && json.includes("/abs/build/plugin.wasm"));
+      assert.equal(json.includes("api.openai.com"), passthroughUrl === "https://api.openai.com", "the shipped SaaS upstream is replaced by PASSTHROUGH_URL");
+      if (passthroughUrl === null) assert.equal(json.includes("saas_openai"), false);
+    });
+  }
+});
