@@ -17,7 +17,8 @@ export const EXPECTED_SHAPE =
   '"telemetry_interval_ms": 0..300000 = 5000 (0 = off), "passive_failures": 0..100 = 3 (0 = off), ' +
   '"passive_cooldown_ms": 1000..600000 = 10000, "endpoint_header": header = "x-gateway-destination-endpoint", ' +
   '"cluster_header": header = "x-gateway-cluster", "deployment_header": header = "x-model-deployment", ' +
-  '"instance_header": header = "x-model-instance"} (header: lower-case RFC 9110 token)';
+  '"instance_header": header = "x-model-instance", "models_endpoint": "local"|"passthrough" = "local"} ' +
+  '(header: lower-case RFC 9110 token)';
 
 /** Largest configuration accepted (the schema's own limits keep a valid one far below this). */
 const MAX_CONFIG_BYTES: usize = 64 * 1024;
@@ -46,6 +47,8 @@ export class Config {
   clusterHeader: string = "x-gateway-cluster";
   deploymentHeader: string = "x-model-deployment";
   instanceHeader: string = "x-model-instance";
+  /** models_endpoint "local": answer GET/HEAD {api_prefix}/models[/{name}] from the table. */
+  modelsEndpointLocal: bool = true;
 
   // UTF-8 encodings, made once (the request path passes these straight to the host).
   modelHeaderBytes: ArrayBuffer = new ArrayBuffer(0);
@@ -55,6 +58,8 @@ export class Config {
   instanceHeaderBytes: ArrayBuffer = new ArrayBuffer(0);
   apiPrefixBytes: ArrayBuffer = new ArrayBuffer(0);
   controlClusterBytes: ArrayBuffer = new ArrayBuffer(0);
+  /** api_prefix + "/models". */
+  modelsPathBytes: ArrayBuffer = new ArrayBuffer(0);
 
   /** The stream observes upstream results (telemetry or passive ejection on). */
   @inline get observes(): bool {
@@ -69,6 +74,7 @@ export class Config {
     this.instanceHeaderBytes = utf8(this.instanceHeader);
     this.apiPrefixBytes = utf8(this.apiPrefix);
     this.controlClusterBytes = utf8(this.controlCluster);
+    this.modelsPathBytes = utf8(this.apiPrefix + "/models");
   }
 }
 
@@ -147,8 +153,9 @@ export function parseConfig(ptr: usize, len: usize): Config | null {
   if (!root.isObject()) return fail("(document)", typeProblem("an object", root));
   const c = new Config();
   let haveCluster = false;
+  const kept = root.lastOccurrences();
   for (let i = 0; i < root.size; i++) {
-    if (!root.isLastOccurrence(i)) continue;
+    if (!unchecked(kept[i])) continue;
     const key = root.keyAt(i);
     const v = root.at(i);
     if (v === null) continue;
@@ -190,6 +197,9 @@ export function parseConfig(ptr: usize, len: usize): Config | null {
     } else if (key == "unknown_model") {
       if (!v.isString() || (v.str != "passthrough" && v.str != "reject")) return fail(key, 'expected "passthrough" or "reject"');
       c.unknownModelReject = v.str == "reject";
+    } else if (key == "models_endpoint") {
+      if (!v.isString() || (v.str != "local" && v.str != "passthrough")) return fail(key, 'expected "local" or "passthrough"');
+      c.modelsEndpointLocal = v.str == "local";
     } else if (key == "body_routing") {
       if (!v.isBool()) return fail(key, typeProblem("a boolean", v));
       c.bodyRouting = v.bool;

@@ -55,6 +55,8 @@ export const PluginConfig = z
     passive_failures: z.number().int().min(0).max(100).default(3),
     /** How long a passively ejected instance stays out of this worker's picks (the next table version decides after that). */
     passive_cooldown_ms: z.number().int().min(1_000).max(600_000).default(10_000),
+    /** `GET|HEAD {api_prefix}/models[/{name}]`: answered by the plugin from the routing table (OpenAI list format), or left to the route table. */
+    models_endpoint: z.enum(["local", "passthrough"]).default("local"),
     endpoint_header: HeaderName.default("x-gateway-destination-endpoint"),
     cluster_header: HeaderName.default("x-gateway-cluster"),
     deployment_header: HeaderName.default("x-model-deployment"),

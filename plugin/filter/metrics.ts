@@ -16,6 +16,7 @@ export class GatewayMetrics {
   controlPolls: u32 = NO_METRIC;
   controlFailures: u32 = NO_METRIC;
   controlNotModified: u32 = NO_METRIC;
+  modelsEndpoint: u32 = NO_METRIC;
 
   define(): void {
     this.unknownModel = defineMetric(MetricType.Counter, "gateway.unknown_model");
@@ -28,6 +29,7 @@ export class GatewayMetrics {
     this.controlPolls = defineMetric(MetricType.Counter, "gateway.control.polls");
     this.controlFailures = defineMetric(MetricType.Counter, "gateway.control.failures");
     this.controlNotModified = defineMetric(MetricType.Counter, "gateway.control.not_modified");
+    this.modelsEndpoint = defineMetric(MetricType.Counter, "gateway.models_endpoint");
   }
 }
 

@@ -12,6 +12,7 @@ import { GatewayRoot } from "./root";
 import { Deployment, Position, RoutingTable } from "../table/routing_table";
 import { Config } from "../config";
 import { nowNs } from "../abi/time";
+import { answerModels, ModelsAnswer } from "./models_endpoint";
 
 const CONTENT_TYPE = utf8("content-type");
 
@@ -115,6 +116,16 @@ export class GatewayStream extends StreamContext {
       return Action.Pause; // StopIteration: headers held until the body is read
     }
     this.decided = true;
+    return this.noModel(c, table);
+  }
+
+  /** No model named (header or body): the models endpoint, else passthrough without routing headers. */
+  private noModel(c: Config, table: RoutingTable | null): u32 {
+    const root = this.root;
+    if (c.modelsEndpointLocal) {
+      const a = answerModels(c, root.metrics, table);
+      if (a != ModelsAnswer.NotMine) return a == ModelsAnswer.Replied ? Action.Pause : Action.Continue;
+    }
     incrementMetric(root.metrics.noModel);
     stripRoutingHeaders(c);
     return Action.Continue;
@@ -165,13 +176,11 @@ export class GatewayStream extends StreamContext {
         : "request body is not valid JSON");
       return Action.Pause;
     }
+    const table = root.table();
     if (!modelFound) {
       bufferRelease();
-      incrementMetric(root.metrics.noModel);
-      stripRoutingHeaders(c);
-      return Action.Continue;
+      return this.noModel(c, table);
     }
-    const table = root.table();
     let d: Deployment | null = null;
     if (table !== null) d = table.lookup(modelPtr, modelLen);
     const ok = d === null || table === null ? unknownModel(c, root.metrics, modelPtr, modelLen) : this.route(c, table, d);

@@ -54,13 +54,25 @@ export class JsonValue {
     return null;
   }
 
-  /** Is member i the last occurrence of its key (i.e. the one JSON.parse keeps)? */
-  isLastOccurrence(i: i32): bool {
+  /**
+   * For each member, whether it is the last occurrence of its key (the one JSON.parse keeps).
+   * One pass with a set: a table may hold 50,000 model names, and a per-member rescan was quadratic
+   * (minutes of blocked ticks at that size).
+   */
+  lastOccurrences(): StaticArray<bool> {
     const k = this.keys;
-    if (k === null || i < 0 || i >= k.length) return false;
-    const key = unchecked(k[i]);
-    for (let j = i + 1; j < k.length; j++) if (unchecked(k[j]) == key) return false;
-    return true;
+    const n = k === null ? 0 : k.length;
+    const out = new StaticArray<bool>(n);
+    if (k === null) return out;
+    const seen = new Set<string>();
+    for (let i = n - 1; i >= 0; i--) {
+      const key = unchecked(k[i]);
+      if (!seen.has(key)) {
+        seen.add(key);
+        unchecked(out[i] = true);
+      }
+    }
+    return out;
   }
 }
 

@@ -143,8 +143,9 @@ export function validateTable(ptr: usize, len: usize, maxBytes: usize): TableDoc
   if (deps === null || !deps.isArray()) return fail("deployments", problemType("an array", deps));
   if (deps.size > MAX_DEPLOYMENTS) return fail("deployments", "more than 10000 deployments");
 
+  const kept = models.lastOccurrences();
   for (let i = 0; i < models.size; i++) {
-    if (!models.isLastOccurrence(i)) continue; // JSON.parse keeps the last duplicate
+    if (!unchecked(kept[i])) continue; // JSON.parse keeps the last duplicate
     const name = models.keyAt(i);
     const target = models.at(i);
     if (!isModelName(name)) return fail("models[" + JSON_QUOTE(name) + "]", "model names are printable ASCII without spaces (1..256)");

@@ -9,6 +9,7 @@ import { makePicker } from "../strategy/factory";
 import { ByteWriter, utf8 } from "../abi/bytes";
 import { NO_METRIC } from "../abi/metrics";
 import { InstanceStats, StatsRegistry } from "../telemetry/stats";
+import { buildModelsList, emptyModelsList, ModelsList } from "./models_list";
 
 export class Instance {
   // Read per routed request first (pick counter, telemetry).
@@ -139,6 +140,8 @@ export class RoutingTable {
   addresses: BytesMap<Instance>;
   /** The stats objects of this table, by key (the registry adopts it with the table). */
   statsByKey: Map<string, InstanceStats> = new Map<string, InstanceStats>();
+  /** The `GET {api_prefix}/models` answer, built with the table (models_list.ts). */
+  modelsList: ModelsList = emptyModelsList();
 
   constructor(modelCount: i32, instanceCount: i32) {
     this.models = new BytesMap<Deployment>(modelCount);
@@ -293,10 +296,19 @@ export function compileTable(doc: TableDoc, apiPrefix: string, maxFallbacks: i32
       }
     }
   }
+  const names = new Array<ArrayBuffer>();
+  const owners = new Array<string>();
+  const listed = new Array<bool>();
   for (let i = 0; i < doc.modelNames.length; i++) {
     const target = unchecked(doc.modelTargets[i]);
     if (!byId.has(target)) continue; // validated already; defensive
-    t.models.set(utf8(unchecked(doc.modelNames[i])), byId.get(target));
+    const dep = byId.get(target);
+    const key = utf8(unchecked(doc.modelNames[i]));
+    t.models.set(key, dep);
+    names.push(key);
+    owners.push(dep.id);
+    listed.push(dep.instances.length > 0);
   }
+  t.modelsList = buildModelsList(names, owners, listed);
   return t;
 }
