@@ -25,7 +25,7 @@ describe("routing table builder (pure)", () => {
       [model("m1", "llama", ["llama3"]), model("m2", "qwen")],
       [
         dep("z-dep", "m2", [inst("a", "active")]),
-        dep("a-dep", "m1", [inst("p", "pending"), inst("u", "unreachable"), inst("act", "active"), inst("dr", "draining"), inst("ej", "ejected"), inst("noaddr", "active", null)]),
+        dep("a-dep", "m1", [inst("p", "pending"), inst("u", "unreachable"), inst("act", "active"), inst("dr", "draining", "10.0.0.2:8000"), inst("ej", "ejected", "10.0.0.3:8000"), inst("noaddr", "active", null)]),
       ],
     );
     assert.ok(RoutingTable.safeParse(t).success);
@@ -43,7 +43,7 @@ describe("routing table builder (pure)", () => {
   });
 
   test("an invalid table is refused, never published", () => {
-    const bad = buildValidTable(1, [model("m1", "llama")], [dep("d", "m1", [inst("a", "active"), inst("a", "active")])]);
+    const bad = buildValidTable(1, [model("m1", "llama")], [dep("d", "m1", [inst("a", "active"), inst("a", "active", "10.0.0.2:8000")])]);
     assert.equal(bad.ok, false);
     assert.ok(!bad.ok && bad.issues.some((i) => i.includes("duplicate instance")));
     assert.equal(buildValidTable(0, [], []).ok, false, "version 0 is not a valid table");

@@ -60,37 +60,44 @@ export function pinnedRequest(req: PinnedRequest): Promise<PinnedResponse> {
       r.destroy();
       reject(e);
     };
-    const r = lib.request(
-      {
-        host: req.host,
-        port: req.port,
-        method: req.method,
-        path: req.path,
-        headers,
-        agent: false,
-        // Pin the connection to the checked address (SNI and Host keep the hostname).
-        lookup: (_hostname, opts, cb) => {
-          if ((opts as { all?: boolean }).all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [{ address: req.ip, family }]);
-          else cb(null, req.ip, family);
+    let r: http.ClientRequest;
+    try {
+      r = lib.request(
+        {
+          host: req.host,
+          port: req.port,
+          method: req.method,
+          path: req.path,
+          headers,
+          agent: false,
+          // Pin the connection to the checked address (SNI and Host keep the hostname).
+          lookup: (_hostname, opts, cb) => {
+            if ((opts as { all?: boolean }).all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [{ address: req.ip, family }]);
+            else cb(null, req.ip, family);
+          },
         },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on("data", (c: Buffer) => {
-          size += c.length;
-          if (size > maxBody) return fail(new RequestFailed("too_large", `answer larger than ${maxBody} bytes`));
-          chunks.push(c);
-        });
-        res.on("end", () => {
-          if (settled) return;
-          settled = true;
-          cleanup();
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") });
-        });
-        res.on("error", (e) => fail(new RequestFailed("network_error", e.message)));
-      },
-    );
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on("data", (c: Buffer) => {
+            size += c.length;
+            if (size > maxBody) return fail(new RequestFailed("too_large", `answer larger than ${maxBody} bytes`));
+            chunks.push(c);
+          });
+          res.on("end", () => {
+            if (settled) return;
+            settled = true;
+            cleanup();
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") });
+          });
+          res.on("error", (e) => fail(new RequestFailed("network_error", e.message)));
+        },
+      );
+    } catch (e) {
+      // http.request throws for a header value or path it cannot send (control characters, non-Latin-1): that is a
+      // failed request like any other, never an exception (it left connectivity tests and probes retrying forever).
+      return reject(new RequestFailed("network_error", `the request could not be sent: ${(e as NodeJS.ErrnoException).code ?? "invalid request"}`));
+    }
     const timer = setTimeout(() => fail(new RequestFailed("timeout", `no answer within ${req.timeoutMs} ms`)), req.timeoutMs);
     r.on("error", (e: NodeJS.ErrnoException) => {
       if (e.code === "ECONNREFUSED") return fail(new RequestFailed("refused", "connection refused"));

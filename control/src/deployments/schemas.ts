@@ -42,7 +42,14 @@ export const InstanceUrl = z
   })
   .describe("OpenAI API base URL, e.g. http://10.0.0.5:8000/v1");
 
-const ApiKey = z.string().min(1).max(4_096).describe("Bearer token for the upstream; write-only, never returned");
+// Sent upstream as `Authorization: Bearer <key>`: only characters a header value can carry (a key with a
+// control character or non-ASCII could never be sent, and left its instance untestable).
+const ApiKey = z
+  .string()
+  .min(1)
+  .max(4_096)
+  .regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces (sent as a bearer token)")
+  .describe("Bearer token for the upstream; write-only, never returned");
 
 export const InstanceCreate = z
   .object({
@@ -79,7 +86,13 @@ const HEALTH_FIELDS = {
   timeout_seconds: z.number().min(0.05).max(600).describe("A probe not answered within this fails"),
   unhealthy_threshold: z.number().int().min(1).max(100).describe("Consecutive failed probes to eject"),
   healthy_threshold: z.number().int().min(1).max(100).describe("Consecutive successful probes to (re-)add"),
-  path: z.string().max(256).regex(/^\/[^\s?#]*$/, "absolute path without query").describe("Probe path on the instance's host (probe: path)"),
+  // Envoy probes the same path (contract 4 refuses anything else, and one refused xDS snapshot froze
+  // every deployment's clusters): printable ASCII, no query or fragment; percent-encode the rest.
+  path: z
+    .string()
+    .max(256)
+    .regex(/^\/[\x21-\x22\x24-\x3e\x40-\x7e]*$/, "absolute path of printable ASCII without query or fragment")
+    .describe("Probe path on the instance's host (probe: path)"),
   probe: z
     .enum(["path", "models"])
     .describe("path: GET {scheme}://{host}:{port}{path}; models: GET {base}/models (the OpenAI model list)"),
@@ -241,8 +254,9 @@ export const Deployment = z.object({
   model_id: Id,
   strategy: Strategy,
   on_unavailable: UnavailablePolicy,
-  // Stored documents written before a field existed get its default when read.
-  health_check: z.object(withDefaults()),
+  // Stored documents written before a field existed get its default when read; one written under the
+  // looser path rule of before stays readable (a PATCH fixes it).
+  health_check: z.object({ ...withDefaults(), path: z.string().max(256).regex(/^\/[^\s?#]*$/).default(HEALTH_DEFAULTS.path) }),
   instances: z.array(Instance),
   migrations: z.array(Migration),
   revision: z.number().int(),

@@ -12,12 +12,40 @@ import type { Logger } from "../log.js";
 const KEY = /^[\x21-\x7e]{1,255}$/;
 const KEPT_HEADERS = ["etag", "location"];
 
-function stable(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(stable).join(",")}]`;
-  if (v !== null && typeof v === "object") {
-    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${stable((v as Record<string, unknown>)[k])}`).join(",")}}`;
+/** Literal output text on the work stack of `stable` (a symbol key: JSON.parse never makes one). */
+const TEXT = Symbol("text");
+const text = (s: string) => ({ [TEXT]: s });
+
+/**
+ * Canonical JSON (object keys sorted) of a parsed body. Iterative: a body nested a few thousand levels deep
+ * (well within the size limit) overflowed the stack of the recursive version — a 500 for any create sent
+ * with an Idempotency-Key.
+ */
+export function stable(root: unknown): string {
+  const out: string[] = [];
+  const todo: unknown[] = [root];
+  while (todo.length > 0) {
+    const v = todo.pop();
+    if (v !== null && typeof v === "object" && TEXT in v) {
+      out.push((v as { [TEXT]: string })[TEXT]);
+      continue;
+    }
+    const parts: unknown[] = [];
+    if (Array.isArray(v)) {
+      parts.push(text("["));
+      v.forEach((x, i) => parts.push(...(i > 0 ? [text(","), x] : [x])));
+      parts.push(text("]"));
+    } else if (v !== null && typeof v === "object") {
+      parts.push(text("{"));
+      Object.keys(v).sort().forEach((k, i) => parts.push(text(`${i > 0 ? "," : ""}${JSON.stringify(k)}:`), (v as Record<string, unknown>)[k]));
+      parts.push(text("}"));
+    } else {
+      out.push(JSON.stringify(v) ?? "null");
+      continue;
+    }
+    for (let i = parts.length - 1; i >= 0; i--) todo.push(parts[i]);
   }
-  return JSON.stringify(v) ?? "null";
+  return out.join("");
 }
 
 export function idempotency(store: IdempotencyStore, log: Logger) {

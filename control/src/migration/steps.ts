@@ -34,12 +34,29 @@ export function rollback(d: Deployment, m: Migration, at: number, error: { code:
   return { next, keys: { del: [m.to_instance] } };
 }
 
+const POOL_STATES = new Set(["active", "draining", "ejected"]);
+
+/**
+ * One instance per address in a deployment: Envoy keys a cluster's hosts by ip:port, so xDS (contract 4)
+ * refuses two instances on one address — and a refused snapshot froze Envoy's clusters for every
+ * deployment. A passed test on an address another instance of the pool already has fails instead
+ * (`duplicate_address`). A migration's target may share its source's address (the table keeps the new one).
+ */
+function withUniqueAddress(d: Deployment, instanceId: string, migratingFrom: string | undefined, r: ConnectivityResult): ConnectivityResult {
+  if (!r.ok || r.address === null) return r;
+  const address = r.address.toLowerCase();
+  const other = d.instances.find((i) => i.id !== instanceId && i.id !== migratingFrom && POOL_STATES.has(i.state) && i.address?.toLowerCase() === address);
+  if (!other) return r;
+  return { ...r, ok: false, error: { code: "duplicate_address", message: `${r.address} is already served by instance ${other.id} of this deployment` } };
+}
+
 /** The connectivity test of a pending instance finished. */
-export function applyTestResult(d: Deployment, instanceId: string, result: ConnectivityResult, at: number, healthDeadlineSeconds: number): StepResult | null {
+export function applyTestResult(d: Deployment, instanceId: string, tested: ConnectivityResult, at: number, healthDeadlineSeconds: number): StepResult | null {
   const inst = d.instances.find((i) => i.id === instanceId);
   if (!inst || inst.state !== "pending") return null; // removed or already decided meanwhile
-  const updated: Instance = { ...inst, last_check: result, address: result.address ?? inst.address, updated_at: iso(at) };
   const migration = d.migrations.find((m) => m.to_instance === instanceId && m.phase === "testing");
+  const result = withUniqueAddress(d, instanceId, migration?.from_instance, tested);
+  const updated: Instance = { ...inst, last_check: result, address: result.address ?? inst.address, updated_at: iso(at) };
   if (!migration) {
     updated.state = result.ok ? "active" : "unreachable";
     return { next: { ...d, instances: d.instances.map((i) => (i.id === instanceId ? updated : i)) } };

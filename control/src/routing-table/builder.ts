@@ -16,13 +16,32 @@ function tableInstance(i: Instance): TableInstance | null {
   return { id: i.id, address: i.address, base_path: i.base_path, weight: i.weight, priority: i.priority, region: i.region, state: i.state as TableInstance["state"] };
 }
 
+/** Which instance keeps an address shared by several (see `onePerAddress`): lower wins, then the first. */
+const ADDRESS_RANK: Record<TableInstance["state"], number> = { active: 0, ejected: 1, draining: 2 };
+
+/**
+ * At most one instance per address: Envoy keys a cluster's hosts by ip:port, so contract 4 (xDS) refuses
+ * duplicates, and one refused snapshot would freeze Envoy's clusters for every deployment. Tests refuse a
+ * second instance on a pool address (`duplicate_address`); what remains (a migration to the same ip:port,
+ * which has nothing to drain; a DNS change) keeps the active one.
+ */
+export function onePerAddress(instances: TableInstance[]): TableInstance[] {
+  const keep = new Map<string, TableInstance>();
+  for (const i of instances) {
+    const a = i.address.toLowerCase();
+    const cur = keep.get(a);
+    if (!cur || ADDRESS_RANK[i.state] < ADDRESS_RANK[cur.state]) keep.set(a, i);
+  }
+  return instances.filter((i) => keep.get(i.address.toLowerCase()) === i);
+}
+
 export function tableDeployment(d: Deployment): TableDeployment {
   return {
     id: d.id,
     cluster: clusterName(d.id),
     strategy: d.strategy,
     on_unavailable: d.on_unavailable,
-    instances: d.instances.map(tableInstance).filter((i): i is TableInstance => i !== null),
+    instances: onePerAddress(d.instances.map(tableInstance).filter((i): i is TableInstance => i !== null)),
   };
 }
 
