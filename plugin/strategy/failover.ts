@@ -14,10 +14,20 @@ export class Failover extends Picker {
     return this.inner.next();
   }
 
-  /** The rest of the active tier (rotating from pos), then the higher tiers in priority order. */
+  /**
+   * Fallback order: one more instance of the active tier, then the first instance of the next tier,
+   * then the rest of the active tier (rotating from pos), then the remaining higher tiers. The next
+   * tier comes second so that with the default two fallbacks a request still lands in the backup
+   * region when the whole primary region dies at once, before any ejection has reached this worker.
+   */
   fallbackAt(pos: i32, k: i32): i32 {
     if (k < 1 || k >= this.n) return -1;
-    if (k < this.tierSize) return (pos + k) % this.tierSize;
-    return k;
+    const t = this.tierSize;
+    if (t == 1 || t == this.n) return k < t ? (pos + k) % t : k; // one tier, or a lone primary
+    const idx = k - 1;
+    if (idx == 0) return (pos + 1) % t;
+    if (idx == 1) return t;
+    if (idx < t) return (pos + idx) % t;
+    return idx + 1;
   }
 }

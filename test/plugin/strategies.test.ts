@@ -79,6 +79,30 @@ test("failover: the lowest tier with an eligible instance serves, rotating; high
   assert.deepEqual(counts(back), { p1: 2, p2: 2 });
 });
 
+test("failover keeps a next-tier instance among the fallbacks when the primary tier is larger than the list", async () => {
+  const instances = [
+    { id: "p0", priority: 0, address: "10.8.0.1:8000" },
+    { id: "p1", priority: 0, address: "10.8.0.2:8000" },
+    { id: "p2", priority: 0, address: "10.8.0.3:8000" },
+    { id: "b0", priority: 1, address: "10.8.1.1:8000" },
+    { id: "b1", priority: 1, address: "10.8.1.2:8000" },
+  ];
+  const spec = [{ id: "fx", strategy: "failover" as const, instances }];
+  // Default max_fallbacks 2: the pick, one more primary, then the backup — a dead primary region
+  // still leaves every request a live host before any ejection arrives.
+  const host = await gateway({ table: table(1, spec) });
+  const lists = Array.from({ length: 3 }, () => header(request(host, { model: "fx" }).upstreamHeaders, "x-gateway-destination-endpoint"));
+  assert.deepEqual(lists, [
+    "10.8.0.1:8000,10.8.0.2:8000,10.8.1.1:8000",
+    "10.8.0.2:8000,10.8.0.3:8000,10.8.1.1:8000",
+    "10.8.0.3:8000,10.8.0.1:8000,10.8.1.1:8000",
+  ]);
+  // With room for everyone, every other instance appears once: the rest of the tier, then the higher tiers.
+  const wide = await gateway({ table: table(1, spec), config: { max_fallbacks: 8 } });
+  assert.equal(header(request(wide, { model: "fx" }).upstreamHeaders, "x-gateway-destination-endpoint"),
+    "10.8.0.1:8000,10.8.0.2:8000,10.8.1.1:8000,10.8.0.3:8000,10.8.1.2:8000");
+});
+
 test("failover rotates within a tier by weight when weights differ", async () => {
   const host = await gateway({
     table: table(1, [{ id: "fw", strategy: "failover", instances: [
