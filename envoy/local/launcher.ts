@@ -3,10 +3,11 @@
  * plane (real Envoy ≥ 1.35 when there is one, else the local data plane), and a clean stop of all of it.
  * Configuration: environment variables, see envoy/local/README.md.
  */
+import { redisPing } from "./redis-ping.js";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, type WriteStream } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -70,24 +71,6 @@ async function portFree(port: number, host: string): Promise<boolean> {
     const s = createServer();
     s.once("error", () => res(false));
     s.listen(port, host, () => s.close(() => res(true)));
-  });
-}
-
-function ping(port: number): Promise<boolean> {
-  return new Promise((res) => {
-    const sock = createConnection({ port, host: "127.0.0.1" });
-    let buf = "";
-    const done = (ok: boolean) => {
-      sock.destroy();
-      res(ok);
-    };
-    sock.setTimeout(500, () => done(false));
-    sock.on("error", () => done(false));
-    sock.on("connect", () => sock.write("PING\r\n"));
-    sock.on("data", (d) => {
-      buf += d.toString();
-      if (buf.includes("\r\n")) done(buf.startsWith("+PONG"));
-    });
   });
 }
 
@@ -192,7 +175,7 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
       );
       let gone = false;
       void exited.then(() => (gone = true));
-      await until(async () => gone || (await ping(port)), 10_000, `redis-server on 127.0.0.1:${port}`);
+      await until(async () => gone || (await redisPing(port)), 10_000, `redis-server on 127.0.0.1:${port}`);
       if (gone) throw new LaunchError(`redis-server (${bin}) exited at start (code ${proc.exitCode}); see ${join(logDir, "redis.log")}`);
       redisUrl = `redis://127.0.0.1:${port}`;
       redisLaunched = true;

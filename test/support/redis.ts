@@ -3,9 +3,10 @@
  * (PING answers PONG), stoppable and restartable on the same port and data dir (for persistence and
  * "Redis went away" tests). Never mock Redis.
  */
+import { redisPing } from "../../envoy/local/redis-ping.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -40,25 +41,6 @@ export async function freePort(): Promise<number> {
       const addr = srv.address();
       const port = typeof addr === "object" && addr ? addr.port : 0;
       srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Send PING over a raw socket; true when the server answers +PONG. */
-function ping(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = createConnection({ port, host: "127.0.0.1" });
-    let buf = "";
-    const done = (ok: boolean) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(500, () => done(false));
-    sock.on("error", () => done(false));
-    sock.on("connect", () => sock.write("PING\r\n"));
-    sock.on("data", (d) => {
-      buf += d.toString();
-      if (buf.includes("\r\n")) done(buf.startsWith("+PONG"));
     });
   });
 }
@@ -107,7 +89,7 @@ export async function startRedis(opts: RedisServerOptions = {}): Promise<RedisSe
       failed = true;
       if (child === proc) child = null;
     });
-    await waitFor(async () => failed || (await ping(port)), startTimeoutMs, `redis-server on port ${port}`);
+    await waitFor(async () => failed || (await redisPing(port)), startTimeoutMs, `redis-server on port ${port}`);
     if (failed) throw new Error(`redis-server exited at start: ${stderr}`);
   };
 
