@@ -241,8 +241,8 @@ describe("xDS publisher", () => {
     assert.equal(p.publish(fullSnapshot(5)).published, true);
     assert.equal(p.current()!.version_info, "5");
 
-    const bad = fullSnapshot(6);
-    bad.deployments[1]!.cluster = bad.deployments[0]!.cluster;
+    // A problem that names no deployment refuses the whole snapshot: the last good one stays.
+    const bad = { ...fullSnapshot(6), version: -1 };
     const r = p.publish(bad);
     assert.equal(r.published, false);
     assert.equal(r.ok, false);
@@ -254,5 +254,35 @@ describe("xDS publisher", () => {
     assert.equal(p.publish(fullSnapshot(5)).published, false, "same version");
     assert.equal(p.publish(fullSnapshot(7)).published, true);
     assert.equal(p.current()!.version, 7);
+  });
+
+  test("one bad deployment keeps its last good cluster; every other deployment still gets its update", () => {
+    const errors: string[] = [];
+    const p = createXdsPublisher({ logger: { debug() {}, info() {}, warn() {}, error: (m) => errors.push(m) } });
+    const good = fullSnapshot(5);
+    assert.equal(p.publish(good).published, true);
+    const before = p.current()!.clusters.find((c: any) => c.name === good.deployments[1]!.cluster);
+    assert.ok(before, "deployment 1 is served");
+
+    const next = fullSnapshot(6);
+    next.deployments[0]!.health_check.interval_seconds += 1; // a legitimate change elsewhere
+    next.deployments[1]!.cluster = next.deployments[0]!.cluster; // deployment 1 is now invalid (duplicate cluster)
+    const r = p.publish(next);
+    assert.equal(r.published, true, "the rest of the snapshot is served");
+    assert.equal(p.current()!.version, 6);
+    const names = p.current()!.clusters.map((c: any) => c.name);
+    assert.equal(new Set(names).size, names.length, "no duplicate cluster is served");
+    assert.deepEqual(p.current()!.clusters.find((c: any) => c.name === good.deployments[1]!.cluster), before, "deployment 1 keeps its last good cluster");
+    const c0 = p.current()!.clusters.find((c: any) => c.name === next.deployments[0]!.cluster) as any;
+    assert.equal(c0.health_checks[0].interval, `${next.deployments[0]!.health_check.interval_seconds}s`, "deployment 0's change is served");
+    assert.match(errors.join("\n"), /keep their last good clusters/);
+
+    // A deployment that was never good is left out instead.
+    const fresh = fullSnapshot(7);
+    const dup = structuredClone(fresh.deployments[0]!);
+    dup.id = "never-good";
+    fresh.deployments.push(dup); // same cluster name as deployment 0
+    assert.equal(p.publish(fresh).published, true);
+    assert.equal(p.current()!.clusters.filter((c: any) => c.name === dup.cluster).length, 1);
   });
 });
