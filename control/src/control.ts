@@ -2,6 +2,7 @@
  * Wires one control replica: Redis connections, stores, services, worker, table cache, HTTP server.
  * `startControl` is used by the entry point (server.ts) and by the tests.
  */
+import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import { createApp } from "./app.js";
@@ -174,6 +175,22 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
 
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.port, config.host, (err?: Error) => (err ? reject(err) : resolve(s)));
+  });
+  // Requests Node's HTTP parser refuses never reach Express: answer them in the API's error shape too.
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || (err.code === "ECONNRESET")) return socket.destroy();
+    const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+    const status = tooLarge ? 431 : 400;
+    const body = JSON.stringify({
+      error: {
+        code: tooLarge ? "headers_too_large" : "malformed_request",
+        message: tooLarge ? "request headers are too large" : "the request could not be parsed as HTTP",
+        request_id: randomUUID(),
+      },
+    });
+    socket.end(
+      `HTTP/1.1 ${status} ${tooLarge ? "Request Header Fields Too Large" : "Bad Request"}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
   });
   server.keepAliveTimeout = 65_000;
   server.requestTimeout = (config.longPollMaxSeconds + 30) * 1000;
