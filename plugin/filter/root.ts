@@ -21,6 +21,8 @@ import { GatewayMetrics } from "./metrics";
 import { GatewayStream } from "./stream";
 
 const MAX_POOLED_STREAMS: i32 = 4096;
+/** A 304 this long after the call was sent was a long-poll that waited, not a refusal to wait. */
+const LONG_POLL_REARM_MIN_MS: u64 = 1000;
 const NODE_ID: string[] = ["node", "id"];
 
 /** "<node.id>/w<worker seq>/<start nonce>": unique per VM (the nonce separates restarts and seq races). */
@@ -137,6 +139,9 @@ export class GatewayRoot extends RootContext {
     if (status == 304) {
       incrementMetric(this.metrics.controlNotModified);
       this.pollProblems.clear();
+      // A long-poll that really waited ran out with nothing new: wait again at once, so a change
+      // landing now is not held back a tick. (A 304 that came fast waits for the tick: no busy loop.)
+      if (nowMs() >= p.sentAt + LONG_POLL_REARM_MIN_MS) this.pollAgain();
       return;
     }
     if (status != 200) {
@@ -154,8 +159,25 @@ export class GatewayRoot extends RootContext {
       this.pollProblem("response body unavailable");
       return;
     }
-    m.offerFromControl(responseBodyPtr, responseBodyLen);
+    const adopted = m.offerFromControl(responseBodyPtr, responseBodyLen);
     if (responseBodyPtr != 0) heap.free(responseBodyPtr);
+    // Re-arm the long-poll right away: changes that follow each other closely then reach us one
+    // round trip apart instead of one tick apart.
+    if (adopted) this.pollAgain();
+  }
+
+  /** Starts the next long-poll now (lease holder only, long-poll on), instead of on the next tick. */
+  private pollAgain(): void {
+    const c = this.config;
+    const m = this.manager;
+    const p = this.poller;
+    if (c === null || m === null || p === null || !this.holdsLease || c.longPollSeconds == 0) return;
+    incrementMetric(this.metrics.controlPolls);
+    const st = p.maybePoll(m.version, nowMs());
+    if (st != 0) {
+      incrementMetric(this.metrics.controlFailures);
+      this.pollProblem("http_call to cluster " + c.controlCluster + " refused (status " + st.toString() + ")");
+    }
   }
 
   newStream(id: u32): StreamContext | null {

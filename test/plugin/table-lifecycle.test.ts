@@ -146,6 +146,7 @@ test("shared data never goes back to an older version", async () => {
 
 test("root on_done/on_delete at shutdown do not trap (with and without a table, with a poll in flight)", async () => {
   const a = await gateway({ workers: 2, table: v(1) });
+  a.advance(1000); // worker 1 adopts the table from shared data on its tick
   nextPoll(a);
   request(a, { model: "m", worker: 0 });
   request(a, { model: "m", worker: 1 });
@@ -192,4 +193,23 @@ test("callbacks for unknown context ids get neutral answers, never a trap", asyn
   host.shutdown();
   assert.equal(fn.proxy_on_done!(1), 1, "on_done for the already deleted root");
   fn.proxy_on_delete!(1);
+});
+
+test("the long-poll is re-armed at once after a new table and after a 304 that waited, not after a fast 304", async () => {
+  const host = await gateway({ table: v(1) });
+  // After adopting a table the next long-poll is already in flight: no tick in between.
+  assert.equal(host.httpCalls.length, 1, "re-armed immediately after the 200");
+  assert.equal(header(host.httpCalls[0]!.headers, "if-none-match"), '"1"');
+  // A 304 after the control service held the call (a real long-poll wait) re-arms at once too.
+  const waited = host.httpCalls[0]!;
+  host.advance(900);
+  assert.equal(host.httpCalls.length, 1, "still waiting");
+  host.advance(1100);
+  waited.respond({ status: 304 });
+  assert.equal(host.httpCalls.length, 1, "re-armed immediately after a 304 that waited");
+  // A 304 that came back at once is not re-armed before the next tick (no busy loop).
+  const fast = host.httpCalls[0]!;
+  fast.respond({ status: 304 });
+  assert.equal(host.httpCalls.length, 0, "a fast 304 waits for the tick");
+  waitFor(host, () => host.httpCalls.length === 1, "the poll on the next tick", 100, 2000);
 });
