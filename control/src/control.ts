@@ -4,8 +4,9 @@
  */
 import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
-import type { Server } from "node:http";
+import { STATUS_CODES, type Server } from "node:http";
 import { createApp } from "./app.js";
+import { STATUS, type ErrorCode } from "./http/errors.js";
 import type { Config } from "./config.js";
 import { createAuthenticator } from "./http/auth.js";
 import { idempotency } from "./http/idempotency.js";
@@ -178,18 +179,17 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
   });
   // Requests Node's HTTP parser refuses never reach Express: answer them in the API's error shape too.
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable || (err.code === "ECONNRESET")) return socket.destroy();
-    const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
-    const status = tooLarge ? 431 : 400;
-    const body = JSON.stringify({
-      error: {
-        code: tooLarge ? "headers_too_large" : "malformed_request",
-        message: tooLarge ? "request headers are too large" : "the request could not be parsed as HTTP",
-        request_id: randomUUID(),
-      },
-    });
+    if (!socket.writable || err.code === "ECONNRESET") return socket.destroy();
+    const code: ErrorCode = err.code === "HPE_HEADER_OVERFLOW" ? "headers_too_large" : "malformed_request";
+    const status = STATUS[code];
+    const requestId = randomUUID();
+    const message = code === "headers_too_large" ? "request headers are too large" : "the request could not be parsed as HTTP";
+    // A HEAD answer carries no body (the client would read it as the start of the next response).
+    const isHead = (err as { rawPacket?: Buffer }).rawPacket?.subarray(0, 5).toString("latin1") === "HEAD ";
+    const body = isHead ? "" : JSON.stringify({ error: { code, message, request_id: requestId } });
     socket.end(
-      `HTTP/1.1 ${status} ${tooLarge ? "Request Header Fields Too Large" : "Bad Request"}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+        `x-request-id: ${requestId}\r\ncontent-length: ${isHead ? 0 : Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );
   });
   server.keepAliveTimeout = 65_000;

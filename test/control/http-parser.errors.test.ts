@@ -31,11 +31,11 @@ function raw(url: string, bytes: string): Promise<string> {
   });
 }
 
-function parse(answer: string): { status: number; contentType: string; body: any } {
+function parse(answer: string): { status: number; contentType: string; head: string; body: any } {
   const [head, body] = answer.split("\r\n\r\n", 2) as [string, string];
   const status = Number(head.split(" ")[1]);
   const contentType = /content-type: ([^\r\n]+)/i.exec(head)?.[1] ?? "";
-  return { status, contentType, body: JSON.parse(body) };
+  return { status, contentType, head, body: JSON.parse(body) };
 }
 
 test("a request line the parser refuses gets 400 with the JSON error shape", async () => {
@@ -43,6 +43,7 @@ test("a request line the parser refuses gets 400 with the JSON error shape", asy
   assert.equal(r.status, 400);
   assert.match(r.contentType, /application\/json/);
   assert.equal(r.body.error.code, "malformed_request");
+  assert.match(r.head, new RegExp(`x-request-id: ${r.body.error.request_id}`, "i"), "the id is also in the header, as on every other error");
   assert.match(r.body.error.request_id, /^[0-9a-f-]{36}$/);
 });
 
