@@ -399,15 +399,7 @@ export class WorkerVm {
 
   /** @internal */
   readString(ptr: number, len: number): string | null {
-    ptr >>>= 0;
-    len >>>= 0;
-    if (!this.inBounds(ptr, len)) return null;
-    if (len === 0) return "";
-    if (len <= STRING_CACHE_MAX_LEN) {
-      const slot = this.stringSlot(ptr, len);
-      if (slot >= 0) return this.cacheStr[slot]!;
-    }
-    return this.buf.utf8Slice(ptr, ptr + len);
+    return this.readCached(ptr, len, false);
   }
 
   /**
@@ -427,15 +419,21 @@ export class WorkerVm {
 
   /** A header name, lower-cased like Envoy's LowerCaseString (no toLowerCase when it already is). */
   private readKey(ptr: number, len: number): string | null {
+    return this.readCached(ptr, len, true);
+  }
+
+  /** Short strings come from the decoded-string cache (as written, or lower-cased); others are decoded. */
+  private readCached(ptr: number, len: number, lower: boolean): string | null {
     ptr >>>= 0;
     len >>>= 0;
     if (!this.inBounds(ptr, len)) return null;
     if (len === 0) return "";
     if (len <= STRING_CACHE_MAX_LEN) {
       const slot = this.stringSlot(ptr, len);
-      if (slot >= 0) return this.cacheLower[slot]!;
+      if (slot >= 0) return (lower ? this.cacheLower : this.cacheStr)[slot]!;
     }
-    return this.buf.utf8Slice(ptr, ptr + len).toLowerCase();
+    const s = this.buf.utf8Slice(ptr, ptr + len);
+    return lower ? s.toLowerCase() : s;
   }
 
   /** @internal Copy of module memory (the module may reuse its buffer right after the call). */

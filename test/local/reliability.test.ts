@@ -15,7 +15,7 @@ import type { Server } from "node:http";
 import type { LocalDataPlane } from "../../envoy/local/dataplane.js";
 import { startReplica } from "../control/harness.js";
 import { startMockOpenAI } from "../support/mock-openai.js";
-import { controlVersion, dataplane, deploy, failed, mocks, server, stamp, startEnv, startLoad, waitFor, type Env, type Shot } from "./support.js";
+import { controlVersion, dataplane, deploy, failed, mocks, server, stamp, startEnv, startLoad, waitFor, type Env, type Shot, summary, byInstance } from "./support.js";
 
 let env: Env;
 let dp: LocalDataPlane;
@@ -29,11 +29,6 @@ after(async () => {
   await env?.stop();
 });
 
-const summary = (shots: Shot[]) => {
-  const bad = shots.filter(failed);
-  return { total: shots.length, failed: bad.length, examples: bad.slice(0, 5).map((s) => `#${s.id} ${s.status} ${s.error ?? s.text.slice(0, 120)}`) };
-};
-const byInstance = (shots: Shot[], n: number) => Array.from({ length: n }, (_, i) => shots.filter((s) => s.by === i).length);
 const note = (line: string) => console.log(line);
 const metric = (name: string) => dp.host.metrics.get(name)?.value ?? 0;
 

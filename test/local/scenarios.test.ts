@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { LocalDataPlane } from "../../envoy/local/dataplane.js";
-import { controlVersion, dataplane, deploy, failed, mocks, stamp, startEnv, startLoad, waitFor, type Env, type Shot } from "./support.js";
+import { controlVersion, dataplane, deploy, failed, mocks, stamp, startEnv, startLoad, waitFor, type Env, type Shot, summary, byInstance } from "./support.js";
 
 let env: Env;
 let dp: LocalDataPlane;
@@ -21,11 +21,6 @@ after(async () => {
   await env?.stop();
 });
 
-const summary = (shots: Shot[]) => {
-  const bad = shots.filter(failed);
-  return { total: shots.length, failed: bad.length, examples: bad.slice(0, 5).map((s) => `#${s.id} ${s.status} ${s.error ?? s.text.slice(0, 120)}`) };
-};
-const byInstance = (shots: Shot[], n: number) => Array.from({ length: n }, (_, i) => shots.filter((s) => s.by === i).length);
 const note = (line: string) => console.log(line);
 
 async function instanceStates(dep: string): Promise<Record<string, string>> {

@@ -228,3 +228,12 @@ export function startLoad(
     },
   };
 }
+
+/** Totals of a load run, with a few failed shots as examples for the assertion message. */
+export const summary = (shots: Shot[]) => {
+  const bad = shots.filter(failed);
+  return { total: shots.length, failed: bad.length, examples: bad.slice(0, 5).map((s) => `#${s.id} ${s.status} ${s.error ?? s.text.slice(0, 120)}`) };
+};
+
+/** Requests served by each of the first `n` mock instances. */
+export const byInstance = (shots: Shot[], n: number) => Array.from({ length: n }, (_, i) => shots.filter((s) => s.by === i).length);
