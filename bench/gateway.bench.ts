@@ -1,0 +1,423 @@
+// Gateway overhead: the same weighted pool of mock upstreams behind our local data plane, the Portkey AI
+// gateway and nginx, against direct-to-upstream, under the same closed-loop load in the same run.
+// `tsx bench/gateway.bench.ts` (npm run bench:gateway). Part of issue 7.
+//
+// Upstreams: BENCH_UPSTREAMS = 4 lean OpenAI-compatible mocks (raw node:http, bench/gateway/upstreams.proc.ts)
+// answering POST /v1/chat/completions with a fixed ~300-byte completion after BENCH_UPSTREAM_MS (default 1)
+// ms; each names itself and counts what it served (the share check). Weights BENCH_WEIGHTS (default
+// 1,2,3,4), the same in every gateway.
+// Targets (127.0.0.1 only):
+//   direct   autocannon straight to the upstreams, its connections spread evenly over them (connection
+//            i → upstream i mod 4; with 1 connection: upstream 0). Identical mocks in one process, so
+//            this is the no-gateway baseline the "+p50/+p99" columns subtract.
+//   ours     the local data plane (envoy/local/dataplane.ts: build/plugin.wasm on our TypeScript
+//            proxy-wasm host + Node forwarder, 1 plugin VM, plugin defaults as `npm start`) fed by the
+//            control service + Redis (test/local/support.ts: startEnv, deploy) with a
+//            weighted_round_robin deployment of the 4 upstreams; requests are header-routed (x-model)
+//            and carry the model in the JSON body too.
+//   portkey  @portkey-ai/gateway (node build/start-server.js --headless), x-portkey-config
+//            {strategy: loadbalance, targets: [{provider: openai, custom_host, weight}]} on every request
+//            (bench/gateway/portkey.ts; weighted random pick).
+//   nginx    Debian's nginx, 1 worker, weighted upstream with keep-alive (bench/gateway/nginx.ts): the
+//            raw-proxy floor. Skipped with a message when nginx is not on PATH.
+// Processes (2 cores): load generator (autocannon, bench/gateway/loadgen.proc.ts), mocks, and each gateway
+// run in separate processes; this process only orchestrates (and hosts the control service, which only
+// sees the data plane's long-poll and 5 s telemetry while "ours" is loaded; Redis is its own process).
+// The local data plane is its own process (bench/gateway/dataplane.proc.ts), as are Portkey and nginx:
+// every gateway gets one process / event loop / worker. Gateways stay up for the whole run; only the
+// target under load is busy.
+// Load: for each concurrency of BENCH_CONNECTIONS (default "16,1": saturated, then one request at a time,
+// i.e. pure per-request overhead), BENCH_ROUNDS (default 2) rounds over the targets (order rotated per
+// round), each a BENCH_WARMUP_S (default 1; 3 the first time a target is hit) warm-up then BENCH_DURATION_S
+// (default 5) measured seconds of autocannon, keep-alive, pipelining 1, POST /v1/chat/completions with a
+// small JSON body. Latencies: every 2xx response, sub-ms (autocannon's response event), pooled over rounds;
+// req/s = 2xx / measured time, over rounds. Closed loop: at 16 connections p50 ≈ 16 / req/s, so there the
+// latency columns mostly restate throughput; the 1-connection rows give added latency per request.
+// Checks per target: non-2xx, connection errors and timeouts (should be 0), and each upstream's share of
+// the chat completions served during the measured windows vs the weights (flagged beyond
+// BENCH_SHARE_TOLERANCE percentage points, default 3, or 4 binomial standard deviations when larger, so
+// Portkey's random pick is not flagged on small counts). Any failed check fails the bench (after the report).
+// CPU: user+system time of the gateway's processes during each measured window (/proc, Linux) per 2xx
+// response ("gw CPU µs/req"): what a request costs the gateway, much less sensitive to other load on the
+// machine than req/s (the JSON also has the mocks' and the load generator's).
+// Also: BENCH_TARGETS (subset of direct,ours,portkey,nginx), BENCH_DP_WORKERS (plugin VMs, default 1),
+// NGINX_BIN. Default run: ~2 min (BENCH_* settings above shorten it).
+// Output: machine lines, a markdown table, bench/results/gateway-<date>.json (raw numbers + the table).
+import { controlVersion, deploy, startEnv, type Env } from "../test/local/support.js";
+import { PLUGIN } from "../test/control/harness.js";
+import { bounded, fmt, machineEnd, machineLines, machineStart, markdownTable, writeResult } from "./support.js";
+import { forkChild, type Child } from "./gateway/ipc.js";
+import type { RunArgs, RunResult } from "./gateway/loadgen.proc.js";
+import { findNginx, startNginx, type Nginx } from "./gateway/nginx.js";
+import { portkeyConfig, portkeyServer, startPortkey, type Portkey } from "./gateway/portkey.js";
+import { childPids, cpuMs, pctSorted, pooled, shareCheck, type ShareCheck } from "./gateway/stats.js";
+
+const num = (name: string, def: number, min: number, max: number): number => {
+  const v = process.env[name] === undefined || process.env[name] === "" ? def : Number(process.env[name]);
+  if (!Number.isFinite(v) || v < min || v > max) throw new Error(`${name} must be a number in ${min}..${max}`);
+  return v;
+};
+const list = (name: string, def: string): number[] =>
+  (process.env[name] ?? def)
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "")
+    .map(Number);
+
+const S = {
+  upstreams: Math.round(num("BENCH_UPSTREAMS", 4, 1, 16)),
+  upstreamMs: num("BENCH_UPSTREAM_MS", 1, 0, 1_000),
+  weights: list("BENCH_WEIGHTS", "1,2,3,4"),
+  connections: list("BENCH_CONNECTIONS", "16,1"),
+  rounds: Math.round(num("BENCH_ROUNDS", 2, 1, 20)),
+  warmupS: Math.round(num("BENCH_WARMUP_S", 1, 0, 60)),
+  durationS: Math.round(num("BENCH_DURATION_S", 5, 1, 120)),
+  shareTolerance: num("BENCH_SHARE_TOLERANCE", 3, 0, 100),
+  dpWorkers: Math.round(num("BENCH_DP_WORKERS", 1, 1, 64)),
+  targets: (process.env.BENCH_TARGETS ?? "direct,ours,portkey,nginx").split(",").map((s) => s.trim()),
+  model: "bench-gw",
+};
+if (S.weights.length !== S.upstreams || S.weights.some((w) => !Number.isInteger(w) || w < 1 || w > 100)) {
+  throw new Error(`BENCH_WEIGHTS must be ${S.upstreams} integers in 1..100`);
+}
+if (S.connections.length === 0 || S.connections.some((c) => !Number.isInteger(c) || c < 1 || c > 1_000)) {
+  throw new Error("BENCH_CONNECTIONS must be a list of integers in 1..1000");
+}
+
+const BODY = JSON.stringify({ model: S.model, messages: [{ role: "user", content: "Say hi." }], max_tokens: 16 });
+/** The first warm-up of a target is this much longer (JIT, connection pools). */
+const FIRST_WARMUP_EXTRA_S = 2;
+/** Setup ~10 s; per slot warm-up + measured time (whole seconds: autocannon stops on its 1 s tick) + slack. */
+const estimateS = 15 + S.targets.length * (S.connections.length * S.rounds * (S.warmupS + S.durationS + 0.5) + FIRST_WARMUP_EXTRA_S);
+const LIMIT_MS = Math.max(170_000, Math.ceil(estimateS * 1.5) * 1000);
+
+interface Target {
+  key: string;
+  label: string;
+  url: string | string[];
+  headers: Record<string, string>;
+  /** The gateway's processes (CPU time per request); none for direct. */
+  pids: number[];
+}
+
+interface Round {
+  round: number;
+  durationS: number;
+  ok2xx: number;
+  non2xx: number;
+  statusCodes: Record<string, number>;
+  errors: number;
+  timeouts: number;
+  resets: number;
+  rps: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  /** Chat completions each upstream served during the measured window. */
+  upstream: number[];
+  /** TCP connections the upstreams accepted during the measured window (keep-alive reuse check). */
+  upstreamConnections: number;
+  /** CPU ms used during the measured window by the gateway / the mocks / the load generator (null: no /proc). */
+  cpu: { gateway: number | null; upstreams: number | null; loadgen: number | null };
+  autocannon: RunResult["autocannon"];
+}
+
+interface Cell {
+  target: string;
+  connections: number;
+  rounds: Round[];
+  rps: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  samples: number;
+  ok2xx: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  upstream: number[];
+  upstreamConnections: number;
+  /** CPU µs per 2xx response of the gateway's processes / the mocks / the load generator. */
+  cpuUsPerRequest: { gateway: number | null; upstreams: number | null; loadgen: number | null };
+  share: ShareCheck | null;
+}
+
+let env: Env | null = null;
+let upstreams: Child | null = null;
+let loadgen: Child | null = null;
+let dpChild: Child | null = null;
+let portkey: Portkey | null = null;
+let nginx: Nginx | null = null;
+
+process.on("exit", () => {
+  // Last resort (bounded() exits after cleanup; this only matters if cleanup itself failed).
+  for (const c of [loadgen, dpChild, upstreams]) c?.killNow();
+  portkey?.killNow();
+  nginx?.killNow();
+});
+
+await bounded(
+  LIMIT_MS,
+  async () => {
+    const steps: Array<[string, () => Promise<void> | undefined]> = [
+      ["load generator", () => loadgen?.stop()],
+      ["Portkey", () => portkey?.stop()],
+      ["nginx", () => nginx?.stop()],
+      ["local data plane", () => dpChild?.stop()],
+      ["control + Redis", () => env?.stop()],
+      ["upstreams", () => upstreams?.stop()],
+    ];
+    for (const [what, stop] of steps) {
+      try {
+        await stop();
+      } catch (e) {
+        console.error(`stopping ${what} failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+  },
+  async () => {
+    const machine = machineStart();
+    const t0 = Date.now();
+    const notes: string[] = [];
+
+    // ---------------------------------------------------------------- setup
+    upstreams = await forkChild("upstreams", "./upstreams.proc.ts", {
+      BENCH_UPSTREAMS: String(S.upstreams),
+      BENCH_UPSTREAM_MS: String(S.upstreamMs),
+      BENCH_MODEL: S.model,
+    });
+    const ports = (upstreams.ready as { ports: number[] }).ports;
+    const bases = ports.map((p) => `http://127.0.0.1:${p}/v1`);
+    const counts = () => upstreams!.call<{ served: number[]; connections: number[] }>("counts");
+
+    const targets: Target[] = [];
+    if (S.targets.includes("direct")) {
+      targets.push({ key: "direct", label: "direct (no gateway)", url: bases.map((b) => `${b}/chat/completions`), headers: { "content-type": "application/json" }, pids: [] });
+    }
+    if (S.targets.includes("ours")) {
+      env = await startEnv();
+      await deploy(env, S.model, bases, { strategy: "weighted_round_robin", weights: S.weights });
+      const version = await controlVersion(env);
+      dpChild = await forkChild("local data plane", "./dataplane.proc.ts", {
+        BENCH_CONTROL_URL: env.control.url,
+        BENCH_PLUGIN_TOKEN: PLUGIN,
+        BENCH_TABLE_VERSION: String(version),
+        BENCH_DP_WORKERS: String(S.dpWorkers),
+      });
+      const url = (dpChild.ready as { url: string }).url;
+      targets.push({ key: "ours", label: "ours (local data plane)", url: `${url}/v1/chat/completions`, headers: { "content-type": "application/json", "x-model": S.model }, pids: [dpChild.pid] });
+    }
+    let portkeyVersion: string | null = null;
+    if (S.targets.includes("portkey")) {
+      if (portkeyServer() === null) {
+        const msg = "Portkey skipped: @portkey-ai/gateway is not installed (npm install)";
+        console.log(msg);
+        notes.push(msg);
+      } else {
+        portkey = await startPortkey();
+        portkeyVersion = portkey.version;
+        targets.push({
+          key: "portkey",
+          label: `Portkey ${portkey.version} loadbalance`,
+          url: `${portkey.url}/v1/chat/completions`,
+          headers: { "content-type": "application/json", "x-portkey-config": portkeyConfig(bases.map((url, i) => ({ url, weight: S.weights[i]! }))) },
+          pids: [portkey.pid],
+        });
+      }
+    }
+    let nginxVersion: string | null = null;
+    if (S.targets.includes("nginx")) {
+      const bin = findNginx();
+      if (bin === null) {
+        const msg = "nginx skipped: not installed (apt-get install nginx)";
+        console.log(msg);
+        notes.push(msg);
+      } else {
+        nginx = await startNginx(bin, ports.map((port, i) => ({ port, weight: S.weights[i]! })), Math.max(...S.connections));
+        nginxVersion = nginx.version;
+        targets.push({ key: "nginx", label: `nginx ${nginx.version}`, url: `${nginx.url}/v1/chat/completions`, headers: { "content-type": "application/json" }, pids: [nginx.pid, ...childPids(nginx.pid)] });
+      }
+    }
+    if (targets.length === 0) throw new Error("no targets (BENCH_TARGETS)");
+    loadgen = await forkChild("load generator", "./loadgen.proc.ts", {});
+
+    // One request per target: a completion from one of the upstreams, or stop here.
+    for (const t of targets) {
+      const url = Array.isArray(t.url) ? t.url[0]! : t.url;
+      const res = await fetch(url, { method: "POST", headers: t.headers, body: BODY });
+      const text = await res.text();
+      if (res.status !== 200 || !/hi from upstream #\d/.test(text)) throw new Error(`${t.label}: sanity request → ${res.status} ${text.slice(0, 500)}`);
+    }
+    const setupS = (Date.now() - t0) / 1000;
+    console.error(`gateway bench: ${targets.map((t) => t.key).join(", ")} ready in ${setupS.toFixed(1)} s; concurrency ${S.connections.join(", ")}, ${S.rounds} rounds × (${S.warmupS} s warm-up + ${S.durationS} s), ~${Math.round(estimateS)} s`);
+
+    // ---------------------------------------------------------------- load
+    const run = (t: Target, connections: number, durationS: number, collect: boolean) =>
+      loadgen!.call<RunResult>("run", { url: t.url, headers: t.headers, body: BODY, connections, durationS, collect } satisfies RunArgs, (durationS + 30) * 1000);
+    const raw = new Map<string, { rounds: Round[]; lat: Float64Array[] }>();
+    const warmed = new Set<string>();
+    for (const c of S.connections) {
+      for (let r = 0; r < S.rounds; r++) {
+        const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
+        for (const t of order) {
+          const first = !warmed.has(t.key);
+          warmed.add(t.key);
+          const warm = S.warmupS + (first ? FIRST_WARMUP_EXTRA_S : 0);
+          if (warm > 0) await run(t, c, warm, false);
+          const before = await counts();
+          const cpu0 = { gateway: cpuMs(t.pids), upstreams: cpuMs([upstreams.pid]), loadgen: cpuMs([loadgen.pid]) };
+          const res = await run(t, c, S.durationS, true);
+          const cpu1 = { gateway: cpuMs(t.pids), upstreams: cpuMs([upstreams.pid]), loadgen: cpuMs([loadgen.pid]) };
+          const after = await counts();
+          const used = (k: keyof typeof cpu0) => (cpu0[k] !== null && cpu1[k] !== null && (k !== "gateway" || t.pids.length > 0) ? cpu1[k]! - cpu0[k]! : null);
+          const s = res.latencies.sort();
+          const round: Round = {
+            round: r,
+            durationS: res.durationS,
+            ok2xx: res.ok2xx,
+            non2xx: res.non2xx,
+            statusCodes: res.statusCodes,
+            errors: res.errors,
+            timeouts: res.timeouts,
+            resets: res.resets,
+            rps: res.ok2xx / res.durationS,
+            p50: pctSorted(s, 50),
+            p90: pctSorted(s, 90),
+            p99: pctSorted(s, 99),
+            max: pctSorted(s, 100),
+            upstream: after.served.map((x, i) => x - before.served[i]!),
+            upstreamConnections: after.connections.reduce((a, x, i) => a + x - before.connections[i]!, 0),
+            cpu: { gateway: used("gateway"), upstreams: used("upstreams"), loadgen: used("loadgen") },
+            autocannon: res.autocannon,
+          };
+          const k = `${t.key}@${c}`;
+          const e = raw.get(k) ?? { rounds: [], lat: [] };
+          e.rounds.push(round);
+          e.lat.push(s);
+          raw.set(k, e);
+          console.error(
+            `  c=${c} round ${r + 1}/${S.rounds} ${t.key.padEnd(7)} ${fmt(round.rps, 0).padStart(6)} req/s  p50 ${fmt(round.p50, 2)}  p99 ${fmt(round.p99, 2)} ms  ` +
+              `non-2xx ${round.non2xx}  errors ${round.errors}  upstreams ${round.upstream.join("/")} (${round.upstreamConnections} new conns)` +
+              (round.cpu.gateway !== null ? `  gateway CPU ${fmt((1000 * round.cpu.gateway) / Math.max(1, round.ok2xx), 0)} µs/req` : ""),
+          );
+        }
+      }
+    }
+    const wall = (Date.now() - t0) / 1000;
+    machineEnd(machine);
+
+    // ---------------------------------------------------------------- report
+    const cells: Cell[] = [];
+    for (const c of S.connections) {
+      for (const t of targets) {
+        const e = raw.get(`${t.key}@${c}`)!;
+        const lat = pooled(e.lat);
+        const sum = (f: (r: Round) => number) => e.rounds.reduce((a, r) => a + f(r), 0);
+        const upstream = Array.from({ length: S.upstreams }, (_, i) => sum((r) => r.upstream[i]!));
+        const ok2xx = sum((r) => r.ok2xx);
+        const perReq = (k: keyof Round["cpu"]) => (e.rounds.every((r) => r.cpu[k] !== null) && ok2xx > 0 ? (1000 * sum((r) => r.cpu[k]!)) / ok2xx : null);
+        cells.push({
+          target: t.key,
+          connections: c,
+          rounds: e.rounds,
+          rps: sum((r) => r.ok2xx) / sum((r) => r.durationS),
+          p50: pctSorted(lat, 50),
+          p90: pctSorted(lat, 90),
+          p99: pctSorted(lat, 99),
+          p999: pctSorted(lat, 99.9),
+          max: pctSorted(lat, 100),
+          samples: lat.length,
+          ok2xx,
+          non2xx: sum((r) => r.non2xx),
+          errors: sum((r) => r.errors),
+          timeouts: sum((r) => r.timeouts),
+          upstream,
+          upstreamConnections: sum((r) => r.upstreamConnections),
+          cpuUsPerRequest: { gateway: perReq("gateway"), upstreams: perReq("upstreams"), loadgen: perReq("loadgen") },
+          share: t.key === "direct" ? null : shareCheck(upstream, S.weights, S.shareTolerance),
+        });
+      }
+    }
+    const cell = (key: string, c: number) => cells.find((x) => x.target === key && x.connections === c);
+    const ratio = (a: number, b: number | undefined) => (b !== undefined && b > 0 ? `${(a / b).toFixed(2)}` : "-");
+    const head = ["target", "conns", "req/s", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "req/s ÷ nginx", "req/s ÷ Portkey", "gw CPU µs/req", "errors", `upstream share % (w ${S.weights.join(":")})`];
+    const rows: string[][] = [];
+    for (const x of cells) {
+      const t = targets.find((y) => y.key === x.target)!;
+      const direct = cell("direct", x.connections);
+      const added = (f: (y: Cell) => number) => (direct && x.target !== "direct" ? fmt(f(x) - f(direct), 2) : "-");
+      const bad = x.non2xx + x.errors;
+      const shares = x.upstream.reduce((a, v) => a + v, 0) > 0 ? x.upstream.map((v) => ((100 * v) / x.upstream.reduce((a, y) => a + y, 0)).toFixed(1)).join("/") : "none";
+      rows.push([
+        t.label,
+        String(x.connections),
+        fmt(x.rps, 0),
+        fmt(x.p50, 2),
+        fmt(x.p99, 2),
+        added((y) => y.p50),
+        added((y) => y.p99),
+        x.target === "nginx" ? "1.00" : ratio(x.rps, cell("nginx", x.connections)?.rps),
+        x.target === "portkey" ? "1.00" : ratio(x.rps, cell("portkey", x.connections)?.rps),
+        x.cpuUsPerRequest.gateway === null ? "-" : fmt(x.cpuUsPerRequest.gateway, 0),
+        bad === 0 ? "0" : `${bad} (${x.non2xx} non-2xx, ${x.errors} err${x.timeouts > 0 ? `, ${x.timeouts} timeouts` : ""})`,
+        x.share === null ? `${shares} (by connection)` : `${shares} ${x.share.ok ? "ok" : `OFF by ${x.share.maxDeviation.toFixed(1)} pts`}`,
+      ]);
+    }
+
+    const blocked = portkey?.blocked() ?? [];
+    if (portkey) notes.push(`Portkey outbound non-loopback connection attempts blocked: ${blocked.length}${blocked.length > 0 ? ` (${[...new Set(blocked)].join(", ")})` : ""}`);
+    const dpStats = dpChild ? await dpChild.call<{ logLines: number; warnings: number; tableVersion: number }>("stats") : null;
+    if (dpStats && dpStats.warnings > 0) notes.push(`local data plane: ${dpStats.warnings} warning/error log lines (see stderr)`);
+
+    console.log(
+      `gateway overhead: ${S.upstreams} mock upstreams (${S.upstreamMs} ms, weights ${S.weights.join(":")}), autocannon closed loop, ` +
+        `${S.rounds} × ${S.durationS} s measured per row (after ${S.warmupS} s warm-up each), POST /v1/chat/completions; wall ${wall.toFixed(1)} s`,
+    );
+    for (const l of machineLines(machine)) console.log(l);
+    console.log(markdownTable(head, rows));
+    console.log(
+      "+p50/+p99: minus direct at the same concurrency; req/s ÷ X: req/s over X's at the same concurrency (same run). " +
+        "gw CPU: user+system CPU time of the gateway's processes per 2xx response (ours: the data plane process, not control/Redis; nginx: master+worker). " +
+        "errors: non-2xx + connection errors/timeouts. Shares: chat completions each upstream served in the measured windows.",
+    );
+    const procs = { ours: "ours: 1 Node process", portkey: "Portkey: 1 Node process", nginx: "nginx: 1 worker" } as Record<string, string>;
+    console.log(
+      `Processes: load generator, mocks and each gateway apart (${machine.cores} cores shared; ${targets.flatMap((t) => procs[t.key] ?? []).join(", ")}). ` +
+        "The fastest rows' req/s is bounded by the load generator and the Node mocks, not by the gateway.",
+    );
+    for (const n of notes) console.log(n);
+
+    const file = writeResult("gateway", {
+      bench: "gateway",
+      date: new Date().toISOString(),
+      machine,
+      settings: { ...S, body: BODY, limit_s: LIMIT_MS / 1000, autocannon: { pipelining: 1, timeout_s: 10 } },
+      versions: { node: process.version, portkey: portkeyVersion, nginx: nginxVersion },
+      arrangement: {
+        upstreams: "one child process, raw node:http servers",
+        load_generator: "one child process, autocannon",
+        ours: `local data plane child process (${S.dpWorkers} plugin VM), control service in the orchestrator process, Redis its own process`,
+        portkey: "node build/start-server.js --headless, own process, loopback-only preload",
+        nginx: "own instance, master + 1 worker",
+        direct: "autocannon connection i → upstream i mod n",
+      },
+      setup_seconds: setupS,
+      wall_seconds: wall,
+      targets: targets.map((t) => ({ key: t.key, label: t.label, url: t.url, headers: t.headers })),
+      results: cells,
+      dataplane: dpStats,
+      portkey_blocked_connections: blocked,
+      notes,
+      table: { head, rows },
+    });
+    console.log(`results: ${file}`);
+
+    const failed = cells.filter((x) => x.non2xx + x.errors > 0 || (x.share !== null && !x.share.ok));
+    if (failed.length > 0) {
+      throw new Error(`checks failed: ${failed.map((x) => `${x.target}@${x.connections} (${x.non2xx} non-2xx, ${x.errors} errors${x.share && !x.share.ok ? `, share off by ${x.share.maxDeviation.toFixed(1)} pts` : ""})`).join("; ")}`);
+    }
+  },
+);
