@@ -24,6 +24,10 @@ import { healthRoutes } from "./health/routes.js";
 import type { HealthStore } from "./health/store.js";
 import type { HealthView } from "./health/view.js";
 import type { XdsSnapshot } from "../xds/build.js";
+import { eventRoutes } from "./events/routes.js";
+import { dashboardRoutes } from "./events/dashboard.js";
+import type { EventHub } from "./events/hub.js";
+import { historyRoutes } from "./telemetry/history.js";
 
 export interface AppDeps {
   auth: Authenticator;
@@ -48,6 +52,8 @@ export interface AppDeps {
     maxEvents: number;
   };
   metrics?: { render(): Promise<{ contentType: string; body: string }>; allowFrom: readonly [string, number, "ipv4" | "ipv6"][] };
+  /** The change stream (GET /v1/events), whoami, per-bucket history, and the dashboard at /ui. */
+  events?: { hub: EventHub; telemetry: Pick<TelemetryStore, "series" | "bucketMs"> };
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -85,6 +91,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.get("/openapi.json", (_req, res) => {
     res.json(doc);
   });
+  if (deps.events) app.use(dashboardRoutes());
 
   if (deps.metrics) {
     const m = deps.metrics;
@@ -98,6 +105,10 @@ export function createApp(deps: AppDeps): express.Express {
   if (deps.healthApi) {
     app.use(healthRoutes({ deployments: deps.deployments, health: deps.healthApi.store, auth: deps.auth, maxEvents: deps.healthApi.maxEvents }));
     app.use(telemetryRoutes({ store: deps.healthApi.telemetry, cache: deps.cache, auth: deps.auth }));
+  }
+  if (deps.events) {
+    app.use(eventRoutes({ hub: deps.events.hub, auth: deps.auth, log }));
+    app.use(historyRoutes({ deployments: deps.deployments, telemetry: deps.events.telemetry, auth: deps.auth }));
   }
   app.use(migrationRoutes({ service: deps.migrations, worker: deps.worker, auth: deps.auth, idempotency: deps.idempotency }));
   app.use(routingTableRoutes({ cache: deps.cache, auth: deps.auth, maxWaitSeconds: deps.longPollMaxSeconds }));

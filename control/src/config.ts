@@ -58,6 +58,12 @@ export const EnvSchema = z.object({
   TELEMETRY_BUCKET_MS: int(100, 60_000, 10_000),
   /** Events kept per instance (newest first). */
   EVENTS_PER_INSTANCE: int(10, 10_000, 200),
+  /** Open `GET /v1/events` streams per replica; more get 503 too_many_streams. */
+  EVENTS_MAX_STREAMS: int(1, 100_000, 200),
+  /** A comment on every event stream this often (keeps proxies from closing idle streams). */
+  EVENTS_HEARTBEAT_MS: int(100, 300_000, 15_000),
+  /** Unsent bytes a stream may hold; a client that does not read past this is dropped. */
+  EVENTS_CLIENT_BUFFER_BYTES: int(4_096, 64 * 1024 * 1024, 256 * 1024),
   /** Peers that may scrape /metrics without a token; others need a viewer or admin token. Empty = token required. */
   METRICS_ALLOW_FROM: z
     .string()
@@ -117,6 +123,9 @@ export interface Config {
   telemetryBucketMs: number;
   eventsPerInstance: number;
   metricsAllowFrom: string[];
+  eventsMaxStreams: number;
+  eventsHeartbeatMs: number;
+  eventsClientBufferBytes: number;
 }
 
 export type ConfigResult = { ok: true; config: Readonly<Config> } | { ok: false; issues: { path: string; message: string }[] };
@@ -161,6 +170,9 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
     telemetryBucketMs: e.TELEMETRY_BUCKET_MS,
     eventsPerInstance: e.EVENTS_PER_INSTANCE,
     metricsAllowFrom: e.METRICS_ALLOW_FROM,
+    eventsMaxStreams: e.EVENTS_MAX_STREAMS,
+    eventsHeartbeatMs: e.EVENTS_HEARTBEAT_MS,
+    eventsClientBufferBytes: e.EVENTS_CLIENT_BUFFER_BYTES,
   };
   return { ok: true, config: Object.freeze(config) };
 }

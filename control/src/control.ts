@@ -35,6 +35,8 @@ import { createTelemetryStore } from "./telemetry/store.js";
 import { createHealthStore } from "./health/store.js";
 import { createHealthView } from "./health/view.js";
 import { createMetrics } from "./metrics.js";
+import { createEventHub } from "./events/hub.js";
+import { notifyingDeploymentStore, notifyingHealthStore } from "./events/hooks.js";
 
 export interface Control {
   url: string;
@@ -75,7 +77,16 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
   const commit = createCas(redis, keys.version, keys.channel, (v) => afterVersion(v));
 
   const modelStore = createModelStore({ redis, keys, commit });
-  const deploymentStore = createDeploymentStore({ redis, keys, commit });
+  // Live changes for GET /v1/events: every committed deployment change and timeline entry is published.
+  const hub = createEventHub({
+    send: (message) => redis.publish(keys.changes, message),
+    log: log.child({ component: "events" }),
+    maxStreams: config.eventsMaxStreams,
+    maxBufferBytes: config.eventsClientBufferBytes,
+    heartbeatMs: config.eventsHeartbeatMs,
+    statsMs: config.telemetryBucketMs,
+  });
+  const deploymentStore = notifyingDeploymentStore(createDeploymentStore({ redis, keys, commit }), (e) => hub.publish(e));
   const tableStore = createTableStore({ redis, keys });
   const leases = createLeaseStore({ redis, keys, owner: config.replicaId });
   const tester = createConnectivityTester({ timeoutMs: config.connectivityTimeoutMs, allowLinkLocal: config.allowLinkLocal, lookup: opts.lookup });
@@ -106,7 +117,7 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     await cache.waitForNewer(v - 1, 250);
   };
   const telemetry = createTelemetryStore({ redis, keys, bucketMs: config.telemetryBucketMs });
-  const healthStore = createHealthStore({ redis, keys, eventsPerInstance: config.eventsPerInstance });
+  const healthStore = notifyingHealthStore(createHealthStore({ redis, keys, eventsPerInstance: config.eventsPerInstance }), (e) => hub.publish(e));
   const metrics = createMetrics({
     replica: config.replicaId,
     cache,
@@ -131,9 +142,13 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
   const dns = createDnsRefresher({ store: deploymentStore, tester, leases, intervalMs: config.dnsRefreshMs, log });
 
   // Pub/sub: every replica hears every new version; on (re)connect, re-read in case we missed one.
-  sub.on("message", (_channel: string, message: string) => {
+  sub.on("message", (channel: string, message: string) => {
+    if (channel === keys.changes) return hub.receive(message);
     const v = Number(message);
-    if (Number.isSafeInteger(v)) cache.notify(v);
+    if (Number.isSafeInteger(v)) {
+      cache.notify(v);
+      hub.local({ type: "table", at: new Date().toISOString(), version: v });
+    }
   });
   // After a reconnect the resubscription may land just after a publish: read again shortly after, too.
   sub.on("ready", () => {
@@ -143,7 +158,7 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
   redis.on("ready", () => {
     tableStore.ensureVersion().then(() => cache.refresh()).catch((e: unknown) => log.warn("initial table load failed", errorFields(e)));
   });
-  sub.subscribe(keys.channel).catch((e: unknown) => log.warn("subscribe failed", errorFields(e)));
+  sub.subscribe(keys.channel, keys.changes).catch((e: unknown) => log.warn("subscribe failed", errorFields(e)));
 
   // Give Redis a moment at start; serve anyway (writes 503, table unavailable) if it is not there.
   await new Promise<void>((resolve) => {
@@ -172,6 +187,7 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     xds: { snapshot: xds.current, allowFrom: config.xdsAllowFrom.map((c) => parseCidr(c)!) },
     healthApi: { telemetry, store: healthStore, view: createHealthView({ telemetry, health: healthStore }), maxEvents: config.eventsPerInstance },
     metrics: { render: () => metrics.render(), allowFrom: config.metricsAllowFrom.map((c) => parseCidr(c)!) },
+    events: { hub, telemetry },
   });
 
   const server: Server = await new Promise((resolve, reject) => {
@@ -213,6 +229,7 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     async crash() {
       // The process is gone: its connections drop first, so nothing it had is released or finished.
       prober.halt();
+      hub.stop();
       redis.disconnect();
       sub.disconnect();
       dns.stop();
@@ -224,6 +241,7 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     },
     stop() {
       stopping ??= (async () => {
+        hub.stop();
         dns.stop();
         cache.stop();
         await worker.stop();

@@ -6,6 +6,8 @@ import { Model, ModelCreate, ModelUpdate } from "./models/schemas.js";
 import { STATUS } from "./http/errors.js";
 import { TelemetryBatch } from "../contracts/telemetry.js";
 import { EventList } from "./health/schemas.js";
+import { StreamEvent, WhoAmI } from "./events/schemas.js";
+import { InstanceHistory } from "./telemetry/history.js";
 
 export const ErrorBody = z.object({
   error: z.object({
@@ -26,6 +28,8 @@ interface Op {
   ok: [number, string | null];
   errors: number[];
   headers?: string[];
+  /** Response media type when not JSON. */
+  contentType?: string;
 }
 
 const inputs: Record<string, Schema> = { ModelCreate, ModelUpdate, DeploymentCreate, DeploymentUpdate, InstanceCreate, InstanceUpdate, MigrationCreate, TelemetryBatch };
@@ -40,6 +44,9 @@ const outputs: Record<string, Schema> = {
   DeploymentList: z.object({ deployments: z.array(Deployment) }),
   MigrationList: z.object({ migrations: z.array(Migration) }),
   EventList,
+  StreamEvent,
+  WhoAmI,
+  InstanceHistory,
   TelemetryAck: z.object({
     duplicate: z.boolean().describe("(source, seq) was merged before: nothing changed"),
     accepted: z.number().int().describe("Instances merged into the windows"),
@@ -67,6 +74,19 @@ const ops: Op[] = [
   { method: "get", path: "/v1/deployments/{id}/migrations", summary: "List migrations", roles: "admin, viewer", ok: [200, "MigrationList"], errors: [404] },
   { method: "get", path: "/v1/deployments/{id}/migrations/{migrationId}", summary: "Read a migration's progress", roles: "admin, viewer", ok: [200, "Migration"], errors: [404] },
   { method: "get", path: "/v1/deployments/{id}/instances/{instanceId}/events", summary: "The instance's event timeline, newest first (?limit=, ≤ EVENTS_PER_INSTANCE): probe results on changes, ejections and re-admissions with reasons, threshold crossings", roles: "admin, viewer", ok: [200, "EventList"], errors: [400, 404] },
+  { method: "get", path: "/v1/deployments/{id}/instances/{instanceId}/history", summary: "The instance's statistics per telemetry bucket, oldest first (?seconds=, ≤ 600, default 300): requests, errors, error rate, P95, probes — what the dashboard charts", roles: "admin, viewer", ok: [200, "InstanceHistory"], errors: [400, 404] },
+  {
+    method: "get",
+    path: "/v1/events",
+    summary:
+      "Live change stream (server-sent events; each `data:` is one StreamEvent, `event:` its type, `id:` a position). Notifications only: re-read what an event names. Send Last-Event-ID to resume (replayed from this replica's recent events, else a `resync` event); a comment every EVENTS_HEARTBEAT_MS; a client not reading is dropped; at most EVENTS_MAX_STREAMS per replica (503 too_many_streams, Retry-After)",
+    roles: "admin, viewer",
+    ok: [200, "StreamEvent"],
+    errors: [],
+    headers: ["Last-Event-ID"],
+    contentType: "text/event-stream",
+  },
+  { method: "get", path: "/v1/whoami", summary: "The role of the bearer token sent (clients show or hide actions by it)", roles: "admin, viewer, plugin", ok: [200, "WhoAmI"], errors: [] },
   { method: "post", path: "/v1/telemetry", summary: "A telemetry batch from the plugin (contract 3); a repeated (source, seq) is ignored", roles: "plugin, admin", body: "TelemetryBatch", ok: [200, "TelemetryAck"], errors: [400, 413, 415] },
   { method: "get", path: "/metrics", summary: "Prometheus metrics (text format)", roles: "peers in METRICS_ALLOW_FROM without a token; else viewer, admin", ok: [200, null], errors: [] },
   { method: "get", path: "/v1/routing-table", summary: "The routing table (contract 1). ETag = version; If-None-Match → 304; ?wait=N long-polls", roles: "plugin, admin, viewer", ok: [200, "RoutingTable"], errors: [304, 503] },
@@ -90,9 +110,10 @@ export function openApiDocument(): Record<string, unknown> {
       params.push({ name: "wait", in: "query", required: false, schema: { type: "integer", minimum: 0, maximum: 60 } as never });
       params.push({ name: "If-None-Match", in: "header", required: false, schema: { type: "string" } });
     }
-    if (op.path.endsWith("/events")) params.push({ name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1 } as never });
+    if (op.path.endsWith("/history")) params.push({ name: "seconds", in: "query", required: false, schema: { type: "integer", minimum: 1, maximum: 600 } as never });
+    if (op.path.endsWith("/instances/{instanceId}/events")) params.push({ name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1 } as never });
     const responses: Record<string, unknown> = {
-      [op.ok[0]]: op.ok[1] ? { description: "OK", content: { "application/json": { schema: ref(op.ok[1]) } } } : { description: "Done" },
+      [op.ok[0]]: op.ok[1] ? { description: "OK", content: { [op.contentType ?? "application/json"]: { schema: ref(op.ok[1]) } } } : { description: "Done" },
       "401": { description: "No valid bearer token", content: { "application/json": { schema: ref("Error") } } },
       "403": { description: "Role not allowed", content: { "application/json": { schema: ref("Error") } } },
     };

@@ -27,6 +27,7 @@ export const STATUS = {
   internal: 500,
   store_unavailable: 503,
   table_unavailable: 503,
+  too_many_streams: 503,
 } as const;
 
 export type ErrorCode = keyof typeof STATUS;

@@ -3,6 +3,7 @@
  *
  *   <p>table:version        string  monotonic routing-table version (INCR, bumped with each change)
  *   <p>table:changed        channel PUBLISH <version> in the same script as the change
+ *   <p>changes              channel PUBLISH [stream events] after a committed change (GET /v1/events)
  *   <p>models               hash    model id → Model JSON
  *   <p>model-names          hash    client-facing name or alias → model id (uniqueness across models)
  *   <p>model-deployment     hash    model id → deployment id (one deployment per model)
@@ -19,6 +20,7 @@
 export interface Keys {
   version: string;
   channel: string;
+  changes: string;
   models: string;
   modelNames: string;
   modelDeployment: string;
@@ -37,6 +39,7 @@ export function createKeys(prefix: string): Keys {
   return {
     version: `${prefix}table:version`,
     channel: `${prefix}table:changed`,
+    changes: `${prefix}changes`,
     models: `${prefix}models`,
     modelNames: `${prefix}model-names`,
     modelDeployment: `${prefix}model-deployment`,

@@ -57,6 +57,8 @@ export interface TelemetryStore {
    * partial bucket included). `sinceMs[inst]`: only buckets starting at or after it count.
    */
   window(deployment: string, instances: string[], windowSeconds: number, sinceMs?: Record<string, number | undefined>, nowMs?: number): Promise<Map<string, WindowStats>>;
+  /** One instance's buckets over the last `seconds` (≤ MAX_WINDOW_SECONDS), oldest first, the current one partial. */
+  series(deployment: string, instance: string, seconds: number, nowMs?: number): Promise<{ start: number; stats: WindowStats }[]>;
 }
 
 export function createTelemetryStore(deps: { redis: Redis; keys: Keys; bucketMs: number }): TelemetryStore {
@@ -123,6 +125,20 @@ export function createTelemetryStore(deps: { redis: Redis; keys: Keys; bucketMs:
           addBucket(out.get(plan[i]![0])!, (h ?? {}) as Record<string, string>);
         });
         return out;
+      }),
+    series: (deployment, instance, seconds, nowMs = Date.now()) =>
+      storeCall(async () => {
+        const last = bucketStart(nowMs);
+        const n = Math.max(1, Math.ceil((Math.min(seconds, MAX_WINDOW_SECONDS) * 1000) / bucketMs));
+        const starts = Array.from({ length: n }, (_, k) => last - (n - 1 - k) * bucketMs);
+        const p = deps.redis.pipeline();
+        for (const t of starts) p.hgetall(keys.telemetryBucket(deployment, instance, t));
+        const res = (await p.exec()) ?? [];
+        return starts.map((start, i) => {
+          const [err, h] = res[i] ?? [null, {}];
+          if (err) throw err;
+          return { start, stats: addBucket(emptyStats(), (h ?? {}) as Record<string, string>) };
+        });
       }),
   };
 }

@@ -1,0 +1,727 @@
+// @ts-check
+/**
+ * The dashboard: sign in with a token, follow the change stream, re-read what changed, act through
+ * the public API (with If-Match on the deployment's revision). Viewer tokens get no actions.
+ *
+ * Live updates: GET /v1/events (server-sent events over fetch). An event names a deployment: the page
+ * re-reads that deployment (debounced, one request per deployment per burst). `stats` (once per
+ * telemetry bucket) re-reads the list once — P95, error rate and last probe are window statistics
+ * that move without events — and the charts of open instances. Nothing polls on its own timer.
+ */
+import { ApiError, createApi, followStream, seg } from "./api.js";
+import { byId, fill, h } from "./dom.js";
+import { describeError, field, num, openDialog, showIssues } from "./dialog.js";
+import { POLICIES, STRATEGIES, cardId, checkText, deploymentCard, instKey, stateBadge } from "./views.js";
+
+const TOKEN_KEY = "gateway.control.token";
+
+/** @type {{ token: string | null, role: string | null, deployments: Map<string, any>, models: Map<string, any>, open: Set<string>,
+ *   timelines: Map<string, any>, histories: Map<string, any>, abort: AbortController | null, watchers: Set<() => void>, loaded: boolean }} */
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY),
+  role: null,
+  deployments: new Map(),
+  models: new Map(),
+  open: new Set(),
+  timelines: new Map(),
+  histories: new Map(),
+  abort: null,
+  watchers: new Set(),
+  loaded: false,
+};
+const api = createApi(() => state.token);
+const isAdmin = () => state.role === "admin";
+const etag = (/** @type {any} */ d) => `"${d.revision}"`;
+
+// ───────────────────────────── session ─────────────────────────────
+
+async function boot() {
+  byId("sign-in-form").addEventListener("submit", onSignIn);
+  byId("sign-out").addEventListener("click", () => signOut(null));
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && state.loaded) scheduleFull();
+  });
+  if (state.token) {
+    try {
+      await enter();
+      return;
+    } catch (e) {
+      signOut(e instanceof ApiError && e.status === 401 ? "The saved token is no longer accepted." : describeError(e));
+      return;
+    }
+  }
+  signOut(null);
+}
+
+/** @param {SubmitEvent} ev */
+async function onSignIn(ev) {
+  ev.preventDefault();
+  const input = /** @type {HTMLInputElement} */ (byId("token"));
+  const err = byId("token-error");
+  const token = input.value.trim();
+  err.textContent = "";
+  input.removeAttribute("aria-invalid");
+  if (token === "") {
+    err.textContent = "Enter a token.";
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+    return;
+  }
+  state.token = token;
+  try {
+    await enter();
+    sessionStorage.setItem(TOKEN_KEY, token);
+    input.value = "";
+  } catch (e) {
+    state.token = null;
+    err.textContent = e instanceof ApiError && e.status === 401 ? "This token is not accepted by the control service." : e instanceof Error ? e.message : String(e);
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+  }
+}
+
+async function enter() {
+  const who = await api("GET", "/v1/whoami");
+  if (who.data.role === "plugin") throw new Error("This is a plugin token: it can only read the routing table. Use an admin or viewer token.");
+  state.role = who.data.role;
+  document.body.dataset.role = state.role ?? "";
+  byId("sign-in").hidden = true;
+  byId("dashboard").hidden = false;
+  byId("session").hidden = false;
+  byId("role").textContent = isAdmin() ? "Admin" : "Viewer · read-only";
+  fill(
+    byId("page-actions"),
+    isAdmin()
+      ? h("button", { type: "button", class: "btn btn-primary", id: "new-deployment", dataset: { key: "new-deployment" }, onclick: createDialog }, "New deployment")
+      : h("p", { class: "muted read-only-note" }, "Read-only: signed in with a viewer token."),
+  );
+  state.abort = new AbortController();
+  void followStream({ token: () => state.token, signal: state.abort.signal, onEvent, onStatus });
+  byId("main").focus();
+}
+
+/** @param {string | null} message */
+function signOut(message) {
+  state.abort?.abort();
+  state.abort = null;
+  state.token = null;
+  state.role = null;
+  state.loaded = false;
+  state.deployments.clear();
+  state.open.clear();
+  sessionStorage.removeItem(TOKEN_KEY);
+  delete document.body.dataset.role;
+  for (const d of document.querySelectorAll("dialog")) /** @type {HTMLDialogElement} */ (d).close();
+  byId("dashboard").hidden = true;
+  byId("session").hidden = true;
+  byId("sign-in").hidden = false;
+  fill(byId("deployments"));
+  byId("token-error").textContent = message ?? "";
+  byId("token").focus();
+}
+
+/** @param {import("./api.js").StreamStatus} s @param {{ first: boolean }} [info] */
+function onStatus(s, info) {
+  const live = byId("live");
+  live.dataset.state = s;
+  live.textContent = s === "live" ? "Live" : s === "reconnecting" ? "Reconnecting…" : s === "unauthorized" ? "Signed out" : "Connecting…";
+  if (s === "unauthorized") return signOut("Your token is no longer accepted. Sign in again.");
+  // First connection: read everything now that no change can be missed. Reconnections: the server
+  // replays what was missed (Last-Event-ID) or sends `resync`.
+  if (s === "live" && info?.first) void loadAll();
+}
+
+// ───────────────────────────── data ─────────────────────────────
+
+let fullTimer = 0;
+let oneTimer = 0;
+const dirty = new Set();
+
+// Coalescing: the first event of a burst arms a short timer; everything until it fires is read once.
+function scheduleFull() {
+  if (fullTimer) return;
+  fullTimer = window.setTimeout(() => {
+    fullTimer = 0;
+    void loadAll();
+  }, 100);
+}
+/** @param {string} id */
+function scheduleOne(id) {
+  dirty.add(id);
+  if (oneTimer) return;
+  oneTimer = window.setTimeout(() => {
+    oneTimer = 0;
+    const ids = [...dirty];
+    dirty.clear();
+    for (const x of ids) void loadOne(x);
+  }, 120);
+}
+
+async function loadAll() {
+  try {
+    const [deps, models] = await Promise.all([api("GET", "/v1/deployments"), state.models.size === 0 || !state.loaded ? api("GET", "/v1/models") : null]);
+    if (models) state.models = new Map(models.data.models.map((/** @type {any} */ m) => [m.id, m]));
+    // A newer revision read meanwhile (loadOne) is kept over the list's.
+    state.deployments = new Map(
+      deps.data.deployments.map((/** @type {any} */ d) => {
+        const cur = state.deployments.get(d.id);
+        return [d.id, newer(cur, d) ? cur : d];
+      }),
+    );
+    if ([...state.deployments.values()].some((d) => !state.models.has(d.model_id))) await loadModels();
+    state.loaded = true;
+    banner(null);
+    renderAll();
+    for (const k of state.open) void loadDetail(k);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return signOut("Your token is no longer accepted. Sign in again.");
+    banner(`Could not load deployments: ${describeError(e)}`);
+  }
+}
+
+/** `a` is a later revision of the same deployment than `b` (not one deleted and created again). @param {any} a @param {any} b */
+const newer = (a, b) => a !== undefined && a.created_at === b.created_at && a.revision > b.revision;
+
+async function loadModels() {
+  const r = await api("GET", "/v1/models");
+  state.models = new Map(r.data.models.map((/** @type {any} */ m) => [m.id, m]));
+}
+
+/** @param {string} id */
+async function loadOne(id) {
+  try {
+    const r = await api("GET", `/v1/deployments/${seg(id)}`);
+    if (!state.models.has(r.data.model_id)) await loadModels();
+    const cur = state.deployments.get(id);
+    if (newer(cur, r.data)) return; // an older answer overtaken by a newer one
+    state.deployments.set(id, r.data);
+    renderOne(id);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) {
+      state.deployments.delete(id);
+      renderAll();
+    }
+  }
+}
+
+/** The open instance's timeline and history. @param {string} key */
+async function loadDetail(key) {
+  const [dep, inst] = key.split("/");
+  if (!dep || !inst) return;
+  const base = `/v1/deployments/${seg(dep)}/instances/${seg(inst)}`;
+  const [t, hist] = await Promise.allSettled([api("GET", `${base}/events?limit=30`), api("GET", `${base}/history?seconds=300`)]);
+  state.timelines.set(key, t.status === "fulfilled" ? t.value.data.events : { error: describeError(t.reason) });
+  state.histories.set(key, hist.status === "fulfilled" ? hist.value.data : { error: describeError(hist.reason) });
+  if (state.open.has(key)) renderOne(dep);
+}
+
+/** @param {any} e a stream event */
+function onEvent(e) {
+  switch (e.type) {
+    case "deployment.created":
+    case "deployment.updated":
+    case "instance.checked":
+    case "migration":
+      return scheduleOne(e.deployment);
+    case "instance.state":
+      scheduleOne(e.deployment);
+      if (e.from !== null && e.to !== null && e.from !== "pending") announce(`Instance ${e.instance} of ${depName(e.deployment)}: ${e.to}.`);
+      return;
+    case "instance.event":
+      scheduleOne(e.deployment);
+      if (state.open.has(instKey(e.deployment, e.instance))) void loadDetail(instKey(e.deployment, e.instance));
+      return;
+    case "deployment.deleted":
+      if (state.deployments.delete(e.deployment)) {
+        announce(`Deployment ${e.deployment} was deleted.`);
+        renderAll();
+      }
+      return;
+    case "stats":
+      if (!document.hidden) scheduleFull();
+      return;
+    case "resync":
+      return scheduleFull();
+    default:
+      return; // table versions and anything newer: nothing to show
+  }
+}
+
+/** @param {string} id */
+function depName(id) {
+  const d = state.deployments.get(id);
+  const m = d ? state.models.get(d.model_id) : null;
+  return m ? m.name : id;
+}
+
+// ───────────────────────────── rendering ─────────────────────────────
+
+/** Re-render keeping keyboard focus on the "same" control (matched by data-key). @param {() => void} f */
+function keepingFocus(f) {
+  const active = /** @type {HTMLElement | null} */ (document.activeElement);
+  const key = active?.dataset?.key;
+  f();
+  if (key && (!active?.isConnected || document.activeElement === document.body)) {
+    /** @type {HTMLElement | null} */ (document.querySelector(`[data-key="${CSS.escape(key)}"]`))?.focus({ preventScroll: true });
+  }
+}
+
+function viewCtx() {
+  return {
+    admin: isAdmin(),
+    models: state.models,
+    open: state.open,
+    timelines: state.timelines,
+    histories: state.histories,
+    now: Date.now(),
+    on: { toggle, addInstance: addInstanceDialog, settings: settingsDialog, remove: deleteDialog, editInstance: editInstanceDialog, migrate: migrateDialog, removeInstance: removeInstanceDialog, retest },
+  };
+}
+
+function sorted() {
+  return [...state.deployments.values()].sort((a, b) => depName(a.id).localeCompare(depName(b.id)) || a.id.localeCompare(b.id));
+}
+
+function renderAll() {
+  const ctx = viewCtx();
+  keepingFocus(() => fill(byId("deployments"), sorted().map((d) => deploymentCard(d, ctx))));
+  byId("empty").hidden = state.deployments.size > 0 || !state.loaded;
+  renderSummary();
+  for (const w of state.watchers) w();
+}
+
+/** @param {string} id */
+function renderOne(id) {
+  const d = state.deployments.get(id);
+  const old = document.getElementById(cardId(id));
+  if (!d || !old) return renderAll();
+  keepingFocus(() => old.replaceWith(deploymentCard(d, viewCtx())));
+  renderSummary();
+  for (const w of state.watchers) w();
+}
+
+function renderSummary() {
+  const all = [...state.deployments.values()].flatMap((d) => d.instances);
+  /** @type {Record<string, number>} */
+  const by = {};
+  for (const i of all) by[i.state] = (by[i.state] ?? 0) + 1;
+  const parts = [`${state.deployments.size} deployment${state.deployments.size === 1 ? "" : "s"}`, `${all.length} instance${all.length === 1 ? "" : "s"}`];
+  for (const st of ["active", "ejected", "pending", "draining", "unreachable"]) if (by[st]) parts.push(`${by[st]} ${st}`);
+  byId("summary").textContent = state.loaded ? parts.join(" · ") : "Loading…";
+}
+
+/** @param {string | null} msg */
+function banner(msg) {
+  const b = byId("banner");
+  b.hidden = msg === null;
+  b.textContent = msg ?? "";
+}
+
+let announceTimer = 0;
+/** Polite screen-reader announcement of live changes (coalesced). @param {string} msg */
+function announce(msg) {
+  const a = byId("announcer");
+  a.append(h("p", {}, msg));
+  while (a.childElementCount > 5) a.firstElementChild?.remove();
+  clearTimeout(announceTimer);
+  announceTimer = window.setTimeout(() => a.replaceChildren(), 10_000);
+}
+
+/** @param {any} d @param {any} i */
+function toggle(d, i) {
+  const key = instKey(d.id, i.id);
+  if (state.open.has(key)) state.open.delete(key);
+  else {
+    state.open.add(key);
+    void loadDetail(key);
+  }
+  renderOne(d.id);
+}
+
+// ───────────────────────────── actions ─────────────────────────────
+
+/** Inputs of one instance (create, scale up). @param {number} n index in the form @param {() => void} [onRemove] */
+function instanceFields(n, onRemove) {
+  const p = (/** @type {string} */ f) => `instances.${n}.${f}`;
+  const url = field({ label: "URL", path: p("url"), type: "url", required: true, placeholder: "http://10.0.0.5:8000/v1", hint: "OpenAI API base URL", inputmode: "url" });
+  const weight = field({ label: "Weight", path: p("weight"), type: "number", value: 1, min: 1, max: 10000, inputmode: "numeric" });
+  const tier = field({ label: "Tier", path: p("priority"), type: "number", value: 0, min: 0, max: 255, hint: "0 = primary", inputmode: "numeric" });
+  const region = field({ label: "Region", path: p("region"), placeholder: "eu-west" });
+  const gpus = field({ label: "GPUs", path: p("gpu_count"), type: "number", min: 0, inputmode: "numeric" });
+  const mem = field({ label: "GPU memory (GB)", path: p("gpu_memory_gb"), type: "number", min: 0, step: "any", inputmode: "decimal" });
+  const key = field({ label: "API key", path: p("api_key"), type: "password", hint: "Optional; sent upstream as a bearer token, never shown again", autocomplete: "new-password" });
+  const legend = h("legend", {}, `Instance ${n + 1}`);
+  const box = h(
+    "fieldset",
+    { class: "instance-fields" },
+    legend,
+    h("div", { class: "grid grid-url" }, url.wrap, key.wrap),
+    h("div", { class: "grid grid-6" }, weight.wrap, tier.wrap, region.wrap, gpus.wrap, mem.wrap),
+    onRemove ? h("button", { type: "button", class: "btn btn-quiet remove-row", onclick: onRemove }, `Remove instance ${n + 1} from the form`) : null,
+  );
+  return {
+    box,
+    value() {
+      /** @type {Record<string, unknown>} */
+      const v = { url: url.input.value.trim() };
+      const w = num(weight.input);
+      if (w !== undefined) v.weight = w;
+      const t = num(tier.input);
+      if (t !== undefined) v.priority = t;
+      if (region.input.value.trim() !== "") v.region = region.input.value.trim();
+      const g = num(gpus.input);
+      if (g !== undefined) v.gpu_count = g;
+      const m = num(mem.input);
+      if (m !== undefined) v.gpu_memory_gb = m;
+      if (key.input.value !== "") v.api_key = key.input.value;
+      return v;
+    },
+    /** @param {number} k @param {string} prefix */
+    renumber(k, prefix = "instances") {
+      legend.textContent = `Instance ${k + 1}`;
+      for (const el of box.querySelectorAll("[data-path]")) {
+        const f = /** @type {HTMLElement} */ (el).dataset.path?.split(".").pop() ?? "";
+        /** @type {HTMLElement} */ (el).dataset.path = prefix === "" ? f : `${prefix}.${k}.${f}`;
+      }
+      const rm = box.querySelector(".remove-row");
+      if (rm) rm.textContent = `Remove instance ${k + 1} from the form`;
+    },
+    focus: () => url.input.focus(),
+  };
+}
+
+/** Health-check inputs (create, settings). @param {any} hc current values */
+function healthFields(hc) {
+  const f = {
+    interval: field({ label: "Probe every (s)", path: "health_check.interval_seconds", type: "number", value: hc.interval_seconds, min: 0.05, step: "any", inputmode: "decimal" }),
+    timeout: field({ label: "Probe timeout (s)", path: "health_check.timeout_seconds", type: "number", value: hc.timeout_seconds, min: 0.05, step: "any", inputmode: "decimal" }),
+    unhealthy: field({ label: "Eject after failures", path: "health_check.unhealthy_threshold", type: "number", value: hc.unhealthy_threshold, min: 1, max: 100, inputmode: "numeric" }),
+    healthy: field({ label: "Re-add after successes", path: "health_check.healthy_threshold", type: "number", value: hc.healthy_threshold, min: 1, max: 100, inputmode: "numeric" }),
+    path: field({ label: "Probe path", path: "health_check.path", value: hc.path }),
+    errRate: field({ label: "Max error rate (%)", path: "health_check.max_error_rate", type: "number", value: hc.max_error_rate === null ? null : hc.max_error_rate * 100, min: 0, max: 100, step: "any", hint: "Empty = off", inputmode: "decimal" }),
+    p95: field({ label: "Max P95 (ms)", path: "health_check.max_p95_ms", type: "number", value: hc.max_p95_ms, min: 1, step: "any", hint: "Empty = off", inputmode: "decimal" }),
+  };
+  const box = h(
+    "fieldset",
+    { class: "health-fields" },
+    h("legend", {}, "Health checks"),
+    h("div", { class: "grid grid-4" }, f.interval.wrap, f.timeout.wrap, f.unhealthy.wrap, f.healthy.wrap),
+    h("div", { class: "grid grid-3" }, f.path.wrap, f.errRate.wrap, f.p95.wrap),
+  );
+  return {
+    box,
+    value() {
+      /** @type {Record<string, unknown>} */
+      const v = {};
+      const put = (/** @type {string} */ k, /** @type {unknown} */ x) => x !== undefined && (v[k] = x);
+      put("interval_seconds", num(f.interval.input));
+      put("timeout_seconds", num(f.timeout.input));
+      put("unhealthy_threshold", num(f.unhealthy.input));
+      put("healthy_threshold", num(f.healthy.input));
+      if (f.path.input.value.trim() !== "") v.path = f.path.input.value.trim();
+      const er = num(f.errRate.input, null);
+      v.max_error_rate = typeof er === "number" ? Math.round(er * 100) / 10_000 : er;
+      v.max_p95_ms = num(f.p95.input, null);
+      return v;
+    },
+  };
+}
+
+const HEALTH_DEFAULTS = { interval_seconds: 10, timeout_seconds: 2, unhealthy_threshold: 3, healthy_threshold: 2, path: "/health", max_error_rate: null, max_p95_ms: null };
+
+/** Live connectivity results of some instances of a deployment. @param {string} depId @param {string[]} ids */
+function connectivityResults(depId, ids) {
+  const list = h("ul", { class: "results", "aria-live": "polite", "aria-label": "Connectivity tests" });
+  const render = () => {
+    const d = state.deployments.get(depId);
+    fill(
+      list,
+      ids.map((id) => {
+        const i = d?.instances.find((/** @type {any} */ x) => x.id === id);
+        const st = i?.state ?? "pending";
+        return h(
+          "li",
+          { class: `result result-${st}`, dataset: { instance: id } },
+          h("span", { class: "result-name" }, h("strong", {}, id), " ", h("span", { class: "url" }, i?.url ?? "")),
+          stateBadge(st),
+          h("span", { class: "result-text" }, st === "pending" ? "Testing connectivity…" : i ? checkText(i.last_check) : "Removed"),
+        );
+      }),
+    );
+  };
+  render();
+  return { list, render };
+}
+
+/** After a create or scale-up: show each instance's test result as it completes. @param {import("./dialog.js").DialogHandle} dlg @param {string} depId @param {string[]} ids @param {string} heading */
+function showResults(dlg, depId, ids, heading) {
+  const results = connectivityResults(depId, ids);
+  state.watchers.add(results.render);
+  const stop = () => state.watchers.delete(results.render);
+  dlg.dialog.addEventListener("close", stop);
+  fill(dlg.body, h("p", { class: "results-head" }, heading), results.list);
+  dlg.submit.remove();
+  dlg.cancel.textContent = "Done";
+  dlg.cancel.classList.add("btn-primary");
+  dlg.cancel.focus();
+}
+
+async function createDialog() {
+  try {
+    await loadModels();
+  } catch (e) {
+    banner(`Could not load the model registry: ${describeError(e)}`);
+    return;
+  }
+  const deployed = new Set([...state.deployments.values()].map((d) => d.model_id));
+  const models = [...state.models.values()].sort((a, b) => a.name.localeCompare(b.name));
+  const free = models.filter((m) => !deployed.has(m.id));
+  const model = field({
+    label: "Model",
+    path: "model",
+    required: true,
+    hint: models.length === 0 ? "No models registered yet: register one with POST /v1/models." : "From the model registry; a model is served by one deployment.",
+    options: [["", "Choose a model…", false], ...models.map((m) => /** @type {[string, string, boolean]} */ ([m.id, `${m.name}${m.display_name && m.display_name !== m.name ? ` — ${m.display_name}` : ""}${deployed.has(m.id) ? " (already deployed)" : ""}`, deployed.has(m.id)]))],
+    value: free.length === 1 ? free[0].id : "",
+  });
+  const id = field({ label: "Deployment id", path: "id", placeholder: "generated", hint: "Optional: letters, digits, . _ -" });
+  const strategy = field({ label: "Strategy", path: "strategy", options: STRATEGIES.map(([v, l]) => [v, l]), value: "round_robin" });
+  const policy = field({ label: "When no instance is healthy", path: "on_unavailable", options: POLICIES.map(([v, l]) => [v, l]), value: "fail" });
+  const health = healthFields(HEALTH_DEFAULTS);
+  /** @type {ReturnType<typeof instanceFields>[]} */
+  const rows = [];
+  const rowsBox = h("div", { class: "instance-rows" });
+  const renumber = () => rows.forEach((r, k) => r.renumber(k));
+  const addRow = () => {
+    const r = instanceFields(rows.length, () => {
+      rows.splice(rows.indexOf(r), 1);
+      r.box.remove();
+      renumber();
+      rows[Math.max(0, rows.length - 1)]?.focus();
+    });
+    rows.push(r);
+    rowsBox.append(r.box);
+    renumber();
+    return r;
+  };
+  addRow();
+  const addBtn = h("button", { type: "button", class: "btn btn-quiet", onclick: () => addRow().focus() }, "Add another instance");
+  const advanced = h("details", { class: "advanced" }, h("summary", {}, "Health checks and thresholds"), health.box);
+
+  openDialog({
+    title: "New deployment",
+    description: "Each instance's connectivity is tested (model list, then a 1-token completion) before it takes traffic.",
+    wide: true,
+    body: [
+      h("div", { class: "grid grid-2" }, model.wrap, id.wrap),
+      h("div", { class: "grid grid-2" }, strategy.wrap, policy.wrap),
+      h("fieldset", { class: "instances-fieldset" }, h("legend", {}, "Instances"), rowsBox, addBtn),
+      advanced,
+    ],
+    submitLabel: "Create deployment",
+    async onSubmit(dlg) {
+      if (model.input.value === "") {
+        showIssues(dlg.dialog, [{ path: "model", message: "Choose a model." }]);
+        return true;
+      }
+      /** @type {Record<string, unknown>} */
+      const body = { model: model.input.value, strategy: strategy.input.value, on_unavailable: policy.input.value, health_check: health.value(), instances: rows.map((r) => r.value()) };
+      if (id.input.value.trim() !== "") body.id = id.input.value.trim();
+      try {
+        const r = await api("POST", "/v1/deployments", { body });
+        state.deployments.set(r.data.id, r.data);
+        renderAll();
+        scheduleOne(r.data.id);
+        showResults(dlg, r.data.id, r.data.instances.map((/** @type {any} */ i) => i.id), `Deployment ${r.data.id} created.`);
+        announce(`Deployment ${r.data.id} created.`);
+        return true;
+      } catch (e) {
+        if (e instanceof ApiError && e.issues.some((i) => i.path.startsWith("health_check"))) /** @type {HTMLDetailsElement} */ (advanced).open = true;
+        throw e;
+      }
+    },
+  });
+}
+
+/** @param {any} d */
+function addInstanceDialog(d) {
+  const row = instanceFields(0);
+  row.renumber(0, "");
+  let rev = etag(d);
+  openDialog({
+    title: `Add an instance to ${depName(d.id)}`,
+    description: "It is tested before it joins; it takes traffic once the test passes.",
+    body: [row.box],
+    submitLabel: "Add instance",
+    async onSubmit(dlg) {
+      try {
+        const r = await api("POST", `/v1/deployments/${seg(d.id)}/instances`, { body: row.value(), ifMatch: rev });
+        await loadOne(d.id);
+        showResults(dlg, d.id, [r.data.id], `Instance ${r.data.id} added.`);
+        return true;
+      } catch (e) {
+        rev = await refreshed(e, d.id, rev);
+        throw e;
+      }
+    },
+  });
+}
+
+/** On 412: re-read the deployment; the form continues on its latest revision. @param {unknown} e @param {string} id @param {string} rev */
+async function refreshed(e, id, rev) {
+  if (!(e instanceof ApiError) || e.status !== 412) return rev;
+  await loadOne(id);
+  const d = state.deployments.get(id);
+  return d ? etag(d) : rev;
+}
+
+/** @param {any} d */
+function settingsDialog(d) {
+  const strategy = field({ label: "Strategy", path: "strategy", options: STRATEGIES.map(([v, l]) => [v, l]), value: d.strategy });
+  const policy = field({ label: "When no instance is healthy", path: "on_unavailable", options: POLICIES.map(([v, l]) => [v, l]), value: d.on_unavailable });
+  const health = healthFields(d.health_check);
+  let rev = etag(d);
+  openDialog({
+    title: `Settings of ${depName(d.id)}`,
+    wide: true,
+    body: [h("div", { class: "grid grid-2" }, strategy.wrap, policy.wrap), health.box],
+    submitLabel: "Save",
+    async onSubmit() {
+      try {
+        await api("PATCH", `/v1/deployments/${seg(d.id)}`, { body: { strategy: strategy.input.value, on_unavailable: policy.input.value, health_check: health.value() }, ifMatch: rev });
+        scheduleOne(d.id);
+        announce(`Settings of ${depName(d.id)} saved.`);
+      } catch (e) {
+        rev = await refreshed(e, d.id, rev);
+        throw e;
+      }
+    },
+  });
+}
+
+/** @param {any} d @param {any} i */
+function editInstanceDialog(d, i) {
+  const weight = field({ label: "Weight", path: "weight", type: "number", value: i.weight, min: 1, max: 10000, hint: "Share of traffic under weighted round robin", inputmode: "numeric" });
+  const tier = field({ label: "Tier", path: "priority", type: "number", value: i.priority, min: 0, max: 255, hint: "Failover tier; 0 = primary", inputmode: "numeric" });
+  const region = field({ label: "Region", path: "region", value: i.region });
+  const gpus = field({ label: "GPUs", path: "gpu_count", type: "number", value: i.gpu_count, min: 0, inputmode: "numeric" });
+  const mem = field({ label: "GPU memory (GB)", path: "gpu_memory_gb", type: "number", value: i.gpu_memory_gb, min: 0, step: "any", inputmode: "decimal" });
+  const key = field({ label: i.has_api_key ? "Replace the API key" : "API key", path: "api_key", type: "password", hint: i.has_api_key ? "Empty = keep the current key" : "Empty = none", autocomplete: "new-password" });
+  const dropKey = /** @type {HTMLInputElement} */ (h("input", { type: "checkbox", id: `drop-key-${i.id}` }));
+  let rev = etag(d);
+  openDialog({
+    title: `Edit instance ${i.id}`,
+    body: [
+      h("div", { class: "grid grid-2" }, weight.wrap, tier.wrap),
+      h("div", { class: "grid grid-3" }, region.wrap, gpus.wrap, mem.wrap),
+      key.wrap,
+      i.has_api_key ? h("div", { class: "check" }, dropKey, h("label", { for: dropKey.id }, "Remove the API key")) : null,
+    ],
+    submitLabel: "Save",
+    async onSubmit() {
+      /** @type {Record<string, unknown>} */
+      const body = { weight: num(weight.input), priority: num(tier.input), region: region.input.value.trim(), gpu_count: num(gpus.input, null), gpu_memory_gb: num(mem.input, null) };
+      if (dropKey.checked) body.api_key = null;
+      else if (key.input.value !== "") body.api_key = key.input.value;
+      try {
+        const r = await api("PATCH", `/v1/deployments/${seg(d.id)}/instances/${seg(i.id)}`, { body, ifMatch: rev });
+        state.deployments.set(d.id, { ...r.data, instances: r.data.instances.map((/** @type {any} */ x) => ({ ...x, health: state.deployments.get(d.id)?.instances.find((/** @type {any} */ y) => y.id === x.id)?.health })) });
+        renderOne(d.id);
+        announce(`Instance ${i.id} saved.`);
+      } catch (e) {
+        rev = await refreshed(e, d.id, rev);
+        throw e;
+      }
+    },
+  });
+}
+
+/** @param {any} d @param {any} i */
+function migrateDialog(d, i) {
+  const url = field({ label: "New URL", path: "url", type: "url", required: true, placeholder: "http://10.0.0.6:8000/v1", inputmode: "url" });
+  const drain = field({ label: "Drain timeout (s)", path: "drain_timeout_seconds", type: "number", min: 0, max: 3600, step: "any", hint: "Empty = the service default", inputmode: "decimal" });
+  let rev = etag(d);
+  openDialog({
+    title: `Change the endpoint of ${i.id}`,
+    description: `Now ${i.url}. The new endpoint is tested and health-checked first; only then does it take over while ${i.id} drains. If it fails, the change rolls back and ${i.id} keeps serving.`,
+    body: [url.wrap, drain.wrap],
+    submitLabel: "Start endpoint change",
+    async onSubmit() {
+      /** @type {Record<string, unknown>} */
+      const body = { instance_id: i.id, url: url.input.value.trim() };
+      const dt = num(drain.input);
+      if (dt !== undefined) body.drain_timeout_seconds = dt;
+      try {
+        await api("POST", `/v1/deployments/${seg(d.id)}/migrations`, { body, ifMatch: rev });
+        await loadOne(d.id);
+        announce(`Endpoint change of ${i.id} started.`);
+      } catch (e) {
+        rev = await refreshed(e, d.id, rev);
+        throw e;
+      }
+    },
+  });
+}
+
+/** @param {any} d @param {any} i */
+function removeInstanceDialog(d, i) {
+  let rev = etag(d);
+  const last = d.instances.filter((/** @type {any} */ x) => x.state === "active").length === 1 && i.state === "active";
+  openDialog({
+    title: `Remove instance ${i.id}?`,
+    description: `${i.url} leaves the routing table at once; requests in flight on it finish.${last ? " It is the last active instance of this deployment." : ""}`,
+    body: [],
+    submitLabel: "Remove instance",
+    danger: true,
+    focus: null,
+    async onSubmit() {
+      try {
+        await api("DELETE", `/v1/deployments/${seg(d.id)}/instances/${seg(i.id)}`, { ifMatch: rev });
+        state.open.delete(instKey(d.id, i.id));
+        await loadOne(d.id);
+        announce(`Instance ${i.id} removed.`);
+      } catch (e) {
+        rev = await refreshed(e, d.id, rev);
+        throw e;
+      }
+    },
+  });
+}
+
+/** @param {any} d */
+function deleteDialog(d) {
+  let rev = etag(d);
+  const name = depName(d.id);
+  openDialog({
+    title: `Delete deployment ${d.id}?`,
+    description: `Its ${d.instances.length} instance${d.instances.length === 1 ? "" : "s"} leave the routing table at once, and requests for ${name} are no longer routed by the gateway. The model stays registered. This cannot be undone.`,
+    body: [],
+    submitLabel: "Delete deployment",
+    danger: true,
+    async onSubmit() {
+      try {
+        await api("DELETE", `/v1/deployments/${seg(d.id)}`, { ifMatch: rev });
+        state.deployments.delete(d.id);
+        renderAll();
+        announce(`Deployment ${d.id} deleted.`);
+      } catch (e) {
+        rev = await refreshed(e, d.id, rev);
+        throw e;
+      }
+    },
+  });
+}
+
+/** @param {any} d @param {any} i */
+async function retest(d, i) {
+  try {
+    await api("POST", `/v1/deployments/${seg(d.id)}/instances/${seg(i.id)}/test`);
+    await loadOne(d.id);
+    const now = state.deployments.get(d.id)?.instances.find((/** @type {any} */ x) => x.id === i.id);
+    announce(`Instance ${i.id}: ${now ? checkText(now.last_check) : "tested"}.`);
+  } catch (e) {
+    banner(`Could not re-test ${i.id}: ${describeError(e)}`);
+  }
+}
+
+void boot();

@@ -1,0 +1,374 @@
+// @ts-check
+/**
+ * Rendering: a deployment card with its instance table, migrations, and per-instance details
+ * (connectivity result, event timeline, P95 / error-rate chart). Pure functions of the state they are
+ * given; actions are callbacks. Only admins get action buttons.
+ */
+import { h } from "./dom.js";
+import { historyChart, fmtMs, fmtRate } from "./chart.js";
+
+export const STRATEGIES = /** @type {const} */ ([
+  ["round_robin", "Round robin"],
+  ["weighted_round_robin", "Weighted round robin"],
+  ["failover", "Failover by tier"],
+]);
+export const POLICIES = /** @type {const} */ ([
+  ["fail", "Fail fast (503)"],
+  ["panic", "Panic: use every instance"],
+]);
+const label = (/** @type {readonly (readonly [string, string])[]} */ list, /** @type {string} */ v) => list.find(([k]) => k === v)?.[1] ?? v;
+
+const STATE_TEXT = { pending: "Testing", active: "Active", draining: "Draining", ejected: "Ejected", unreachable: "Unreachable" };
+const EVENT_TEXT = {
+  probe_failed: ["Probe failed", "bad"],
+  probe_passed: ["Probe passed", "good"],
+  ejected: ["Ejected", "bad"],
+  readmitted: ["Back in rotation", "good"],
+  threshold_crossed: ["Threshold crossed", "warn"],
+  threshold_cleared: ["Threshold cleared", "good"],
+  ejection_skipped: ["Ejection skipped", "warn"],
+};
+const REASON_TEXT = {
+  probe_failures: "failed probes",
+  probes_passed: "probes passed",
+  error_rate: "error rate",
+  p95_latency: "P95 latency",
+  last_eligible_instance: "last eligible instance",
+};
+const ENGINE_TEXT = { vllm: "vLLM", sglang: "SGLang", tgi: "TGI", ollama: "Ollama" };
+
+/** @param {string | null | undefined} iso @param {number} now */
+export function ago(iso, now) {
+  if (!iso) return "–";
+  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86_400) return `${Math.floor(s / 3600)} h ago`;
+  return new Date(iso).toLocaleDateString();
+}
+/** @param {string} iso */
+export const clock = (iso) => {
+  const d = new Date(iso);
+  const today = new Date().toDateString() === d.toDateString();
+  return today ? d.toLocaleTimeString() : d.toLocaleString();
+};
+/** @param {any} i */
+export function gpuText(i) {
+  if (i.gpu_count == null && i.gpu_memory_gb == null) return "–";
+  if (i.gpu_count != null && i.gpu_memory_gb != null) return `${i.gpu_count} × ${i.gpu_memory_gb} GB`;
+  if (i.gpu_count != null) return `${i.gpu_count} GPU${i.gpu_count === 1 ? "" : "s"}`;
+  return `${i.gpu_memory_gb} GB`;
+}
+/** @param {string} state */
+export const stateBadge = (state) => h("span", { class: `badge state-${state}` }, /** @type {any} */ (STATE_TEXT)[state] ?? state);
+
+/** @param {any} c a connectivity result */
+export function checkText(c) {
+  if (!c) return "Not tested yet";
+  if (c.ok) {
+    const parts = ["Connected"];
+    if (c.engine) parts.push(/** @type {any} */ (ENGINE_TEXT)[c.engine] ?? c.engine);
+    parts.push(`${Math.round(c.latency_ms.total)} ms`);
+    return parts.join(" · ");
+  }
+  return `Failed: ${c.error?.code ?? "error"} — ${c.error?.message ?? ""}`;
+}
+
+/** One line explaining a timeline event from its evidence. @param {any} e */
+export function explain(e) {
+  const ev = e.evidence ?? {};
+  switch (e.reason) {
+    case "probe_failures": {
+      const err = ev.probes?.[0]?.error;
+      return `${ev.unhealthy_threshold ?? "several"} consecutive probes failed${err ? ` (last: ${err})` : ""}`;
+    }
+    case "probes_passed":
+      return `${ev.healthy_threshold ?? "enough"} consecutive probes passed`;
+    case "error_rate":
+      return `error rate ${fmtRate(ev.error_rate ?? null)} over the limit ${fmtRate(ev.thresholds?.max_error_rate ?? null)} (${ev.requests} requests in ${ev.window_seconds} s)`;
+    case "p95_latency":
+      return `P95 ${fmtMs(ev.p95_ms ?? null)} over the limit ${fmtMs(ev.thresholds?.max_p95_ms ?? null)} (${ev.requests} requests in ${ev.window_seconds} s)`;
+    case "last_eligible_instance":
+      return "over the P95 limit, but the last eligible instance is never ejected for latency";
+    case "probe_ok":
+      return `${ev.probe?.kind ?? ""} probe answered in ${fmtMs(ev.probe?.latency_ms ?? null)}`.trim();
+    default: {
+      const p = ev.probe;
+      const t = ev.thresholds;
+      return `${p?.kind ?? ""} probe: ${e.reason}${t ? ` — ${ev.consecutive_failures} of ${t.unhealthy} failures to eject` : ""}`.trim();
+    }
+  }
+}
+
+/**
+ * @typedef {{ toggle(d: any, i: any): void, addInstance(d: any): void, settings(d: any): void, remove(d: any): void,
+ *   editInstance(d: any, i: any): void, migrate(d: any, i: any): void, removeInstance(d: any, i: any): void, retest(d: any, i: any): void }} Actions
+ * @typedef {{ admin: boolean, models: Map<string, any>, open: Set<string>, timelines: Map<string, any[] | { error: string }>,
+ *   histories: Map<string, any>, now: number, on: Actions }} ViewCtx
+ */
+
+export const cardId = (/** @type {string} */ id) => `dep-${id}`;
+export const detailId = (/** @type {string} */ dep, /** @type {string} */ inst) => `detail-${dep}--${inst}`;
+export const instKey = (/** @type {string} */ dep, /** @type {string} */ inst) => `${dep}/${inst}`;
+
+/** @param {any} d @param {ViewCtx} ctx */
+export function deploymentCard(d, ctx) {
+  const model = ctx.models.get(d.model_id);
+  const title = model ? model.display_name || model.name : d.model_id;
+  const hc = d.health_check;
+  const titleId = `${cardId(d.id)}-title`;
+  const counts = countStates(d.instances);
+  const btn = (/** @type {string} */ text, /** @type {string} */ key, /** @type {() => void} */ f, cls = "btn") => h("button", { type: "button", class: cls, dataset: { key }, onclick: f }, text);
+  return h(
+    "article",
+    { class: "dep", id: cardId(d.id), "aria-labelledby": titleId },
+    h(
+      "header",
+      { class: "dep-head" },
+      h(
+        "div",
+        { class: "dep-title" },
+        h("h2", { id: titleId }, title, " ", h("span", { class: "dep-id" }, d.id)),
+        h(
+          "p",
+          { class: "meta" },
+          model ? h("span", {}, "serves ", h("code", {}, [model.name, ...model.aliases].join(", "))) : null,
+          h("span", {}, label(STRATEGIES, d.strategy)),
+          h("span", {}, d.on_unavailable === "panic" ? "panic when none healthy" : "fail fast when none healthy"),
+          h("span", {}, `probe every ${hc.interval_seconds} s · eject after ${hc.unhealthy_threshold} · re-add after ${hc.healthy_threshold}`),
+        ),
+        h("p", { class: "meta counts" }, Object.entries(counts).map(([st, n]) => h("span", { class: `count state-text-${st}` }, `${n} ${/** @type {any} */ (STATE_TEXT)[st].toLowerCase()}`))),
+      ),
+      ctx.admin
+        ? h(
+            "div",
+            { class: "dep-actions", role: "group", "aria-label": `Actions for ${title}` },
+            btn("Add instance", `add:${d.id}`, () => ctx.on.addInstance(d)),
+            btn("Settings", `settings:${d.id}`, () => ctx.on.settings(d)),
+            btn("Delete", `delete:${d.id}`, () => ctx.on.remove(d), "btn btn-danger-quiet"),
+          )
+        : null,
+    ),
+    migrations(d, ctx),
+    d.instances.length === 0
+      ? h("p", { class: "muted no-instances" }, "No instances: requests for this model have nowhere to go.")
+      : h(
+          "table",
+          { class: "instances" },
+          h("caption", { class: "visually-hidden" }, `Instances of ${title}`),
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              h("th", { scope: "col" }, "Instance"),
+              h("th", { scope: "col" }, "State"),
+              h("th", { scope: "col", class: "num" }, "Weight"),
+              h("th", { scope: "col", class: "num", title: "Failover tier; 0 = primary" }, "Tier"),
+              h("th", { scope: "col" }, "Region"),
+              h("th", { scope: "col" }, "GPU"),
+              h("th", { scope: "col", class: "num", title: `Traffic P95 over the last ${hc.window_seconds} s` }, "P95"),
+              h("th", { scope: "col", class: "num", title: `Upstream 5xx and connect failures over the last ${hc.window_seconds} s` }, "Errors"),
+              h("th", { scope: "col" }, "Last probe"),
+            ),
+          ),
+          ...d.instances.map((/** @type {any} */ i) => instanceRows(d, i, ctx)),
+        ),
+  );
+}
+
+/** @param {any[]} instances */
+function countStates(instances) {
+  /** @type {Record<string, number>} */
+  const c = {};
+  for (const i of instances) c[i.state] = (c[i.state] ?? 0) + 1;
+  return c;
+}
+
+/** @param {any} d @param {any} i @param {ViewCtx} ctx */
+function instanceRows(d, i, ctx) {
+  const key = instKey(d.id, i.id);
+  const open = ctx.open.has(key);
+  const hl = i.health;
+  const lp = hl?.last_probe;
+  const panelId = detailId(d.id, i.id);
+  return h(
+    "tbody",
+    { class: `inst${open ? " open" : ""}`, dataset: { instance: i.id, state: i.state } },
+    h(
+      "tr",
+      { class: "inst-row" },
+      h(
+        "td",
+        { class: "inst-name", "data-label": "Instance" },
+        h(
+          "button",
+          { type: "button", class: "disclosure", "aria-expanded": String(open), "aria-controls": panelId, dataset: { key: `toggle:${key}` }, onclick: () => ctx.on.toggle(d, i) },
+          h("span", { class: "chev", "aria-hidden": "true" }),
+          h("span", { class: "visually-hidden" }, "Details of instance "),
+          i.id,
+        ),
+        h("span", { class: "url" }, i.url),
+      ),
+      h(
+        "td",
+        { "data-label": "State" },
+        stateBadge(i.state),
+        i.state === "ejected" && hl?.reason ? h("span", { class: "sub" }, /** @type {any} */ (REASON_TEXT)[hl.reason] ?? hl.reason) : null,
+        i.state === "unreachable" && i.last_check?.error ? h("span", { class: "sub" }, i.last_check.error.code) : null,
+      ),
+      h("td", { class: "num", "data-label": "Weight" }, String(i.weight)),
+      h("td", { class: "num", "data-label": "Tier" }, String(i.priority)),
+      h("td", { "data-label": "Region" }, i.region || "–"),
+      h("td", { "data-label": "GPU" }, gpuText(i)),
+      h("td", { class: "num", "data-label": "P95" }, fmtMs(hl?.p95_ms ?? null)),
+      h("td", { class: "num", "data-label": "Errors" }, fmtRate(hl?.error_rate ?? null)),
+      h(
+        "td",
+        { "data-label": "Last probe" },
+        lp
+          ? h("span", { class: lp.ok ? "probe-ok" : "probe-bad", title: clock(lp.at) }, `${lp.ok ? "ok" : lp.error ?? "failed"} · ${fmtMs(lp.latency_ms)} · ${ago(lp.at, ctx.now)}`)
+          : "–",
+      ),
+    ),
+    h("tr", { class: "detail-row", hidden: !open }, h("td", { colspan: "9", id: panelId }, open ? details(d, i, ctx) : null)),
+  );
+}
+
+/** @param {any} d @param {any} i @param {ViewCtx} ctx */
+function details(d, i, ctx) {
+  const key = instKey(d.id, i.id);
+  const hl = i.health;
+  const timeline = ctx.timelines.get(key);
+  const history = ctx.histories.get(key);
+  const c = i.last_check;
+  const btn = (/** @type {string} */ text, /** @type {string} */ k, /** @type {() => void} */ f, cls = "btn") => h("button", { type: "button", class: cls, dataset: { key: `${k}:${key}` }, onclick: f }, text);
+  const migrating = d.migrations.some((/** @type {any} */ m) => !finished(m) && (m.from_instance === i.id || m.to_instance === i.id));
+  return h(
+    "div",
+    { class: "detail", role: "region", "aria-label": `Instance ${i.id} details` },
+    h(
+      "div",
+      { class: "detail-facts" },
+      h(
+        "dl",
+        {},
+        h("dt", {}, "Endpoint"),
+        h("dd", {}, h("code", {}, i.url), i.address ? h("span", { class: "sub" }, ` → ${i.address}`) : null),
+        h("dt", {}, "Connectivity test"),
+        h("dd", { class: c ? (c.ok ? "probe-ok" : "probe-bad") : "" }, checkText(c), c ? h("span", { class: "sub" }, ` ${clock(c.checked_at)}`) : null),
+        h("dt", {}, "Health"),
+        h(
+          "dd",
+          {},
+          hl
+            ? `${hl.consecutive_successes} passed / ${hl.consecutive_failures} failed in a row` +
+                (hl.reason ? ` · ${/** @type {any} */ (REASON_TEXT)[hl.reason] ?? hl.reason} since ${clock(hl.since)}` : "") +
+                ` · ${hl.requests} requests in ${hl.window_seconds} s`
+            : "–",
+        ),
+        h("dt", {}, "API key"),
+        h("dd", {}, i.has_api_key ? "set (write-only)" : "none"),
+      ),
+      ctx.admin
+        ? h(
+            "div",
+            { class: "detail-actions", role: "group", "aria-label": `Actions for instance ${i.id}` },
+            btn("Edit instance", "edit", () => ctx.on.editInstance(d, i)),
+            i.state === "active" || i.state === "ejected" ? btn("Change endpoint", "migrate", () => ctx.on.migrate(d, i)) : null,
+            i.state === "unreachable" ? btn("Test again", "retest", () => ctx.on.retest(d, i)) : null,
+            migrating ? null : btn("Remove", "remove", () => ctx.on.removeInstance(d, i), "btn btn-danger-quiet"),
+          )
+        : null,
+    ),
+    h(
+      "div",
+      { class: "detail-panels" },
+      h(
+        "section",
+        { class: "panel", "aria-label": "Latency and errors" },
+        h("h3", {}, "Latency and errors"),
+        history ? (history.error ? h("p", { class: "muted" }, history.error) : historyChart(history, `Instance ${i.id}`)) : h("p", { class: "muted" }, "Loading…"),
+      ),
+      h(
+        "section",
+        { class: "panel", "aria-label": "Event timeline" },
+        h("h3", {}, "Event timeline"),
+        timelineList(timeline),
+      ),
+    ),
+  );
+}
+
+/** @param {any[] | { error: string } | undefined} t */
+function timelineList(t) {
+  if (t === undefined) return h("p", { class: "muted" }, "Loading…");
+  if (!Array.isArray(t)) return h("p", { class: "muted" }, t.error);
+  if (t.length === 0) return h("p", { class: "muted" }, "No events yet: probe results are recorded when they change.");
+  return h(
+    "ol",
+    { class: "timeline" },
+    t.map((e) => {
+      const [text, tone] = /** @type {any} */ (EVENT_TEXT)[e.type] ?? [e.type, ""];
+      return h(
+        "li",
+        { class: `tl tl-${tone}`, dataset: { type: e.type } },
+        h("time", { datetime: e.at }, clock(e.at)),
+        h("span", { class: "tl-type" }, text),
+        h("span", { class: "tl-why" }, explain(e)),
+      );
+    }),
+  );
+}
+
+/** @param {any} m */
+export const finished = (m) => m.phase === "succeeded" || m.phase === "rolled_back";
+
+const STEPS = [
+  ["testing", "Connectivity test"],
+  ["health_checking", "Health checks"],
+  ["draining", "Switch & drain"],
+  ["succeeded", "Done"],
+];
+
+/** Running migrations, and the last finished one for a while. @param {any} d @param {ViewCtx} ctx */
+function migrations(d, ctx) {
+  const running = d.migrations.filter((/** @type {any} */ m) => !finished(m));
+  const done = d.migrations.filter((/** @type {any} */ m) => finished(m) && m.finished_at && ctx.now - Date.parse(m.finished_at) < 30 * 60_000);
+  const show = [...running, ...done.slice(-1)];
+  if (show.length === 0) return null;
+  return h(
+    "div",
+    { class: "migrations" },
+    show.map((m) => {
+      const idx = m.phase === "rolled_back" ? -1 : STEPS.findIndex(([p]) => p === m.phase);
+      return h(
+        "section",
+        { class: `migration mig-${m.phase}`, "aria-label": `Endpoint change of ${m.from_instance}` },
+        h(
+          "p",
+          { class: "mig-title" },
+          h("strong", {}, `Endpoint change of ${m.from_instance}`),
+          " → ",
+          h("code", {}, m.url),
+          h("span", { class: "sub" }, ` as ${m.to_instance}`),
+        ),
+        m.phase === "rolled_back"
+          ? h("p", { class: "mig-result bad" }, `Rolled back ${m.finished_at ? clock(m.finished_at) : ""}: ${m.error?.message ?? "failed"}. ${m.from_instance} kept serving throughout.`)
+          : h(
+              "ol",
+              { class: "steps" },
+              STEPS.map(([p, text], k) =>
+                h(
+                  "li",
+                  { class: k < idx || m.phase === "succeeded" ? "step done" : k === idx ? "step current" : "step", "aria-current": k === idx && m.phase !== "succeeded" ? "step" : null },
+                  p === "health_checking" && (m.phase === "health_checking" || k < idx) ? `${text} ${m.consecutive_successes}/${m.required_successes}` : text,
+                ),
+              ),
+            ),
+        m.phase === "succeeded" ? h("p", { class: "mig-result good" }, `Succeeded ${clock(m.finished_at)}: ${m.to_instance} took over, ${m.from_instance} was drained and removed.`) : null,
+      );
+    }),
+  );
+}

@@ -1,0 +1,354 @@
+/**
+ * The dashboard (/ui) in headless Chromium (Debian's `chromium`, driven by playwright-core), against a
+ * real control replica, Redis and mock model instances:
+ *   - admin at laptop width: create a deployment through the form and see each instance's connectivity
+ *     result; stop one instance's upstream → it is shown ejected (live, no reload) with the timeline
+ *     entry; start it again → back in rotation; then scale up, edit a weight, change an endpoint (a
+ *     rolling migration: progress, success; and one rolled back), remove an instance, delete the
+ *     deployment with confirmation;
+ *   - keyboard: the main actions are reachable with Tab and work with Enter; dialogs take focus, Escape
+ *     closes them and focus returns;
+ *   - phone width (390 px): no horizontal overflow;
+ *   - viewer token: the same data, no action buttons.
+ * A small loop plays the gateway's part for the chart (telemetry batches, contract 3, with the plugin
+ * token). Screenshots: test/ui/artifacts/*.png. Waits are conditions, never fixed sleeps.
+ *
+ * Skipped, with a message, when Chromium is not installed (CHROMIUM_BIN overrides /usr/bin/chromium).
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { LATENCY_BUCKETS_MS } from "../../control/contracts/telemetry.js";
+import { ADMIN, PLUGIN, VIEWER, registerModel, startReplica, waitFor, withRedis, type Replica } from "../control/harness.js";
+import { closedPortUrl, startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import type { RedisServer } from "../support/redis.js";
+
+const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
+const ARTIFACTS = fileURLToPath(new URL("./artifacts/", import.meta.url));
+const skip = existsSync(CHROMIUM) ? false : `Chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_BIN): dashboard browser test skipped`;
+// Skipped, not failed, on a machine without Chromium (counted as skipped in the runner's summary).
+if (skip) test("dashboard in headless Chromium", { skip }, () => undefined);
+
+const T = 15_000; // upper bound of any single wait
+
+if (!skip) describe("dashboard in headless Chromium", () => {
+  let redis: RedisServer;
+  let control: Replica;
+  let browser: Browser;
+  const mocks: MockOpenAI[] = [];
+  let m1: MockOpenAI, m2: MockOpenAI, m3: MockOpenAI, m4: MockOpenAI;
+  const pageErrors: string[] = [];
+  let reporting = true;
+  let reporter: Promise<void> = Promise.resolve();
+
+  before(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    redis = await withRedis();
+    control = await startReplica(redis.url, { TELEMETRY_BUCKET_MS: "2000", EVENTS_HEARTBEAT_MS: "1000", LOG_LEVEL: "warn" });
+    for (let k = 0; k < 4; k++) mocks.push(await startMockOpenAI({ model: "llama-3.1-8b", latencyMs: 2 + k }));
+    [m1, m2, m3, m4] = mocks as [MockOpenAI, MockOpenAI, MockOpenAI, MockOpenAI];
+    await registerModel(control.api, "llama-3.1-8b", { display_name: "Llama 3.1 8B Instruct", aliases: ["llama"] });
+    await registerModel(control.api, "qwen-2.5-7b", { display_name: "Qwen 2.5 7B" });
+    const { chromium } = await import("playwright-core");
+    // playwright's launch() runs Chromium with a fresh temporary profile (its --user-data-dir), removed on close.
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    reporter = reportTelemetry();
+  });
+
+  after(async () => {
+    reporting = false;
+    await reporter;
+    await browser?.close();
+    await control?.stop();
+    for (const m of mocks) await m.close();
+    await redis?.close();
+  });
+
+  /** Plays the gateway's part: a telemetry batch every 250 ms for the llama-prod instances whose upstream is up. */
+  async function reportTelemetry(): Promise<void> {
+    let seq = 0;
+    while (reporting) {
+      const r = await control.api("GET", "/v1/routing-table", { token: PLUGIN });
+      const dep = r.body?.deployments?.find((d: { id: string }) => d.id === "llama-prod");
+      if (dep) {
+        const instances = dep.instances.map((i: { id: string; address: string }) => {
+          const m = mocks.find((x) => x.url.includes(`:${i.address.split(":")[1]}/`));
+          const up = m !== undefined && isUp(m);
+          const n = 20;
+          const buckets = new Array(LATENCY_BUCKETS_MS.length + 1).fill(0);
+          if (up) {
+            buckets[3] = 14; // ≤ 50 ms
+            buckets[4] = 5; // ≤ 100 ms
+            buckets[5] = 1; // ≤ 250 ms
+          }
+          return { deployment: "llama-prod", instance: i.id, address: i.address, requests: n, upstream_5xx: 0, connect_failures: up ? 0 : n, latency_ms_buckets: buckets, latency_ms_sum: up ? 1200 : 0 };
+        });
+        const now = Date.now();
+        await control.api("POST", "/v1/telemetry", { token: PLUGIN, body: { schema: 1, source: "ui-test-envoy", seq: ++seq, table_version: r.body.version, start_ms: now - 250, end_ms: now, instances } });
+      }
+      await new Promise((res) => setTimeout(res, 250));
+    }
+  }
+  const down = new Set<MockOpenAI>();
+  const isUp = (m: MockOpenAI) => !down.has(m);
+
+  async function open(width: number, height: number, token: string): Promise<{ ctx: BrowserContext; page: Page }> {
+    const ctx = await browser.newContext({ viewport: { width, height }, reducedMotion: "reduce" });
+    const page = await ctx.newPage();
+    page.on("console", (m) => {
+      if (m.type() === "error" && !/status of 4\d\d/.test(m.text())) pageErrors.push(m.text());
+    });
+    page.on("pageerror", (e) => pageErrors.push(String(e)));
+    const r = await page.goto(`${control.url}/ui/`);
+    assert.equal(r?.status(), 200);
+    assert.match(r?.headers()["content-security-policy"] ?? "", /script-src 'self'/);
+    await page.getByLabel("API token").fill(token);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.locator('#live[data-state="live"]').waitFor({ timeout: T });
+    return { ctx, page };
+  }
+
+  const instanceOf = async (dep: string, url: string): Promise<string> => {
+    const r = await control.api("GET", `/v1/deployments/${dep}`);
+    const i = r.body.instances.find((x: { url: string }) => x.url === url);
+    assert.ok(i, `instance with ${url}`);
+    return i.id;
+  };
+  const row = (page: Page, dep: string, inst: string) => page.locator(`#dep-${dep} tbody[data-instance="${inst}"]`);
+
+  test("admin at laptop width: create, see connectivity results, an ejection and the return, live", async () => {
+    const { ctx, page } = await open(1280, 900, ADMIN);
+    await page.getByText("No deployments yet").waitFor({ timeout: T });
+
+    await page.getByRole("button", { name: "New deployment" }).click();
+    const dlg = page.getByRole("dialog", { name: "New deployment" });
+    await dlg.getByLabel("Model").selectOption({ label: "llama-3.1-8b — Llama 3.1 8B Instruct" });
+    await dlg.getByLabel("Deployment id").fill("llama-prod");
+    await dlg.getByLabel("Strategy").selectOption("weighted_round_robin");
+    const i1 = dlg.getByRole("group", { name: "Instance 1" });
+    await i1.getByLabel("URL").fill(m1.url);
+    await i1.getByLabel("Weight").fill("3");
+    await i1.getByLabel("Region").fill("eu-west");
+    await i1.getByLabel("GPUs").fill("1");
+    await i1.getByLabel("GPU memory (GB)").fill("80");
+    await dlg.getByRole("button", { name: "Add another instance" }).click();
+    const i2 = dlg.getByRole("group", { name: "Instance 2" });
+    await i2.getByLabel("URL").fill(m2.url);
+    await i2.getByLabel("Tier").fill("1");
+    await i2.getByLabel("Region").fill("eu-central");
+    await i2.getByLabel("GPUs").fill("2");
+    await i2.getByLabel("GPU memory (GB)").fill("24");
+    await dlg.getByText("Health checks and thresholds").click();
+    await dlg.getByLabel("Probe every (s)").fill("0.2");
+    await dlg.getByLabel("Probe timeout (s)").fill("0.5");
+    await dlg.getByLabel("Eject after failures").fill("2");
+    await dlg.getByLabel("Re-add after successes").fill("2");
+    await dlg.getByRole("button", { name: "Create deployment" }).click();
+
+    // Each instance's connectivity result, as it completes.
+    await dlg.getByText("Deployment llama-prod created.").waitFor({ timeout: T });
+    await waitFor(async () => (await dlg.locator(".result-active").count()) === 2, T, "two connectivity results");
+    const results = await dlg.locator(".result-text").allTextContents();
+    assert.equal(results.length, 2);
+    for (const t of results) assert.match(t, /^Connected · vLLM · \d+ ms$/);
+    await page.screenshot({ path: `${ARTIFACTS}create-results-laptop.png` });
+    await dlg.getByRole("button", { name: "Done" }).click();
+    await dlg.waitFor({ state: "detached", timeout: T });
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), "New deployment", "focus returns to the opener");
+
+    const a = await instanceOf("llama-prod", m1.url);
+    const b = await instanceOf("llama-prod", m2.url);
+    const card = page.locator("#dep-llama-prod");
+    await card.getByRole("heading", { name: /Llama 3\.1 8B Instruct/ }).waitFor({ timeout: T });
+    await row(page, "llama-prod", a).locator('[data-label="State"]', { hasText: "Active" }).waitFor({ timeout: T });
+    const cells = await row(page, "llama-prod", a).locator(".inst-row td").allTextContents();
+    assert.deepEqual(cells.slice(1, 6), ["Active", "3", "0", "eu-west", "1 × 80 GB"]);
+    // P95, error rate and last probe come with the list (telemetry from the reporter, probes by the prober).
+    await waitFor(async () => /ms$/.test((await row(page, "llama-prod", a).locator('[data-label="P95"]').textContent()) ?? ""), T, "P95 shown");
+    assert.match((await row(page, "llama-prod", a).locator('[data-label="Last probe"]').textContent()) ?? "", /^ok · /);
+    await row(page, "llama-prod", a).getByRole("button", { name: `Details of instance ${a}` }).click();
+    await row(page, "llama-prod", a).locator(".chart svg path.c-p95").waitFor({ state: "attached", timeout: T });
+    await waitFor(async () => ((await row(page, "llama-prod", a).locator("path.c-p95").getAttribute("d")) ?? "").includes("L"), T, "a P95 line with at least two buckets");
+    await page.screenshot({ path: `${ARTIFACTS}dashboard-laptop.png`, fullPage: true });
+
+    // Stop the first instance's upstream: ejected, shown without a reload.
+    down.add(m1);
+    await m1.stop();
+    await row(page, "llama-prod", a).locator('[data-label="State"]', { hasText: "Ejected" }).waitFor({ timeout: T });
+    await row(page, "llama-prod", a).locator('.timeline li[data-type="ejected"]').waitFor({ timeout: T });
+    const why = await row(page, "llama-prod", a).locator('.timeline li[data-type="ejected"] .tl-why').first().textContent();
+    assert.match(why ?? "", /2 consecutive probes failed \(last: refused\)/);
+    assert.equal(await row(page, "llama-prod", b).getAttribute("data-state"), "active");
+    await waitFor(async () => (await row(page, "llama-prod", a).locator("rect.c-err").count()) > 0, T, "error bars in the chart");
+    await page.locator("#summary", { hasText: "1 ejected" }).waitFor({ timeout: T });
+    await page.screenshot({ path: `${ARTIFACTS}ejected-laptop.png`, fullPage: true });
+
+    // Start it again: back in rotation, with the timeline entry.
+    await m1.start();
+    down.delete(m1);
+    await row(page, "llama-prod", a).locator('[data-label="State"]', { hasText: "Active" }).waitFor({ timeout: T });
+    await row(page, "llama-prod", a).locator('.timeline li[data-type="readmitted"]').waitFor({ timeout: T });
+    const types = await row(page, "llama-prod", a).locator(".timeline li").evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.type));
+    assert.deepEqual(types.slice(0, 4), ["readmitted", "probe_passed", "ejected", "probe_failed"], "newest first");
+    await ctx.close();
+  });
+
+  test("admin: scale up, edit a weight, change an endpoint (success and rollback), remove an instance", async () => {
+    const { ctx, page } = await open(1280, 900, ADMIN);
+    const card = page.locator("#dep-llama-prod");
+    await card.waitFor({ timeout: T });
+
+    // Scale up.
+    await card.getByRole("button", { name: "Add instance" }).click();
+    const add = page.getByRole("dialog", { name: /Add an instance/ });
+    await add.getByLabel("URL").fill(m3.url);
+    await add.getByLabel("Region").fill("us-east");
+    await add.getByRole("button", { name: "Add instance" }).click();
+    await add.locator(".result-active", { hasText: "Connected" }).waitFor({ timeout: T });
+    await add.getByRole("button", { name: "Done" }).click();
+    const c = await instanceOf("llama-prod", m3.url);
+    await row(page, "llama-prod", c).waitFor({ timeout: T });
+
+    // Weight.
+    await row(page, "llama-prod", c).getByRole("button", { name: `Details of instance ${c}` }).click();
+    await row(page, "llama-prod", c).getByRole("button", { name: "Edit instance" }).click();
+    const edit = page.getByRole("dialog", { name: `Edit instance ${c}` });
+    await edit.getByLabel("Weight").fill("5");
+    await edit.getByLabel("API key").fill("sk-ui-test-key");
+    await edit.getByRole("button", { name: "Save" }).click();
+    await edit.waitFor({ state: "detached", timeout: T });
+    await row(page, "llama-prod", c).locator('[data-label="Weight"]', { hasText: "5" }).waitFor({ timeout: T });
+    await row(page, "llama-prod", c).getByText("set (write-only)").waitFor({ timeout: T });
+    const stored = (await control.api("GET", `/v1/deployments/llama-prod/instances/${c}`)).body;
+    assert.deepEqual([stored.weight, stored.has_api_key], [5, true]);
+
+    // Change an endpoint: progress, then success.
+    const b = await instanceOf("llama-prod", m2.url);
+    await row(page, "llama-prod", b).getByRole("button", { name: `Details of instance ${b}` }).click();
+    await row(page, "llama-prod", b).getByRole("button", { name: "Change endpoint" }).click();
+    const mig = page.getByRole("dialog", { name: `Change the endpoint of ${b}` });
+    await mig.getByLabel("New URL").fill(m4.url);
+    await mig.getByLabel("Drain timeout (s)").fill("1");
+    await mig.getByRole("button", { name: "Start endpoint change" }).click();
+    await mig.waitFor({ state: "detached", timeout: T });
+    const progress = card.locator(".migration");
+    await progress.locator(".step").first().waitFor({ timeout: T });
+    await card.locator(".migration .mig-result.good", { hasText: "Succeeded" }).waitFor({ timeout: T });
+    await row(page, "llama-prod", b).waitFor({ state: "detached", timeout: T });
+    const b2 = await instanceOf("llama-prod", m4.url);
+    await row(page, "llama-prod", b2).locator('[data-label="State"]', { hasText: "Active" }).waitFor({ timeout: T });
+
+    // A change to an endpoint that refuses connections rolls back; the old instance keeps serving.
+    await row(page, "llama-prod", c).getByRole("button", { name: "Change endpoint" }).click();
+    const bad = page.getByRole("dialog", { name: `Change the endpoint of ${c}` });
+    await bad.getByLabel("New URL").fill(await closedPortUrl());
+    await bad.getByRole("button", { name: "Start endpoint change" }).click();
+    await card.locator(".migration .mig-result.bad", { hasText: "Rolled back" }).waitFor({ timeout: T });
+    assert.equal(await row(page, "llama-prod", c).getAttribute("data-state"), "active");
+    await page.screenshot({ path: `${ARTIFACTS}migration-laptop.png`, fullPage: true });
+
+    // A field error from the API is shown at its field.
+    await card.getByRole("button", { name: "Add instance" }).click();
+    const invalid = page.getByRole("dialog", { name: /Add an instance/ });
+    await invalid.getByLabel("URL").fill("ftp://nowhere");
+    await invalid.getByRole("button", { name: "Add instance" }).click();
+    await invalid.locator('input[aria-invalid="true"]').waitFor({ timeout: T });
+    assert.match((await invalid.locator(".field-error").first().textContent()) ?? "", /scheme must be http or https/);
+    await invalid.getByRole("button", { name: "Cancel" }).click();
+
+    // Scale down, with confirmation.
+    await row(page, "llama-prod", c).getByRole("button", { name: "Remove" }).click();
+    const confirm = page.getByRole("dialog", { name: `Remove instance ${c}?` });
+    await confirm.getByRole("button", { name: "Remove instance" }).click();
+    await row(page, "llama-prod", c).waitFor({ state: "detached", timeout: T });
+    assert.equal((await control.api("GET", `/v1/deployments/llama-prod/instances/${c}`)).status, 404);
+    await ctx.close();
+  });
+
+  test("keyboard: main actions reachable with Tab, dialogs take focus and give it back", async () => {
+    const { ctx, page } = await open(1280, 900, ADMIN);
+    await page.locator("#dep-llama-prod").waitFor({ timeout: T });
+    await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
+    const seen: string[] = [];
+    for (let k = 0; k < 40; k++) {
+      await page.keyboard.press("Tab");
+      seen.push(await page.evaluate(() => (document.activeElement?.textContent ?? "").replace(/\s+/g, " ").trim()));
+    }
+    for (const name of ["Skip to content", "Sign out", "New deployment", "Add instance", "Settings", "Delete"]) assert.ok(seen.includes(name), `${name} reachable by Tab (saw ${seen.join(" | ")})`);
+    assert.ok(seen.some((s) => s.startsWith("Details of instance")), "instance details reachable");
+
+    // Enter opens a disclosure.
+    const disclosure = page.locator("#dep-llama-prod .disclosure").first();
+    await disclosure.focus();
+    await page.keyboard.press("Enter");
+    await page.locator("#dep-llama-prod .disclosure[aria-expanded=true]").first().waitFor({ timeout: T });
+
+    // Enter on Delete opens the confirmation with focus inside; Escape closes it, focus returns, nothing deleted.
+    await page.locator("#dep-llama-prod").getByRole("button", { name: "Delete" }).focus();
+    await page.keyboard.press("Enter");
+    const dlg = page.getByRole("dialog", { name: "Delete deployment llama-prod?" });
+    await dlg.waitFor({ timeout: T });
+    assert.ok(await dlg.evaluate((d) => d.contains(document.activeElement)), "focus moved into the dialog");
+    await page.keyboard.press("Escape");
+    await dlg.waitFor({ state: "detached", timeout: T });
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Delete");
+    assert.equal((await control.api("GET", "/v1/deployments/llama-prod")).status, 200);
+    await ctx.close();
+  });
+
+  test("phone width (390 px): no horizontal overflow", async () => {
+    const { ctx, page } = await open(390, 844, ADMIN);
+    await page.locator("#dep-llama-prod").waitFor({ timeout: T });
+    const a = await instanceOf("llama-prod", m1.url);
+    await row(page, "llama-prod", a).getByRole("button", { name: `Details of instance ${a}` }).click();
+    await row(page, "llama-prod", a).locator(".timeline li").first().waitFor({ timeout: T });
+    await row(page, "llama-prod", a).locator(".chart svg").waitFor({ timeout: T });
+    const overflow = await page.evaluate(() => ({ doc: document.documentElement.scrollWidth, body: document.body.scrollWidth, vw: window.innerWidth }));
+    assert.ok(overflow.doc <= overflow.vw && overflow.body <= overflow.vw, `no horizontal overflow: ${JSON.stringify(overflow)}`);
+    await page.screenshot({ path: `${ARTIFACTS}dashboard-phone.png`, fullPage: true });
+    // The create form fits too.
+    await page.getByRole("button", { name: "New deployment" }).click();
+    const dlg = page.getByRole("dialog", { name: "New deployment" });
+    await dlg.waitFor({ timeout: T });
+    const wide = await dlg.evaluate((d) => d.getBoundingClientRect().right <= window.innerWidth && d.scrollWidth <= d.clientWidth);
+    assert.ok(wide, "the dialog fits the screen");
+    await page.screenshot({ path: `${ARTIFACTS}create-phone.png` });
+    await page.keyboard.press("Escape");
+    await ctx.close();
+  });
+
+  test("viewer token: the same data, read-only (no actions)", async () => {
+    const { ctx, page } = await open(1280, 900, VIEWER);
+    await page.locator("#dep-llama-prod").waitFor({ timeout: T });
+    await page.getByText("Read-only: signed in with a viewer token.").waitFor({ timeout: T });
+    const a = await instanceOf("llama-prod", m1.url);
+    await row(page, "llama-prod", a).getByRole("button", { name: `Details of instance ${a}` }).click();
+    await row(page, "llama-prod", a).locator(".timeline li").first().waitFor({ timeout: T });
+    const actions = page.getByRole("button", { name: /^(New deployment|Add instance|Settings|Delete|Remove|Change endpoint|Edit instance|Test again)$/ });
+    assert.equal(await actions.count(), 0);
+    await page.screenshot({ path: `${ARTIFACTS}viewer-laptop.png`, fullPage: true });
+    await ctx.close();
+  });
+
+  test("admin: delete the deployment with confirmation; every open page follows", async () => {
+    const viewer = await open(1280, 900, VIEWER);
+    await viewer.page.locator("#dep-llama-prod").waitFor({ timeout: T });
+    const { ctx, page } = await open(1280, 900, ADMIN);
+    await page.locator("#dep-llama-prod").getByRole("button", { name: "Delete" }).click();
+    const dlg = page.getByRole("dialog", { name: "Delete deployment llama-prod?" });
+    await dlg.getByRole("button", { name: "Delete deployment" }).click();
+    await page.locator("#dep-llama-prod").waitFor({ state: "detached", timeout: T });
+    await page.getByText("No deployments yet").waitFor({ timeout: T });
+    await viewer.page.locator("#dep-llama-prod").waitFor({ state: "detached", timeout: T });
+    assert.equal((await control.api("GET", "/v1/deployments/llama-prod")).status, 404);
+    await ctx.close();
+    await viewer.ctx.close();
+    assert.deepEqual(pageErrors, [], "no script errors or CSP violations in any page");
+  });
+});
