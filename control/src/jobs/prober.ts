@@ -36,6 +36,46 @@ import type { Lease, LeaseStore } from "./lease-store.js";
 const PROBED = new Set(["active", "ejected"]);
 const hasProbed = (d: Deployment) => d.instances.some((i) => PROBED.has(i.state));
 
+/**
+ * Where in the interval an instance's probes fall, as a fraction of it: a hash of the deployment and
+ * instance ids. A replica that takes deployments over (its start, a restart, another replica's crash)
+ * starts each instance at its own phase instead of all at once, so the probes of a large fleet spread
+ * over the interval instead of leaving in one burst every interval (10k connections at once stall the
+ * event loop past the probe timeout). Any replica gives an instance the same phase.
+ */
+export function probePhase(deploymentId: string, instanceId: string): number {
+  const s = `${deploymentId}/${instanceId}`;
+  let h = 0x811c9dc5; // FNV-1a, then murmur3's finaliser so that ids differing in a last digit land far apart
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return ((h ^ (h >>> 16)) >>> 0) / 2 ** 32;
+}
+
+/** The first moment at or after `now` on the grid phase·interval + k·interval. */
+const onGrid = (phase: number, intervalMs: number, now: number) => now + ((((phase * intervalMs - now) % intervalMs) + intervalMs) % intervalMs);
+
+/**
+ * Listing reads and parses every deployment document (for 10k instances about 6 MB and 150 ms, on every
+ * tick): for a fleet of LIST_REUSE_MIN_INSTANCES or more, the list is reused by the ticks that come within
+ * LIST_COST_FACTOR times its last duration (at most LIST_MAX_AGE_MS), so listing takes about a tenth of the
+ * process at most, whatever the fleet's size. Changes made elsewhere (new instances, settings, removals)
+ * reach the prober that much later; its own verdicts at once. A smaller fleet is listed on every tick.
+ */
+const LIST_REUSE_MIN_INSTANCES = 1_000;
+const LIST_COST_FACTOR = 10;
+const LIST_MAX_AGE_MS = 5_000;
+
+/**
+ * At most this many probes in flight in one replica. A prober short of CPU (10k instances at N = 5 s on one
+ * core) otherwise keeps starting probes it cannot finish: thousands of open sockets, an event loop late by
+ * more than the probe timeout, healthy instances failing their probes and ejected, a heap of a gigabyte.
+ * Past the cap, due probes wait for a later tick (the probes fall behind, and a warning says so); a probe
+ * that starts is read in time.
+ */
+export const MAX_PROBES_IN_FLIGHT = 1_000;
+const BEHIND_WARN_EVERY_MS = 30_000;
+
 export interface ProberMetrics {
   probe(deployment: string, instance: string, kind: string, ok: boolean, seconds: number): void;
   verdict(deployment: string, instance: string, to: "active" | "ejected", reason: string): void;
@@ -84,6 +124,50 @@ export function createProber(deps: {
   let stopped = false;
   let timer: NodeJS.Timeout | null = null;
   let renewTimer: NodeJS.Timeout | null = null;
+  let listed: { at: number; ms: number; deployments: Deployment[]; instances: number } | null = null;
+  let listing: Promise<Deployment[]> | null = null;
+  /** Bumped by each verdict this replica writes: a list started before it is not reused. */
+  let wrote = 0;
+  let inFlight = 0;
+  /** Due probes put off for the cap since the last warning. */
+  let deferred = 0;
+  let behindWarnedAt = 0;
+  /**
+   * Upstream API keys of the held deployments' instances, read once instead of on every probe (a Redis round
+   * trip each): valid while the instance's document is unchanged (a key change through the API rewrites it).
+   */
+  const apiKeys = new Map<string, Map<string, { stamp: string; key: string | null }>>();
+
+  async function apiKeyOf(d: Deployment, inst: Instance): Promise<string | null> {
+    const stamp = `${inst.created_at}|${inst.updated_at}|${inst.has_api_key}`;
+    const m = apiKeys.get(d.id) ?? new Map<string, { stamp: string; key: string | null }>();
+    apiKeys.set(d.id, m);
+    const hit = m.get(inst.id);
+    if (hit?.stamp === stamp) return hit.key;
+    const key = await store.getApiKey(d.id, inst.id);
+    m.set(inst.id, { stamp, key });
+    return key;
+  }
+
+  /** The deployments as last listed while that is recent enough (see LIST_COST_FACTOR); one list in flight at a time. */
+  function listDeployments(): Promise<Deployment[]> {
+    if (listed && listed.instances >= LIST_REUSE_MIN_INSTANCES && performance.now() - listed.at < Math.min(LIST_MAX_AGE_MS, LIST_COST_FACTOR * listed.ms)) {
+      return Promise.resolve(listed.deployments);
+    }
+    listing ??= (async () => {
+      const t0 = performance.now();
+      const gen = wrote;
+      try {
+        const deployments = await store.list();
+        const instances = deployments.reduce((n, d) => n + d.instances.length, 0);
+        listed = { at: gen === wrote ? t0 : -Infinity, ms: performance.now() - t0, deployments, instances };
+        return deployments;
+      } finally {
+        listing = null;
+      }
+    })();
+    return listing;
+  }
 
   const mine = (id: string, h: Held) => !stopped && held.get(id) === h && Date.now() < h.validUntil;
 
@@ -95,28 +179,37 @@ export function createProber(deps: {
   /** active ⇄ ejected, only from the state we saw (a concurrent change wins). True when written. */
   async function setState(d: Deployment, instanceId: string, from: "active" | "ejected", to: "active" | "ejected"): Promise<boolean> {
     let changed = false;
-    await store.update(d.id, (cur) => {
+    const next = await store.update(d.id, (cur) => {
       const inst = cur.instances.find((i) => i.id === instanceId);
       if (!inst || inst.state !== from) return null;
       changed = true;
       const at = new Date().toISOString();
       return { next: { ...cur, revision: cur.revision + 1, updated_at: at, instances: cur.instances.map((i) => (i.id === instanceId ? { ...i, state: to, updated_at: at } : i)) } };
     });
+    // A reused list must not keep the old state (a re-admission would wait for the next list).
+    if (changed) {
+      wrote++;
+      if (listed) listed = { ...listed, deployments: listed.deployments.map((x) => (x.id === next.id ? next : x)) };
+    }
     return changed;
   }
 
   async function verdict(d: Deployment, inst: Instance, st: ProbeState, to: "active" | "ejected", reason: string, evidence: Record<string, unknown>): Promise<boolean> {
     const from = to === "active" ? "ejected" : "active";
-    if (!(await setState(d, inst.id, from, to))) return false;
     const now = Date.now();
+    // Thresholds judge only traffic after re-admission: set before the write (which waits for this replica's
+    // table), or an evaluation running meanwhile sees the instance active with its old traffic and ejects it again.
+    const since = st.traffic_since_ms;
+    if (to === "active") st.traffic_since_ms = now;
+    if (!(await setState(d, inst.id, from, to))) {
+      st.traffic_since_ms = since;
+      return false;
+    }
     st.reason = reason;
     st.since = new Date(now).toISOString();
     st.crossed = [];
     if (to === "ejected") st.successes = 0; // re-admission needs `healthy_threshold` fresh successes
-    else {
-      st.failures = 0;
-      st.traffic_since_ms = now; // thresholds judge only traffic after re-admission
-    }
+    else st.failures = 0;
     deps.metrics?.verdict(d.id, inst.id, to, reason);
     log.info("health verdict", { deployment: d.id, instance: inst.id, state: to, reason });
     await event(d, inst.id, to === "ejected" ? "ejected" : "readmitted", reason, to, evidence);
@@ -127,7 +220,7 @@ export function createProber(deps: {
     const hc = d.health_check;
     const completion = hc.completion_every > 0 && model !== null && (st.broken || (st.probes + 1) % hc.completion_every === 0);
     const kind = completion ? "completion" : hc.probe;
-    const apiKey = await store.getApiKey(d.id, inst.id);
+    const apiKey = await apiKeyOf(d, inst);
     const opts = { timeoutMs: hc.timeout_seconds * 1000, apiKey, signal: abort.signal };
     const t0 = performance.now();
     const r: ProbeOutcome = completion
@@ -237,8 +330,10 @@ export function createProber(deps: {
     nextAt.set(d.id, times);
     const flying = inflight.get(d.id) ?? new Set<string>();
     inflight.set(d.id, flying);
-    const due = d.instances.filter((i) => PROBED.has(i.state) && !flying.has(i.id) && (times.get(i.id) ?? 0) <= now);
     const hc = d.health_check;
+    // An instance new to this replica starts at its phase (probePhase), not now.
+    for (const i of d.instances) if (PROBED.has(i.state) && !times.has(i.id)) times.set(i.id, onGrid(probePhase(d.id, i.id), hc.interval_seconds * 1000, now));
+    const due = d.instances.filter((i) => PROBED.has(i.state) && !flying.has(i.id) && (times.get(i.id) ?? 0) <= now);
     const thresholds = hc.max_error_rate !== null || hc.max_p95_ms !== null;
     const evalDue = thresholds && now >= (nextEval.get(d.id) ?? 0);
     if (due.length === 0 && !evalDue) return;
@@ -246,6 +341,11 @@ export function createProber(deps: {
     if (due.length > 0) {
       const model = hc.completion_every > 0 ? await deps.models.get(d.model_id) : null;
       for (const inst of due) {
+        if (inFlight >= MAX_PROBES_IN_FLIGHT) {
+          deferred++; // still due: a later tick starts it
+          continue;
+        }
+        inFlight++;
         const st = states.get(inst.id) ?? newProbeState();
         states.set(inst.id, st);
         flying.add(inst.id);
@@ -257,7 +357,10 @@ export function createProber(deps: {
           .catch((e: unknown) => {
             if (!abort.signal.aborted) log.debug("probe failed to run", { deployment: d.id, instance: inst.id, ...errorFields(e) });
           })
-          .finally(() => flying.delete(inst.id));
+          .finally(() => {
+            flying.delete(inst.id);
+            inFlight--;
+          });
       }
     }
     if (evalDue && mine(d.id, h)) {
@@ -273,6 +376,7 @@ export function createProber(deps: {
     nextAt.delete(id);
     nextEval.delete(id);
     stateCache.delete(id);
+    apiKeys.delete(id);
     if (h && release) void h.lease.release().catch(() => undefined);
   }
 
@@ -280,7 +384,7 @@ export function createProber(deps: {
     if (stopped) return;
     let deployments: Deployment[];
     try {
-      deployments = await store.list();
+      deployments = await listDeployments();
     } catch {
       return;
     }
@@ -291,8 +395,16 @@ export function createProber(deps: {
       if (!d || !hasProbed(d)) drop(id, true);
     }
     const now = Date.now();
+    if (deferred > 0 && now - behindWarnedAt >= BEHIND_WARN_EVERY_MS) {
+      log.warn("probes falling behind: too many in flight", { deferred, in_flight: inFlight, max_in_flight: MAX_PROBES_IN_FLIGHT });
+      deferred = 0;
+      behindWarnedAt = now;
+    }
     for (const id of [...nextAcquire.keys()]) if (!byId.has(id)) nextAcquire.delete(id);
-    for (const d of deployments) {
+    // From a random deployment on: under the in-flight cap, no deployment is always served last.
+    const first = Math.floor(Math.random() * deployments.length);
+    for (let k = 0; k < deployments.length; k++) {
+      const d = deployments[(first + k) % deployments.length]!;
       if (!hasProbed(d) || busy.has(d.id)) continue;
       let h = held.get(d.id);
       if (h && now >= h.validUntil) {
@@ -328,22 +440,25 @@ export function createProber(deps: {
     }
   }
 
+  // All at once: one after the other, a thousand renewals on a busy process took longer than the lease.
   async function renewAll() {
-    for (const [id, h] of [...held]) {
-      const t0 = Date.now();
-      let ok: boolean;
-      try {
-        ok = await h.lease.renew();
-      } catch {
-        continue; // Redis unreachable: keep acting only until validUntil
-      }
-      if (held.get(id) !== h) continue;
-      if (ok) h.validUntil = t0 + deps.leaseMs;
-      else {
-        log.warn("probe lease lost", { deployment: id });
-        drop(id, false);
-      }
-    }
+    await Promise.all(
+      [...held].map(async ([id, h]) => {
+        const t0 = Date.now();
+        let ok: boolean;
+        try {
+          ok = await h.lease.renew();
+        } catch {
+          return; // Redis unreachable: keep acting only until validUntil
+        }
+        if (held.get(id) !== h) return;
+        if (ok) h.validUntil = t0 + deps.leaseMs;
+        else {
+          log.warn("probe lease lost", { deployment: id });
+          drop(id, false);
+        }
+      }),
+    );
   }
 
   const halt = () => {
