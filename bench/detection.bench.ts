@@ -191,7 +191,7 @@ await bounded(LIMIT_MS, async () => {
   console.log("x-gateway-destination-endpoint no longer lists (re-add: lists again) the instance. failed req: non-200 answers during the phases (the forwarder retries a refused pick on the next listed host).");
   const file = writeResult("detection", {
     bench: "detection", date: new Date().toISOString(), machine, n_seconds: N, timeout_seconds: T, unhealthy_threshold: UNHEALTHY, healthy_threshold: HEALTHY,
-    bounds_ms: { eject: ejectBound, readd: readdBound }, wall_seconds: wall, summary, trials: results,
+    bounds_ms: { eject: ejectBound, readd: readdBound }, wall_seconds: wall, table: { head, rows }, summary, trials: results,
   });
   console.log(`results: ${file}`);
 });

@@ -165,7 +165,7 @@ await bounded(LIMIT_MS, async () => {
   console.log("start→dp table: API call start → the data plane's table-version gauge at the new version (1 ms sampler); violations: later requests of a trial contradicting the change.");
   const file = writeResult("propagation", {
     bench: "propagation", date: new Date().toISOString(), machine, poll_interval_ms: POLL_MS, changes_per_row: CHANGES, wall_seconds: wall,
-    summary, trials,
+    table: { head, rows }, summary, trials,
   });
   console.log(`results: ${file}`);
   const bad = summary.reduce((a, s) => a + (s.violations as number), 0);
