@@ -100,15 +100,9 @@ interface Target {
   pids: number[];
 }
 
-interface Round {
+/** One measured window: the load generator's counts (its raw latencies pooled apart) plus what the bench saw. */
+interface Round extends Omit<RunResult, "latencies"> {
   round: number;
-  durationS: number;
-  ok2xx: number;
-  non2xx: number;
-  statusCodes: Record<string, number>;
-  errors: number;
-  timeouts: number;
-  resets: number;
   rps: number;
   p50: number;
   p90: number;
@@ -120,7 +114,6 @@ interface Round {
   upstreamConnections: number;
   /** CPU ms used during the measured window by the gateway / the mocks / the load generator (null: no /proc). */
   cpu: { gateway: number | null; upstreams: number | null; loadgen: number | null };
-  autocannon: RunResult["autocannon"];
 }
 
 interface Cell {
@@ -273,16 +266,11 @@ await bounded(
           const cpu1 = { gateway: cpuMs(t.pids), upstreams: cpuMs([upstreams.pid]), loadgen: cpuMs([loadgen.pid]) };
           const after = await counts();
           const used = (k: keyof typeof cpu0) => (cpu0[k] !== null && cpu1[k] !== null && (k !== "gateway" || t.pids.length > 0) ? cpu1[k]! - cpu0[k]! : null);
-          const s = res.latencies.sort();
+          const { latencies, ...counted } = res;
+          const s = latencies.sort();
           const round: Round = {
+            ...counted,
             round: r,
-            durationS: res.durationS,
-            ok2xx: res.ok2xx,
-            non2xx: res.non2xx,
-            statusCodes: res.statusCodes,
-            errors: res.errors,
-            timeouts: res.timeouts,
-            resets: res.resets,
             rps: res.ok2xx / res.durationS,
             p50: pctSorted(s, 50),
             p90: pctSorted(s, 90),
@@ -291,7 +279,6 @@ await bounded(
             upstream: after.served.map((x, i) => x - before.served[i]!),
             upstreamConnections: after.connections.reduce((a, x, i) => a + x - before.connections[i]!, 0),
             cpu: { gateway: used("gateway"), upstreams: used("upstreams"), loadgen: used("loadgen") },
-            autocannon: res.autocannon,
           };
           const k = `${t.key}@${c}`;
           const e = raw.get(k) ?? { rounds: [], lat: [] };
