@@ -35,6 +35,8 @@ interface Outcome {
   seconds: number;
   file: string | null;
   result: { date?: string; machine?: Machine; table?: { head: string[]; rows: string[][] } } | null;
+  /** Not run this time (BENCH_ONLY): the newest earlier result. */
+  earlier?: boolean;
 }
 
 function run(b: Bench): Promise<{ code: number | null; seconds: number }> {
@@ -61,10 +63,21 @@ function newestResult(name: string, since: Date): string | null {
   return mine.length > 0 ? `${RESULTS_DIR}${mine[mine.length - 1]}` : null;
 }
 
+/** A bench not run this time: its newest result from an earlier run, if any. */
+function earlier(b: Bench): Outcome | null {
+  const file = newestResult(b.name, new Date(0));
+  if (!file) return null;
+  const result = JSON.parse(readFileSync(file, "utf8")) as Outcome["result"];
+  return { bench: b, code: 0, seconds: NaN, file, result, earlier: true };
+}
+
 export function readmeSection(outcomes: Outcome[], machine: Machine, date: string): string {
   const out: string[] = [START, `Latest \`npm run bench\`: ${date}.`, "", ...machineLines(machine).map((l) => `- ${l}`), ""];
   for (const o of outcomes) {
-    out.push(`**${o.bench.what}** (\`npm run bench:${o.bench.name}\`, ${o.seconds.toFixed(0)} s)`, "");
+    const when = o.earlier
+      ? `not run this time: the result of ${o.result?.date ?? "an earlier run"}${o.result?.machine ? ` on ${o.result.machine.cpu}, ${o.result.machine.cores} cores, load ${o.result.machine.loadStart[0]?.toFixed(2)}` : ""}`
+      : `${o.seconds.toFixed(0)} s`;
+    out.push(`**${o.bench.what}** (\`npm run bench:${o.bench.name}\`, ${when})`, "");
     const t = o.result?.table;
     if (o.code !== 0 || !t) out.push(`Not measured in this run: the bench ${o.code !== 0 ? `exited with ${o.code}` : "wrote no table"}.`, "");
     else out.push(markdownTable(t.head, t.rows), "");
@@ -87,6 +100,8 @@ async function main(): Promise<void> {
     const result = file ? (JSON.parse(readFileSync(file, "utf8")) as Outcome["result"]) : null;
     outcomes.push({ bench: b, code, seconds, file, result });
   }
+  // With BENCH_ONLY, the README keeps the others' newest tables, each marked with its own date.
+  const shown = BENCHES.map((b) => outcomes.find((o) => o.bench === b) ?? earlier(b)).filter((o): o is Outcome => o !== null);
   machineEnd(machine);
   const date = started.toISOString();
   const all = writeResult("all", {
@@ -100,7 +115,7 @@ async function main(): Promise<void> {
     const a = readme.indexOf(START);
     const z = readme.indexOf(END);
     if (a < 0 || z < a) throw new Error(`README.md has no ${START} … ${END} block to replace`);
-    writeFileSync(README, readme.slice(0, a) + readmeSection(outcomes, machine, date) + readme.slice(z + END.length));
+    writeFileSync(README, readme.slice(0, a) + readmeSection(shown, machine, date) + readme.slice(z + END.length));
     console.log("README.md: benchmark section updated");
   }
   if (outcomes.some((o) => o.code !== 0)) process.exitCode = 1;

@@ -27,3 +27,15 @@ test("README block: the tables of the benches that ran, the machine, and which d
   assert.match(s, /\| 1×4\s+\|\s+900 \|/);
   assert.match(s, new RegExp(`bench:${b!.name}.*\\n\\nNot measured in this run: the bench exited with 1`));
 });
+
+test("README block: a bench left out by BENCH_ONLY shows its earlier table, marked with that run's date", () => {
+  const [a] = BENCHES;
+  const s = readmeSection(
+    [{ bench: a!, code: 0, seconds: NaN, file: "old.json", earlier: true, result: { date: "2026-11-26T10:00:00.000Z", machine, table: { head: ["case", "ns"], rows: [["1×4", "800"]] } } }],
+    machine,
+    "2026-11-27T00:00:00.000Z",
+  );
+  assert.match(s, /not run this time: the result of 2026-11-26T10:00:00\.000Z on Test CPU, 2 cores, load 1\.00/);
+  assert.match(s, /\| 1×4\s+\|\s+800 \|/);
+  assert.doesNotMatch(s, /NaN/);
+});
