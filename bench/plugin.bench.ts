@@ -17,7 +17,7 @@
 // buffers (malloc'd by the host for header values etc.) are counted by wrapping the `malloc` export.
 import { performance } from "node:perf_hooks";
 import { mkdirSync, readFileSync } from "node:fs";
-import { loadavg } from "node:os";
+import { machineEnd, machineLines, machineStart, markdownTable, writeResult } from "./support.js";
 import { fileURLToPath } from "node:url";
 import asc from "assemblyscript/asc";
 import { ProxyWasmHost } from "../test/host/index.js";
@@ -195,7 +195,7 @@ function bodyBatch(c: Case, n: number, offset: number): number {
 }
 
 async function main(): Promise<void> {
-  const load0 = loadavg();
+  const machine = machineStart();
   await buildStub();
   const sizes: [number, number][] = [[1, 4], [100, 10], [1000, 16]];
   const cases: Case[] = [];
@@ -243,7 +243,6 @@ async function main(): Promise<void> {
       if (c.bodySets) c.body.push(bodyBatch(c, nb, r * 17));
     }
   }
-  const load1 = loadavg();
   const ratio = (xs: number[], base: number[]) => median(xs.map((x, k) => x / base[k]!));
   const diff = (xs: number[], base: number[]) => median(xs.map((x, k) => x - base[k]!));
   const rows = cases.map((c) => [
@@ -256,13 +255,10 @@ async function main(): Promise<void> {
   ]);
   for (const c of cases) c.host.shutdown();
   const head = ["case", "table", "header ns/req", "× no-op", "× ABI floor", "− floor ns", "body 4KB ns/req", "× no-op", "heap bytes/req (hdr / body)", "host mallocs/req (hdr / body)"];
-  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) => "| " + r.map((x, c) => (c === 0 ? x.padEnd(widths[c]!) : x.padStart(widths[c]!))).join(" | ") + " |";
+  machineEnd(machine);
   console.log(`median of ${RUNS} interleaved rounds × ${N} requests (body: ${nb}) after warm-up; ratios/differences = median of per-round values; node ${process.version}`);
-  console.log(`load average (1/5/15 min) at start ${load0.map((x) => x.toFixed(2)).join(" ")}, at end ${load1.map((x) => x.toFixed(2)).join(" ")}`);
-  console.log(line(head));
-  console.log("|" + widths.map((w, c) => (c === 0 ? ":" + "-".repeat(w + 1) : "-".repeat(w + 1) + ":")).join("|") + "|");
-  for (const r of rows) console.log(line(r));
+  for (const l of machineLines(machine)) console.log(l);
+  console.log(markdownTable(head, rows));
   // Host calls: routed = get x-model (+ the host's malloc into the module), 4 × replace, clear_route_cache;
   // routed+upstream adds the clock at routing and in on_response_headers, upstream.address and
   // response.code in on_log (+ 2 mallocs) and one more callback (on_response_headers).
@@ -271,6 +267,13 @@ async function main(): Promise<void> {
   console.log(`host calls per request: routed ${ROUTED_CALLS} (+1 malloc callback), routed+upstream ${OBSERVED_CALLS} (+3 malloc callbacks, +1 callback);` +
     ` ≈ ${perCall.toFixed(0)} ns per routed-path host call ((ABI floor − no-op) / ${ROUTED_CALLS}),` +
     ` ≈ ${perCallUp.toFixed(0)} ns per upstream-path call incl. on_response_headers ((floor+upstream − floor) / ${OBSERVED_CALLS - ROUTED_CALLS})`);
+  const file = writeResult("plugin", {
+    bench: "plugin", date: new Date().toISOString(), machine, runs: RUNS, requests_per_round: N, body_requests_per_round: nb,
+    ns_per_host_call: { routed: perCall, upstream: perCallUp },
+    cases: cases.map((c) => ({ name: c.name, table: c.table, header_ns: c.hdr, body_ns: c.body })),
+    table: { head, rows },
+  });
+  console.log(`results: ${file}`);
 }
 
 const ROUTED_CALLS = 6;
