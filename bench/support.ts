@@ -1,7 +1,7 @@
 // Shared bits of the end-to-end benches (propagation, detection): machine line, percentiles, markdown
 // table, JSON result file, a probe request through the data plane, and a hard deadline that stops
 // everything the bench started even when it hangs.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { LocalDataPlane } from "../envoy/local/dataplane.js";
@@ -148,4 +148,26 @@ export async function bounded(limitMs: number, cleanup: () => Promise<void>, bod
     process.off("SIGTERM", onSignal);
   }
   process.exit(failed ? 1 : 0);
+}
+
+/** Linux USER_HZ: 100 on every architecture Node runs on (getconf CLK_TCK). */
+const TICKS_PER_SECOND = 100;
+
+export interface ProcStat {
+  /** utime + stime of every thread, seconds (10 ms ticks). */
+  cpuSeconds: number;
+  threads: number;
+  ppid: number;
+}
+
+/** A process's CPU time from /proc/<pid>/stat (Linux); null when /proc is not there or the process is gone. */
+export function procStat(pid: number): ProcStat | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces and parentheses): state is field 3.
+    const rest = s.slice(s.lastIndexOf(")") + 2).split(" ");
+    return { cpuSeconds: (Number(rest[11]) + Number(rest[12])) / TICKS_PER_SECOND, threads: Number(rest[17]), ppid: Number(rest[1]) };
+  } catch {
+    return null;
+  }
 }

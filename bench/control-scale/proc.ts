@@ -1,28 +1,9 @@
 // /proc readers for one process: CPU time (utime + stime of every thread, clock ticks) and memory
 // (VmRSS, VmHWM), sampled once a second into per-second CPU% of one core.
 import { readFileSync } from "node:fs";
+import { procStat, type ProcStat } from "../support.js";
 
-/** Linux USER_HZ: 100 on every architecture Node runs on (getconf CLK_TCK). */
-const TICKS_PER_SECOND = 100;
-
-export interface ProcStat {
-  /** utime + stime, seconds. */
-  cpuSeconds: number;
-  threads: number;
-}
-
-export function procStat(pid: number): ProcStat | null {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name (which may hold spaces and parentheses): state is field 3.
-    const rest = s.slice(s.lastIndexOf(")") + 2).split(" ");
-    const utime = Number(rest[11]);
-    const stime = Number(rest[12]);
-    return { cpuSeconds: (utime + stime) / TICKS_PER_SECOND, threads: Number(rest[17]) };
-  } catch {
-    return null;
-  }
-}
+export { procStat, type ProcStat };
 
 export interface ProcMem {
   rssKb: number;

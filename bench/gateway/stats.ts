@@ -1,6 +1,7 @@
 // Numbers of the gateway bench: pooled latency percentiles over raw samples, per-upstream shares vs the
 // weights, CPU time of the processes under test.
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
+import { procStat } from "../support.js";
 
 /** Nearest-rank percentile (p in 0..100) of an ascending-sorted array; NaN when empty (as bench/support.ts's pct). */
 export function pctSorted(s: Float64Array, p: number): number {
@@ -45,24 +46,16 @@ export function shareCheck(served: number[], weights: number[], tolerancePoints:
   return { shares, expected, maxDeviation, allowed, ok };
 }
 
-/**
- * CPU time (user + system, ms) the processes `pids` have used so far, from /proc/<pid>/stat (Linux; 10 ms
- * ticks at the usual CLK_TCK 100). null when /proc is not there or a process is gone.
- */
+/** CPU time (user + system, ms) the processes `pids` have used so far; null without /proc or when one is gone. */
 export function cpuMs(pids: number[]): number | null {
   let total = 0;
   for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      total += (Number(f[11]) + Number(f[12])) * (1000 / CLK_TCK);
-    } catch {
-      return null;
-    }
+    const st = procStat(pid);
+    if (!st) return null;
+    total += st.cpuSeconds * 1000;
   }
   return total;
 }
-const CLK_TCK = 100;
 
 /** Pids of the direct children of `pid` (nginx's worker under its master); [] without /proc. */
 export function childPids(pid: number): number[] {
@@ -70,12 +63,7 @@ export function childPids(pid: number): number[] {
     const out: number[] = [];
     for (const d of readdirSync("/proc")) {
       if (!/^\d+$/.test(d)) continue;
-      try {
-        const stat = readFileSync(`/proc/${d}/stat`, "utf8");
-        if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === pid) out.push(Number(d));
-      } catch {
-        // gone meanwhile
-      }
+      if (procStat(Number(d))?.ppid === pid) out.push(Number(d)); // null: gone meanwhile
     }
     return out;
   } catch {
