@@ -83,6 +83,9 @@ export class HttpStream {
   /** The fast path's last FastUpstream and its response header pairs (built once per object). */
   private fastUp: FastUpstream | null = null;
   private fastUpPairs: HeaderPairs = [];
+  /** The fast path's request header map, reused across requests (see HeaderMap.reusable). */
+  private fastMap: HeaderMap | null = null;
+  private fastRespMap: HeaderMap | null = null;
 
   constructor(
     private readonly vm: WorkerVm,
@@ -214,7 +217,9 @@ export class HttpStream {
     this.id = id;
     this.req.reset();
     this.resp.reset();
-    this.req.headers = new HeaderMap(headers);
+    const map = (this.fastMap ??= HeaderMap.reusable());
+    map.reset(headers);
+    this.req.headers = map;
     this.req.endSeen = true;
     this.localReply = null;
     this.isReset = this.finished = false;
@@ -234,22 +239,22 @@ export class HttpStream {
     const fn = this.vm.fn;
     const vm = this.vm;
     const id = this.id;
-    if (fn.proxy_on_context_create) vm.invoke("proxy_on_context_create", this, fn.proxy_on_context_create, id, vm.root.id);
+    if (fn.proxy_on_context_create) vm.invoke3("proxy_on_context_create", this, fn.proxy_on_context_create, id, vm.root.id, 0);
     let action = 0;
     if (fn.proxy_on_request_headers) {
       this.req.mapOpen = true;
       this.req.processing = true;
-      action = vm.invoke("proxy_on_request_headers", this, fn.proxy_on_request_headers, id, this.req.headers!.size, 1);
+      action = vm.invoke3("proxy_on_request_headers", this, fn.proxy_on_request_headers, id, this.req.headers!.size, 1);
       this.req.processing = false;
       if (!this.ended) this.applyHeadersStatus(this.req, this.convertHeaders(action, vm.lastStopNext), true);
     }
     if (up !== null && this.req.complete && !this.ended) this.fastResponse(up);
     this.finished = true;
     this.accessLogPhase = true;
-    if (fn.proxy_on_log) vm.invoke("proxy_on_log", this, fn.proxy_on_log, id);
+    if (fn.proxy_on_log) vm.invoke3("proxy_on_log", this, fn.proxy_on_log, id, 0, 0);
     this.accessLogPhase = false;
-    if (fn.proxy_on_done) vm.invoke("proxy_on_done", this, fn.proxy_on_done, id);
-    if (fn.proxy_on_delete) vm.invoke("proxy_on_delete", this, fn.proxy_on_delete, id);
+    if (fn.proxy_on_done) vm.invoke3("proxy_on_done", this, fn.proxy_on_done, id, 0, 0);
+    if (fn.proxy_on_delete) vm.invoke3("proxy_on_delete", this, fn.proxy_on_delete, id, 0, 0);
     return action;
   }
 
@@ -261,16 +266,15 @@ export class HttpStream {
     }
     let address = up.address ?? null;
     if (up.addressHeader !== undefined) {
-      const list = this.req.headers!.get(up.addressHeader);
-      if (list !== undefined && list !== "") {
-        const comma = list.indexOf(",");
-        address = comma < 0 ? list : list.slice(0, comma);
-      }
+      const first = this.req.headers!.firstListEntry(up.addressHeader);
+      if (first !== undefined) address = first;
     }
     this.upstreamAddress = address;
     this.upstreamStatus = up.status;
     const side = this.resp;
-    side.headers = new HeaderMap(this.fastUpPairs);
+    const map = (this.fastRespMap ??= HeaderMap.reusable());
+    map.reset(this.fastUpPairs);
+    side.headers = map;
     side.endSeen = true;
     const f = this.vm.fn.proxy_on_response_headers;
     if (!f) {
@@ -279,7 +283,7 @@ export class HttpStream {
     }
     side.mapOpen = true;
     side.processing = true;
-    const raw = this.vm.invoke("proxy_on_response_headers", this, f, this.id, side.headers.size, 1);
+    const raw = this.vm.invoke3("proxy_on_response_headers", this, f, this.id, side.headers.size, 1);
     side.processing = false;
     if (!this.ended) this.applyHeadersStatus(side, this.convertHeaders(raw, this.vm.lastStopNext), true);
   }
@@ -463,7 +467,7 @@ export class HttpStream {
 
   private call(name: string, f: (...a: number[]) => number, a: number, b = 0, c = 0): number {
     this.callbacks.push(name);
-    return this.vm.invoke(name, this, f, a, b, c);
+    return this.vm.invoke3(name, this, f, a, b, c);
   }
 
   private headersCallback(side: Side, endOfStream: boolean): number {

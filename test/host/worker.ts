@@ -85,9 +85,10 @@ export class WorkerVm {
   private dv: DataView = new DataView(this.ab);
   /** proxy_get_property paths as the module sends them (NUL-separated) → dotted names. */
   private readonly propertyPaths = new Map<string, string>();
-  /** nowNs() for the virtual time nowNsAt. */
+  /** The virtual clock in ns for the virtual time nowNsAt, as two u32 halves (no BigInt per call). */
   private nowNsAt = NaN;
-  private nowNsValue = 0n;
+  private nowNsLo = 0;
+  private nowNsHi = 0;
   /** Decoded short strings by memory slot (see stringSlot): where, how long, a copy of the bytes, the string. */
   private cacheFlip = 0;
   private readonly cachePtr = new Uint32Array(STRING_CACHE_SIZE);
@@ -302,6 +303,32 @@ export class WorkerVm {
     return result;
   }
 
+  /** @internal invoke() for the stream callbacks (at most 3 arguments, all given: no defaults to fill in). */
+  invoke3(name: string, ctx: Context, f: Fn, a: number, b: number, c: number): number {
+    if (this.failure !== null) throw new WasmTrap(name, this.index, `VM already failed: ${this.failure}`);
+    const prev = this.current;
+    const prevEffective = this.effective;
+    this.current = ctx;
+    this.effective = null;
+    this.host.enter();
+    let result: number;
+    try {
+      result = f(a, b, c);
+    } catch (err) {
+      this.current = prev;
+      this.effective = prevEffective;
+      this.stopNext = false;
+      this.host.leave();
+      throw this.callbackFailed(name, err);
+    }
+    this.current = prev;
+    this.effective = prevEffective;
+    this.lastStopNext = this.stopNext;
+    this.stopNext = false;
+    this.host.leave();
+    return result;
+  }
+
   private callbackFailed(name: string, err: unknown): Error {
     if (err instanceof HostError) {
       this.failure = `${name}: ${err.message}`;
@@ -334,14 +361,15 @@ export class WorkerVm {
   }
 
   /**
-   * Bounds check against the cached buffer. Growing a (non-shared) wasm memory detaches the old
-   * ArrayBuffer (byteLength 0), so a range inside the cached length is valid without asking the
-   * memory; anything past it refreshes the views once and checks again.
+   * Bounds check against the cached view. Growing a (non-shared) wasm memory detaches the old
+   * ArrayBuffer (its views' length becomes 0), so a range inside the cached view is valid without
+   * asking the memory; anything past it refreshes the views once and checks again. (The view's
+   * length, not `ab.byteLength`: V8 inlines the former, the latter is a builtin call.)
    */
   private inBounds(ptr: number, len: number): boolean {
-    if (ptr >= 0 && len >= 0 && ptr + len <= this.ab.byteLength) return true;
+    if (ptr >= 0 && len >= 0 && ptr + len <= this.u8.length) return true;
     this.refresh();
-    return ptr >= 0 && len >= 0 && ptr + len <= this.ab.byteLength;
+    return ptr >= 0 && len >= 0 && ptr + len <= this.u8.length;
   }
 
   /**
@@ -378,11 +406,11 @@ export class WorkerVm {
       if (b >= 65 && b <= 90) upper = true;
       c[at + i] = b;
     }
-    const s = this.buf.latin1Slice(ptr, ptr + len);
+    const s = intern(this.buf.latin1Slice(ptr, ptr + len));
     cachePtr[slot] = ptr;
     cacheLen[slot] = len;
     this.cacheStr[slot] = s;
-    this.cacheLower[slot] = upper ? s.toLowerCase() : s;
+    this.cacheLower[slot] = upper ? intern(s.toLowerCase()) : s;
     return slot;
   }
 
@@ -496,8 +524,14 @@ export class WorkerVm {
       p = this.alloc(n);
       if (p === 0 || !this.inBounds(p, n)) return Status.InvalidMemoryAccess;
       if (ascii) {
+        // 4 characters per store (DataView stores compile tighter than byte-wise typed-array ones).
+        const dv = this.dv;
+        let i = 0;
+        for (; i + 4 <= len; i += 4) {
+          dv.setUint32(p + i, s.charCodeAt(i) | (s.charCodeAt(i + 1) << 8) | (s.charCodeAt(i + 2) << 16) | (s.charCodeAt(i + 3) << 24), true);
+        }
         const u8 = this.u8;
-        for (let i = 0; i < len; i++) u8[p + i] = s.charCodeAt(i);
+        for (; i < len; i++) u8[p + i] = s.charCodeAt(i);
       } else this.buf.write(s, p, n, "utf8");
     }
     if (!this.writeU32(ptrPtr, p) || !this.writeU32(sizePtr, n)) return Status.InvalidMemoryAccess;
@@ -549,10 +583,10 @@ export class WorkerVm {
       proxy_dequeue_shared_queue: (token: number, pp: number, sp: number) => this.open("env.proxy_dequeue_shared_queue") && this.dequeue(token, pp, sp),
       proxy_enqueue_shared_queue: (token: number, dp: number, ds: number) => this.open("env.proxy_enqueue_shared_queue") && this.enqueue(token, dp, ds),
       proxy_get_header_map_value: (t: number, kp: number, ks: number, vpp: number, vsp: number) => this.open("env.proxy_get_header_map_value") && this.getHeaderValue(t, kp, ks, vpp, vsp),
-      proxy_add_header_map_value: (t: number, kp: number, ks: number, vp: number, vs: number) => this.open("env.proxy_add_header_map_value") && this.mutateHeader("proxy_add_header_map_value", t, kp, ks, vp, vs),
+      proxy_add_header_map_value: (t: number, kp: number, ks: number, vp: number, vs: number) => this.open("env.proxy_add_header_map_value") && this.setHeader(false, t, kp, ks, vp, vs),
       proxy_replace_header_map_value: (t: number, kp: number, ks: number, vp: number, vs: number) =>
-        this.open("env.proxy_replace_header_map_value") && this.mutateHeader("proxy_replace_header_map_value", t, kp, ks, vp, vs),
-      proxy_remove_header_map_value: (t: number, kp: number, ks: number) => this.open("env.proxy_remove_header_map_value") && this.mutateHeader("proxy_remove_header_map_value", t, kp, ks, 0, 0),
+        this.open("env.proxy_replace_header_map_value") && this.setHeader(true, t, kp, ks, vp, vs),
+      proxy_remove_header_map_value: (t: number, kp: number, ks: number) => this.open("env.proxy_remove_header_map_value") && this.removeHeader(t, kp, ks),
       proxy_get_header_map_pairs: (t: number, pp: number, sp: number) => this.open("env.proxy_get_header_map_pairs") && this.getHeaderPairs(t, pp, sp),
       proxy_set_header_map_pairs: (t: number, p: number, s: number) => this.open("env.proxy_set_header_map_pairs") && this.setHeaderPairs(t, p, s),
       proxy_get_header_map_size: (t: number, rp: number) => this.open("env.proxy_get_header_map_size") && this.getHeaderMapSize(t, rp),
@@ -567,7 +601,7 @@ export class WorkerVm {
       proxy_grpc_cancel: () => this.open("env.proxy_grpc_cancel") && this.refuse("proxy_grpc_cancel", Status.NotFound, "no gRPC call with this token"),
       proxy_grpc_send: () => this.open("env.proxy_grpc_send") && this.refuse("proxy_grpc_send", Status.BadArgument, "no gRPC stream with this token"),
       proxy_set_tick_period_milliseconds: (ms: number) => this.open("env.proxy_set_tick_period_milliseconds") && this.setTickPeriod(ms),
-      proxy_get_current_time_nanoseconds: (ptr: number) => this.open("env.proxy_get_current_time_nanoseconds") && (this.writeU64(ptr, this.nowNs()) ? Status.Ok : Status.InvalidMemoryAccess),
+      proxy_get_current_time_nanoseconds: (ptr: number) => this.open("env.proxy_get_current_time_nanoseconds") && (this.writeNow(ptr) ? Status.Ok : Status.InvalidMemoryAccess),
       proxy_define_metric: (type: number, np: number, ns: number, idp: number) => this.open("env.proxy_define_metric") && this.defineMetric(type, np, ns, idp),
       proxy_increment_metric: (id: number, offset: bigint) => this.open("env.proxy_increment_metric") && this.incrementMetric(id, offset),
       proxy_record_metric: (id: number, value: bigint) => this.open("env.proxy_record_metric") && this.recordMetric(id, value),
@@ -610,7 +644,7 @@ export class WorkerVm {
         environ_sizes_get: (cp: number, sp: number) => this.open(q.environ_sizes_get) && (this.writeU32(cp, 0) && this.writeU32(sp, 0) ? Errno.Success : Errno.Fault),
         args_get: () => this.open(q.args_get) && Errno.Success,
         args_sizes_get: (cp: number, sp: number) => this.open(q.args_sizes_get) && (this.writeU32(cp, 0) && this.writeU32(sp, 0) ? Errno.Success : Errno.Fault),
-        clock_time_get: (id: number, _precision: bigint, rp: number) => (id !== 0 ? Errno.Notsup : this.writeU64(rp, this.nowNs()) ? Errno.Success : Errno.Fault),
+        clock_time_get: (id: number, _precision: bigint, rp: number) => (id !== 0 ? Errno.Notsup : this.writeNow(rp) ? Errno.Success : Errno.Fault),
         random_get: (p: number, n: number) => {
           this.open(q.random_get);
           if (!this.inBounds(p >>> 0, n >>> 0)) return Errno.Fault;
@@ -644,14 +678,21 @@ export class WorkerVm {
     throw new HostError(`host call ${full} during ${this.restrictedPhase} is refused by Envoy (restricted callback)`);
   }
 
-  private nowNs(): bigint {
+  /** Writes the virtual clock (ns since epoch) as a little-endian u64. */
+  private writeNow(ptr: number): boolean {
     // The virtual clock moves only with host.advance(): convert once per value.
     const now = this.host.now;
     if (now !== this.nowNsAt) {
+      const ns = BigInt(Math.round(now)) * NS_PER_MS;
       this.nowNsAt = now;
-      this.nowNsValue = BigInt(Math.round(now)) * NS_PER_MS;
+      this.nowNsLo = Number(ns & 0xffffffffn);
+      this.nowNsHi = Number((ns >> 32n) & 0xffffffffn);
     }
-    return this.nowNsValue;
+    ptr >>>= 0;
+    if (!this.inBounds(ptr, 8)) return false;
+    this.dv.setUint32(ptr, this.nowNsLo, true);
+    this.dv.setUint32(ptr + 4, this.nowNsHi, true);
+    return true;
   }
 
   private proxyLog(level: number, ptr: number, size: number): number {
@@ -714,7 +755,8 @@ export class WorkerVm {
     // Envoy walks NUL-separated segments; a trailing NUL is harmless.
     let path = this.propertyPaths.get(raw);
     if (path === undefined) {
-      path = (raw.endsWith("\0") ? raw.slice(0, -1) : raw).split("\0").join(".");
+      // Interned: derivedProperty's switch then compares pointers, not characters.
+      path = intern((raw.endsWith("\0") ? raw.slice(0, -1) : raw).split("\0").join("."));
       if (this.propertyPaths.size >= 1024) this.propertyPaths.clear();
       this.propertyPaths.set(raw, path);
     }
@@ -867,18 +909,42 @@ export class WorkerVm {
     return this.copyOutString(value, vpp, vsp);
   }
 
-  private mutateHeader(call: string, type: number, kp: number, ks: number, vp: number, vs: number): number {
+  /**
+   * proxy_add/replace_header_map_value. The value is handed to the map as bytes of module memory:
+   * the map copies them at once (Envoy copies into its HeaderString) and decodes them to a string
+   * when something reads it (see HeaderMap).
+   */
+  private setHeader(replace: boolean, type: number, kp: number, ks: number, vp: number, vs: number): number {
+    const call = replace ? "proxy_replace_header_map_value" : "proxy_add_header_map_value";
     if (type >>> 0 > MAP_TYPE_MAX) return this.refuse(call, Status.BadArgument, `unknown map type ${type}`);
     const lower = this.readKey(kp, ks);
-    const value = call === "proxy_remove_header_map_value" ? "" : this.readValue(vp, vs);
-    if (lower === null || value === null) return this.refuse(call, Status.InvalidMemoryAccess, "out of bounds");
-    const map = this.mutableMap(type);
+    vp >>>= 0;
+    vs >>>= 0;
+    if (lower === null || !this.inBounds(vp, vs)) return this.refuse(call, Status.InvalidMemoryAccess, "out of bounds");
+    const s = this.stream_();
+    const map = s === null ? null : s.mutableMap(type);
     if (!map) return this.refuse(call, Status.BadArgument, `map ${mapName(type)} is not modifiable in this callback`);
-    this.noteLateChange(call, type, lower);
-    if (call === "proxy_add_header_map_value") map.add(lower, value);
-    else if (call === "proxy_replace_header_map_value") map.replace(lower, value);
-    else map.remove(lower);
+    if (s!.freezeIfSent(type)) this.lateChange(call, type, lower);
+    if (replace) map.replaceBytes(lower, this.buf, this.dv, vp, vs);
+    else map.addBytes(lower, this.buf, this.dv, vp, vs);
     return Status.Ok;
+  }
+
+  private removeHeader(type: number, kp: number, ks: number): number {
+    const call = "proxy_remove_header_map_value";
+    if (type >>> 0 > MAP_TYPE_MAX) return this.refuse(call, Status.BadArgument, `unknown map type ${type}`);
+    const lower = this.readKey(kp, ks);
+    if (lower === null) return this.refuse(call, Status.InvalidMemoryAccess, "out of bounds");
+    const s = this.stream_();
+    const map = s === null ? null : s.mutableMap(type);
+    if (!map) return this.refuse(call, Status.BadArgument, `map ${mapName(type)} is not modifiable in this callback`);
+    if (s!.freezeIfSent(type)) this.lateChange(call, type, lower);
+    map.remove(lower);
+    return Status.Ok;
+  }
+
+  private lateChange(call: string, type: number, key: string): void {
+    this.refuse(call, Status.Ok, `${mapName(type)} "${key}" changed after they were sent on: no effect`);
   }
 
   /** Envoy accepts changes to headers already sent on (its map pointer is still set) but they go nowhere. */
@@ -1138,6 +1204,17 @@ export class WorkerVm {
     }
     return status;
   }
+}
+
+/**
+ * The internalized copy of a string (V8 internalizes property names). Cached names are compared with
+ * header keys on every lookup: two internalized strings compare by pointer, inline, while a fresh
+ * string against another string of the same length goes to the StringEqual builtin.
+ */
+function intern(s: string): string {
+  const o: Record<string, number> = { [s]: 0 };
+  for (const k in o) return k;
+  return s;
 }
 
 export function serializeProperty(v: PropertyValue): Uint8Array {
