@@ -12,24 +12,36 @@
 // Header-routed: the host's fast path (create, request headers with end_of_stream, [response headers],
 // log, done, delete).
 // Body-routed: a stream with headers (content-type JSON, no model header) + one 4 KB body chunk.
+//
+// Method: every case is set up first, then one full GC, a warm-up, and RUNS rounds; each round runs
+// one batch of every case, starting from a different case each round, so machine noise (other
+// processes on a shared machine) hits all cases alike. Ratios and differences are computed per round
+// (case / floor of the same round), then the median over rounds is reported, with the p25–p75 spread
+// of the header ns.
+//
 // Allocations: GC allocations per request are measured on a variant of the plugin built with AS's
 // `stub` runtime (a bump allocator that never collects): linear-memory growth / requests. Host
 // buffers (malloc'd by the host for header values etc.) are counted by wrapping the `malloc` export.
-import { performance } from "node:perf_hooks";
+//
+// Bare rows: the no-op module and the ABI floor module instantiated with imports that return at once
+// and driven straight from JS: the wasm side and the JS↔wasm transitions without any host work.
 import { mkdirSync, readFileSync } from "node:fs";
-import { machineEnd, machineLines, machineStart, markdownTable, writeResult } from "./support.js";
 import { fileURLToPath } from "node:url";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import asc from "assemblyscript/asc";
 import { ProxyWasmHost } from "../test/host/index.js";
+import { machineEnd, machineLines, machineStart, markdownTable, writeResult } from "./support.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const PLUGIN = `${ROOT}build/plugin.wasm`;
 const NOOP = `${ROOT}build/noop.wasm`;
 const STUB = `${ROOT}build/bench/plugin.stub.wasm`;
 const FLOOR = `${ROOT}build/bench/abi-floor.wasm`;
-const RUNS = Number(process.env.BENCH_RUNS ?? 21);
-const N = Number(process.env.BENCH_N ?? 6_000);
+const RUNS = Number(process.env.BENCH_RUNS ?? 31);
+const N = Number(process.env.BENCH_N ?? 5_000);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 20_000);
+const SIZES: [number, number][] = [[1, 4], [100, 10], [1000, 16]];
 
 type Headers = [string, string][];
 /** Upstream answer of the routed+upstream rows: 200, host = first address of the endpoint header. */
@@ -85,15 +97,16 @@ function body4k(model: string): Uint8Array {
   return new TextEncoder().encode(head + "x".repeat(4096 - head.length - tail.length) + tail);
 }
 
-function median(xs: number[]): number {
+function quantile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
 }
+const median = (xs: number[]) => quantile(xs, 0.5);
 
-/** The host records every foreign call (clear_route_cache) in a process-wide list; drop it between batches. */
-function forgetForeignCalls(host: Host): void {
-  const h = host as unknown as { foreignCalls?: unknown[] };
-  if (Array.isArray(h.foreignCalls)) h.foreignCalls.length = 0;
+/** A full GC (between setup and measuring: setup garbage, e.g. a 2 MB table document, is not collected during the rounds). */
+function fullGc(): void {
+  setFlagsFromString("--expose-gc");
+  (runInNewContext("gc") as () => void)();
 }
 
 type Probe = { runRequest(h: Headers, up?: typeof UPSTREAM): number; memory: WebAssembly.Memory; fn: { malloc: (n: number) => number }; stream(): { requestHeaders(h: Headers, e: boolean): number; requestBody(b: Uint8Array, e: boolean): number; finish(): unknown } };
@@ -115,7 +128,7 @@ function bodyAllocations(host: Host, sets: Headers[], bodies: Uint8Array[]): { b
   const n = 20_000;
   for (let k = 0; k < n; k++) {
     one(k);
-    if ((k & 1023) === 0) forgetForeignCalls(host);
+    if ((k & 1023) === 0) host.clearForeignCalls();
   }
   const grown = w.memory.buffer.byteLength - before;
   w.fn.malloc = orig;
@@ -131,12 +144,10 @@ function allocations(host: Host, sets: Headers[], up?: typeof UPSTREAM): { bytes
   w.fn.malloc = (n: number) => { mallocs++; return orig(n); };
   const before = w.memory.buffer.byteLength;
   const n = 100_000;
-  for (let k = 0; k < n; k++) {
-    w.runRequest(sets[k & 255]!, up);
-    if ((k & 1023) === 0) forgetForeignCalls(host);
-  }
+  for (let k = 0; k < n; k++) w.runRequest(sets[k & 255]!, up);
   const grown = w.memory.buffer.byteLength - before;
   w.fn.malloc = orig;
+  host.clearForeignCalls();
   return { bytes: grown / n, mallocs: mallocs / n };
 }
 
@@ -149,15 +160,14 @@ async function build(entry: string, outFile: string, runtime: string): Promise<v
   if (error) throw new Error(`${entry} build failed: ${stderr.toString()}`);
 }
 
-async function buildStub(): Promise<void> {
-  await build("plugin/index.ts", STUB, "stub");
-  await build("bench/noop-filter/abi_floor.ts", FLOOR, "incremental");
-}
-
 interface Case {
+  /** Stable id (JSON). */
+  id: string;
   name: string;
   table: string;
-  host: Host;
+  host: Host | null;
+  /** Bare rows: the module driven straight from JS, no host (n requests). */
+  bare: ((n: number) => void) | null;
   /** The floor this row is compared with (null: none). */
   base: Case | null;
   upstream: typeof UPSTREAM | undefined;
@@ -171,19 +181,25 @@ interface Case {
 }
 
 function headerBatch(c: Case, n: number, offset: number): number {
-  const w = c.host.worker(0);
-  forgetForeignCalls(c.host);
-  const t0 = performance.now();
+  if (c.bare) {
+    const t0 = performance.now();
+    c.bare(n);
+    return ((performance.now() - t0) * 1e6) / n;
+  }
+  const w = c.host!.worker(0);
+  const sets = c.headerSets;
   const up = c.upstream;
-  if (up) for (let k = 0; k < n; k++) w.runRequest(c.headerSets[(offset + k) & 255]!, up);
-  else for (let k = 0; k < n; k++) w.runRequest(c.headerSets[(offset + k) & 255]!);
+  const t0 = performance.now();
+  // runRequest keeps its clear_route_cache records in compact form (constant memory): nothing to drop.
+  if (up) for (let k = 0; k < n; k++) w.runRequest(sets[(offset + k) & 255]!, up);
+  else for (let k = 0; k < n; k++) w.runRequest(sets[(offset + k) & 255]!);
   return ((performance.now() - t0) * 1e6) / n;
 }
 
 function bodyBatch(c: Case, n: number, offset: number): number {
-  const w = c.host.worker(0);
+  const w = c.host!.worker(0);
   const sets = c.bodySets!;
-  forgetForeignCalls(c.host);
+  c.host!.clearForeignCalls(); // whole streams record one object per clear_route_cache
   const t0 = performance.now();
   for (let k = 0; k < n; k++) {
     const s = w.stream();
@@ -194,83 +210,187 @@ function bodyBatch(c: Case, n: number, offset: number): number {
   return ((performance.now() - t0) * 1e6) / n;
 }
 
-async function main(): Promise<void> {
-  const machine = machineStart();
-  await buildStub();
-  const sizes: [number, number][] = [[1, 4], [100, 10], [1000, 16]];
-  const cases: Case[] = [];
-  const noopBodies = Array.from({ length: 256 }, () => body4k("model-0"));
-  const noop: Case = { name: "no-op floor", table: "-", host: await start(NOOP, null), base: null, upstream: undefined, headerSets: headerSets(1, true), bodySets: headerSets(1, false), bodies: noopBodies, hdr: [], body: [], alloc: "-", mallocs: "-" };
-  const floor: Case = { name: "ABI floor: routed", table: "-", host: await start(FLOOR, null, ""), base: noop, upstream: undefined, headerSets: headerSets(1, true), bodySets: null, bodies: [], hdr: [], body: [], alloc: "-", mallocs: "-" };
-  const floorUp: Case = { name: "ABI floor: routed+upstream", table: "-", host: await start(FLOOR, null, "observe"), base: noop, upstream: UPSTREAM, headerSets: headerSets(1, true), bodySets: null, bodies: [], hdr: [], body: [], alloc: "-", mallocs: "-" };
-  cases.push(noop, floor, floorUp);
-  const pluginModule = new WebAssembly.Module(readFileSync(PLUGIN));
-  const stubModule = new WebAssembly.Module(readFileSync(STUB));
-  for (const [d, i] of sizes) {
+/**
+ * A module instantiated with imports that return at once (Ok; NotFound for header gets, so nothing is
+ * allocated), its 5 stream callbacks called straight from JS: what the wasm side and the JS↔wasm
+ * transitions cost without any host work.
+ */
+function bareRunner(file: string, configuration: string): (n: number) => void {
+  const module = new WebAssembly.Module(readFileSync(file));
+  const imports: Record<string, Record<string, (...a: number[]) => number>> = {};
+  for (const i of WebAssembly.Module.imports(module)) {
+    (imports[i.module] ??= {})[i.name] = i.name === "proxy_get_header_map_value" ? () => 1 : () => 0;
+  }
+  const e = new WebAssembly.Instance(module, imports).exports as Record<string, (...a: number[]) => number>;
+  e._initialize?.();
+  e.proxy_on_context_create!(1, 0);
+  e.proxy_on_configure!(1, configuration.length);
+  let id = 2;
+  const create = e.proxy_on_context_create!, headers = e.proxy_on_request_headers!, log = e.proxy_on_log!, done = e.proxy_on_done!, del = e.proxy_on_delete!;
+  return (n: number) => {
+    for (let k = 0; k < n; k++) {
+      const i = id++;
+      create(i, 1);
+      headers(i, 7, 1);
+      log(i);
+      done(i);
+      del(i);
+    }
+  };
+}
+
+/** The cases measured through the host. */
+interface CaseSpec {
+  id: string;
+  name: string;
+  wasm: string;
+  doc: string | null;
+  config: Record<string, unknown> | string;
+  upstream: typeof UPSTREAM | undefined;
+  deployments: number;
+  base: string | null;
+}
+
+function caseSpecs(): CaseSpec[] {
+  const specs: CaseSpec[] = [
+    { id: "noop", name: "no-op floor", wasm: NOOP, doc: null, config: {}, upstream: undefined, deployments: 1, base: null },
+    { id: "floor", name: "ABI floor: routed", wasm: FLOOR, doc: null, config: "", upstream: undefined, deployments: 1, base: "noop" },
+    { id: "floor-upstream", name: "ABI floor: routed+upstream", wasm: FLOOR, doc: null, config: "observe", upstream: UPSTREAM, deployments: 1, base: "noop" },
+  ];
+  for (const [d, i] of SIZES) {
     const doc = routingTable(d, i);
-    const bodies = Array.from({ length: 256 }, (_, k) => body4k(`model-${(k * 7919) % d}`));
     for (const observed of [false, true]) {
-      const config = observed ? {} : NO_OBSERVE;
-      const up = observed ? UPSTREAM : undefined;
-      const host = await start(pluginModule, doc, config);
-      const probe = host.request({ headers: headerSets(d, true)[0]!, response: { status: 200 } });
-      if (!probe.upstreamHeaders?.some(([k]) => k === "x-gateway-destination-endpoint")) throw new Error(`table ${d}×${i} not adopted`);
-      const stub = await start(stubModule, doc, config);
-      const stubProbe = stub.request({ headers: headerSets(d, true)[0]!, response: { status: 200 } });
-      if (!stubProbe.upstreamHeaders?.some(([k]) => k === "x-gateway-destination-endpoint")) throw new Error(`stub: table ${d}×${i} not adopted`);
-      const alloc = allocations(stub, headerSets(d, true), up);
-      const balloc = observed ? null : bodyAllocations(stub, headerSets(d, false), bodies);
-      stub.shutdown();
-      cases.push({
-        name: `plugin ${d}×${i} ${observed ? "routed+upstream" : "routed"}`, table: `${(doc.length / 1024).toFixed(0)} KB`, host,
-        base: observed ? floorUp : floor, upstream: up,
-        headerSets: headerSets(d, true), bodySets: observed ? null : headerSets(d, false), bodies: observed ? [] : bodies,
-        hdr: [], body: [],
-        alloc: balloc ? `${alloc.bytes.toFixed(2)} / ${balloc.bytes.toFixed(2)}` : alloc.bytes.toFixed(2),
-        mallocs: balloc ? `${alloc.mallocs.toFixed(2)} / ${balloc.mallocs.toFixed(2)}` : alloc.mallocs.toFixed(2),
+      specs.push({
+        id: `plugin-${d}x${i}${observed ? "-upstream" : ""}`,
+        name: `plugin ${d}×${i} ${observed ? "routed+upstream" : "routed"}`,
+        wasm: PLUGIN, doc, config: observed ? {} : NO_OBSERVE, upstream: observed ? UPSTREAM : undefined, deployments: d,
+        base: observed ? "floor-upstream" : "floor",
       });
     }
   }
-  // Warm-up, then rounds that interleave every case, so machine noise hits all of them alike.
+  return specs;
+}
+
+async function main(): Promise<void> {
+  const machine = machineStart();
+  await build("plugin/index.ts", STUB, "stub");
+  await build("bench/noop-filter/abi_floor.ts", FLOOR, "incremental");
+  const specs = caseSpecs();
+  const pluginModule = new WebAssembly.Module(readFileSync(PLUGIN));
+  const stubModule = new WebAssembly.Module(readFileSync(STUB));
+  const byId = new Map<string, Case>();
+  const cases: Case[] = [];
+  const noopBodies = Array.from({ length: 256 }, () => body4k("model-0"));
+  const bareCase = (id: string, name: string, runner: (n: number) => void): Case => ({
+    id, name, table: "-", host: null, bare: runner, base: null, upstream: undefined, headerSets: [], bodySets: null, bodies: [],
+    hdr: [], body: [], alloc: "-", mallocs: "-",
+  });
+  const bare = [
+    bareCase("bare-noop", "bare no-op (no host)", bareRunner(NOOP, "")),
+    bareCase("bare-floor", "bare ABI floor (no-op imports)", bareRunner(FLOOR, "")),
+  ];
+  for (const s of specs) {
+    const plugin = s.wasm === PLUGIN;
+    const host = await start(plugin ? pluginModule : s.wasm, s.doc, s.config);
+    const sets = headerSets(s.deployments, true);
+    let alloc = "-";
+    let mallocs = "-";
+    const withBody = s.id === "noop" || (plugin && s.upstream === undefined);
+    const bodies = s.id === "noop" ? noopBodies : withBody ? Array.from({ length: 256 }, (_, k) => body4k(`model-${(k * 7919) % s.deployments}`)) : [];
+    if (plugin) {
+      const probe = host.request({ headers: sets[0]!, response: { status: 200 } });
+      if (!probe.upstreamHeaders?.some(([k]) => k === "x-gateway-destination-endpoint")) throw new Error(`${s.name}: table not adopted`);
+      const stub = await start(stubModule, s.doc, s.config);
+      const stubProbe = stub.request({ headers: sets[0]!, response: { status: 200 } });
+      if (!stubProbe.upstreamHeaders?.some(([k]) => k === "x-gateway-destination-endpoint")) throw new Error(`stub: ${s.name}: table not adopted`);
+      const a = allocations(stub, sets, s.upstream);
+      const b = withBody ? bodyAllocations(stub, headerSets(s.deployments, false), bodies) : null;
+      stub.shutdown();
+      alloc = b ? `${a.bytes.toFixed(2)} / ${b.bytes.toFixed(2)}` : a.bytes.toFixed(2);
+      mallocs = b ? `${a.mallocs.toFixed(2)} / ${b.mallocs.toFixed(2)}` : a.mallocs.toFixed(2);
+    }
+    const c: Case = {
+      id: s.id, name: s.name, table: s.doc === null ? "-" : `${(s.doc.length / 1024).toFixed(0)} KB`, host, bare: null,
+      base: s.base === null ? null : byId.get(s.base)!, upstream: s.upstream,
+      headerSets: sets, bodySets: withBody ? headerSets(s.deployments, false) : null, bodies,
+      hdr: [], body: [], alloc, mallocs,
+    };
+    byId.set(s.id, c);
+    cases.push(c);
+  }
+  const noop = byId.get("noop")!;
+  const floor = byId.get("floor")!;
+  const floorUp = byId.get("floor-upstream")!;
+  cases.unshift(...bare);
+
+  fullGc();
   for (const c of cases) {
     headerBatch(c, WARMUP, 0);
     if (c.bodySets) bodyBatch(c, WARMUP >> 2, 0);
   }
   const nb = Math.max(1000, N >> 2);
   for (let r = 0; r < RUNS; r++) {
-    for (const c of cases) {
+    for (let i = 0; i < cases.length; i++) {
+      const c = cases[(i + r) % cases.length]!;
       c.hdr.push(headerBatch(c, N, r * 17));
       if (c.bodySets) c.body.push(bodyBatch(c, nb, r * 17));
     }
   }
+  for (const c of cases) c.host?.shutdown();
+
+  machineEnd(machine);
+
   const ratio = (xs: number[], base: number[]) => median(xs.map((x, k) => x / base[k]!));
   const diff = (xs: number[], base: number[]) => median(xs.map((x, k) => x - base[k]!));
+  const head = ["case", "table", "header ns/req", "p25–p75", "× no-op", "× ABI floor", "− floor ns", "body 4KB ns/req", "× no-op", "heap bytes/req (hdr / body)", "host mallocs/req (hdr / body)"];
   const rows = cases.map((c) => [
-    c.name, c.table,
-    median(c.hdr).toFixed(0), c === noop ? "-" : ratio(c.hdr, noop.hdr).toFixed(2),
-    c.base && c.base !== noop ? ratio(c.hdr, c.base.hdr).toFixed(2) : "-",
-    c.base ? diff(c.hdr, c.base.hdr).toFixed(0) : "-",
-    c.bodySets ? median(c.body).toFixed(0) : "-", c.bodySets ? ratio(c.body, noop.body).toFixed(2) : "-",
-    c.alloc, c.mallocs,
+      c.name, c.table,
+      median(c.hdr).toFixed(0), `${quantile(c.hdr, 0.25).toFixed(0)}–${quantile(c.hdr, 0.75).toFixed(0)}`,
+      c === noop ? "-" : ratio(c.hdr, noop.hdr).toFixed(2),
+      c.base && c.base !== noop ? ratio(c.hdr, c.base.hdr).toFixed(2) : "-",
+      c.base ? diff(c.hdr, c.base.hdr).toFixed(0) : "-",
+      c.bodySets ? median(c.body).toFixed(0) : "-", c.bodySets && c !== noop ? ratio(c.body, noop.body).toFixed(2) : "-",
+      c.alloc, c.mallocs,
   ]);
-  for (const c of cases) c.host.shutdown();
-  const head = ["case", "table", "header ns/req", "× no-op", "× ABI floor", "− floor ns", "body 4KB ns/req", "× no-op", "heap bytes/req (hdr / body)", "host mallocs/req (hdr / body)"];
-  machineEnd(machine);
-  console.log(`median of ${RUNS} interleaved rounds × ${N} requests (body: ${nb}) after warm-up; ratios/differences = median of per-round values; node ${process.version}`);
-  for (const l of machineLines(machine)) console.log(l);
-  console.log(markdownTable(head, rows));
   // Host calls: routed = get x-model (+ the host's malloc into the module), 4 × replace, clear_route_cache;
   // routed+upstream adds the clock at routing and in on_response_headers, upstream.address and
   // response.code in on_log (+ 2 mallocs) and one more callback (on_response_headers).
   const perCall = diff(floor.hdr, noop.hdr) / ROUTED_CALLS;
+  const perBareCall = diff(bare[1]!.hdr, bare[0]!.hdr) / ROUTED_CALLS;
   const perCallUp = diff(floorUp.hdr, floor.hdr) / (OBSERVED_CALLS - ROUTED_CALLS);
-  console.log(`host calls per request: routed ${ROUTED_CALLS} (+1 malloc callback), routed+upstream ${OBSERVED_CALLS} (+3 malloc callbacks, +1 callback);` +
-    ` ≈ ${perCall.toFixed(0)} ns per routed-path host call ((ABI floor − no-op) / ${ROUTED_CALLS}),` +
-    ` ≈ ${perCallUp.toFixed(0)} ns per upstream-path call incl. on_response_headers ((floor+upstream − floor) / ${OBSERVED_CALLS - ROUTED_CALLS})`);
+  const notes = [
+    `median of ${RUNS} interleaved rounds × ${N} requests (body: ${nb}) after a full GC and warm-up; ratios/differences = median of per-round values; p25–p75 = spread of the header ns over rounds`,
+    ...machineLines(machine),
+    `host calls per request: routed ${ROUTED_CALLS} (+1 malloc callback), routed+upstream ${OBSERVED_CALLS} (+3 malloc callbacks, +1 callback);` +
+      ` ≈ ${perCall.toFixed(0)} ns per routed-path host call ((ABI floor − no-op) / ${ROUTED_CALLS}),` +
+      ` ≈ ${perCallUp.toFixed(0)} ns per upstream-path call incl. on_response_headers ((floor+upstream − floor) / ${OBSERVED_CALLS - ROUTED_CALLS});` +
+      ` bare: ≈ ${perBareCall.toFixed(0)} ns per call to an import that returns at once, module side included ((bare floor − bare no-op) / ${ROUTED_CALLS})`,
+  ];
+  console.log(notes[0]);
+  for (const l of notes.slice(1, 1 + machineLines(machine).length)) console.log(l);
+  console.log(markdownTable(head, rows));
+  for (const l of notes.slice(1 + machineLines(machine).length)) console.log(l);
   const file = writeResult("plugin", {
-    bench: "plugin", date: new Date().toISOString(), machine, runs: RUNS, requests_per_round: N, body_requests_per_round: nb,
-    ns_per_host_call: { routed: perCall, upstream: perCallUp },
-    cases: cases.map((c) => ({ name: c.name, table: c.table, header_ns: c.hdr, body_ns: c.body })),
+    bench: "plugin",
+    date: new Date().toISOString(),
+    machine,
+    runs: RUNS,
+    requests_per_round: N,
+    body_requests_per_round: nb,
+    warmup: WARMUP,
+    notes,
+    ns_per_host_call: { routed: perCall, upstream: perCallUp, bare_import: perBareCall },
+    cases: cases.map((c) => ({
+      id: c.id, name: c.name, table: c.table, base: c.base?.id ?? null,
+      header_ns: c.hdr, body_ns: c.bodySets ? c.body : null,
+      header_median_ns: median(c.hdr), header_p25_ns: quantile(c.hdr, 0.25), header_p75_ns: quantile(c.hdr, 0.75),
+      header_per_noop: c === noop ? null : ratio(c.hdr, noop.hdr),
+      header_per_floor: c.base && c.base !== noop ? ratio(c.hdr, c.base.hdr) : null,
+      header_minus_floor_ns: c.base ? diff(c.hdr, c.base.hdr) : null,
+      body_median_ns: c.bodySets ? median(c.body) : null,
+      body_per_noop: c.bodySets && c !== noop ? ratio(c.body, noop.body) : null,
+      heap_bytes_per_request: c.alloc, host_mallocs_per_request: c.mallocs,
+    })),
     table: { head, rows },
   });
   console.log(`results: ${file}`);

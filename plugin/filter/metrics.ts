@@ -3,7 +3,7 @@
 // compiled table objects (defineMetric also caches by name, so a new table version reuses ids).
 import { defineMetric, incrementMetric, NO_METRIC } from "../abi/metrics";
 import { MetricType } from "../abi/types";
-import { Deployment, Instance, RoutingTable } from "../table/routing_table";
+import { collectPicks, Deployment, RoutingTable } from "../table/routing_table";
 
 export class GatewayMetrics {
   unknownModel: u32 = NO_METRIC;
@@ -45,15 +45,12 @@ function defineDeployment(d: Deployment): void {
  * Routed requests and picks are counted in wasm memory and added to the Envoy counters on the next
  * tick (and before a table is replaced, and at shutdown): two fewer host calls per request, at the
  * price of stats lagging by at most one poll interval (Envoy flushes stats to sinks every 5 s anyway).
+ * Picks are counted in the deployment's hot block (router.ts); a pick always follows countRequest, so
+ * a deployment with uncollected picks is always in `dirtyDeployments`.
  */
 export function countRequest(t: RoutingTable, d: Deployment): void {
   if (d.pendingRequests == 0) t.dirtyDeployments.push(d);
   d.pendingRequests++;
-}
-
-export function countPick(t: RoutingTable, i: Instance): void {
-  if (i.pendingPicks == 0) t.dirtyInstances.push(i);
-  i.pendingPicks++;
 }
 
 /** Rare outcomes are counted at once. */
@@ -70,17 +67,18 @@ export function flushCounts(t: RoutingTable): void {
     if (!d.metricsDefined) defineDeployment(d);
     incrementMetric(d.requestsMetric, d.pendingRequests);
     d.pendingRequests = 0;
+    collectPicks(d);
+    const is = d.instances;
+    for (let j = 0; j < is.length; j++) {
+      const i = unchecked(is[j]);
+      if (i.pendingPicks == 0) continue;
+      if (!i.picksMetricDefined) {
+        i.picksMetric = defineMetric(MetricType.Counter, "gateway.deployment." + i.deploymentId + ".instance." + i.id + ".picks");
+        i.picksMetricDefined = true;
+      }
+      incrementMetric(i.picksMetric, i.pendingPicks);
+      i.pendingPicks = 0;
+    }
   }
   ds.length = 0;
-  const is = t.dirtyInstances;
-  for (let k = 0; k < is.length; k++) {
-    const i = unchecked(is[k]);
-    if (!i.picksMetricDefined) {
-      i.picksMetric = defineMetric(MetricType.Counter, "gateway.deployment." + i.deploymentId + ".instance." + i.id + ".picks");
-      i.picksMetricDefined = true;
-    }
-    incrementMetric(i.picksMetric, i.pendingPicks);
-    i.pendingPicks = 0;
-  }
-  is.length = 0;
 }

@@ -2,13 +2,14 @@
 // writes was encoded when the table was compiled; the only allocation-free host calls are the header
 // writes, the route-cache clear and two counters.
 import { Config } from "../config";
-import { Deployment, Position, RoutingTable } from "../table/routing_table";
+import { Deployment, HOT_RECORD, RoutingTable } from "../table/routing_table";
+import { hotNext, HOT_N, HOT_RECORDS } from "../strategy/hot";
 import { gotLen, gotPtr, headerGet, headerRelease, headerRemove, headerReplace } from "../abi/headers";
 import { callForeign } from "../abi/foreign";
 import { MapType } from "../abi/types";
 import { ByteWriter, utf8 } from "../abi/bytes";
 import { incrementMetric } from "../abi/metrics";
-import { countNoEligible, countPick, countRequest, GatewayMetrics } from "./metrics";
+import { countNoEligible, countRequest, GatewayMetrics } from "./metrics";
 import { errorBody, replyError } from "./errors";
 
 const PATH = utf8(":path");
@@ -57,38 +58,43 @@ function rewritePath(c: Config, basePath: ArrayBuffer): void {
   headerRelease();
 }
 
-/** The position of the last successful routeTo (what the request was sent with). */
-export let routedPosition: Position | null = null;
+/** The position index of the last successful routeTo (what the request was sent with), -1 if none. */
+export let routedPick: i32 = -1;
 
 /** Picks an instance of `d` and sets the output headers. Returns false if a local reply was sent. */
 export function routeTo(c: Config, t: RoutingTable, d: Deployment): bool {
-  routedPosition = null;
+  routedPick = -1;
   countRequest(t, d);
   if (d.noEligible) countNoEligible(d, !d.unavailable);
-  const picker = d.picker;
-  if (d.unavailable || picker === null) {
+  const hot = d.hot;
+  if (d.unavailable || hot === null) {
     replyError(503, "gateway_no_eligible_instance",
       errorBody("deployment " + d.id + " has no available instance", "server_error", null, "no_eligible_instance"),
       c.retryAfterSeconds);
     return false;
   }
-  const pos = picker.next();
-  if (pos < 0 || pos >= d.positions.length) return true; // defensive; pickers stay in range
-  const at: Position = unchecked(d.positions[pos]);
-  const inst = at.instance;
+  // Everything below reads the deployment's hot block (routing_table.ts): picker state, the
+  // position's record and its header values, in a few adjacent cache lines.
+  const b = changetype<usize>(hot);
+  const pos = hotNext(b);
+  if (pos < 0 || pos >= load<i32>(b, HOT_N)) return true; // defensive; pickers stay in range
+  const rec = b + <usize>load<u32>(b, HOT_RECORDS) + <usize>pos * HOT_RECORD;
   // replace (not add): a client's copy of any of these headers must never survive.
-  let v = at.endpointPtr;
-  headerReplace(MapType.RequestHeaders, c.endpointHeaderBytes, v, <usize>at.endpointLen);
-  v += <usize>at.endpointLen;
-  headerReplace(MapType.RequestHeaders, c.clusterHeaderBytes, v, <usize>at.clusterLen);
-  v += <usize>at.clusterLen;
-  headerReplace(MapType.RequestHeaders, c.deploymentHeaderBytes, v, <usize>at.deploymentLen);
-  v += <usize>at.deploymentLen;
-  headerReplace(MapType.RequestHeaders, c.instanceHeaderBytes, v, <usize>at.instanceLen);
-  if (at.rewrite) rewritePath(c, inst.basePathBytes);
+  let v = b + <usize>load<u32>(rec);
+  const endpointLen = <usize>load<u32>(rec, 4);
+  headerReplace(MapType.RequestHeaders, c.endpointHeaderBytes, v, endpointLen);
+  v += endpointLen;
+  const clusterLen = <usize>load<u16>(rec, 8);
+  headerReplace(MapType.RequestHeaders, c.clusterHeaderBytes, v, clusterLen);
+  v += clusterLen;
+  const deploymentLen = <usize>load<u16>(rec, 10);
+  headerReplace(MapType.RequestHeaders, c.deploymentHeaderBytes, v, deploymentLen);
+  v += deploymentLen;
+  headerReplace(MapType.RequestHeaders, c.instanceHeaderBytes, v, <usize>load<u16>(rec, 12));
+  if (load<u8>(rec, 14) != 0 && pos < d.positions.length) rewritePath(c, unchecked(d.positions[pos]).instance.basePathBytes);
   callForeign(CLEAR_ROUTE_CACHE, 0, 0);
-  countPick(t, inst);
-  routedPosition = at;
+  store<u32>(rec, load<u32>(rec, 16) + 1, 16); // a pick (collectPicks adds it to the instance's counter)
+  routedPick = pos;
   return true;
 }
 

@@ -7,7 +7,7 @@ import { bufLen, bufPtr, bufferRelease, getBufferBytes } from "../abi/buffers";
 import { incrementMetric } from "../abi/metrics";
 import { utf8 } from "../abi/bytes";
 import { modelFound, modelLen, modelPtr, scanForModel, ScanResult } from "../json/model_scanner";
-import { replyBadBody, replyTooLarge, routedPosition, routeTo, stripRoutingHeaders, unknownModel } from "./router";
+import { replyBadBody, replyTooLarge, routedPick, routeTo, stripRoutingHeaders, unknownModel } from "./router";
 import { GatewayRoot } from "./root";
 import { Deployment, Position, RoutingTable } from "../table/routing_table";
 import { Config } from "../config";
@@ -67,8 +67,9 @@ export class GatewayStream extends StreamContext {
     this.startNs = now;
     if (d.nextReturnAt <= now / 1_000_000) this.root.observer.restoreDue(now / 1_000_000, d);
     const ok = routeTo(c, table, d);
-    if (ok) {
-      this.position = routedPosition;
+    const pick = routedPick;
+    if (ok && pick >= 0 && pick < d.positions.length) {
+      this.position = unchecked(d.positions[pick]);
       this.routedTable = table;
     }
     return ok;

@@ -14,6 +14,15 @@ export class Failover extends Picker {
     return this.inner.next();
   }
 
+  /** The hot block rotates the active tier exactly as `inner` does. */
+  hotStateBytes(): i32 {
+    return this.inner.hotStateBytes();
+  }
+
+  writeHot(b: usize): void {
+    this.inner.writeHot(b);
+  }
+
   /**
    * Fallback order: one more instance of the active tier, then the first instance of the next tier,
    * then the rest of the active tier (rotating from pos), then the remaining higher tiers. The next

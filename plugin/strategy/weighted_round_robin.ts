@@ -3,6 +3,7 @@
 // period sum(weights), so every window of sum(weights) consecutive picks holds each candidate exactly
 // `weight` times, spread out rather than in bursts.
 import { Picker } from "./picker";
+import { HOT_CURSOR, HOT_KIND, HOT_M, HOT_STATE, HOT_SWRR } from "./hot";
 
 /** Warm-up steps applied for the worker offset are capped (the period can be ~10 M picks). */
 const MAX_START_STEPS: u32 = 4096;
@@ -29,6 +30,18 @@ export class SmoothWeightedRoundRobin extends Picker {
       if (steps > MAX_START_STEPS) steps = MAX_START_STEPS;
       for (let s: u32 = 0; s < steps; s++) this.next();
     }
+  }
+
+  hotStateBytes(): i32 {
+    return this.n << 3;
+  }
+
+  writeHot(b: usize): void {
+    store<u32>(b, HOT_SWRR, HOT_KIND);
+    store<i32>(b, this.n, HOT_M);
+    store<i32>(b, this.total, HOT_CURSOR);
+    // Same (weight, score) pair layout as `state`.
+    memory.copy(b + HOT_STATE, changetype<usize>(this.state), <usize>this.n << 3);
   }
 
   next(): i32 {

@@ -6,14 +6,17 @@ import { DocDeployment, DocInstance, InstanceState, StrategyKind, TableDoc } fro
 import { BytesMap } from "./bytes_map";
 import { Picker } from "../strategy/picker";
 import { makePicker } from "../strategy/factory";
+import { HOT_N, HOT_RECORDS, HOT_STATE } from "../strategy/hot";
 import { ByteWriter, utf8 } from "../abi/bytes";
 import { NO_METRIC } from "../abi/metrics";
 import { InstanceStats, StatsRegistry } from "../telemetry/stats";
 import { buildModelsList, emptyModelsList, ModelsList } from "./models_list";
 
 export class Instance {
-  // Read per routed request first (pick counter, telemetry).
-  /** Picks not yet added to the Envoy counter (flushed on tick; see filter/metrics.ts). */
+  /**
+   * Picks not yet added to the Envoy counter (flushed on tick; see filter/metrics.ts). Requests count
+   * picks in the deployment's hot block; collectPicks() moves them here.
+   */
   pendingPicks: i64 = 0;
   /** Telemetry counters and passive-ejection state, shared with other table versions (stats.ts). */
   stats: InstanceStats;
@@ -92,6 +95,15 @@ export class Deployment {
   nextReturnAt: u64 = u64.MAX_VALUE;
   /** Requests not yet added to the Envoy counter (flushed on tick). */
   pendingRequests: i64 = 0;
+  /**
+   * Everything a routed request reads after this object, in one block (null when unavailable): the
+   * picker state (strategy/hot.ts), then per position a record of HOT_RECORD bytes — u32 offset of its
+   * header values in this block, u32 endpoint length, u16 cluster, deployment id and instance id
+   * lengths, u8 rewrite, u8 pad, u32 picks not yet collected (collectPicks) — then the values
+   * (as Position.values). Past the model lookup, a routed request reads this object's first line and
+   * this block; a `Position` only when it rewrites :path or observes the upstream result.
+   */
+  hot: ArrayBuffer | null = null;
   picker: Picker | null = null;
   positions: StaticArray<Position> = new StaticArray<Position>(0);
   /** No eligible instance; candidates are the panic set (may be empty). */
@@ -133,9 +145,8 @@ export class RoutingTable {
   models: BytesMap<Deployment>;
   deployments: Deployment[] = [];
   instanceCount: i32 = 0;
-  /** Objects with pending counts, so a flush touches only what was used since the last one. */
+  /** Deployments with pending counts, so a flush touches only what was used since the last one. */
   dirtyDeployments: Deployment[] = [];
-  dirtyInstances: Instance[] = [];
   /** upstream.address → the first instance with that address (for hosts outside the request's list). */
   addresses: BytesMap<Instance>;
   /** The stats objects of this table, by key (the registry adopts it with the table). */
@@ -181,6 +192,7 @@ function sortByPriority(list: Instance[]): Instance[] {
  * map and in-flight streams keep pointing at it).
  */
 export function rebuildDeployment(dep: Deployment, nowMs: u64): void {
+  collectPicks(dep); // the hot block is replaced: keep its counts
   let cands = new Array<Instance>();
   let nextReturn = u64.MAX_VALUE;
   let excluded = 0;
@@ -200,6 +212,7 @@ export function rebuildDeployment(dep: Deployment, nowMs: u64): void {
   dep.noEligible = false;
   dep.unavailable = false;
   dep.picker = null;
+  dep.hot = null;
   dep.positions = new StaticArray<Position>(0);
   if (cands.length == 0) {
     dep.noEligible = true;
@@ -253,6 +266,54 @@ export function rebuildDeployment(dep: Deployment, nowMs: u64): void {
     unchecked(positions[pos] = new Position(pick, w.toBuffer(), pick.doc.basePath != dep.apiPrefix, hosts, dep.clusterBytes, dep.idBytes));
   }
   dep.positions = positions;
+  dep.hot = buildHot(picker, positions);
+}
+
+/** Bytes per position record in a hot block (see Deployment.hot). */
+export const HOT_RECORD: usize = 20;
+
+function buildHot(picker: Picker, positions: StaticArray<Position>): ArrayBuffer {
+  const n = positions.length;
+  const records = HOT_STATE + <usize>picker.hotStateBytes();
+  let size = records + <usize>n * HOT_RECORD;
+  for (let k = 0; k < n; k++) size += <usize>unchecked(positions[k]).values.byteLength;
+  const hot = new ArrayBuffer(<i32>size);
+  const b = changetype<usize>(hot);
+  picker.writeHot(b);
+  store<i32>(b, n, HOT_N);
+  store<u32>(b, <u32>records, HOT_RECORDS);
+  let off = records + <usize>n * HOT_RECORD;
+  for (let k = 0; k < n; k++) {
+    const p = unchecked(positions[k]);
+    const rec = b + records + <usize>k * HOT_RECORD;
+    const len = <usize>p.values.byteLength;
+    store<u32>(rec, <u32>off);
+    store<u32>(rec, <u32>p.endpointLen, 4);
+    store<u16>(rec, <u16>p.clusterLen, 8);
+    store<u16>(rec, <u16>p.deploymentLen, 10);
+    store<u16>(rec, <u16>p.instanceLen, 12);
+    store<u8>(rec, p.rewrite ? 1 : 0, 14);
+    memory.copy(b + off, changetype<usize>(p.values), len);
+    off += len;
+  }
+  return hot;
+}
+
+/** Moves the picks counted in `d`'s hot block to its instances' pendingPicks (before a flush or a rebuild). */
+export function collectPicks(d: Deployment): void {
+  const hot = d.hot;
+  if (hot === null) return;
+  const b = changetype<usize>(hot);
+  const positions = d.positions;
+  const n = load<i32>(b, HOT_N);
+  if (n != positions.length) return; // built together; defensive
+  let rec = b + <usize>load<u32>(b, HOT_RECORDS);
+  for (let k = 0; k < n; k++, rec += HOT_RECORD) {
+    const picks = load<u32>(rec, 16);
+    if (picks == 0) continue;
+    unchecked(positions[k]).instance.pendingPicks += <i64>picks;
+    store<u32>(rec, 0, 16);
+  }
 }
 
 function compileDeployment(d: DocDeployment, apiPrefix: string, maxFallbacks: i32, start: u32,
