@@ -279,54 +279,51 @@ export class WorkerVm {
    * by the wasm function, so one fixed-arity method serves every callback without allocation.
    */
   invoke(name: string, ctx: Context, f: Fn, a = 0, b = 0, c = 0, d = 0, e = 0): number {
-    if (this.failure !== null) throw new WasmTrap(name, this.index, `VM already failed: ${this.failure}`);
-    const prev = this.current;
     const prevEffective = this.effective;
-    this.current = ctx;
-    this.effective = null;
-    this.host.enter();
+    const prev = this.enterCallback(name, ctx);
     let result: number;
     try {
       result = f(a, b, c, d, e);
     } catch (err) {
-      this.current = prev;
-      this.effective = prevEffective;
-      this.stopNext = false;
-      this.host.leave();
+      this.leaveCallback(prev, prevEffective, false);
       throw this.callbackFailed(name, err);
     }
-    this.current = prev;
-    this.effective = prevEffective;
-    this.lastStopNext = this.stopNext;
-    this.stopNext = false;
-    this.host.leave();
+    this.leaveCallback(prev, prevEffective, true);
     return result;
   }
 
   /** @internal invoke() for the stream callbacks (at most 3 arguments, all given: no defaults to fill in). */
   invoke3(name: string, ctx: Context, f: Fn, a: number, b: number, c: number): number {
-    if (this.failure !== null) throw new WasmTrap(name, this.index, `VM already failed: ${this.failure}`);
-    const prev = this.current;
     const prevEffective = this.effective;
-    this.current = ctx;
-    this.effective = null;
-    this.host.enter();
+    const prev = this.enterCallback(name, ctx);
     let result: number;
     try {
       result = f(a, b, c);
     } catch (err) {
-      this.current = prev;
-      this.effective = prevEffective;
-      this.stopNext = false;
-      this.host.leave();
+      this.leaveCallback(prev, prevEffective, false);
       throw this.callbackFailed(name, err);
     }
+    this.leaveCallback(prev, prevEffective, true);
+    return result;
+  }
+
+  /** Makes `ctx` current for a callback; returns the context it replaces. */
+  private enterCallback(name: string, ctx: Context): Context | null {
+    if (this.failure !== null) throw new WasmTrap(name, this.index, `VM already failed: ${this.failure}`);
+    const prev = this.current;
+    this.current = ctx;
+    this.effective = null;
+    this.host.enter();
+    return prev;
+  }
+
+  /** Restores the contexts a callback replaced; a returning callback's stop request is kept for the caller. */
+  private leaveCallback(prev: Context | null, prevEffective: Context | null, returned: boolean): void {
     this.current = prev;
     this.effective = prevEffective;
-    this.lastStopNext = this.stopNext;
+    if (returned) this.lastStopNext = this.stopNext;
     this.stopNext = false;
     this.host.leave();
-    return result;
   }
 
   private callbackFailed(name: string, err: unknown): Error {
