@@ -1,6 +1,7 @@
 // Rolling endpoint migration: success, failures with rollback, resume after a control restart.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { Redis } from "ioredis";
 import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
 import { registerModel, startReplica, table, waitFor, withRedis, type Replica } from "./harness.js";
@@ -117,6 +118,29 @@ describe("rolling migration", () => {
     assert.equal((await c.api("POST", "/v1/deployments/busy/migrations", { body: { instance_id: "nope", url: slow.url } })).status, 404);
     // Deleting the whole deployment is always possible and ends the migration.
     assert.equal((await c.api("DELETE", "/v1/deployments/busy")).status, 204);
+  });
+
+  test("before the switch the new endpoint stays out of the table, however often the worker runs", async () => {
+    const old = await mock({ model: "mig-model" });
+    const neu = await mock({ model: "mig-model" });
+    // 30 s between probes: the change waits in health checking (1 of 2 passed) while the worker ticks every 20 ms.
+    await deploy("hold", old, { interval_seconds: 30, healthy_threshold: 2 });
+    const start = await c.api("POST", "/v1/deployments/hold/migrations", { body: { instance_id: "old", url: neu.url, new_instance_id: "new" } });
+    const loc = start.headers.get("location")!;
+    await waitFor(async () => (await c.api("GET", loc)).body.consecutive_successes === 1, 5000, "first health check passed");
+    const tests = neu.requests.filter((q) => q.path.endsWith("/models")).length;
+    // Condition, not a sleep: 10 more worker ticks (each lists the work set with one SMEMBERS).
+    const r = new Redis(redis.url);
+    const smembers = async () => Number(/cmdstat_smembers:calls=(\d+)/.exec(await r.info("commandstats"))?.[1] ?? 0);
+    const ticks = await smembers();
+    await waitFor(async () => (await smembers()) >= ticks + 10, 5000, "10 worker ticks");
+    r.disconnect();
+    const d = (await c.api("GET", "/v1/deployments/hold")).body;
+    assert.deepEqual(d.instances.map((i: { id: string; state: string }) => [i.id, i.state]), [["old", "active"], ["new", "pending"]]);
+    assert.deepEqual(Object.keys(await inTable(c, "hold")), ["old"], "no traffic to the new endpoint before it is proven healthy");
+    assert.equal(neu.requests.filter((q) => q.path.endsWith("/models")).length, tests, "its connectivity test is not run again");
+    assert.equal((await c.api("GET", loc)).body.phase, "health_checking");
+    assert.equal((await c.api("DELETE", "/v1/deployments/hold")).status, 204);
   });
 
   test("resumes after a control restart mid-migration", async () => {

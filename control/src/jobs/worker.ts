@@ -8,7 +8,7 @@ import type { ConnectivityTester } from "../connectivity/tester.js";
 import { activeMigrations, type Deployment } from "../deployments/schemas.js";
 import type { DeploymentStore } from "../deployments/store.js";
 import { errorFields, type Logger } from "../log.js";
-import { applyDrainDone, applyProbe, applyTestResult, type StepResult } from "../migration/steps.js";
+import { applyDrainDone, applyProbe, applyTestResult, awaitsProbes, type StepResult } from "../migration/steps.js";
 import { servedNameOf, type Model } from "../models/schemas.js";
 import { sameInTable } from "../routing-table/builder.js";
 import type { LeaseStore } from "./lease-store.js";
@@ -53,7 +53,7 @@ export function createWorker(deps: {
     if (!model) return log.error("deployment refers to a missing model", { deployment: id, model: d.model_id });
 
     // 1. Connectivity tests of pending instances (new, scaled up, re-tested, or a migration's target).
-    const pending = d.instances.filter((i) => i.state === "pending");
+    const pending = d.instances.filter((i) => i.state === "pending" && !awaitsProbes(d, i.id));
     await Promise.all(
       pending.map(async (inst) => {
         const apiKey = await store.getApiKey(id, inst.id);

@@ -50,10 +50,18 @@ function withUniqueAddress(d: Deployment, instanceId: string, migratingFrom: str
   return { ...r, ok: false, error: { code: "duplicate_address", message: `${r.address} is already served by instance ${other.id} of this deployment` } };
 }
 
+/** A pending instance past its connectivity test: the target of a migration that is health checking it. */
+export function awaitsProbes(d: Deployment, instanceId: string): boolean {
+  return d.migrations.some((m) => m.to_instance === instanceId && m.phase === "health_checking");
+}
+
 /** The connectivity test of a pending instance finished. */
 export function applyTestResult(d: Deployment, instanceId: string, tested: ConnectivityResult, at: number, healthDeadlineSeconds: number): StepResult | null {
   const inst = d.instances.find((i) => i.id === instanceId);
   if (!inst || inst.state !== "pending") return null; // removed or already decided meanwhile
+  // A migration's target stays `pending` until the switch; once its test passed, its health checks decide.
+  // Taken for a plain new instance, a second test's result would make it active before it is proven healthy.
+  if (awaitsProbes(d, instanceId)) return null;
   const migration = d.migrations.find((m) => m.to_instance === instanceId && m.phase === "testing");
   const result = withUniqueAddress(d, instanceId, migration?.from_instance, tested);
   const updated: Instance = { ...inst, last_check: result, address: result.address ?? inst.address, updated_at: iso(at) };
