@@ -274,7 +274,7 @@ function viewCtx() {
     timelines: state.timelines,
     histories: state.histories,
     now: Date.now(),
-    on: { toggle, addInstance: addInstanceDialog, settings: settingsDialog, remove: deleteDialog, editInstance: editInstanceDialog, migrate: migrateDialog, removeInstance: removeInstanceDialog, retest },
+    on: { toggle, addInstance: addInstanceDialog, settings: settingsDialog, remove: deleteDialog, editInstance: editInstanceDialog, migrate: migrateDialog, stopMigration: stopMigrationDialog, removeInstance: removeInstanceDialog, retest },
   };
 }
 
@@ -684,6 +684,27 @@ function removeInstanceDialog(d, i) {
         rev = await refreshed(e, d.id, rev);
         throw e;
       }
+    },
+  });
+}
+
+/** @param {any} d @param {any} m a migration before its switch */
+function stopMigrationDialog(d, m) {
+  openDialog({
+    title: `Stop the endpoint change of ${m.from_instance}?`,
+    description: `The new endpoint ${m.url} (${m.to_instance}) is removed before it takes any traffic; ${m.from_instance} keeps serving as it has throughout.`,
+    body: [],
+    submitLabel: "Stop endpoint change",
+    danger: true,
+    focus: null,
+    async onSubmit() {
+      // No If-Match: every probe of the change bumps the revision, and the server checks what matters (the phase).
+      try {
+        await api("POST", `/v1/deployments/${seg(d.id)}/migrations/${seg(m.id)}/cancel`);
+      } finally {
+        await loadOne(d.id);
+      }
+      announce(`Endpoint change of ${m.from_instance} stopped; ${m.from_instance} keeps serving.`);
     },
   });
 }

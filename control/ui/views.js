@@ -102,7 +102,8 @@ export function explain(e) {
 
 /**
  * @typedef {{ toggle(d: any, i: any): void, addInstance(d: any): void, settings(d: any): void, remove(d: any): void,
- *   editInstance(d: any, i: any): void, migrate(d: any, i: any): void, removeInstance(d: any, i: any): void, retest(d: any, i: any): void }} Actions
+ *   editInstance(d: any, i: any): void, migrate(d: any, i: any): void, stopMigration(d: any, m: any): void, removeInstance(d: any, i: any): void,
+ *   retest(d: any, i: any): void }} Actions
  * @typedef {{ admin: boolean, models: Map<string, any>, open: Set<string>, timelines: Map<string, any[] | { error: string }>,
  *   histories: Map<string, any>, now: number, on: Actions }} ViewCtx
  */
@@ -354,6 +355,10 @@ function migrations(d, ctx) {
           h("code", {}, m.url),
           h("span", { class: "sub" }, ` as ${m.to_instance}`),
         ),
+        // Before the switch a stop is a rollback (the API's cancel); after it the old instance already drains.
+        ctx.admin && (m.phase === "testing" || m.phase === "health_checking")
+          ? h("button", { type: "button", class: "btn btn-danger-quiet", dataset: { key: `stop-mig:${d.id}/${m.id}` }, onclick: () => ctx.on.stopMigration(d, m) }, "Stop endpoint change")
+          : null,
         m.phase === "rolled_back"
           ? h("p", { class: "mig-result bad" }, `Rolled back ${m.finished_at ? clock(m.finished_at) : ""}: ${m.error?.message ?? "failed"}. ${m.from_instance} kept serving throughout.`)
           : h(

@@ -627,6 +627,7 @@ function schemaAware(ctx: Ctx): fc.Arbitrary<Req> {
     { weight: 4, arbitrary: withBody("migrations.create", "POST", P((x) => `/v1/deployments/${x}/migrations`, d), B.migrationCreate.body) },
     { weight: 1, arbitrary: noBody("migrations.list", "GET", P((x) => `/v1/deployments/${x}/migrations`, d)) },
     { weight: 1, arbitrary: noBody("migrations.get", "GET", P((x, y) => `/v1/deployments/${x}/migrations/${y}`, d, mig)) },
+    { weight: 1, arbitrary: noBody("migrations.cancel", "POST", P((x, y) => `/v1/deployments/${x}/migrations/${y}/cancel`, d, mig)) },
     { weight: 3, arbitrary: noBody("table", "GET", tableQuery.map((q) => `/v1/routing-table${q}`)) },
     { weight: 3, arbitrary: withBody("telemetry", "POST", fc.constant("/v1/telemetry"), B.telemetry.body) },
     { weight: 2, arbitrary: withBody("xds", "POST", pick(["/v3/discovery:clusters", "/v3/discovery:endpoints", "/v3/discovery%3Aclusters"]), B.discovery.body) },
@@ -726,6 +727,7 @@ interface SeqSpec {
   region: string;
   newWeight: number;
   migrate: boolean;
+  cancel: boolean;
 }
 
 function seqArb(): fc.Arbitrary<SeqSpec> {
@@ -740,6 +742,7 @@ function seqArb(): fc.Arbitrary<SeqSpec> {
     region: fc.string({ maxLength: 64 }),
     newWeight: fc.integer({ min: 1, max: 10_000 }),
     migrate: fc.boolean(),
+    cancel: fc.boolean(),
   });
 }
 
@@ -785,6 +788,7 @@ const RESPONSE_SCHEMAS: Record<string, { status: number[]; schema: z.ZodType | n
   "migrations.create": { status: [202], schema: Migration },
   "migrations.list": { status: [200], schema: ListOf("migrations", Migration) },
   "migrations.get": { status: [200], schema: Migration },
+  "migrations.cancel": { status: [200], schema: Migration },
   table: { status: [200, 304], schema: RoutingTable },
   telemetry: { status: [200], schema: TelemetryAck },
   xds: { status: [200, 304], schema: null },
@@ -1050,7 +1054,11 @@ describe("control API fuzz (fast-check)", { timeout: 600_000 }, () => {
     if (pc && (pc.weight !== spec.newWeight || pc.has_api_key !== false)) violations.push(`[seq ${n}] instance patch not applied: ${JSON.stringify(pc)}`);
     await call("patch instance url", "PATCH", `/v1/deployments/${D}/instances/c`, [400], { body: { url: mock.url } });
     await call("retest b", "POST", `/v1/deployments/${D}/instances/b/test`, [200, 202], {}, "instances.test");
-    if (spec.migrate) await call("migrate a", "POST", `/v1/deployments/${D}/migrations`, [202, 409], { body: { instance_id: "a", url: mock.url, drain_timeout_seconds: 0 } }, "migrations.create");
+    if (spec.migrate) {
+      const mg = await call("migrate a", "POST", `/v1/deployments/${D}/migrations`, [202, 409], { body: { instance_id: "a", url: mock.url, drain_timeout_seconds: 0 } }, "migrations.create");
+      // Cancelled at once it is still testing (200); it may also have switched or ended by then (409).
+      if (mg.status === 202 && spec.cancel) await call("cancel migration", "POST", `/v1/deployments/${D}/migrations/${mg.body.id}/cancel`, [200, 409], {}, "migrations.cancel");
+    }
 
     await call("delete deployed model", "DELETE", `/v1/models/${M}`, [409]);
     await call("scale down b", "DELETE", `/v1/deployments/${D}/instances/b`, [204, 409], {}, "instances.delete");

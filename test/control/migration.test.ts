@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
-import { registerModel, startReplica, table, waitFor, withRedis, type Replica } from "./harness.js";
+import { registerModel, startReplica, table, VIEWER, waitFor, withRedis, type Replica } from "./harness.js";
 
 const inTable = async (c: Replica, dep: string) =>
   Object.fromEntries(((await table(c.api)).deployments.find((d: { id: string }) => d.id === dep)?.instances ?? []).map((i: { id: string; state: string; address: string }) => [i.id, i]));
@@ -141,6 +141,65 @@ describe("rolling migration", () => {
     assert.equal(neu.requests.filter((q) => q.path.endsWith("/models")).length, tests, "its connectivity test is not run again");
     assert.equal((await c.api("GET", loc)).body.phase, "health_checking");
     assert.equal((await c.api("DELETE", "/v1/deployments/hold")).status, 204);
+  });
+
+  test("cancel before the switch: the new instance is removed, the old one never stopped serving", async () => {
+    const old = await mock({ model: "mig-model" });
+    const slow = await mock({ model: "mig-model", mode: "unhealthy" });
+    await deploy("stop", old, { unhealthy_threshold: 100 });
+    const start = await c.api("POST", "/v1/deployments/stop/migrations", { body: { instance_id: "old", url: slow.url, new_instance_id: "next", api_key: "next-key" } });
+    assert.equal(start.status, 202, start.text);
+    const loc = start.headers.get("location")!;
+    await waitFor(async () => (await c.api("GET", loc)).body.phase === "health_checking", 5000, "health checking");
+    const v0 = (await table(c.api)).version;
+    const before = (await c.api("GET", "/v1/deployments/stop")).body;
+    assert.deepEqual(before.instances.map((i: { id: string; state: string }) => [i.id, i.state]), [["old", "active"], ["next", "pending"]]);
+
+    assert.equal((await c.api("POST", `${loc}/cancel`, { token: VIEWER })).status, 403, "viewers cannot cancel");
+    assert.equal((await c.api("POST", `${loc}/cancel`, { headers: { "if-match": '"0"' } })).status, 412, "a stale If-Match is refused");
+    const missing = await c.api("POST", "/v1/deployments/stop/migrations/mig-nope/cancel");
+    assert.equal(missing.status, 404);
+    assert.match(missing.text, /mig-nope/);
+
+    const r = await c.api("POST", `${loc}/cancel`);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body.phase, "rolled_back");
+    assert.equal(r.body.error.code, "cancelled");
+    assert.ok(r.body.finished_at);
+    assert.deepEqual(r.body.history.map((h: { phase: string }) => h.phase), ["testing", "health_checking", "rolled_back"]);
+    assert.ok(r.headers.get("etag"), "the new revision is returned");
+    const d = (await c.api("GET", "/v1/deployments/stop")).body;
+    assert.deepEqual(d.instances.map((i: { id: string; state: string }) => [i.id, i.state]), [["old", "active"]]);
+    assert.equal(JSON.stringify(d).includes("next-key"), false);
+    // The new instance never was in the table, so the table did not change; the old one is still there.
+    assert.deepEqual(Object.keys(await inTable(c, "stop")), ["old"]);
+    assert.equal((await table(c.api)).version, v0);
+    // No more probes go to the cancelled endpoint: while the old one gets 5 more of its own, it gets none.
+    const probes = slow.requests.length;
+    const oldProbes = old.requests.length;
+    await waitFor(async () => old.requests.length >= oldProbes + 5, 5000, "the old instance probed on");
+    assert.equal(slow.requests.length, probes, "the cancelled endpoint is no longer probed");
+    const again = await c.api("POST", `${loc}/cancel`);
+    assert.equal(again.status, 409, "an ended migration cannot be cancelled");
+    assert.match(again.body.error.message, /already ended \(rolled_back\)/);
+    // The instance can be migrated again right away.
+    const retry = await c.api("POST", "/v1/deployments/stop/migrations", { body: { instance_id: "old", url: slow.url, new_instance_id: "next" } });
+    assert.equal(retry.status, 202, retry.text);
+    assert.equal((await c.api("DELETE", "/v1/deployments/stop")).status, 204);
+  });
+
+  test("cancel after the switch: 409 naming the drain", async () => {
+    const old = await mock({ model: "mig-model" });
+    const neu = await mock({ model: "mig-model" });
+    await deploy("late", old);
+    const start = await c.api("POST", "/v1/deployments/late/migrations", { body: { instance_id: "old", url: neu.url, new_instance_id: "new", drain_timeout_seconds: 60 } });
+    const loc = start.headers.get("location")!;
+    await waitFor(async () => (await c.api("GET", loc)).body.phase === "draining", 5000, "draining");
+    const r = await c.api("POST", `${loc}/cancel`);
+    assert.equal(r.status, 409, r.text);
+    assert.match(r.body.error.message, /has switched: new serves and old drains until/);
+    assert.equal((await c.api("GET", loc)).body.phase, "draining", "nothing changed");
+    assert.equal((await c.api("DELETE", "/v1/deployments/late")).status, 204);
   });
 
   test("resumes after a control restart mid-migration", async () => {

@@ -4,7 +4,7 @@
  *   - admin at laptop width: create a deployment through the form and see each instance's connectivity
  *     result; stop one instance's upstream → it is shown ejected (live, no reload) with the timeline
  *     entry; start it again → back in rotation; then scale up, edit a weight, change an endpoint (a
- *     rolling migration: progress, success; and one rolled back), remove an instance, delete the
+ *     rolling migration: progress, success; one rolled back; one stopped by hand), remove an instance, delete the
  *     deployment with confirmation;
  *   - keyboard: the main actions are reachable with Tab and work with Enter; dialogs take focus, Escape
  *     closes them and focus returns;
@@ -253,6 +253,29 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     await card.locator(".migration .mig-result.bad", { hasText: "Rolled back" }).waitFor({ timeout: T });
     assert.equal(await row(page, "llama-prod", c).getAttribute("data-state"), "active");
     await page.screenshot({ path: `${ARTIFACTS}migration-laptop.png`, fullPage: true });
+
+    // Stopping an endpoint change before its switch (a 30 s probe interval keeps it there): the new
+    // endpoint goes, the old one kept serving.
+    await registerModel(control.api, "llama-canary", { served_name: "llama-3.1-8b" });
+    const slow = { interval_seconds: 30, timeout_seconds: 1, healthy_threshold: 2, unhealthy_threshold: 3 };
+    const made = await control.api("POST", "/v1/deployments", { body: { id: "canary", model: "llama-canary", health_check: slow, instances: [{ id: "c1", url: m1.url }] } });
+    assert.equal(made.status, 201, made.text);
+    const started = await control.api("POST", "/v1/deployments/canary/migrations", { body: { instance_id: "c1", url: m3.url, new_instance_id: "c2" } });
+    assert.equal(started.status, 202, started.text);
+    const canary = page.locator("#dep-canary");
+    await canary.getByRole("button", { name: "Stop endpoint change" }).waitFor({ timeout: T });
+    await canary.screenshot({ path: `${ARTIFACTS}migration-stop-laptop.png` });
+    await canary.getByRole("button", { name: "Stop endpoint change" }).click();
+    const stop = page.getByRole("dialog", { name: "Stop the endpoint change of c1?" });
+    await stop.getByRole("button", { name: "Stop endpoint change" }).click();
+    await stop.waitFor({ state: "detached", timeout: T });
+    await canary.locator(".migration .mig-result.bad", { hasText: "cancelled by an operator" }).waitFor({ timeout: T });
+    assert.equal(await canary.getByRole("button", { name: "Stop endpoint change" }).count(), 0, "an ended change offers no stop");
+    const kept = (await control.api("GET", "/v1/deployments/canary")).body;
+    assert.deepEqual(kept.instances.map((i: { id: string; state: string }) => [i.id, i.state]), [["c1", "active"]]);
+    assert.equal(kept.migrations[0].error.code, "cancelled");
+    assert.equal((await control.api("DELETE", "/v1/deployments/canary")).status, 204);
+    await canary.waitFor({ state: "detached", timeout: T });
 
     // A field error from the API is shown at its field.
     await card.getByRole("button", { name: "Add instance" }).click();

@@ -1,4 +1,4 @@
-/** /v1/deployments/:id/migrations — start a rolling endpoint change, read its progress. */
+/** /v1/deployments/:id/migrations — start a rolling endpoint change, read its progress, cancel it before the switch. */
 import { Router, type RequestHandler } from "express";
 import { z } from "zod";
 import { Id } from "../../contracts/routing-table.js";
@@ -22,6 +22,11 @@ export function migrationRoutes(deps: { service: MigrationService; worker: { kic
     const { deployment, migration } = await service.start(id, parseBody(MigrationCreate, req.body), ifMatchOf(req));
     void deps.worker.kick(id);
     res.status(202).setHeader("location", `/v1/deployments/${id}/migrations/${migration.id}`).setHeader("etag", revisionEtag(deployment.revision)).json(migration);
+  });
+  r.post("/v1/deployments/:id/migrations/:migrationId/cancel", write, async (req, res) => {
+    const { id, migrationId } = parsePart(MigParams, req.params, "path");
+    const { deployment, migration } = await service.cancel(id, migrationId, ifMatchOf(req));
+    res.setHeader("etag", revisionEtag(deployment.revision)).json(migration);
   });
   r.get("/v1/deployments/:id/migrations", read, async (req, res) => {
     const { id } = parsePart(DepParams, req.params, "path");

@@ -4,6 +4,8 @@ import { checkIfMatch } from "../http/preconditions.js";
 import { findInstance, newId, newInstance } from "../deployments/service.js";
 import type { DeploymentStore } from "../deployments/store.js";
 import { activeMigrations, type Deployment, type Migration, type MigrationCreate } from "../deployments/schemas.js";
+import { sameInTable } from "../routing-table/builder.js";
+import { CANCELLABLE, cancel } from "./steps.js";
 
 const KEEP_FINISHED = 20;
 
@@ -68,6 +70,28 @@ export function createMigrationService(deps: {
         return { next, keys: key ? { set: { [toId]: key } } : undefined, bump: false };
       });
       return { deployment, migration: started! };
+    },
+    /**
+     * Stops a migration before its switch: the new instance is removed, the old one never stopped serving.
+     * After the switch the old instance is already out of rotation, so there is nothing to cancel: the
+     * drain just runs out (409 says when).
+     */
+    async cancel(deploymentId: string, migrationId: string, ifMatch: string | undefined): Promise<{ deployment: Deployment; migration: Migration }> {
+      let cancelled: Migration | undefined;
+      const deployment = await store.update(deploymentId, (cur) => {
+        checkIfMatch(ifMatch, cur.revision);
+        const m = cur.migrations.find((x) => x.id === migrationId);
+        if (!m) throw new AppError("not_found", `migration ${migrationId} not found`);
+        if (m.phase === "draining") {
+          throw new AppError("invalid_state", `migration ${m.id} has switched: ${m.to_instance} serves and ${m.from_instance} drains until ${m.drain_until}; it cannot be cancelled`);
+        }
+        if (!CANCELLABLE.has(m.phase)) throw new AppError("invalid_state", `migration ${m.id} has already ended (${m.phase})`);
+        const r = cancel(cur, m, now().getTime());
+        const next = { ...r.next, revision: cur.revision + 1, updated_at: now().toISOString() };
+        cancelled = next.migrations.find((x) => x.id === m.id);
+        return { next, keys: r.keys, bump: !sameInTable(cur, next) };
+      });
+      return { deployment, migration: cancelled! };
     },
     async get(deploymentId: string, migrationId: string): Promise<Migration> {
       const d = await store.get(deploymentId);

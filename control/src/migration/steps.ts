@@ -7,7 +7,7 @@
  *                                                                                             ▼
  *                                                                                         succeeded
  * Before the switch the old instance keeps serving and the new one is `pending` (not in the table);
- * a rollback removes the new one. The switch makes new `active` and old `draining` in one write;
+ * a rollback removes the new one. An operator may cancel before the switch: the same rollback, `cancelled`. The switch makes new `active` and old `draining` in one write;
  * when the drain ends the old one is removed.
  */
 import type { ConnectivityResult, Deployment, Instance, Migration } from "../deployments/schemas.js";
@@ -32,6 +32,14 @@ export function rollback(d: Deployment, m: Migration, at: number, error: { code:
   let next = withMigration(d, m.id, (x) => ({ ...phase(x, "rolled_back", at, error.message), error, finished_at: iso(at), next_probe_at: null }));
   next = { ...next, instances: next.instances.filter((i) => i.id !== m.to_instance) };
   return { next, keys: { del: [m.to_instance] } };
+}
+
+/** Phases in which a cancel is a rollback: the old instance still serves and nothing has switched. */
+export const CANCELLABLE: ReadonlySet<Migration["phase"]> = new Set(["testing", "health_checking"]);
+
+/** Cancelled by an operator before the switch (the caller checked CANCELLABLE). */
+export function cancel(d: Deployment, m: Migration, at: number): StepResult {
+  return rollback(d, m, at, { code: "cancelled", message: "cancelled by an operator before the switch" });
 }
 
 const POOL_STATES = new Set(["active", "draining", "ejected"]);
