@@ -63,6 +63,17 @@ export function awaitsProbes(d: Deployment, instanceId: string): boolean {
   return d.migrations.some((m) => m.to_instance === instanceId && m.phase === "health_checking");
 }
 
+/**
+ * How long a migration's health checks may take: the configured deadline, or — when the deployment's probes
+ * are too far apart to fit k of them in it (k − 1 intervals + a timeout) — that time plus one interval, so a
+ * long probe interval cannot make every migration roll back with `health_check_deadline`.
+ */
+export function healthDeadlineMs(d: Deployment, m: Migration, configuredSeconds: number): number {
+  const hc = d.health_check;
+  const needed = ((m.required_successes - 1) * hc.interval_seconds + hc.timeout_seconds) * 1000;
+  return Math.max(configuredSeconds * 1000, needed + hc.interval_seconds * 1000);
+}
+
 /** The connectivity test of a pending instance finished. */
 export function applyTestResult(d: Deployment, instanceId: string, tested: ConnectivityResult, at: number, healthDeadlineSeconds: number): StepResult | null {
   const inst = d.instances.find((i) => i.id === instanceId);
@@ -83,7 +94,7 @@ export function applyTestResult(d: Deployment, instanceId: string, tested: Conne
     next: withMigration(base, migration.id, (m) => ({
       ...phase(m, "health_checking", at),
       next_probe_at: iso(at),
-      health_deadline: iso(at + healthDeadlineSeconds * 1000),
+      health_deadline: iso(at + healthDeadlineMs(d, m, healthDeadlineSeconds)),
     })),
   };
 }
