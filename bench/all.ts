@@ -23,6 +23,7 @@ export const BENCHES: Bench[] = [
   { name: "propagation", file: "propagation.bench.ts", what: "Propagation: control API change → first request through the data plane that reflects it" },
   { name: "detection", file: "detection.bench.ts", what: "Detection: instance killed → not picked; restored → picked again, against the 3·N + timeout bound" },
   { name: "control-scale", file: "control-scale.bench.ts", what: "Control-plane scale: CPU and memory of one control process probing 1k and 10k instances at N = 5 s" },
+  { name: "envoy-plugin", file: "envoy-plugin.bench.ts", what: "Plugin cost in real Envoy: Envoy CPU µs per header-routed request, plugin vs no-op filter vs router only (skipped without Envoy)" },
 ];
 
 const README = fileURLToPath(new URL("../README.md", import.meta.url));
