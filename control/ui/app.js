@@ -91,9 +91,12 @@ async function enter() {
   byId("role").textContent = isAdmin() ? "Admin" : "Viewer · read-only";
   fill(
     byId("page-actions"),
-    isAdmin()
-      ? h("button", { type: "button", class: "btn btn-primary", id: "new-deployment", dataset: { key: "new-deployment" }, onclick: createDialog }, "New deployment")
-      : h("p", { class: "muted read-only-note" }, "Read-only: signed in with a viewer token."),
+    ...(isAdmin()
+      ? [
+          h("button", { type: "button", class: "btn", id: "register-model", dataset: { key: "register-model" }, onclick: registerModelDialog }, "Register model"),
+          h("button", { type: "button", class: "btn btn-primary", id: "new-deployment", dataset: { key: "new-deployment" }, onclick: createDialog }, "New deployment"),
+        ]
+      : [h("p", { class: "muted read-only-note" }, "Read-only: signed in with a viewer token.")]),
   );
   state.abort = new AbortController();
   void followStream({ token: () => state.token, signal: state.abort.signal, onEvent, onStatus });
@@ -480,7 +483,7 @@ async function createDialog() {
     label: "Model",
     path: "model",
     required: true,
-    hint: models.length === 0 ? "No models registered yet: register one with POST /v1/models." : "From the model registry; a model is served by one deployment.",
+    hint: models.length === 0 ? "No models registered yet: use Register model first." : "From the model registry; a model is served by one deployment.",
     options: [["", "Choose a model…", false], ...models.map((m) => /** @type {[string, string, boolean]} */ ([m.id, `${m.name}${m.display_name && m.display_name !== m.name ? ` — ${m.display_name}` : ""}${deployed.has(m.id) ? " (already deployed)" : ""}`, deployed.has(m.id)]))],
     value: free.length === 1 ? free[0].id : "",
   });
@@ -539,6 +542,37 @@ async function createDialog() {
         if (e instanceof ApiError && e.issues.some((i) => i.path.startsWith("health_check"))) /** @type {HTMLDetailsElement} */ (advanced).open = true;
         throw e;
       }
+    },
+  });
+}
+
+/** A model in the registry: the names clients send, and the name the engine serves. */
+function registerModelDialog() {
+  const name = field({ label: "Name", path: "name", required: true, placeholder: "llama-3.1-8b", hint: "What clients send as model; unique across all names and aliases" });
+  const display = field({ label: "Display name", path: "display_name", placeholder: "Llama 3.1 8B Instruct" });
+  const aliases = field({ label: "Aliases", path: "aliases", placeholder: "llama, llama-8b", hint: "Other names clients may send, separated by commas" });
+  const served = field({ label: "Served name", path: "served_name", placeholder: "meta-llama/Llama-3.1-8B-Instruct", hint: "The name the engine serves, if different (checked by the connectivity test)" });
+  const family = field({ label: "Family", path: "family", placeholder: "llama" });
+  const context = field({ label: "Context length", path: "context_length", type: "number", min: 1, inputmode: "numeric" });
+  openDialog({
+    title: "Register a model",
+    description: "A registered model can then be deployed: requests that name it (or an alias) are routed to its deployment.",
+    body: [h("div", { class: "grid grid-2" }, name.wrap, display.wrap), h("div", { class: "grid grid-2" }, aliases.wrap, served.wrap), h("div", { class: "grid grid-2" }, family.wrap, context.wrap)],
+    submitLabel: "Register model",
+    async onSubmit() {
+      /** @type {Record<string, unknown>} */
+      const body = { name: name.input.value.trim() };
+      const text = (/** @type {string} */ k, /** @type {HTMLInputElement | HTMLSelectElement} */ input) => input.value.trim() !== "" && (body[k] = input.value.trim());
+      text("display_name", display.input);
+      text("served_name", served.input);
+      text("family", family.input);
+      const list = aliases.input.value.split(",").map((a) => a.trim()).filter((a) => a !== "");
+      if (list.length > 0) body.aliases = list;
+      const ctx = num(context.input);
+      if (ctx !== undefined) body.context_length = ctx;
+      const r = await api("POST", "/v1/models", { body });
+      state.models.set(r.data.id, r.data);
+      announce(`Model ${r.data.name} registered.`);
     },
   });
 }

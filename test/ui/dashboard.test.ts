@@ -126,8 +126,29 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     const { ctx, page } = await open(1280, 900, ADMIN);
     await page.getByText("No deployments yet").waitFor({ timeout: T });
 
+    // Register a model from the page: a field error from the API first, then success.
+    await page.getByRole("button", { name: "Register model" }).click();
+    const reg = page.getByRole("dialog", { name: "Register a model" });
+    await reg.getByRole("textbox", { name: "Name", exact: true }).fill("has space");
+    await reg.getByRole("button", { name: "Register model" }).click();
+    await reg.locator('input[aria-invalid="true"]').waitFor({ timeout: T });
+    assert.equal(await reg.getByRole("textbox", { name: "Name", exact: true }).getAttribute("aria-invalid"), "true", "the API's error is shown at the name");
+    await reg.getByRole("textbox", { name: "Name", exact: true }).fill("mistral-7b");
+    await reg.getByLabel("Display name").fill("Mistral 7B");
+    await reg.getByLabel("Aliases").fill("mistral, mistral-small ,");
+    await reg.getByLabel("Served name").fill("mistralai/Mistral-7B-Instruct-v0.3");
+    await reg.getByLabel("Context length").fill("32768");
+    await reg.getByRole("button", { name: "Register model" }).click();
+    await reg.waitFor({ state: "detached", timeout: T });
+    const registered = (await control.api("GET", "/v1/models")).body.models.find((m: { name: string }) => m.name === "mistral-7b");
+    assert.deepEqual(
+      [registered.display_name, registered.aliases, registered.served_name, registered.context_length],
+      ["Mistral 7B", ["mistral", "mistral-small"], "mistralai/Mistral-7B-Instruct-v0.3", 32768],
+    );
+
     await page.getByRole("button", { name: "New deployment" }).click();
     const dlg = page.getByRole("dialog", { name: "New deployment" });
+    assert.equal(await dlg.getByLabel("Model").locator("option", { hasText: "mistral-7b — Mistral 7B" }).count(), 1, "the new model can be deployed");
     await dlg.getByLabel("Model").selectOption({ label: "llama-3.1-8b — Llama 3.1 8B Instruct" });
     await dlg.getByLabel("Deployment id").fill("llama-prod");
     await dlg.getByLabel("Strategy").selectOption("weighted_round_robin");
@@ -264,7 +285,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     assert.equal(started.status, 202, started.text);
     const canary = page.locator("#dep-canary");
     await canary.getByRole("button", { name: "Stop endpoint change" }).waitFor({ timeout: T });
-    await canary.screenshot({ path: `${ARTIFACTS}migration-stop-laptop.png` });
+    await page.screenshot({ path: `${ARTIFACTS}migration-stop-laptop.png`, fullPage: true }); // the page: a card re-renders on every event
     await canary.getByRole("button", { name: "Stop endpoint change" }).click();
     const stop = page.getByRole("dialog", { name: "Stop the endpoint change of c1?" });
     await stop.getByRole("button", { name: "Stop endpoint change" }).click();
@@ -304,7 +325,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
       await page.keyboard.press("Tab");
       seen.push(await page.evaluate(() => (document.activeElement?.textContent ?? "").replace(/\s+/g, " ").trim()));
     }
-    for (const name of ["Skip to content", "Sign out", "New deployment", "Add instance", "Settings", "Delete"]) assert.ok(seen.includes(name), `${name} reachable by Tab (saw ${seen.join(" | ")})`);
+    for (const name of ["Skip to content", "Sign out", "Register model", "New deployment", "Add instance", "Settings", "Delete"]) assert.ok(seen.includes(name), `${name} reachable by Tab (saw ${seen.join(" | ")})`);
     assert.ok(seen.some((s) => s.startsWith("Details of instance")), "instance details reachable");
 
     // Enter opens a disclosure.
@@ -354,7 +375,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     const a = await instanceOf("llama-prod", m1.url);
     await row(page, "llama-prod", a).getByRole("button", { name: `Details of instance ${a}` }).click();
     await row(page, "llama-prod", a).locator(".timeline li").first().waitFor({ timeout: T });
-    const actions = page.getByRole("button", { name: /^(New deployment|Add instance|Settings|Delete|Remove|Change endpoint|Edit instance|Test again)$/ });
+    const actions = page.getByRole("button", { name: /^(Register model|New deployment|Add instance|Settings|Delete|Remove|Change endpoint|Edit instance|Test again|Stop endpoint change)$/ });
     assert.equal(await actions.count(), 0);
     await page.screenshot({ path: `${ARTIFACTS}viewer-laptop.png`, fullPage: true });
     await ctx.close();
