@@ -403,13 +403,18 @@ function healthFields(hc) {
     path: field({ label: "Probe path", path: "health_check.path", value: hc.path }),
     errRate: field({ label: "Max error rate (%)", path: "health_check.max_error_rate", type: "number", value: hc.max_error_rate === null ? null : hc.max_error_rate * 100, min: 0, max: 100, step: "any", hint: "Empty = off", inputmode: "decimal" }),
     p95: field({ label: "Max P95 (ms)", path: "health_check.max_p95_ms", type: "number", value: hc.max_p95_ms, min: 1, step: "any", hint: "Empty = off", inputmode: "decimal" }),
+    probe: field({ label: "Probe", path: "health_check.probe", options: [["path", "GET the probe path"], ["models", "GET {base}/models"]], value: hc.probe }),
+    completion: field({ label: "Completion every k-th probe", path: "health_check.completion_every", type: "number", value: hc.completion_every, min: 0, max: 1000, hint: "A 1-token chat completion; 0 = never", inputmode: "numeric" }),
+    window: field({ label: "Traffic window (s)", path: "health_check.window_seconds", type: "number", value: hc.window_seconds, min: 1, max: 600, step: "any", inputmode: "decimal" }),
+    minRequests: field({ label: "Min requests", path: "health_check.min_requests", type: "number", value: hc.min_requests, min: 1, hint: "Thresholds apply from this many in the window", inputmode: "numeric" }),
   };
   const box = h(
     "fieldset",
     { class: "health-fields" },
     h("legend", {}, "Health checks"),
     h("div", { class: "grid grid-4" }, f.interval.wrap, f.timeout.wrap, f.unhealthy.wrap, f.healthy.wrap),
-    h("div", { class: "grid grid-3" }, f.path.wrap, f.errRate.wrap, f.p95.wrap),
+    h("div", { class: "grid grid-3" }, f.probe.wrap, f.path.wrap, f.completion.wrap),
+    h("div", { class: "grid grid-4" }, f.errRate.wrap, f.p95.wrap, f.window.wrap, f.minRequests.wrap),
   );
   return {
     box,
@@ -422,6 +427,10 @@ function healthFields(hc) {
       put("unhealthy_threshold", num(f.unhealthy.input));
       put("healthy_threshold", num(f.healthy.input));
       if (f.path.input.value.trim() !== "") v.path = f.path.input.value.trim();
+      v.probe = f.probe.input.value;
+      put("completion_every", num(f.completion.input));
+      put("window_seconds", num(f.window.input));
+      put("min_requests", num(f.minRequests.input));
       const er = num(f.errRate.input, null);
       v.max_error_rate = typeof er === "number" ? Math.round(er * 100) / 10_000 : er;
       v.max_p95_ms = num(f.p95.input, null);
@@ -430,7 +439,11 @@ function healthFields(hc) {
   };
 }
 
-const HEALTH_DEFAULTS = { interval_seconds: 10, timeout_seconds: 2, unhealthy_threshold: 3, healthy_threshold: 2, path: "/health", max_error_rate: null, max_p95_ms: null };
+// The API's defaults (HEALTH_DEFAULTS in control/src/deployments/schemas.ts), shown in the create form.
+const HEALTH_DEFAULTS = {
+  interval_seconds: 10, timeout_seconds: 2, unhealthy_threshold: 3, healthy_threshold: 2, path: "/health", probe: "path", completion_every: 0,
+  window_seconds: 60, max_error_rate: null, min_requests: 20, max_p95_ms: null,
+};
 
 /** Live connectivity results of some instances of a deployment. @param {string} depId @param {string[]} ids */
 function connectivityResults(depId, ids) {
@@ -674,17 +687,19 @@ function editInstanceDialog(d, i) {
 function migrateDialog(d, i) {
   const url = field({ label: "New URL", path: "url", type: "url", required: true, placeholder: "http://10.0.0.6:8000/v1", inputmode: "url" });
   const drain = field({ label: "Drain timeout (s)", path: "drain_timeout_seconds", type: "number", min: 0, max: 3600, step: "any", hint: "Empty = the service default", inputmode: "decimal" });
+  const key = field({ label: "API key", path: "api_key", type: "password", hint: i.has_api_key ? "Empty = keep the current key" : "Optional; sent upstream as a bearer token", autocomplete: "new-password" });
   let rev = etag(d);
   openDialog({
     title: `Change the endpoint of ${i.id}`,
     description: `Now ${i.url}. The new endpoint is tested and health-checked first; only then does it take over while ${i.id} drains. If it fails, the change rolls back and ${i.id} keeps serving.`,
-    body: [url.wrap, drain.wrap],
+    body: [url.wrap, drain.wrap, key.wrap],
     submitLabel: "Start endpoint change",
     async onSubmit() {
       /** @type {Record<string, unknown>} */
       const body = { instance_id: i.id, url: url.input.value.trim() };
       const dt = num(drain.input);
       if (dt !== undefined) body.drain_timeout_seconds = dt;
+      if (key.input.value !== "") body.api_key = key.input.value;
       try {
         await api("POST", `/v1/deployments/${seg(d.id)}/migrations`, { body, ifMatch: rev });
         await loadOne(d.id);

@@ -170,6 +170,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     await dlg.getByLabel("Probe timeout (s)").fill("0.5");
     await dlg.getByLabel("Eject after failures").fill("2");
     await dlg.getByLabel("Re-add after successes").fill("2");
+    await dlg.getByLabel("Traffic window (s)").fill("30");
     await dlg.getByRole("button", { name: "Create deployment" }).click();
 
     // Each instance's connectivity result, as it completes.
@@ -257,6 +258,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     const mig = page.getByRole("dialog", { name: `Change the endpoint of ${b}` });
     await mig.getByLabel("New URL").fill(m4.url);
     await mig.getByLabel("Drain timeout (s)").fill("1");
+    await mig.getByLabel("API key").fill("sk-migrated-key");
     await mig.getByRole("button", { name: "Start endpoint change" }).click();
     await mig.waitFor({ state: "detached", timeout: T });
     const progress = card.locator(".migration");
@@ -265,6 +267,8 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     await row(page, "llama-prod", b).waitFor({ state: "detached", timeout: T });
     const b2 = await instanceOf("llama-prod", m4.url);
     await row(page, "llama-prod", b2).locator('[data-label="State"]', { hasText: "Active" }).waitFor({ timeout: T });
+    assert.ok(m4.requests.some((q) => q.headers.authorization === "Bearer sk-migrated-key"), "the new endpoint was tested with the key given in the form");
+
 
     // A change to an endpoint that refuses connections rolls back; the old instance keeps serving.
     await row(page, "llama-prod", c).getByRole("button", { name: "Change endpoint" }).click();
@@ -313,6 +317,16 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     await confirm.getByRole("button", { name: "Remove instance" }).click();
     await row(page, "llama-prod", c).waitFor({ state: "detached", timeout: T });
     assert.equal((await control.api("GET", `/v1/deployments/llama-prod/instances/${c}`)).status, 404);
+
+    // Settings: the probe kind and traffic-threshold fields.
+    await card.getByRole("button", { name: "Settings" }).click();
+    const set = page.getByRole("dialog", { name: /Settings/ });
+    await set.getByLabel("Probe", { exact: true }).selectOption("models");
+    await set.getByLabel("Min requests").fill("10");
+    await set.getByRole("button", { name: "Save" }).click();
+    await set.waitFor({ state: "detached", timeout: T });
+    const hc = (await control.api("GET", "/v1/deployments/llama-prod")).body.health_check;
+    assert.deepEqual([hc.probe, hc.min_requests, hc.window_seconds, hc.completion_every], ["models", 10, 30, 0]);
     await ctx.close();
   });
 
