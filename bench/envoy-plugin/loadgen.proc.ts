@@ -4,8 +4,7 @@
 // `durationS` seconds or, when `amount` is set, for that many requests in all. Latencies come from
 // autocannon's per-response event (ms, sub-ms resolution), for 2xx answers only, raw.
 // (bench/gateway/loadgen.proc.ts sends one fixed request; this bench needs the model to vary.)
-import { createRequire } from "node:module";
-import type { EventEmitter } from "node:events";
+import { ceaseFire, fire } from "../gateway/cannon.js";
 import { serveParent } from "../gateway/ipc.js";
 import type { BenchRequest } from "./setup.js";
 
@@ -32,49 +31,19 @@ export interface LoadResult {
   latencies: Float64Array;
 }
 
-interface Tracker extends EventEmitter, PromiseLike<Record<string, unknown>> {
-  stop(): void;
-}
-const autocannon = createRequire(import.meta.url)("autocannon") as (opts: Record<string, unknown>) => Tracker;
-
-let current: Tracker | null = null;
-
 async function run(a: LoadArgs): Promise<LoadResult> {
-  const lat: number[] = [];
-  const codes: Record<string, number> = {};
-  let ok2xx = 0;
-  let non2xx = 0;
   const t0 = performance.now();
-  const t = autocannon({
-    url: a.url,
-    requests: a.requests,
-    connections: a.connections,
-    pipelining: 1,
-    ...(a.amount !== null ? { amount: a.amount } : { duration: a.durationS }),
-    timeout: 10,
-  });
-  current = t;
-  t.on("response", (_client: unknown, status: number, _bytes: number, ms: number) => {
-    codes[status] = (codes[status] ?? 0) + 1;
-    if (status >= 200 && status < 300) {
-      ok2xx++;
-      if (a.collect) lat.push(ms);
-    } else non2xx++;
-  });
-  const r = await t;
-  current = null;
+  const { result: r, ...counted } = await fire(
+    { url: a.url, requests: a.requests, connections: a.connections, ...(a.amount !== null ? { amount: a.amount } : { duration: a.durationS }) },
+    a.collect,
+  );
   return {
+    ...counted,
     durationS: a.amount !== null ? (performance.now() - t0) / 1000 : (r.duration as number),
-    ok2xx,
-    non2xx,
-    statusCodes: codes,
     errors: r.errors as number,
     timeouts: r.timeouts as number,
-    latencies: Float64Array.from(lat),
   };
 }
 
-const parent = serveParent({ run: (a: LoadArgs) => run(a) }, async () => {
-  current?.stop();
-});
+const parent = serveParent({ run: (a: LoadArgs) => run(a) }, async () => ceaseFire());
 parent.ready({ pid: process.pid });

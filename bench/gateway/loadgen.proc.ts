@@ -3,8 +3,7 @@
 // `connections` keep-alive HTTP/1.1 connections (pipelining 1), each sending the same POST back to back
 // for `durationS` seconds. Latencies are taken from autocannon's per-response event (ms, sub-ms
 // resolution; its own histogram rounds to whole ms) for 2xx answers only, and returned raw.
-import { createRequire } from "node:module";
-import type { EventEmitter } from "node:events";
+import { ceaseFire, fire } from "./cannon.js";
 import { serveParent } from "./ipc.js";
 
 export interface RunArgs {
@@ -34,47 +33,17 @@ export interface RunResult {
   autocannon: { requestsMean: number; latencyP50: number; latencyP99: number; totalRequests: number; totalCompleted: number };
 }
 
-interface Tracker extends EventEmitter, PromiseLike<Record<string, any>> {
-  stop(): void;
-}
-const autocannon = createRequire(import.meta.url)("autocannon") as (opts: Record<string, unknown>) => Tracker;
-
-let current: Tracker | null = null;
-
 async function run(a: RunArgs): Promise<RunResult> {
-  const lat: number[] = [];
-  const codes: Record<string, number> = {};
-  let ok2xx = 0;
-  let non2xx = 0;
-  const t = autocannon({
-    url: a.url,
-    method: "POST",
-    headers: a.headers,
-    body: a.body,
-    connections: a.connections,
-    pipelining: 1,
-    duration: a.durationS,
-    timeout: 10,
-  });
-  current = t;
-  t.on("response", (_client: unknown, status: number, _bytes: number, ms: number) => {
-    codes[status] = (codes[status] ?? 0) + 1;
-    if (status >= 200 && status < 300) {
-      ok2xx++;
-      if (a.collect) lat.push(ms);
-    } else non2xx++;
-  });
-  const r = await t;
-  current = null;
+  const { result: r, ...counted } = await fire(
+    { url: a.url, method: "POST", headers: a.headers, body: a.body, connections: a.connections, duration: a.durationS },
+    a.collect,
+  );
   return {
+    ...counted,
     durationS: r.duration as number,
-    ok2xx,
-    non2xx,
-    statusCodes: codes,
     errors: r.errors as number,
     timeouts: r.timeouts as number,
     resets: r.resets as number,
-    latencies: Float64Array.from(lat),
     autocannon: {
       requestsMean: r.requests?.mean as number,
       latencyP50: r.latency?.p50 as number,
@@ -85,7 +54,5 @@ async function run(a: RunArgs): Promise<RunResult> {
   };
 }
 
-const parent = serveParent({ run: (a: RunArgs) => run(a) }, async () => {
-  current?.stop();
-});
+const parent = serveParent({ run: (a: RunArgs) => run(a) }, async () => ceaseFire());
 parent.ready({ pid: process.pid });
