@@ -9,12 +9,11 @@
 //   anything else             → 404
 // Command `counts` → chat completions served per server since start.
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeAll, listenAll } from "../gateway/listeners.js";
 import { serveParent } from "../gateway/ipc.js";
 
 const N = Number(process.env.BENCH_UPSTREAMS ?? 10);
 const counts = new Array<number>(N).fill(0);
-const servers: Server[] = [];
 
 function upstream(i: number): Server {
   const body = Buffer.from(
@@ -52,18 +51,7 @@ function upstream(i: number): Server {
   return srv;
 }
 
-const ports: number[] = [];
-for (let i = 0; i < N; i++) {
-  const srv = upstream(i);
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
-  servers.push(srv);
-  ports.push((srv.address() as AddressInfo).port);
-}
+const { servers, ports } = await listenAll(N, upstream);
 
-const parent = serveParent({ counts: () => [...counts] }, async () => {
-  for (const s of servers) {
-    s.closeAllConnections();
-    await new Promise<void>((r) => s.close(() => r()));
-  }
-});
+const parent = serveParent({ counts: () => [...counts] }, () => closeAll(servers));
 parent.ready({ ports });

@@ -10,7 +10,8 @@
 // chat completion, per upstream since start (the latter shows whether a gateway reuses its upstream
 // connections; the control service's health probes and connectivity test are not counted).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import type { Socket } from "node:net";
+import { closeAll, listenAll } from "./listeners.js";
 import { serveParent } from "./ipc.js";
 
 const N = Number(process.env.BENCH_UPSTREAMS ?? 4);
@@ -19,7 +20,6 @@ const MODEL = process.env.BENCH_MODEL ?? "bench-gw";
 
 const counts = new Array<number>(N).fill(0);
 const connections = new Array<number>(N).fill(0);
-const servers: Server[] = [];
 const SEEN = Symbol("carried a chat completion");
 
 function completion(i: number): Buffer {
@@ -74,21 +74,10 @@ function upstream(i: number): Server {
   return srv;
 }
 
-const ports: number[] = [];
-for (let i = 0; i < N; i++) {
-  const srv = upstream(i);
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
-  servers.push(srv);
-  ports.push((srv.address() as AddressInfo).port);
-}
+const { servers, ports } = await listenAll(N, upstream);
 
 const parent = serveParent(
   { counts: () => ({ served: [...counts], connections: [...connections] }) },
-  async () => {
-    for (const s of servers) {
-      s.closeAllConnections();
-      await new Promise<void>((r) => s.close(() => r()));
-    }
-  },
+  () => closeAll(servers),
 );
 parent.ready({ ports });
