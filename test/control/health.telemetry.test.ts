@@ -177,8 +177,21 @@ describe("telemetry → window statistics → verdicts", () => {
     assert.ok((one("gateway_ejections_total", { deployment: "ts", reason: "p95_latency" })?.value ?? 0) >= 1);
     assert.equal(one("gateway_routing_table_version", {})?.value, c.control.cache.current()!.version);
     assert.equal(one("gateway_probe_lease_holder", { deployment: "tp" })?.labels.holder, "tm-a");
-    assert.ok((one("gateway_probe_duration_seconds_count", { deployment: "tp", instance: "x", result: "ok" })?.value ?? 0) > 0);
+    assert.ok((one("gateway_probe_duration_seconds_count", { deployment: "tp", result: "ok" })?.value ?? 0) > 0);
+    assert.equal(m.some((s) => s.name.startsWith("gateway_probe_duration_seconds") && "instance" in s.labels), false, "no histogram per instance");
+    assert.equal(one("gateway_instance_last_probe_ok", { deployment: "tp", instance: "x" })?.value, 1);
+    assert.ok((one("gateway_instance_last_probe_seconds", { deployment: "tp", instance: "x" })?.value ?? -1) >= 0);
     assert.ok(m.some((s) => s.name === "gateway_probe_duration_seconds_bucket" && s.labels.le === "0.005"));
+  });
+
+  test("/metrics: a deleted deployment leaves no per-instance series behind", async () => {
+    await deploy("gone", ["g1"]);
+    const scrape = async () => parseMetrics((await c.api("GET", "/metrics", { token: null })).text);
+    await waitFor(async () => (await scrape()).some((s) => s.name === "gateway_instance_last_probe_ok" && s.labels.deployment === "gone"), 5000, "last probe of g1");
+    assert.equal((await c.api("DELETE", "/v1/deployments/gone")).status, 204);
+    await waitFor(async () => !(await scrape()).some((s) => s.name === "gateway_instance_up" && s.labels.deployment === "gone"), 5000, "gone from the table");
+    const left = (await scrape()).filter((s) => s.name.startsWith("gateway_instance_") && s.labels.deployment === "gone");
+    assert.deepEqual(left.map((s) => s.name), []);
   });
 
   test("error-rate ejection from the compiled plugin's own telemetry, through the bridge", async (t) => {
