@@ -5,6 +5,7 @@
  */
 import type { Redis } from "ioredis";
 import { storeCall } from "../redis/client.js";
+import { coalesce } from "../redis/coalesce.js";
 import type { Keys } from "../redis/keys.js";
 import type { InstanceEvent, ProbeResult } from "./schemas.js";
 
@@ -38,6 +39,19 @@ export interface HealthStore {
 
 export function createHealthStore(deps: { redis: Redis; keys: Keys; eventsPerInstance: number }): HealthStore {
   const { redis, keys } = deps;
+  const saveStates = coalesce<{ dep: string; inst: string; json: string }>((items) =>
+    storeCall(async () => {
+      const byDep = new Map<string, string[]>();
+      for (const { dep, inst, json } of items) {
+        let fields = byDep.get(dep);
+        if (!fields) byDep.set(dep, (fields = []));
+        fields.push(inst, json); // a later state of the same instance comes later: HSET keeps the last
+      }
+      const p = redis.pipeline();
+      for (const [dep, fields] of byDep) p.hset(keys.health(dep), ...fields);
+      for (const [err] of (await p.exec()) ?? []) if (err) throw err;
+    }),
+  );
   return {
     states: (dep) =>
       storeCall(async () => {
@@ -52,10 +66,8 @@ export function createHealthStore(deps: { redis: Redis; keys: Keys; eventsPerIns
         }
         return out;
       }),
-    saveState: (dep, inst, s) =>
-      storeCall(async () => {
-        await redis.hset(keys.health(dep), inst, JSON.stringify(s));
-      }),
+    // The states saved in one event-loop turn (one per finished probe) go out as one HSET per deployment.
+    saveState: (dep, inst, s) => saveStates({ dep, inst, json: JSON.stringify(s) }),
     dropStates: (dep, keep) =>
       storeCall(async () => {
         const ids = await redis.hkeys(keys.health(dep));

@@ -11,6 +11,7 @@
 import type { Redis } from "ioredis";
 import type { InstanceTelemetry } from "../../contracts/telemetry.js";
 import { storeCall } from "../redis/client.js";
+import { coalesce } from "../redis/coalesce.js";
 import type { Keys } from "../redis/keys.js";
 import { addBucket, BUCKETS, bucketOf, emptyStats, F, type WindowStats } from "./window.js";
 
@@ -21,25 +22,54 @@ const SEEN_TTL_SECONDS = 3_600;
 
 // KEYS[1] = seen zset, KEYS[2..] = bucket hashes. ARGV[1] = seq, ARGV[2] = bucket TTL s, ARGV[3] = seen TTL s,
 // ARGV[4] = seen keep, ARGV[5] = JSON [[field, value, field, value, ...] per bucket key]. Returns 1, or 0 = duplicate.
+/** Adds `rows` (JSON, one [field, value, ...] per key) to KEYS[first..] and sets their TTL. Sums are floats. */
+const ADD_ROWS = (first: number, rowsArg: string, ttlArg: string) => `
+local rows = cjson.decode(${rowsArg})
+for i, row in ipairs(rows) do
+  local key = KEYS[i + ${first - 1}]
+  for j = 1, #row, 2 do
+    local f, v = row[j], row[j + 1]
+    if f == '${F.latencySum}' or f == '${F.probeSum}' then redis.call('HINCRBYFLOAT', key, f, v) else redis.call('HINCRBY', key, f, v) end
+  end
+  redis.call('EXPIRE', key, ${ttlArg})
+end
+`;
+
 const APPLY = `
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[4]) + 1))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-local rows = cjson.decode(ARGV[5])
-for i, row in ipairs(rows) do
-  local key = KEYS[i + 1]
-  for j = 1, #row, 2 do
-    local f, v = row[j], row[j + 1]
-    if f == '${F.latencySum}' then redis.call('HINCRBYFLOAT', key, f, v) else redis.call('HINCRBY', key, f, v) end
-  end
-  redis.call('EXPIRE', key, ARGV[2])
-end
+${ADD_ROWS(2, "ARGV[5]", "ARGV[2]")}
+return 1
+`;
+
+// KEYS = bucket hashes, ARGV[1] = bucket TTL s, ARGV[2] = JSON rows. Probe samples: no duplicate check (never redelivered).
+const ADD_PROBES = `
+${ADD_ROWS(1, "ARGV[2]", "ARGV[1]")}
 return 1
 `;
 
 interface TelemetryRedis extends Redis {
   gwTelemetryApply(numKeys: number, ...args: (string | number)[]): Promise<number>;
+  gwTelemetryProbes(numKeys: number, ...args: (string | number)[]): Promise<number>;
+}
+
+/** Rows by bucket key, merged: one [field, value, ...] list per key, as the scripts take them. */
+class Rows {
+  private readonly rows = new Map<string, Map<string, number>>();
+  add(key: string, field: string, v: number): void {
+    if (v === 0) return;
+    let row = this.rows.get(key);
+    if (!row) this.rows.set(key, (row = new Map()));
+    row.set(field, (row.get(field) ?? 0) + v);
+  }
+  keys(): string[] {
+    return [...this.rows.keys()];
+  }
+  payload(keyList: string[]): string {
+    return JSON.stringify(keyList.map((k) => [...this.rows.get(k)!].flatMap(([f, v]) => [f, String(v)])));
+  }
 }
 
 export interface ProbeSample {
@@ -65,42 +95,44 @@ export function createTelemetryStore(deps: { redis: Redis; keys: Keys; bucketMs:
   const { keys, bucketMs } = deps;
   const redis = deps.redis as unknown as TelemetryRedis;
   if (!redis.gwTelemetryApply) deps.redis.defineCommand("gwTelemetryApply", { lua: APPLY });
+  if (!redis.gwTelemetryProbes) deps.redis.defineCommand("gwTelemetryProbes", { lua: ADD_PROBES });
   const ttlSeconds = Math.ceil((MAX_WINDOW_SECONDS * 1000 + 2 * bucketMs) / 1000) + 5;
   const bucketStart = (ms: number) => Math.floor(ms / bucketMs) * bucketMs;
+  const probeSamples = coalesce<{ key: string; sample: ProbeSample }>((items) =>
+    storeCall(async () => {
+      const rows = new Rows();
+      for (const { key, sample } of items) {
+        rows.add(key, F.probes, 1);
+        rows.add(key, F.probeFailures, sample.ok ? 0 : 1);
+        rows.add(key, F.probeSum, Number(sample.latencyMs.toFixed(3)));
+        rows.add(key, F.probeHist(bucketOf(sample.latencyMs)), 1);
+      }
+      const keyList = rows.keys();
+      await redis.gwTelemetryProbes(keyList.length, ...keyList, ttlSeconds, rows.payload(keyList));
+    }),
+  );
 
   return {
     bucketMs,
     applyBatch: (source, seq, instances, nowMs = Date.now()) =>
       storeCall(async () => {
         const t = bucketStart(nowMs);
-        // Instances repeated within a batch go to the same key: merge them first (one row per key).
-        const rows = new Map<string, Map<string, number>>();
+        // Instances repeated within a batch go to the same key: merged first (one row per key).
+        const rows = new Rows();
         for (const it of instances) {
           const key = keys.telemetryBucket(it.deployment, it.instance, t);
-          const row = rows.get(key) ?? new Map<string, number>();
-          rows.set(key, row);
-          const add = (f: string, v: number) => {
-            if (v !== 0) row.set(f, (row.get(f) ?? 0) + v);
-          };
-          add(F.requests, it.requests);
-          add(F.upstream5xx, it.upstream_5xx);
-          add(F.connectFailures, it.connect_failures);
-          add(F.latencySum, it.latency_ms_sum);
-          it.latency_ms_buckets.forEach((c, i) => add(F.hist(i), c));
+          rows.add(key, F.requests, it.requests);
+          rows.add(key, F.upstream5xx, it.upstream_5xx);
+          rows.add(key, F.connectFailures, it.connect_failures);
+          rows.add(key, F.latencySum, it.latency_ms_sum);
+          it.latency_ms_buckets.forEach((c, i) => rows.add(key, F.hist(i), c));
         }
-        const keyList = [...rows.keys()];
-        const payload = JSON.stringify(keyList.map((k) => [...rows.get(k)!].flatMap(([f, v]) => [f, String(v)])));
-        const r = await redis.gwTelemetryApply(1 + keyList.length, keys.telemetrySeen(source), ...keyList, seq, ttlSeconds, SEEN_TTL_SECONDS, SEEN_KEEP, payload);
+        const keyList = rows.keys();
+        const r = await redis.gwTelemetryApply(1 + keyList.length, keys.telemetrySeen(source), ...keyList, seq, ttlSeconds, SEEN_TTL_SECONDS, SEEN_KEEP, rows.payload(keyList));
         return r === 1;
       }),
-    recordProbe: (deployment, instance, sample, nowMs = Date.now()) =>
-      storeCall(async () => {
-        const key = keys.telemetryBucket(deployment, instance, bucketStart(nowMs));
-        const m = deps.redis.multi().hincrby(key, F.probes, 1);
-        if (!sample.ok) m.hincrby(key, F.probeFailures, 1);
-        m.hincrbyfloat(key, F.probeSum, sample.latencyMs.toFixed(3)).hincrby(key, F.probeHist(bucketOf(sample.latencyMs)), 1).expire(key, ttlSeconds);
-        await m.exec();
-      }),
+    // The probes finished in one event-loop turn are added in one script call (see coalesce).
+    recordProbe: (deployment, instance, sample, nowMs = Date.now()) => probeSamples({ key: keys.telemetryBucket(deployment, instance, bucketStart(nowMs)), sample }),
     window: (deployment, instances, windowSeconds, sinceMs = {}, nowMs = Date.now()) =>
       storeCall(async () => {
         const out = new Map<string, WindowStats>();
