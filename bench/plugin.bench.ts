@@ -9,6 +9,9 @@
 //   routed+upstream header-routed with an upstream 200 (on_response_headers, upstream.address = the
 //                   pick as override_host sets it), default config (telemetry + passive ejection on):
 //                   vs the ABI floor "observe"
+//   routed+upstream, 3 models  as routed+upstream on the 1000×16 table, but the requests name only 3
+//                   models (the other rows spread them over 256): the table's size without the cache
+//                   misses of spreading, so the difference to the 1000×16 row is what spreading costs
 // Header-routed: the host's fast path (create, request headers with end_of_stream, [response headers],
 // log, done, delete).
 // Body-routed: a stream with headers (content-type JSON, no model header) + one 4 KB body chunk.
@@ -248,6 +251,8 @@ interface CaseSpec {
   config: Record<string, unknown> | string;
   upstream: typeof UPSTREAM | undefined;
   deployments: number;
+  /** Models the requests name (default: spread over min(256, deployments)). */
+  models?: number;
   base: string | null;
 }
 
@@ -268,6 +273,11 @@ function caseSpecs(): CaseSpec[] {
       });
     }
   }
+  const [d, i] = SIZES[SIZES.length - 1]!;
+  specs.push({
+    id: `plugin-${d}x${i}-upstream-3`, name: `plugin ${d}×${i} routed+upstream, 3 models`,
+    wasm: PLUGIN, doc: routingTable(d, i), config: {}, upstream: UPSTREAM, deployments: d, models: 3, base: "floor-upstream",
+  });
   return specs;
 }
 
@@ -292,7 +302,7 @@ async function main(): Promise<void> {
   for (const s of specs) {
     const plugin = s.wasm === PLUGIN;
     const host = await start(plugin ? pluginModule : s.wasm, s.doc, s.config);
-    const sets = headerSets(s.deployments, true);
+    const sets = headerSets(s.models ?? s.deployments, true);
     let alloc = "-";
     let mallocs = "-";
     const withBody = s.id === "noop" || (plugin && s.upstream === undefined);

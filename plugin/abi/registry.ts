@@ -41,6 +41,10 @@ let keys = new StaticArray<u32>(256);      // 0 = empty (context ids start at 1)
 let vals = new StaticArray<StreamContext | null>(256);
 let owners = new StaticArray<RootContext | null>(256);
 let used: i32 = 0;
+// The last stream added or found: a request's callbacks (headers, response, log, done, delete) come
+// one after the other for the same id, so most lookups end here without probing the table.
+let lastId: u32 = 0;
+let lastCtx: StreamContext | null = null;
 
 @inline function slotOf(id: u32, mask: i32): i32 {
   return <i32>((id * 0x9E3779B1) >>> 8) & mask;
@@ -82,6 +86,8 @@ export function addStream(id: u32, ctx: StreamContext, root: RootContext): void 
   if (id == 0) return;
   if ((used + 1) << 1 > capacity) grow();
   insert(id, ctx, root);
+  lastId = id;
+  lastCtx = ctx;
 }
 
 function findSlot(id: u32): i32 {
@@ -98,9 +104,13 @@ function findSlot(id: u32): i32 {
 }
 
 export function findStream(id: u32): StreamContext | null {
+  if (id == lastId && id != 0) return lastCtx;
   const s = findSlot(id);
   if (s < 0) return null;
-  return unchecked(vals[s]);
+  const ctx = unchecked(vals[s]);
+  lastId = id;
+  lastCtx = ctx;
+  return ctx;
 }
 
 /** Removes a stream and hands its context back to its root (for pooling). Unknown ids: no-op. */
@@ -109,6 +119,10 @@ export function removeStream(id: u32): void {
   if (s < 0) return;
   const ctx = unchecked(vals[s]);
   const root = unchecked(owners[s]);
+  if (lastId == id) {
+    lastId = 0;
+    lastCtx = null;
+  }
   const mask = capacity - 1;
   unchecked(keys[s] = 0);
   unchecked(vals[s] = null);

@@ -48,7 +48,7 @@ export class TableManager {
   private adopt(t: RoutingTable, source: string): void {
     this.flushCounts();
     this.table = t;
-    this.registry.byKey = t.statsByKey;
+    this.registry.adopt(t);
     this.problems.clear();
     incrementMetric(this.metrics.tableAdopted);
     recordMetric(this.metrics.tableVersion, t.version);

@@ -3,7 +3,9 @@
 // compiled table objects (defineMetric also caches by name, so a new table version reuses ids).
 import { defineMetric, incrementMetric, NO_METRIC } from "../abi/metrics";
 import { MetricType } from "../abi/types";
-import { collectPicks, Deployment, RoutingTable } from "../table/routing_table";
+import { Deployment, RoutingTable } from "../table/routing_table";
+import { collectPicks } from "../table/hot_block";
+import { HOT_REQUESTS } from "../strategy/hot";
 
 export class GatewayMetrics {
   unknownModel: u32 = NO_METRIC;
@@ -53,6 +55,17 @@ export function countRequest(t: RoutingTable, d: Deployment): void {
   d.pendingRequests++;
 }
 
+/**
+ * countRequest for a request routed from the hot block `b` alone: counted in the block (collectPicks
+ * moves it to `d`). The first count of a block lists `d`, which may list it twice (e.g. after a
+ * rebuild): flushCounts skips a deployment already flushed.
+ */
+@inline export function countRequestHot(t: RoutingTable, d: Deployment, b: usize): void {
+  const n = load<u32>(b, HOT_REQUESTS);
+  if (n == 0) t.dirtyDeployments.push(d);
+  store<u32>(b, n + 1, HOT_REQUESTS);
+}
+
 /** Rare outcomes are counted at once. */
 export function countNoEligible(d: Deployment, panic: bool): void {
   if (!d.metricsDefined) defineDeployment(d);
@@ -65,9 +78,10 @@ export function flushCounts(t: RoutingTable): void {
   for (let k = 0; k < ds.length; k++) {
     const d = unchecked(ds[k]);
     if (!d.metricsDefined) defineDeployment(d);
+    collectPicks(d);
+    if (d.pendingRequests == 0) continue; // listed twice: flushed already
     incrementMetric(d.requestsMetric, d.pendingRequests);
     d.pendingRequests = 0;
-    collectPicks(d);
     const is = d.instances;
     for (let j = 0; j < is.length; j++) {
       const i = unchecked(is[j]);

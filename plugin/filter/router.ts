@@ -2,14 +2,15 @@
 // writes was encoded when the table was compiled; the only allocation-free host calls are the header
 // writes, the route-cache clear and two counters.
 import { Config } from "../config";
-import { Deployment, HOT_RECORD, RoutingTable } from "../table/routing_table";
-import { hotNext, HOT_N, HOT_RECORDS } from "../strategy/hot";
+import { Deployment, RoutingTable } from "../table/routing_table";
+import { hotNext, HOT_N } from "../strategy/hot";
+import { hotRecord, HotRec } from "../table/hot_block";
 import { gotLen, gotPtr, headerGet, headerRelease, headerRemove, headerReplace } from "../abi/headers";
 import { callForeign } from "../abi/foreign";
 import { MapType } from "../abi/types";
 import { ByteWriter, utf8 } from "../abi/bytes";
 import { incrementMetric } from "../abi/metrics";
-import { countNoEligible, countRequest, GatewayMetrics } from "./metrics";
+import { countNoEligible, countRequest, countRequestHot, GatewayMetrics } from "./metrics";
 import { errorBody, replyError } from "./errors";
 
 const PATH = utf8(":path");
@@ -60,41 +61,53 @@ function rewritePath(c: Config, basePath: ArrayBuffer): void {
 
 /** The position index of the last successful routeTo (what the request was sent with), -1 if none. */
 export let routedPick: i32 = -1;
+/** The hot block the last successful routeTo picked from (0 if none). */
+export let routedBlock: usize = 0;
 
-/** Picks an instance of `d` and sets the output headers. Returns false if a local reply was sent. */
-export function routeTo(c: Config, t: RoutingTable, d: Deployment): bool {
+/**
+ * Picks an instance of `d` and sets the output headers. Returns false if a local reply was sent.
+ * `fast`: fastHot(d) as the model's slot had it — the request then reads the hot block only, not `d`.
+ */
+export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize): bool {
   routedPick = -1;
-  countRequest(t, d);
-  if (d.noEligible) countNoEligible(d, !d.unavailable);
-  const hot = d.hot;
-  if (d.unavailable || hot === null) {
-    replyError(503, "gateway_no_eligible_instance",
-      errorBody("deployment " + d.id + " has no available instance", "server_error", null, "no_eligible_instance"),
-      c.retryAfterSeconds);
-    return false;
+  routedBlock = 0;
+  let b = fast;
+  if (b != 0) countRequestHot(t, d, b);
+  else {
+    countRequest(t, d);
+    if (d.noEligible) countNoEligible(d, !d.unavailable);
+    const hot = d.hot;
+    if (d.unavailable || hot === null) {
+      replyError(503, "gateway_no_eligible_instance",
+        errorBody("deployment " + d.id + " has no available instance", "server_error", null, "no_eligible_instance"),
+        c.retryAfterSeconds);
+      return false;
+    }
+    b = changetype<usize>(hot);
   }
-  // Everything below reads the deployment's hot block (routing_table.ts): picker state, the
-  // position's record and its header values, in a few adjacent cache lines.
-  const b = changetype<usize>(hot);
+  // Everything below reads the deployment's hot block (table/hot_block.ts): picker state, the
+  // position's entry and its header values, in a few adjacent cache lines.
   const pos = hotNext(b);
   if (pos < 0 || pos >= load<i32>(b, HOT_N)) return true; // defensive; pickers stay in range
-  const rec = b + <usize>load<u32>(b, HOT_RECORDS) + <usize>pos * HOT_RECORD;
+  const rec = hotRecord(b, pos);
   // replace (not add): a client's copy of any of these headers must never survive.
-  let v = b + <usize>load<u32>(rec);
-  const endpointLen = <usize>load<u32>(rec, 4);
+  let v = b + <usize>load<u32>(rec, HotRec.VALUES);
+  const endpointLen = <usize>load<u32>(rec, HotRec.ENDPOINT_LEN);
   headerReplace(MapType.RequestHeaders, c.endpointHeaderBytes, v, endpointLen);
   v += endpointLen;
-  const clusterLen = <usize>load<u16>(rec, 8);
+  const clusterLen = <usize>load<u16>(rec, HotRec.CLUSTER_LEN);
   headerReplace(MapType.RequestHeaders, c.clusterHeaderBytes, v, clusterLen);
   v += clusterLen;
-  const deploymentLen = <usize>load<u16>(rec, 10);
+  const deploymentLen = <usize>load<u16>(rec, HotRec.DEPLOYMENT_LEN);
   headerReplace(MapType.RequestHeaders, c.deploymentHeaderBytes, v, deploymentLen);
   v += deploymentLen;
-  headerReplace(MapType.RequestHeaders, c.instanceHeaderBytes, v, <usize>load<u16>(rec, 12));
-  if (load<u8>(rec, 14) != 0 && pos < d.positions.length) rewritePath(c, unchecked(d.positions[pos]).instance.basePathBytes);
+  headerReplace(MapType.RequestHeaders, c.instanceHeaderBytes, v, <usize>load<u16>(rec, HotRec.INSTANCE_LEN));
+  if (load<u8>(rec, HotRec.REWRITE) != 0 && pos < d.positions.length) rewritePath(c, unchecked(d.positions[pos]).instance.basePathBytes);
   callForeign(CLEAR_ROUTE_CACHE, 0, 0);
-  store<u32>(rec, load<u32>(rec, 16) + 1, 16); // a pick (collectPicks adds it to the instance's counter)
+  // A pick (collectPicks adds it to the instance's counter).
+  store<u32>(rec, load<u32>(rec, HotRec.PICKS) + 1, HotRec.PICKS);
   routedPick = pos;
+  routedBlock = b;
   return true;
 }
 

@@ -7,9 +7,11 @@ import { bufLen, bufPtr, bufferRelease, getBufferBytes } from "../abi/buffers";
 import { incrementMetric } from "../abi/metrics";
 import { utf8 } from "../abi/bytes";
 import { modelFound, modelLen, modelPtr, scanForModel, ScanResult } from "../json/model_scanner";
-import { replyBadBody, replyTooLarge, routedPick, routeTo, stripRoutingHeaders, unknownModel } from "./router";
+import { replyBadBody, replyTooLarge, routedBlock, routedPick, routeTo, stripRoutingHeaders, unknownModel } from "./router";
 import { GatewayRoot } from "./root";
-import { Deployment, Position, RoutingTable } from "../table/routing_table";
+import { Deployment, fastHot, RoutingTable } from "../table/routing_table";
+import { slotAux, slotValue } from "../table/bytes_map";
+import { HOT_RETURN_AT } from "../strategy/hot";
 import { Config } from "../config";
 import { nowNs } from "../abi/time";
 import { answerModels, ModelsAnswer } from "./models_endpoint";
@@ -40,8 +42,12 @@ export class GatewayStream extends StreamContext {
   /** The decision was made (routed, passed through or replied). */
   decided: bool = false;
   bufferedBytes: usize = 0;
-  /** Routed (and observing): what the request was sent with, for on_log. */
-  position: Position | null = null;
+  /**
+   * Routed (and observing): the hot block the request was routed from and its position there (what
+   * it was sent with), and the table they belong to (counted in its `observing` while held), for on_log.
+   */
+  routedHot: ArrayBuffer | null = null;
+  routedPos: i32 = -1;
   routedTable: RoutingTable | null = null;
   startNs: u64 = 0;
   /** Time to the response headers (µs); -1 until they come. */
@@ -55,28 +61,52 @@ export class GatewayStream extends StreamContext {
     this.buffering = false;
     this.decided = false;
     this.bufferedBytes = 0;
-    this.position = null;
-    this.routedTable = null;
+    this.release();
     this.ttfbUs = -1;
   }
 
-  /** routeTo, plus what observing the upstream result needs (telemetry / passive ejection). */
-  private route(c: Config, table: RoutingTable, d: Deployment): bool {
-    if (!c.observes) return routeTo(c, table, d);
+  /** Lets go of what routing kept for on_log. */
+  private release(): void {
+    const t = this.routedTable;
+    if (t !== null) t.observing--;
+    this.routedTable = null;
+    this.routedHot = null;
+  }
+
+  /**
+   * routeTo, plus what observing the upstream result needs (telemetry / passive ejection). `fast`:
+   * the model slot's aux word (fastHot(d), or 0).
+   */
+  private route(c: Config, table: RoutingTable, d: Deployment, fast: usize): bool {
+    if (!c.observes) return routeTo(c, table, d, fast);
     const now = nowNs();
     this.startNs = now;
-    if (d.nextReturnAt <= now / 1_000_000) this.root.observer.restoreDue(now / 1_000_000, d);
-    const ok = routeTo(c, table, d);
-    const pick = routedPick;
-    if (ok && pick >= 0 && pick < d.positions.length) {
-      this.position = unchecked(d.positions[pick]);
+    const returnAt = fast != 0 ? load<u64>(fast, HOT_RETURN_AT) : d.nextReturnAt;
+    if (returnAt <= now / 1_000_000) {
+      this.root.observer.restoreDue(now / 1_000_000, d);
+      fast = fastHot(d); // rebuilt: a new block
+    }
+    const ok = routeTo(c, table, d, fast);
+    const b = routedBlock;
+    if (ok && routedPick >= 0 && b != 0) {
+      this.routedHot = changetype<ArrayBuffer>(b); // the block routeTo picked from: routedPick is in its range
+      this.routedPos = routedPick;
       this.routedTable = table;
+      table.observing++;
     }
     return ok;
   }
 
+  /** The model's deployment and hot block (slot of the table's model map), then route or unknownModel. */
+  private routeModel(c: Config, table: RoutingTable | null, ptr: usize, len: usize): bool {
+    const slot: usize = table === null ? 0 : table.find(ptr, len);
+    const d: Deployment | null = slot == 0 ? null : slotValue<Deployment>(slot);
+    if (d === null || table === null) return unknownModel(c, this.root.metrics, ptr, len);
+    return this.route(c, table, d, <usize>slotAux(slot));
+  }
+
   onResponseHeaders(numHeaders: u32, endOfStream: bool): u32 {
-    if (this.position !== null && this.ttfbUs < 0) {
+    if (this.routedHot !== null && this.ttfbUs < 0) {
       const now = nowNs();
       this.ttfbUs = now > this.startNs ? <i64>((now - this.startNs) / 1000) : 0;
     }
@@ -84,11 +114,10 @@ export class GatewayStream extends StreamContext {
   }
 
   onLog(): void {
-    const pos = this.position;
-    if (pos === null) return;
-    this.position = null;
-    this.root.observer.observe(this.routedTable, pos, this.ttfbUs);
-    this.routedTable = null;
+    const hot = this.routedHot;
+    if (hot === null) return;
+    this.root.observer.observe(this.routedTable, hot, this.routedPos, this.ttfbUs);
+    this.release();
   }
 
   onRequestHeaders(numHeaders: u32, endOfStream: bool): u32 {
@@ -105,10 +134,8 @@ export class GatewayStream extends StreamContext {
       const mp = gotPtr;
       const ml = gotLen;
       headerDetach(); // routeTo may read :path; this value stays ours until freed below
-      let d: Deployment | null = null;
-      if (table !== null) d = table.lookup(mp, ml);
       this.decided = true;
-      const ok = d === null || table === null ? unknownModel(c, root.metrics, mp, ml) : this.route(c, table, d);
+      const ok = this.routeModel(c, table, mp, ml);
       if (mp != 0) heap.free(mp);
       return ok ? Action.Continue : Action.Pause;
     }
@@ -182,9 +209,7 @@ export class GatewayStream extends StreamContext {
       bufferRelease();
       return this.noModel(c, table);
     }
-    let d: Deployment | null = null;
-    if (table !== null) d = table.lookup(modelPtr, modelLen);
-    const ok = d === null || table === null ? unknownModel(c, root.metrics, modelPtr, modelLen) : this.route(c, table, d);
+    const ok = this.routeModel(c, table, modelPtr, modelLen);
     bufferRelease();
     return ok ? Action.Continue : Action.Pause;
   }

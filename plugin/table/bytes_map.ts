@@ -10,69 +10,114 @@ export function hashBytes(ptr: usize, len: usize): u32 {
 }
 
 /**
- * Lookups read one slot of `slots` (hash, key pointer, key length, value pointer: 16 bytes) and the
- * key's bytes — two cache lines — rather than three parallel arrays and the key's header. `keys` and
- * `vals` hold the same objects for the GC (the raw pointers in `slots` are not traced).
+ * Lookups read one slot: hash, key length, value pointer, key pointer, an aux word the owner may set
+ * (`setAux`; 20 bytes), then, when the map keeps keys inline (`inlineBytes` > 0), the key's first
+ * `inlineBytes` bytes. A model-map slot (44 inline bytes) is one 64-byte line holding the whole key of
+ * any name up to 44 bytes and the aux word: a lookup reads one cache line, not a slot and the key's own
+ * buffer elsewhere in the heap. `keys` and `vals` hold the same objects for the GC (the raw pointers
+ * in the slots are not traced). Slot addresses are stable: the map never grows.
  */
+/** Slot layout: u32 hash, u32 key length, u32 value, u32 key pointer, u32 aux, then the inline key. */
+@inline const SLOT_AUX: usize = 16;
+@inline const SLOT_HEAD: usize = 20;
+
 export class BytesMap<V> {
   private keys: StaticArray<ArrayBuffer | null>;
   private vals: StaticArray<V | null>;
-  private slots: StaticArray<u32>;
+  /** Owns the slots; `base` is the first slot, 64-byte aligned when slots are 64 bytes. */
+  private block: ArrayBuffer;
+  private base: usize;
+  private slotSize: usize;
+  private inlineBytes: usize;
   private mask: i32;
   count: i32 = 0;
 
-  constructor(expected: i32) {
+  /** `inlineBytes`: 0 (20-byte slots) or 44 (64-byte slots, one line each). */
+  constructor(expected: i32, inlineBytes: i32 = 0) {
     let cap = 8;
     while (cap < expected * 2 && cap < (1 << 28)) cap <<= 1;
     this.keys = new StaticArray<ArrayBuffer | null>(cap);
     this.vals = new StaticArray<V | null>(cap);
-    this.slots = new StaticArray<u32>(cap << 2);
+    const inl: usize = inlineBytes == 44 ? 44 : 0;
+    // 63 spare bytes: the buffer's own address is only 16-byte aligned, the slots start on a line.
+    const block = new ArrayBuffer(<i32>(<usize>cap * (SLOT_HEAD + inl) + 63));
+    this.block = block;
+    this.inlineBytes = inl;
+    this.slotSize = SLOT_HEAD + inl;
+    this.base = (changetype<usize>(block) + 63) & ~<usize>63;
     this.mask = cap - 1;
   }
 
-  /** Inserts or replaces. The map never grows: size it with the expected count. */
-  set(key: ArrayBuffer, value: V): bool {
+  /** Inserts or replaces; returns the key's slot (0: the map is full). The map never grows: size it with the expected count. */
+  set(key: ArrayBuffer, value: V): usize {
     const ptr = changetype<usize>(key);
     const len = <usize>key.byteLength;
     const h = hashBytes(ptr, len);
     let i = <i32>h & this.mask;
     for (let probes = 0; probes <= this.mask; probes++) {
       const k = unchecked(this.keys[i]);
+      const s = this.base + <usize>i * this.slotSize;
       if (k === null) {
-        if ((this.count + 1) * 2 > this.mask + 1) return false;
+        if ((this.count + 1) * 2 > this.mask + 1) return 0;
         unchecked(this.keys[i] = key);
         unchecked(this.vals[i] = value);
-        const s = i << 2;
-        unchecked(this.slots[s] = h);
-        unchecked(this.slots[s + 1] = <u32>ptr);
-        unchecked(this.slots[s + 2] = <u32>len);
-        unchecked(this.slots[s + 3] = <u32>changetype<usize>(value));
+        store<u32>(s, h);
+        store<u32>(s, <u32>len, 4);
+        store<u32>(s, <u32>changetype<usize>(value), 8);
+        store<u32>(s, <u32>ptr, 12);
+        store<u32>(s, 0, SLOT_AUX);
+        memory.copy(s + SLOT_HEAD, ptr, len < this.inlineBytes ? len : this.inlineBytes);
         this.count++;
-        return true;
+        return s;
       }
-      if (unchecked(this.slots[i << 2]) == h && k.byteLength == <i32>len && memory.compare(changetype<usize>(k), ptr, len) == 0) {
+      if (load<u32>(s) == h && k.byteLength == <i32>len && memory.compare(changetype<usize>(k), ptr, len) == 0) {
         unchecked(this.vals[i] = value);
-        unchecked(this.slots[(i << 2) + 3] = <u32>changetype<usize>(value));
-        return true;
+        store<u32>(s, <u32>changetype<usize>(value), 8);
+        return s;
       }
       i = (i + 1) & this.mask;
     }
-    return false;
+    return 0;
   }
 
   get(ptr: usize, len: usize): V | null {
+    const s = this.find(ptr, len);
+    return s == 0 ? null : slotValue<V>(s);
+  }
+
+  /** The key's slot, or 0 when absent. */
+  find(ptr: usize, len: usize): usize {
     const h = hashBytes(ptr, len);
-    const slots = changetype<usize>(this.slots);
+    const inl = this.inlineBytes;
+    const head = len < inl ? len : inl;
     let i = <i32>h & this.mask;
     for (let probes = 0; probes <= this.mask; probes++) {
-      const s = slots + (<usize>i << 4);
-      const kp = <usize>load<u32>(s, 4);
-      if (kp == 0) return null;
-      if (load<u32>(s) == h && <usize>load<u32>(s, 8) == len && (len == 0 || memory.compare(kp, ptr, len) == 0)) {
-        return changetype<V | null>(<usize>load<u32>(s, 12));
+      const s = this.base + <usize>i * this.slotSize;
+      const kp = <usize>load<u32>(s, 12);
+      if (kp == 0) return 0;
+      // The key's first `head` bytes are in the slot, the rest (if any) in the key's buffer.
+      if (load<u32>(s) == h && <usize>load<u32>(s, 4) == len &&
+        (head == 0 || memory.compare(s + SLOT_HEAD, ptr, head) == 0) &&
+        (len == head || memory.compare(kp + head, ptr + head, len - head) == 0)) {
+        return s;
       }
       i = (i + 1) & this.mask;
     }
-    return null;
+    return 0;
   }
+}
+
+/** The value of a slot `find` or `set` returned. */
+@inline export function slotValue<V>(slot: usize): V | null {
+  return changetype<V | null>(<usize>load<u32>(slot, 8));
+}
+
+/** The aux word of a slot `find` or `set` returned (0 until set). */
+@inline export function slotAux(slot: usize): u32 {
+  return load<u32>(slot, SLOT_AUX);
+}
+
+/** Sets the aux word of a slot `set` returned. */
+@inline export function setSlotAux(slot: usize, aux: u32): void {
+  store<u32>(slot, aux, SLOT_AUX);
 }

@@ -3,10 +3,11 @@
 // the candidate list per deployment (eligible instances, or the panic set), a picker, and for every
 // pick position the finished endpoint header value (pick + fallbacks) and path-rewrite decision.
 import { DocDeployment, DocInstance, InstanceState, StrategyKind, TableDoc } from "./document";
-import { BytesMap } from "./bytes_map";
+import { BytesMap, setSlotAux, slotValue } from "./bytes_map";
 import { Picker } from "../strategy/picker";
 import { makePicker } from "../strategy/factory";
-import { HOT_N, HOT_RECORDS, HOT_STATE } from "../strategy/hot";
+import { buildHot, collectPicks } from "./hot_block";
+import { HOT_RETURN_AT } from "../strategy/hot";
 import { ByteWriter, utf8 } from "../abi/bytes";
 import { NO_METRIC } from "../abi/metrics";
 import { InstanceStats, StatsRegistry } from "../telemetry/stats";
@@ -39,14 +40,14 @@ export class Instance {
 }
 
 /**
- * What a request needs once the picker returned this candidate index. The four output header values
- * sit back to back in one buffer (`values`: endpoint list, cluster, deployment id, instance id), so
- * a request reads one or two cache lines instead of four separate objects — what keeps the cost flat
- * when requests cycle through many deployments.
+ * What a request needs once the picker returned this candidate index: the four output header values
+ * back to back (`values`: endpoint list, cluster, deployment id, instance id) and the instances of the
+ * endpoint list. The request path reads the copy of it in the deployment's hot block (hot_block.ts);
+ * this object serves the compiler, pick collection and the :path rewrite.
  */
 export class Position {
   values: ArrayBuffer;
-  /** Length of the pick's own address, the first entry of the endpoint list (on_log compares it first). */
+  /** Length of the pick's own address, the first entry of the endpoint list. */
   pickLen: i32;
   endpointLen: i32;
   clusterLen: i32;
@@ -90,22 +91,28 @@ export class Position {
 }
 
 export class Deployment {
-  // What every routed request reads comes first (one cache line with the object header).
+  // What a request reads when it routes through this object (fastHot = 0) comes first.
   /** Earliest end of a passive ejection among this deployment's instances (ms); u64.MAX_VALUE = none. */
   nextReturnAt: u64 = u64.MAX_VALUE;
   /** Requests not yet added to the Envoy counter (flushed on tick). */
   pendingRequests: i64 = 0;
   /**
    * Everything a routed request reads after this object, in one block (null when unavailable): the
-   * picker state (strategy/hot.ts), then per position a record of HOT_RECORD bytes — u32 offset of its
-   * header values in this block, u32 endpoint length, u16 cluster, deployment id and instance id
-   * lengths, u8 rewrite, u8 pad, u32 picks not yet collected (collectPicks) — then the values
-   * (as Position.values). Past the model lookup, a routed request reads this object's first line and
-   * this block; a `Position` only when it rewrites :path or observes the upstream result.
+   * picker state and one entry per position — its header values, its pick counter and the stats
+   * slots on_log counts into (table/hot_block.ts). A routed request reaches it from the model's slot
+   * (publishHot) and reads nothing else of this deployment, unless it rewrites :path (`positions`)
+   * or the deployment has no eligible instance (fastHot = 0: this object's own path).
    */
   hot: ArrayBuffer | null = null;
   picker: Picker | null = null;
   positions: StaticArray<Position> = new StaticArray<Position>(0);
+  /**
+   * The model-map slots naming this deployment: their aux word is `fastHot(this)`, so a request goes
+   * from the model's slot straight to the hot block (see publishHot). `models` keeps the map holding
+   * them alive as long as this deployment.
+   */
+  modelSlots: usize[] = [];
+  models: BytesMap<Deployment> | null = null;
   /** No eligible instance; candidates are the panic set (may be empty). */
   noEligible: bool = false;
   /** Nothing to route to at all → 503. */
@@ -151,17 +158,31 @@ export class RoutingTable {
   addresses: BytesMap<Instance>;
   /** The stats objects of this table, by key (the registry adopts it with the table). */
   statsByKey: Map<string, InstanceStats> = new Map<string, InstanceStats>();
+  /**
+   * Streams routed with this table whose upstream result is not observed yet: while > 0 the stats
+   * registry keeps this table's stats slots (stats.ts, "Slot lifetime").
+   */
+  observing: i32 = 0;
   /** The `GET {api_prefix}/models` answer, built with the table (models_list.ts). */
   modelsList: ModelsList = emptyModelsList();
 
   constructor(modelCount: i32, instanceCount: i32) {
-    this.models = new BytesMap<Deployment>(modelCount);
+    this.models = new BytesMap<Deployment>(modelCount, 44); // keys inline: a lookup reads one line
     this.addresses = new BytesMap<Instance>(instanceCount);
   }
 
   @inline lookup(ptr: usize, len: usize): Deployment | null {
     if (len == 0 || len > 256) return null;
     return this.models.get(ptr, len);
+  }
+
+  /**
+   * The model's slot in `models` (0: unknown): its value is the Deployment (bytes_map.ts slotValue),
+   * its aux word the deployment's hot block when the request can route from it alone (fastHot).
+   */
+  @inline find(ptr: usize, len: usize): usize {
+    if (len == 0 || len > 256) return 0;
+    return this.models.find(ptr, len);
   }
 }
 
@@ -228,6 +249,7 @@ export function rebuildDeployment(dep: Deployment, nowMs: u64): void {
   }
   if (cands.length == 0) {
     dep.unavailable = true;
+    publishHot(dep);
     return;
   }
   if (dep.strategy == StrategyKind.Failover) cands = sortByPriority(cands);
@@ -266,53 +288,32 @@ export function rebuildDeployment(dep: Deployment, nowMs: u64): void {
     unchecked(positions[pos] = new Position(pick, w.toBuffer(), pick.doc.basePath != dep.apiPrefix, hosts, dep.clusterBytes, dep.idBytes));
   }
   dep.positions = positions;
-  dep.hot = buildHot(picker, positions);
+  const hot = buildHot(picker, positions);
+  store<u64>(changetype<usize>(hot), dep.nextReturnAt, HOT_RETURN_AT);
+  dep.hot = hot;
+  publishHot(dep);
 }
 
-/** Bytes per position record in a hot block (see Deployment.hot). */
-export const HOT_RECORD: usize = 20;
-
-function buildHot(picker: Picker, positions: StaticArray<Position>): ArrayBuffer {
-  const n = positions.length;
-  const records = HOT_STATE + <usize>picker.hotStateBytes();
-  let size = records + <usize>n * HOT_RECORD;
-  for (let k = 0; k < n; k++) size += <usize>unchecked(positions[k]).values.byteLength;
-  const hot = new ArrayBuffer(<i32>size);
-  const b = changetype<usize>(hot);
-  picker.writeHot(b);
-  store<i32>(b, n, HOT_N);
-  store<u32>(b, <u32>records, HOT_RECORDS);
-  let off = records + <usize>n * HOT_RECORD;
-  for (let k = 0; k < n; k++) {
-    const p = unchecked(positions[k]);
-    const rec = b + records + <usize>k * HOT_RECORD;
-    const len = <usize>p.values.byteLength;
-    store<u32>(rec, <u32>off);
-    store<u32>(rec, <u32>p.endpointLen, 4);
-    store<u16>(rec, <u16>p.clusterLen, 8);
-    store<u16>(rec, <u16>p.deploymentLen, 10);
-    store<u16>(rec, <u16>p.instanceLen, 12);
-    store<u8>(rec, p.rewrite ? 1 : 0, 14);
-    memory.copy(b + off, changetype<usize>(p.values), len);
-    off += len;
-  }
-  return hot;
+/**
+ * The hot block a request may route from without reading the Deployment (0: take the Deployment's
+ * own path — nothing to route to, or the panic set, which counts its own metrics).
+ */
+export function fastHot(dep: Deployment): usize {
+  const hot = dep.hot;
+  return hot === null || dep.noEligible || dep.unavailable ? 0 : changetype<usize>(hot);
 }
 
-/** Moves the picks counted in `d`'s hot block to its instances' pendingPicks (before a flush or a rebuild). */
-export function collectPicks(d: Deployment): void {
-  const hot = d.hot;
-  if (hot === null) return;
-  const b = changetype<usize>(hot);
-  const positions = d.positions;
-  const n = load<i32>(b, HOT_N);
-  if (n != positions.length) return; // built together; defensive
-  let rec = b + <usize>load<u32>(b, HOT_RECORDS);
-  for (let k = 0; k < n; k++, rec += HOT_RECORD) {
-    const picks = load<u32>(rec, 16);
-    if (picks == 0) continue;
-    unchecked(positions[k]).instance.pendingPicks += <i64>picks;
-    store<u32>(rec, 0, 16);
+/**
+ * Points the deployment's model slots at its current hot block. Raw pointers, but never stale where
+ * read: a rebuild replaces `dep.hot` and calls this before any request runs, and the slots belong
+ * to the table that holds `dep` (a slot another deployment took over is left alone).
+ */
+function publishHot(dep: Deployment): void {
+  const aux = <u32>fastHot(dep);
+  const slots = dep.modelSlots;
+  for (let i = 0; i < slots.length; i++) {
+    const s = unchecked(slots[i]);
+    if (changetype<usize>(slotValue<Deployment>(s)) == changetype<usize>(dep)) setSlotAux(s, aux);
   }
 }
 
@@ -365,7 +366,12 @@ export function compileTable(doc: TableDoc, apiPrefix: string, maxFallbacks: i32
     if (!byId.has(target)) continue; // validated already; defensive
     const dep = byId.get(target);
     const key = utf8(unchecked(doc.modelNames[i]));
-    t.models.set(key, dep);
+    const slot = t.models.set(key, dep);
+    if (slot != 0) {
+      dep.models = t.models;
+      dep.modelSlots.push(slot);
+      setSlotAux(slot, <u32>fastHot(dep));
+    }
     names.push(key);
     owners.push(dep.id);
     listed.push(dep.instances.length > 0);

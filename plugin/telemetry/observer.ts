@@ -10,8 +10,9 @@ import { MetricType } from "../abi/types";
 import { logInfo, logEnabled } from "../abi/log";
 import { nowMs as currentMs } from "../abi/time";
 import { LogLevel } from "../abi/types";
-import { Deployment, Instance, Position, RoutingTable, rebuildDeployment } from "../table/routing_table";
-import { InstanceStats, StatsRegistry } from "./stats";
+import { Deployment, RoutingTable, rebuildDeployment } from "../table/routing_table";
+import { hotRecord, HotRec } from "../table/hot_block";
+import { InstanceStats, Rec, StatsRegistry } from "./stats";
 
 const UPSTREAM_ADDRESS = utf8("upstream\0address");
 const RESPONSE_CODE = utf8("response\0code");
@@ -148,56 +149,84 @@ export class Observer {
   }
 
   /**
-   * on_log of a routed stream. `pos` is what the request was sent with (the pick, then the fallbacks
-   * Envoy's retries walk); `ttfbUs` the time to the response headers (< 0 if none came).
+   * on_log of a routed stream. `hot` is the hot block the request was routed from and `pick` its
+   * position there (the pick, then the fallbacks Envoy's retries walk: table/hot_block.ts); `table`
+   * the table it belongs to; `ttfbUs` the time to the response headers (< 0 if none came). Reads that
+   * position's entry, its endpoint list and the stats slots it holds — no object.
    */
-  observe(table: RoutingTable | null, pos: Position, ttfbUs: i64): void {
+  observe(table: RoutingTable | null, hot: ArrayBuffer, pick: i32, ttfbUs: i64): void {
     if (!propertyGet(UPSTREAM_ADDRESS)) return; // never reached an upstream host
-    const hosts = pos.hosts;
+    const b = changetype<usize>(hot);
+    // In bounds: `pick` came from this very block's picker and was checked against its HOT_N (router.ts).
+    const rec = hotRecord(b, pick);
+    const hostCount = <i32>load<u8>(rec, HotRec.HOSTS);
+    let at = b + <usize>load<u32>(rec, HotRec.VALUES); // the endpoint list: pick, then fallbacks
+    let len = <usize>load<u32>(rec, HotRec.PICK_LEN);
     let k = -1;
+    let slot = -1;
     // Usually the pick itself: its address starts the endpoint list the request just wrote (in cache).
-    if (propLen == <usize>pos.pickLen && (propLen == 0 || memory.compare(pos.endpointPtr, propPtr, propLen) == 0)) k = 0;
-    else {
-      for (let i = 1; i < hosts.length; i++) {
-        if (bytesEqual(unchecked(hosts[i]).addressBytes, propPtr, propLen)) { k = i; break; }
+    if (propLen == len && (len == 0 || memory.compare(at, propPtr, len) == 0)) {
+      k = 0;
+      slot = load<i32>(rec, HotRec.SLOT);
+    } else {
+      const fb = b + <usize>load<u32>(rec, HotRec.FALLBACKS);
+      for (let i = 1; i < hostCount; i++) {
+        at += len + 1; // past the previous address and its ','
+        const f = fb + (<usize>(i - 1) << 3);
+        len = <usize>load<u32>(f, 4);
+        if (propLen == len && (len == 0 || memory.compare(at, propPtr, len) == 0)) {
+          k = i;
+          slot = load<i32>(f);
+          break;
+        }
       }
     }
-    let inst: Instance | null = k == 0 ? pos.instance : k > 0 ? unchecked(hosts[k]) : null;
-    if (inst === null && table !== null && propLen > 0) inst = table.addresses.get(propPtr, propLen);
+    if (k < 0 && table !== null && propLen > 0) {
+      const inst = table.addresses.get(propPtr, propLen);
+      if (inst !== null) slot = inst.stats.slot;
+    }
     propertyRelease();
-    if (inst === null) return; // not one of ours (e.g. a SaaS passthrough host)
+    if (slot < 0) return; // not one of ours (e.g. a SaaS passthrough host)
     const code = propertyInt(RESPONSE_CODE, 0);
     const outcome = classifyAttempt(code);
     // The clock only when a failure may eject.
     const nowMs: u64 = this.passiveFailures > 0 && (outcome != Outcome.Success || k > 0) ? currentMs() : 0;
     // override_host sends attempt j to the j-th address of the list: the host used is at k, so the
     // attempts on hosts 0..k-1 failed (retry_on connect-failure/reset/refused-stream).
-    for (let j = 0; j < k; j++) this.record(unchecked(hosts[j]).stats, Outcome.ConnectFailure, -1, nowMs);
-    this.record(inst.stats, outcome, ttfbUs, nowMs);
+    for (let j = 0; j < k; j++) {
+      const s = j == 0 ? load<i32>(rec, HotRec.SLOT) : load<i32>(b + <usize>load<u32>(rec, HotRec.FALLBACKS) + (<usize>(j - 1) << 3));
+      this.record(s, Outcome.ConnectFailure, -1, nowMs);
+    }
+    this.record(slot, outcome, ttfbUs, nowMs);
   }
 
-  record(s: InstanceStats, outcome: u8, ttfbUs: i64, nowMs: u64): void {
-    if (this.telemetryOn && s.canCount()) {
-      s.requests++;
-      if (outcome == Outcome.Upstream5xx || outcome == Outcome.UpstreamFault) s.upstream5xx++;
-      else if (outcome == Outcome.ConnectFailure) s.connectFailures++;
+  record(slot: i32, outcome: u8, ttfbUs: i64, nowMs: u64): void {
+    const reg = this.registry;
+    if (this.telemetryOn && reg.count(slot)) {
+      if (outcome == Outcome.Upstream5xx || outcome == Outcome.UpstreamFault) reg.bump(slot, Rec.UPSTREAM_5XX);
+      else if (outcome == Outcome.ConnectFailure) reg.bump(slot, Rec.CONNECT_FAILURES);
       // Latency = time to the upstream's own response headers.
-      if (ttfbUs >= 0 && (outcome == Outcome.Success || outcome == Outcome.Upstream5xx)) s.recordLatency(<u64>ttfbUs);
-      this.registry.markDirty(s);
+      if (ttfbUs >= 0 && (outcome == Outcome.Success || outcome == Outcome.Upstream5xx)) reg.recordLatency(slot, <u64>ttfbUs);
     }
     if (this.passiveFailures <= 0) return;
     if (outcome == Outcome.Success) {
-      s.streak = 0;
-    } else if (outcome != Outcome.Neutral && s.ejectedUntil == 0) {
-      s.streak++;
-      if (s.streak >= this.passiveFailures) this.eject(s, nowMs);
+      reg.setStreak(slot, 0);
+    } else if (outcome != Outcome.Neutral && !reg.ejected(slot)) {
+      const streak = reg.streak(slot) + 1;
+      reg.setStreak(slot, streak);
+      if (streak >= this.passiveFailures) {
+        const s = reg.statsAt(slot);
+        if (s !== null) this.eject(s, nowMs);
+      }
     }
   }
 
   private eject(s: InstanceStats, nowMs: u64): void {
-    s.streak = 0;
+    const reg = this.registry;
+    reg.setStreak(s.slot, 0);
     s.ejectedUntil = nowMs + this.cooldownMs;
     if (s.ejectedUntil == 0) s.ejectedUntil = 1;
+    reg.setEjected(s.slot, true);
     this.ejected.push(s);
     incrementMetric(this.ejectionsMetric);
     if (!s.ejectedGaugeDefined) {
@@ -217,12 +246,14 @@ export class Observer {
   /** Ends every passive ejection due at `nowMs`; rebuilds their deployments (and `also`, if given). */
   restoreDue(nowMs: u64, also: Deployment | null): void {
     const list = this.ejected;
+    const reg = this.registry;
     let i = 0;
     while (i < list.length) {
       const s = unchecked(list[i]);
       if (s.ejectedUntil > nowMs) { i++; continue; }
       s.ejectedUntil = 0;
-      s.streak = 0;
+      reg.setStreak(s.slot, 0);
+      reg.setEjected(s.slot, false);
       incrementMetric(s.ejectedGauge, -1);
       unchecked(list[i] = unchecked(list[list.length - 1]));
       list.length = list.length - 1;

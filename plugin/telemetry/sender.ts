@@ -9,7 +9,7 @@ import { callToken, httpCall } from "../abi/http_call";
 import { defineMetric, incrementMetric, NO_METRIC } from "../abi/metrics";
 import { MetricType, Status } from "../abi/types";
 import { BUCKET_COUNT, MAX_INSTANCES_PER_BATCH, TELEMETRY_SCHEMA } from "./buckets";
-import { InstanceStats, StatsRegistry } from "./stats";
+import { StatsRegistry } from "./stats";
 
 const METHOD = utf8(":method");
 const POST = utf8("POST");
@@ -88,14 +88,14 @@ export class TelemetrySender {
     if (!this.remainder && nowMs < this.windowStart + <u64>interval) return;
     this.remainder = false;
     const dirty = registry.dirty;
-    // Skip stats without counts (e.g. cleared); take at most MAX_INSTANCES_PER_BATCH.
-    const take = new Array<InstanceStats>();
+    // Skip slots without counts (defensive: a slot is in `dirty` exactly while it has counts); take at
+    // most MAX_INSTANCES_PER_BATCH.
+    const take = new Array<i32>();
     let used = 0;
     while (used < dirty.length && take.length < MAX_INSTANCES_PER_BATCH) {
-      const s = unchecked(dirty[used]);
+      const slot = unchecked(dirty[used]);
       used++;
-      s.dirty = false;
-      if (s.requests > 0) take.push(s);
+      if (registry.statsAt(slot) !== null && registry.requests(slot) > 0) take.push(slot);
     }
     if (used > 0) registry.dirty = dirty.slice(used);
     const start = this.windowStart;
@@ -114,20 +114,23 @@ export class TelemetrySender {
       .str(',"instances":[');
     let requests: u64 = 0;
     for (let i = 0; i < take.length; i++) {
-      const s = unchecked(take[i]);
+      const slot = unchecked(take[i]);
+      const s = registry.statsAt(slot);
+      if (s === null) continue; // checked above
       if (i > 0) w.byte(0x2c);
+      const n = registry.requests(slot);
       w.str('{"deployment":').jsonString(s.deploymentId)
         .str(',"instance":').jsonString(s.instanceId)
         .str(',"address":').jsonString(s.address)
-        .str(',"requests":').uint(<u64>s.requests)
-        .str(',"upstream_5xx":').uint(<u64>s.upstream5xx)
-        .str(',"connect_failures":').uint(<u64>s.connectFailures)
+        .str(',"requests":').uint(<u64>n)
+        .str(',"upstream_5xx":').uint(<u64>registry.upstream5xx(slot))
+        .str(',"connect_failures":').uint(<u64>registry.connectFailures(slot))
         .str(',"latency_ms_buckets":[');
       for (let b = 0; b < BUCKET_COUNT; b++) {
         if (b > 0) w.byte(0x2c);
-        w.uint(<u64>unchecked(s.buckets[b]));
+        w.uint(<u64>registry.bucket(slot, b));
       }
-      const us = s.latencySumUs;
+      const us = registry.latencySumUs(slot);
       w.str('],"latency_ms_sum":').uint(us / 1000);
       const frac = us % 1000;
       if (frac != 0) {
@@ -135,8 +138,8 @@ export class TelemetrySender {
         w.byte(<u8>(0x30 + frac / 100)).byte(<u8>(0x30 + (frac / 10) % 10)).byte(<u8>(0x30 + frac % 10));
       }
       w.byte(0x7d);
-      requests += <u64>s.requests;
-      s.clearCounts();
+      requests += <u64>n;
+      registry.clearCounts(slot);
     }
     w.str("]}");
     const pairs: ArrayBuffer[] = [METHOD, POST, PATH, this.path, AUTHORITY, this.authority, CONTENT_TYPE, JSON_TYPE];

@@ -166,3 +166,51 @@ test("no eligible instance under `panic`: all instances, non-draining first", as
   assert.equal(metric(host, "gateway.deployment.pan.no_eligible_instance"), 10);
   assert.equal(metric(host, "gateway.deployment.pan.panic"), 10);
 });
+
+/** nginx smooth WRR from zero scores (the reference the plugin's pickers and hot blocks must follow). */
+function swrrReference(weights: number[], picks: number): number[] {
+  const total = weights.reduce((a, b) => a + b, 0);
+  const score = weights.map(() => 0);
+  const out: number[] = [];
+  for (let k = 0; k < picks; k++) {
+    let best = 0;
+    for (let i = 0; i < weights.length; i++) {
+      score[i]! += weights[i]!;
+      if (score[i]! > score[best]!) best = i;
+    }
+    score[best]! -= total;
+    out.push(best);
+  }
+  return out;
+}
+
+test("smooth WRR picks follow the reference sequence exactly on every worker (short periods, gcd, long periods)", async () => {
+  const cases: { name: string; weights: number[]; strategy: "weighted_round_robin" | "failover" }[] = [
+    { name: "short", weights: [5, 3, 1, 1], strategy: "weighted_round_robin" },
+    { name: "gcd", weights: [100, 50, 50], strategy: "weighted_round_robin" },
+    { name: "long", weights: [997, 1009, 3], strategy: "weighted_round_robin" },
+    { name: "sixteen", weights: Array.from({ length: 16 }, (_, i) => 1 + (i % 3)), strategy: "weighted_round_robin" },
+    { name: "tier", weights: [2, 1, 3], strategy: "failover" },
+  ];
+  const deployments = cases.map((c) => ({
+    id: c.name,
+    strategy: c.strategy,
+    // failover: the weights form the priority-0 tier; a priority-1 backup is never picked while it is healthy.
+    instances: [...c.weights.map((weight, i) => ({ id: `i${i}`, weight })), ...(c.strategy === "failover" ? [{ id: "backup", priority: 1, weight: 7 }] : [])],
+  }));
+  const host = await gateway({ workers: 3, table: table(1, deployments) });
+  host.advance(1000); // every worker adopts the table from shared data
+  for (const c of cases) {
+    const total = c.weights.reduce((a, b) => a + b, 0);
+    const n = Math.min(3 * total, 2500);
+    const ref = swrrReference(c.weights, 4096 + total + n);
+    for (let w = 0; w < 3; w++) {
+      const got = Array.from({ length: n }, () => Number(picked(request(host, { model: c.name, worker: w }))!.slice(1)));
+      // Workers start at different points of the sequence (their sequence number), then follow it.
+      let offset = -1;
+      for (let o = 0; o <= 4096 && offset < 0; o++) if (got.every((x, k) => x === ref[o + k])) offset = o;
+      assert.ok(offset >= 0, `${c.name} on worker ${w}: picks follow smooth WRR (${got.slice(0, 20).join(",")}…)`);
+    }
+  }
+  host.shutdown();
+});

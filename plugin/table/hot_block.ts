@@ -1,0 +1,107 @@
+// A deployment's hot block (`Deployment.hot`): everything a routed request reads after the model
+// lookup, and everything on_log reads to find the instance Envoy used, in one buffer. Header and picker
+// state first (strategy/hot.ts), then one entry per pick position, each starting on a 64-byte line
+// (the request touches its header line, maybe the picker state, and its own entry's one or two lines):
+//
+//   0 u32 offset (in the block) of the position's header values     4 u32 endpoint list length
+//   8 u16 cluster, 10 u16 deployment id, 12 u16 instance id lengths  14 u8 rewrite :path
+//   15 u8 hosts in the endpoint list (pick + fallbacks, ≤ 9)          16 u32 picks not yet collected
+//   20 u32 the pick's address length (the endpoint list's first entry) 24 i32 the pick's stats slot
+//   28 u32 offset of the fallbacks: (hosts − 1) × (i32 stats slot, u32 address length), in list order
+//   32.. the header values back to back (endpoint list, cluster, deployment id, instance id), then
+//        the fallbacks.
+//
+// The stats slots are telemetry/stats.ts records: on_log counts into them without touching a Position,
+// Instance or InstanceStats object. A slot stays its instance's while a stream can still count into
+// it (stats.ts, "Slot lifetime").
+import { HOT_N, HOT_RECORDS, HOT_REQUESTS, HOT_STATE, HOT_STRIDE } from "../strategy/hot";
+import { Picker } from "../strategy/picker";
+import { Deployment, Position } from "./routing_table";
+
+export namespace HotRec {
+  @inline export const VALUES: usize = 0;
+  @inline export const ENDPOINT_LEN: usize = 4;
+  @inline export const CLUSTER_LEN: usize = 8;
+  @inline export const DEPLOYMENT_LEN: usize = 10;
+  @inline export const INSTANCE_LEN: usize = 12;
+  @inline export const REWRITE: usize = 14;
+  @inline export const HOSTS: usize = 15;
+  @inline export const PICKS: usize = 16;
+  @inline export const PICK_LEN: usize = 20;
+  @inline export const SLOT: usize = 24;
+  @inline export const FALLBACKS: usize = 28;
+  /** Size of the fixed part; the values follow. */
+  @inline export const SIZE: usize = 32;
+}
+
+/** The entry of position `pos` in the hot block at `b`; callers keep `pos` in [0, n) of that block. */
+@inline export function hotRecord(b: usize, pos: i32): usize {
+  return b + <usize>load<u32>(b, HOT_RECORDS) + <usize>pos * <usize>load<u32>(b, HOT_STRIDE);
+}
+
+export function buildHot(picker: Picker, positions: StaticArray<Position>): ArrayBuffer {
+  const n = positions.length;
+  let stride = HotRec.SIZE;
+  for (let k = 0; k < n; k++) {
+    const p = unchecked(positions[k]);
+    const e = HotRec.SIZE + <usize>p.values.byteLength + (<usize>(p.hosts.length - 1) << 3);
+    if (e > stride) stride = e;
+  }
+  stride = (stride + 63) & ~<usize>63;
+  const head = HOT_STATE + <usize>picker.hotStateBytes();
+  // The block's own address is only 16-byte aligned: 63 spare bytes let the entries start on a line.
+  const hot = new ArrayBuffer(<i32>(head + 63 + <usize>n * stride));
+  const b = changetype<usize>(hot);
+  const records = ((b + head + 63) & ~<usize>63) - b; // in [head, head + 63]: every entry fits
+  picker.writeHot(b);
+  store<i32>(b, n, HOT_N);
+  store<u32>(b, <u32>records, HOT_RECORDS);
+  store<u32>(b, <u32>stride, HOT_STRIDE);
+  for (let k = 0; k < n; k++) {
+    const p = unchecked(positions[k]);
+    const rec = b + records + <usize>k * stride;
+    const len = <usize>p.values.byteLength;
+    const values = records + <usize>k * stride + HotRec.SIZE;
+    const hosts = p.hosts;
+    store<u32>(rec, <u32>values, HotRec.VALUES);
+    store<u32>(rec, <u32>p.endpointLen, HotRec.ENDPOINT_LEN);
+    store<u16>(rec, <u16>p.clusterLen, HotRec.CLUSTER_LEN);
+    store<u16>(rec, <u16>p.deploymentLen, HotRec.DEPLOYMENT_LEN);
+    store<u16>(rec, <u16>p.instanceLen, HotRec.INSTANCE_LEN);
+    store<u8>(rec, p.rewrite ? 1 : 0, HotRec.REWRITE);
+    store<u8>(rec, <u8>hosts.length, HotRec.HOSTS);
+    store<u32>(rec, <u32>p.pickLen, HotRec.PICK_LEN);
+    store<i32>(rec, p.instance.stats.slot, HotRec.SLOT);
+    store<u32>(rec, <u32>(values + len), HotRec.FALLBACKS);
+    memory.copy(b + values, changetype<usize>(p.values), len);
+    let f = b + values + len;
+    for (let i = 1; i < hosts.length; i++, f += 8) {
+      const h = unchecked(hosts[i]);
+      store<i32>(f, h.stats.slot);
+      store<u32>(f, <u32>h.addressBytes.byteLength, 4);
+    }
+  }
+  return hot;
+}
+
+/**
+ * Moves the requests and picks counted in `d`'s hot block to `d.pendingRequests` and its instances'
+ * pendingPicks (before a flush or a rebuild).
+ */
+export function collectPicks(d: Deployment): void {
+  const hot = d.hot;
+  if (hot === null) return;
+  const b = changetype<usize>(hot);
+  d.pendingRequests += <i64>load<u32>(b, HOT_REQUESTS);
+  store<u32>(b, 0, HOT_REQUESTS);
+  const positions = d.positions;
+  const n = load<i32>(b, HOT_N);
+  if (n != positions.length) return; // built together; defensive
+  for (let k = 0; k < n; k++) {
+    const rec = hotRecord(b, k);
+    const picks = load<u32>(rec, HotRec.PICKS);
+    if (picks == 0) continue;
+    unchecked(positions[k]).instance.pendingPicks += <i64>picks;
+    store<u32>(rec, 0, HotRec.PICKS);
+  }
+}
