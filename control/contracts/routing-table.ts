@@ -22,6 +22,8 @@ export const TABLE_LIMITS = {
   maxModelNameLength: 256,
   maxWeight: 10_000,
   maxPriority: 255,
+  /** "Bearer " + an API key of at most 4,096 characters. */
+  maxAuthorizationLength: 4_200,
 } as const;
 
 /** Same character set as instance/deployment ids everywhere in the product. */
@@ -66,6 +68,18 @@ export const TableInstance = z.object({
   priority: z.number().int().min(0).max(TABLE_LIMITS.maxPriority),
   region: z.string().max(64),
   state: InstanceState,
+  /**
+   * The `Authorization` value the gateway sends to this instance in place of the client's
+   * ("Bearer <the instance's API key>"). Absent: the request's own header goes upstream unchanged.
+   * A secret: only the plugin's view of the table carries it (GET /v1/routing-table with a plugin
+   * token); admins and viewers get the table without it.
+   */
+  authorization: z
+    .string()
+    .min(1)
+    .max(TABLE_LIMITS.maxAuthorizationLength)
+    .regex(/^[\x21-\x7e]+(?: [\x21-\x7e]+)*$/, "printable ASCII, single spaces between words")
+    .optional(),
 });
 
 export const TableDeployment = z.object({

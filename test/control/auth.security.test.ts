@@ -52,7 +52,7 @@ describe("auth and security", () => {
     assert.equal((await c.api("GET", "/v1/routing-table", { token: VIEWER })).status, 200);
   });
 
-  test("the upstream API key is used for the test but never returned, stored in the document, or logged", async () => {
+  test("the upstream API key is used for the test, reaches only the plugin's table, and is never returned elsewhere, stored in the document, or logged", async () => {
     const r = await c.api("POST", "/v1/deployments", {
       body: { id: "sec", model: "secure-model", instances: [{ id: "k1", url: keyed.url, api_key: SECRET }] },
       headers: { "idempotency-key": "sec-create" },
@@ -72,9 +72,13 @@ describe("auth and security", () => {
       (await c.api("GET", "/v1/deployments/sec")).text,
       (await c.api("GET", "/v1/deployments")).text,
       (await c.api("GET", "/v1/deployments/sec/instances/k1")).text,
-      (await c.api("GET", "/v1/routing-table", { token: PLUGIN })).text,
+      (await c.api("GET", "/v1/routing-table", { token: ADMIN })).text,
+      (await c.api("GET", "/v1/routing-table", { token: VIEWER })).text,
       (await c.api("GET", "/openapi.json")).text,
     ];
+    // The data plane is the one reader of a key: the plugin's table carries the current one, to send upstream.
+    await waitFor(async () => (await c.api("GET", "/v1/routing-table", { token: PLUGIN })).text.includes(`"authorization":"Bearer ${SECRET2}"`), 3000, "the rotated key in the plugin's table");
+    assert.ok(!(await c.api("GET", "/v1/routing-table", { token: PLUGIN })).text.includes(SECRET), "the old key is gone");
     for (const t of texts) {
       assert.ok(!t.includes(SECRET) && !t.includes(SECRET2), `secret leaked in: ${t.slice(0, 200)}`);
       assert.ok(!t.includes("sk-live") && !t.includes("sk-rotated"));

@@ -2,12 +2,12 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { RoutingTable } from "../../control/contracts/routing-table.js";
-import { buildRoutingTable, buildValidTable, sameInTable } from "../../control/src/routing-table/builder.js";
+import { buildRoutingTable, buildValidTable, sameInTable, withoutSecrets } from "../../control/src/routing-table/builder.js";
 import { HEALTH_DEFAULTS, type Deployment, type Instance } from "../../control/src/deployments/schemas.js";
 import type { Model } from "../../control/src/models/schemas.js";
 import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
-import { PLUGIN, registerModel, startReplica, table, waitFor, withRedis, type Replica } from "./harness.js";
+import { ADMIN, PLUGIN, VIEWER, registerModel, startReplica, table, waitFor, withRedis, type Replica } from "./harness.js";
 
 const T = "2026-01-01T00:00:00.000Z";
 const model = (id: string, name: string, aliases: string[] = []): Model => ({ id, name, aliases, display_name: name, served_name: null, family: null, context_length: null, revision: 1, created_at: T, updated_at: T });
@@ -47,6 +47,16 @@ describe("routing table builder (pure)", () => {
     assert.equal(bad.ok, false);
     assert.ok(!bad.ok && bad.issues.some((i) => i.includes("duplicate instance")));
     assert.equal(buildValidTable(0, [], []).ok, false, "version 0 is not a valid table");
+  });
+
+  test("an instance's API key becomes its authorization; the view without secrets drops it", () => {
+    const t = buildRoutingTable(2, [model("m1", "llama")], [dep("d", "m1", [inst("a", "active"), inst("b", "active", "10.0.0.2:8000")])], { "d/a": "sk-a", "x/b": "sk-other" });
+    assert.equal(RoutingTable.safeParse(t).success, true);
+    assert.deepEqual(t.deployments[0]!.instances.map((i) => i.authorization), ["Bearer sk-a", undefined]);
+    const open = withoutSecrets(t);
+    assert.equal(JSON.stringify(open).includes("sk-a"), false);
+    assert.deepEqual({ ...open, deployments: [] }, { ...t, deployments: [] });
+    assert.deepEqual(open.deployments[0]!.instances.map((i) => i.id), ["a", "b"]);
   });
 
   test("sameInTable ignores what the table does not show", () => {
@@ -91,6 +101,34 @@ describe("routing table endpoint", () => {
     resolvesTo = "::1";
     await c.control.dns.refreshOnce();
     await waitFor(async () => (await table(c.api)).deployments[0].instances[0].address === `[::1]:${mock.port}`, 2000, "ipv6 address");
+  });
+
+  test("upstream API keys: in the plugin's table only, new version when a key changes", async () => {
+    const keyed = await startMockOpenAI({ model: "dns-model", apiKey: "sk-first" });
+    try {
+      await registerModel(c.api, "keyed-model", { served_name: "dns-model" });
+      const r = await c.api("POST", "/v1/deployments", { body: { id: "keyed", model: "keyed-model", instances: [{ id: "k", url: keyed.url, api_key: "sk-first" }] } });
+      assert.equal(r.status, 201, r.text);
+      const auth = async (token: string) => {
+        const t = await c.api("GET", "/v1/routing-table", { token });
+        assert.equal(t.status, 200);
+        return { version: t.body.version, text: t.text, value: t.body.deployments.find((d: { id: string }) => d.id === "keyed")?.instances[0]?.authorization };
+      };
+      await waitFor(async () => (await auth(PLUGIN)).value === "Bearer sk-first", 3000, "the key in the plugin's table");
+      for (const token of [ADMIN, VIEWER]) {
+        const seen = await auth(token);
+        assert.equal(seen.value, undefined);
+        assert.equal(seen.text.includes("sk-first"), false, "admins and viewers never get the key");
+      }
+      const v1 = (await auth(PLUGIN)).version;
+      assert.equal((await c.api("PATCH", "/v1/deployments/keyed/instances/k", { body: { api_key: "sk-second" } })).status, 200);
+      await waitFor(async () => (await auth(PLUGIN)).value === "Bearer sk-second", 3000, "the new key");
+      assert.ok((await auth(PLUGIN)).version > v1, "a key change is a new table version");
+      assert.equal((await c.api("PATCH", "/v1/deployments/keyed/instances/k", { body: { api_key: null } })).status, 200);
+      await waitFor(async () => (await auth(PLUGIN)).value === undefined, 3000, "no key, no authorization");
+    } finally {
+      await keyed.close();
+    }
   });
 
   test("a client that is ahead of this replica waits instead of being sent an older table", async () => {

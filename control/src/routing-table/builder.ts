@@ -11,9 +11,15 @@ export const clusterName = (deploymentId: string) => `gw.${deploymentId}`;
 
 const TABLE_STATES = new Set(["active", "draining", "ejected"]);
 
-function tableInstance(i: Instance): TableInstance | null {
+/** Upstream API keys by `<deployment>/<instance>` (the `instance-api-keys` hash). */
+export type ApiKeys = Readonly<Record<string, string>>;
+
+function tableInstance(d: Deployment, i: Instance, apiKeys: ApiKeys): TableInstance | null {
   if (!TABLE_STATES.has(i.state) || i.address === null) return null;
-  return { id: i.id, address: i.address, base_path: i.base_path, weight: i.weight, priority: i.priority, region: i.region, state: i.state as TableInstance["state"] };
+  const t: TableInstance = { id: i.id, address: i.address, base_path: i.base_path, weight: i.weight, priority: i.priority, region: i.region, state: i.state as TableInstance["state"] };
+  const key = apiKeys[`${d.id}/${i.id}`];
+  if (key !== undefined) t.authorization = `Bearer ${key}`;
+  return t;
 }
 
 /** Which instance keeps an address shared by several (see `onePerAddress`): lower wins, then the first. */
@@ -35,22 +41,30 @@ export function onePerAddress(instances: TableInstance[]): TableInstance[] {
   return instances.filter((i) => keep.get(i.address.toLowerCase()) === i);
 }
 
-export function tableDeployment(d: Deployment): TableDeployment {
+export function tableDeployment(d: Deployment, apiKeys: ApiKeys = {}): TableDeployment {
   return {
     id: d.id,
     cluster: clusterName(d.id),
     strategy: d.strategy,
     on_unavailable: d.on_unavailable,
-    instances: onePerAddress(d.instances.map(tableInstance).filter((i): i is TableInstance => i !== null)),
+    instances: onePerAddress(d.instances.map((i) => tableInstance(d, i, apiKeys)).filter((i): i is TableInstance => i !== null)),
   };
 }
 
-/** True when two versions of a deployment look the same in the table (no version bump needed). */
+/**
+ * True when two versions of a deployment look the same in the table (no version bump needed). Keys are
+ * not compared: a change of key is an API write, which always bumps the version.
+ */
 export function sameInTable(a: Deployment, b: Deployment): boolean {
   return JSON.stringify(tableDeployment(a)) === JSON.stringify(tableDeployment(b));
 }
 
-export function buildRoutingTable(version: number, models: Model[], deployments: Deployment[]): RoutingTable {
+/** The table without its secrets (`authorization`): what admins and viewers get. */
+export function withoutSecrets(t: RoutingTable): RoutingTable {
+  return { ...t, deployments: t.deployments.map((d) => ({ ...d, instances: d.instances.map(({ authorization: _secret, ...i }) => i) })) };
+}
+
+export function buildRoutingTable(version: number, models: Model[], deployments: Deployment[], apiKeys: ApiKeys = {}): RoutingTable {
   const byId = new Map(models.map((m) => [m.id, m]));
   const sorted = [...deployments].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const names: [string, string][] = [];
@@ -59,12 +73,12 @@ export function buildRoutingTable(version: number, models: Model[], deployments:
     if (m) for (const n of modelNames(m)) names.push([n, d.id]);
   }
   names.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return { schema: 1, version, models: Object.fromEntries(names), deployments: sorted.map(tableDeployment) };
+  return { schema: 1, version, models: Object.fromEntries(names), deployments: sorted.map((d) => tableDeployment(d, apiKeys)) };
 }
 
-/** Build and validate with the contract's zod schema; invalid → the issues (never published). */
-export function buildValidTable(version: number, models: Model[], deployments: Deployment[]): { ok: true; table: RoutingTable } | { ok: false; issues: string[] } {
-  const table = buildRoutingTable(version, models, deployments);
+/** Build and validate with the contract's zod schema; invalid → the issues (never published; messages carry no values). */
+export function buildValidTable(version: number, models: Model[], deployments: Deployment[], apiKeys: ApiKeys = {}): { ok: true; table: RoutingTable } | { ok: false; issues: string[] } {
+  const table = buildRoutingTable(version, models, deployments, apiKeys);
   const r = RoutingTable.safeParse(table);
   if (!r.success) return { ok: false, issues: r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`) };
   return { ok: true, table };

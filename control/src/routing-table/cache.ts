@@ -6,13 +6,17 @@
 import { tableEtag, type RoutingTable } from "../../contracts/routing-table.js";
 import type { Logger } from "../log.js";
 import { errorFields } from "../log.js";
-import { buildValidTable } from "./builder.js";
+import { buildValidTable, withoutSecrets } from "./builder.js";
 import type { Snapshot, TableStore } from "./store.js";
 
 export interface CurrentTable {
   version: number;
   etag: string;
+  /** The plugin's view: with each keyed instance's `authorization` (a secret). */
   json: string;
+  /** The same version without secrets: for admins and viewers (built on first use). */
+  readonly publicJson: string;
+  /** Without secrets (metrics, xDS, and whatever else reads the current table). */
   table: RoutingTable;
 }
 
@@ -44,7 +48,17 @@ export function createTableCache(deps: {
   const waiters = new Set<{ version: number; wake: () => void; cancel: () => void }>();
 
   const publish = (t: RoutingTable) => {
-    cur = { version: t.version, etag: tableEtag(t.version), json: JSON.stringify(t), table: t };
+    const table = withoutSecrets(t);
+    let publicJson: string | null = null;
+    cur = {
+      version: t.version,
+      etag: tableEtag(t.version),
+      json: JSON.stringify(t),
+      get publicJson() {
+        return (publicJson ??= JSON.stringify(table));
+      },
+      table,
+    };
     for (const w of waiters) if (t.version > w.version) w.wake();
   };
 
@@ -55,13 +69,13 @@ export function createTableCache(deps: {
       if (snap.version < cur.version) log.error("routing table version went backwards in Redis (data lost?); keeping the newer table", { stored: snap.version, served: cur.version });
       return;
     }
-    const built = buildValidTable(snap.version, snap.models, snap.deployments);
+    const built = buildValidTable(snap.version, snap.models, snap.deployments, snap.apiKeys);
     if (!built.ok) {
       log.error("routing table failed validation; not published", { version: snap.version, issues: built.issues.slice(0, 10) });
       return;
     }
     try {
-      deps.onPublish?.(built.table, snap);
+      deps.onPublish?.(withoutSecrets(built.table), snap);
     } catch (e) {
       log.error("publish hook failed", errorFields(e));
     }

@@ -3,7 +3,7 @@
  * ETag = tableEtag(version); If-None-Match with the current version → 304, or with ?wait=N (≤ 60 s)
  * a long-poll answered as soon as any replica publishes a newer version.
  */
-import { Router, type Response } from "express";
+import { Router, type Request, type Response } from "express";
 import { z } from "zod";
 import { TABLE_ROLES, requireRole, type Authenticator } from "../http/auth.js";
 import { AppError } from "../http/errors.js";
@@ -26,8 +26,9 @@ export function routingTableRoutes(deps: { cache: TableCache; auth: Authenticato
   const Query = z.object({ wait: z.coerce.number().int().min(0).max(deps.maxWaitSeconds).default(0) }).strip();
   const r = Router();
 
-  const send = (res: Response, t: CurrentTable) => {
-    res.status(200).setHeader("etag", t.etag).setHeader("cache-control", "no-cache").type("application/json").send(t.json);
+  // Upstream API keys go to the data plane only: a plugin token gets them, admins and viewers do not.
+  const send = (req: Request, res: Response, t: CurrentTable) => {
+    res.status(200).setHeader("etag", t.etag).setHeader("cache-control", "no-cache").type("application/json").send(req.role === "plugin" ? t.json : t.publicJson);
   };
 
   r.get("/v1/routing-table", requireRole(deps.auth, ...TABLE_ROLES), async (req, res) => {
@@ -38,14 +39,14 @@ export function routingTableRoutes(deps: { cache: TableCache; auth: Authenticato
       throw new AppError("table_unavailable", "no routing table yet (the state store has not been reachable since start)");
     }
     const have = clientVersion(req.get("if-none-match"));
-    if (have === null || have < cur.version) return send(res, cur);
+    if (have === null || have < cur.version) return send(req, res, cur);
     if (wait > 0) {
       const ac = new AbortController();
       res.on("close", () => ac.abort());
       const changed = await cache.waitForNewer(have, wait * 1000, ac.signal);
       if (res.destroyed) return;
       const now = cache.current();
-      if (changed && now) return send(res, now);
+      if (changed && now) return send(req, res, now);
     }
     res.status(304).setHeader("etag", cur.etag).setHeader("cache-control", "no-cache").end();
   });
