@@ -4,7 +4,7 @@
 import { Config } from "../config";
 import { Deployment, RoutingTable } from "../table/routing_table";
 import { hotNext, HOT_N } from "../strategy/hot";
-import { hotRecord, HotRec } from "../table/hot_block";
+import { HotFlag, hotRecord, HotRec } from "../table/hot_block";
 import { gotLen, gotPtr, headerGet, headerRelease, headerRemove, headerReplace } from "../abi/headers";
 import { callForeign } from "../abi/foreign";
 import { MapType } from "../abi/types";
@@ -14,6 +14,7 @@ import { countNoEligible, countRequest, countRequestHot, GatewayMetrics } from "
 import { errorBody, replyError } from "./errors";
 
 const PATH = utf8(":path");
+const AUTHORIZATION = utf8("authorization");
 const CLEAR_ROUTE_CACHE = utf8("clear_route_cache");
 
 /** Scratch for the rewritten :path; longer paths use a temporary raw block. */
@@ -102,7 +103,14 @@ export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize):
   headerReplace(MapType.RequestHeaders, c.deploymentHeaderBytes, v, deploymentLen);
   v += deploymentLen;
   headerReplace(MapType.RequestHeaders, c.instanceHeaderBytes, v, <usize>load<u16>(rec, HotRec.INSTANCE_LEN));
-  if (load<u8>(rec, HotRec.REWRITE) != 0 && pos < d.positions.length) rewritePath(c, unchecked(d.positions[pos]).instance.basePathBytes);
+  const flags = load<u8>(rec, HotRec.FLAGS);
+  if ((flags & HotFlag.AUTHORIZATION) != 0) {
+    // The pick's upstream API key replaces the client's header (never logged). Without it the
+    // client's authorization goes upstream untouched, at no cost.
+    const a = b + <usize>load<u32>(rec, HotRec.FALLBACKS) - HotRec.AUTHORIZATION_BEFORE_FALLBACKS;
+    headerReplace(MapType.RequestHeaders, AUTHORIZATION, <usize>load<u32>(a), <usize>load<u32>(a, 4));
+  }
+  if ((flags & HotFlag.REWRITE) != 0 && pos < d.positions.length) rewritePath(c, unchecked(d.positions[pos]).instance.basePathBytes);
   callForeign(CLEAR_ROUTE_CACHE, 0, 0);
   // A pick (collectPicks adds it to the instance's counter).
   store<u32>(rec, load<u32>(rec, HotRec.PICKS) + 1, HotRec.PICKS);

@@ -8,7 +8,7 @@ import {
   MAX_CLUSTER_LENGTH, MAX_DEPLOYMENTS, MAX_INSTANCES_PER_DEPLOYMENT, MAX_MODEL_NAMES, MAX_PRIORITY,
   MAX_REGION_LENGTH, MAX_SAFE_INTEGER, MAX_TABLE_DEPTH, MAX_WEIGHT, ROUTING_TABLE_SCHEMA,
 } from "./limits";
-import { isAddress, isBasePath, isId, isModelName, isPrintableAscii } from "./patterns";
+import { isAddress, isAuthorization, isBasePath, isId, isModelName, isPrintableAscii } from "./patterns";
 
 export namespace InstanceState {
   export const Active: u8 = 0;
@@ -30,6 +30,8 @@ export class DocInstance {
   priority: i32 = 0;
   region: string = "";
   state: u8 = InstanceState.Active;
+  /** The `authorization` header value sent to this instance; "" = none (a present value is never empty). A secret: never logged. */
+  authorization: string = "";
 }
 
 export class DocDeployment {
@@ -85,6 +87,12 @@ function instance(v: JsonValue | null, path: string): DocInstance | null {
   else if (st.str == "draining") out.state = InstanceState.Draining;
   else if (st.str == "ejected") out.state = InstanceState.Ejected;
   else { tableError = path + ".state: expected \"active\", \"draining\" or \"ejected\""; return null; }
+  // Optional; the error names the field only (the value is a secret).
+  const auth = v.get("authorization");
+  if (auth !== null) {
+    if (!auth.isString() || !isAuthorization(auth.str)) { tableError = path + ".authorization: expected printable ASCII words separated by single spaces (1..4200)"; return null; }
+    out.authorization = auth.str;
+  }
   return out;
 }
 

@@ -4,12 +4,19 @@
 // (the request touches its header line, maybe the picker state, and its own entry's one or two lines):
 //
 //   0 u32 offset (in the block) of the position's header values     4 u32 endpoint list length
-//   8 u16 cluster, 10 u16 deployment id, 12 u16 instance id lengths  14 u8 rewrite :path
+//   8 u16 cluster, 10 u16 deployment id, 12 u16 instance id lengths
+//   14 u8 flags: 1 rewrite :path, 2 the pick has an authorization value
 //   15 u8 hosts in the endpoint list (pick + fallbacks, ≤ 9)          16 u32 picks not yet collected
 //   20 u32 the pick's address length (the endpoint list's first entry) 24 i32 the pick's stats slot
 //   28 u32 offset of the fallbacks: (hosts − 1) × (i32 stats slot, u32 address length), in list order
-//   32.. the header values back to back (endpoint list, cluster, deployment id, instance id), then
-//        the fallbacks.
+//   32.. the header values back to back (endpoint list, cluster, deployment id, instance id); with
+//        flag 2, the authorization (u32 address of the Instance's authorizationBytes, u32 length:
+//        the 8 bytes right before the fallbacks); then the fallbacks.
+//
+// The authorization value is pointed at, not copied: it may be 4200 bytes, and the stride is the
+// largest entry of the block. The bytes belong to the Instance, which lives as long as its Deployment
+// (so as long as any hot block of it); a table without authorization values has the same entries as
+// before.
 //
 // The stats slots are telemetry/stats.ts records: on_log counts into them without touching a Position,
 // Instance or InstanceStats object. A slot stays its instance's while a stream can still count into
@@ -24,7 +31,8 @@ export namespace HotRec {
   @inline export const CLUSTER_LEN: usize = 8;
   @inline export const DEPLOYMENT_LEN: usize = 10;
   @inline export const INSTANCE_LEN: usize = 12;
-  @inline export const REWRITE: usize = 14;
+  /** Flags (HotFlag). */
+  @inline export const FLAGS: usize = 14;
   @inline export const HOSTS: usize = 15;
   @inline export const PICKS: usize = 16;
   @inline export const PICK_LEN: usize = 20;
@@ -32,6 +40,13 @@ export namespace HotRec {
   @inline export const FALLBACKS: usize = 28;
   /** Size of the fixed part; the values follow. */
   @inline export const SIZE: usize = 32;
+  /** With HotFlag.AUTHORIZATION: the authorization's address and length, 8 bytes before FALLBACKS. */
+  @inline export const AUTHORIZATION_BEFORE_FALLBACKS: usize = 8;
+}
+
+export namespace HotFlag {
+  @inline export const REWRITE: u8 = 1;
+  @inline export const AUTHORIZATION: u8 = 2;
 }
 
 /** The entry of position `pos` in the hot block at `b`; callers keep `pos` in [0, n) of that block. */
@@ -44,7 +59,8 @@ export function buildHot(picker: Picker, positions: StaticArray<Position>): Arra
   let stride = HotRec.SIZE;
   for (let k = 0; k < n; k++) {
     const p = unchecked(positions[k]);
-    const e = HotRec.SIZE + <usize>p.values.byteLength + (<usize>(p.hosts.length - 1) << 3);
+    const auth: usize = p.instance.authorizationBytes === null ? 0 : HotRec.AUTHORIZATION_BEFORE_FALLBACKS;
+    const e = HotRec.SIZE + <usize>p.values.byteLength + auth + (<usize>(p.hosts.length - 1) << 3);
     if (e > stride) stride = e;
   }
   stride = (stride + 63) & ~<usize>63;
@@ -68,13 +84,19 @@ export function buildHot(picker: Picker, positions: StaticArray<Position>): Arra
     store<u16>(rec, <u16>p.clusterLen, HotRec.CLUSTER_LEN);
     store<u16>(rec, <u16>p.deploymentLen, HotRec.DEPLOYMENT_LEN);
     store<u16>(rec, <u16>p.instanceLen, HotRec.INSTANCE_LEN);
-    store<u8>(rec, p.rewrite ? 1 : 0, HotRec.REWRITE);
+    const authorization = p.instance.authorizationBytes;
+    store<u8>(rec, (p.rewrite ? HotFlag.REWRITE : 0) | (authorization !== null ? HotFlag.AUTHORIZATION : 0), HotRec.FLAGS);
     store<u8>(rec, <u8>hosts.length, HotRec.HOSTS);
     store<u32>(rec, <u32>p.pickLen, HotRec.PICK_LEN);
     store<i32>(rec, p.instance.stats.slot, HotRec.SLOT);
-    store<u32>(rec, <u32>(values + len), HotRec.FALLBACKS);
     memory.copy(b + values, changetype<usize>(p.values), len);
     let f = b + values + len;
+    if (authorization !== null) {
+      store<u32>(f, <u32>changetype<usize>(authorization));
+      store<u32>(f, <u32>authorization.byteLength, 4);
+      f += HotRec.AUTHORIZATION_BEFORE_FALLBACKS;
+    }
+    store<u32>(rec, <u32>(f - b), HotRec.FALLBACKS);
     for (let i = 1; i < hosts.length; i++, f += 8) {
       const h = unchecked(hosts[i]);
       store<i32>(f, h.stats.slot);

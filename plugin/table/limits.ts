@@ -10,6 +10,8 @@ export const MAX_PRIORITY: f64 = 255;
 export const MAX_BASE_PATH_LENGTH: i32 = 256;
 export const MAX_CLUSTER_LENGTH: i32 = 256;
 export const MAX_REGION_LENGTH: i32 = 64;
+/** An instance's `authorization` value: "Bearer " + an API key of at most 4,096 characters. */
+export const MAX_AUTHORIZATION_LENGTH: i32 = 4200;
 export const MAX_SAFE_INTEGER: f64 = 9007199254740991;
 /** JSON nesting accepted in a table document (unknown fields may nest; 64 levels is plenty). */
 export const MAX_TABLE_DEPTH: i32 = 64;

@@ -1,6 +1,6 @@
 // The string rules of the routing-table contract, as hand-written matchers (no RegExp in the module).
 // Lengths are UTF-16 code units, like zod's .min/.max on JavaScript strings.
-import { MAX_BASE_PATH_LENGTH, MAX_ID_LENGTH, MAX_MODEL_NAME_LENGTH } from "./limits";
+import { MAX_AUTHORIZATION_LENGTH, MAX_BASE_PATH_LENGTH, MAX_ID_LENGTH, MAX_MODEL_NAME_LENGTH } from "./limits";
 
 @inline function isAlnum(c: i32): bool {
   return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
@@ -33,6 +33,22 @@ export function isPrintableAscii(s: string, min: i32, max: i32): bool {
 
 export function isModelName(s: string): bool {
   return isPrintableAscii(s, 1, MAX_MODEL_NAME_LENGTH);
+}
+
+/** ^[\x21-\x7e]+(?: [\x21-\x7e]+)*$, 1..4200: printable ASCII words separated by single spaces. */
+export function isAuthorization(s: string): bool {
+  const n = s.length;
+  if (n < 1 || n > MAX_AUTHORIZATION_LENGTH) return false;
+  let prevSpace = true; // no leading space
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c == 0x20) {
+      if (prevSpace) return false; // leading or double space
+      prevSpace = true;
+    } else if (c < 0x21 || c > 0x7e) return false;
+    else prevSpace = false;
+  }
+  return !prevSpace; // no trailing space
 }
 
 /** Decimal without leading zeros (single "0" allowed when allowZero) in [lo, hi], whole of s[from, to). */

@@ -25,6 +25,11 @@ export class Instance {
   id: string;
   idBytes: ArrayBuffer;
   basePathBytes: ArrayBuffer;
+  /**
+   * The `authorization` value requests picking this instance carry upstream (null: the client's own
+   * header is left alone). The hot block points at these bytes (hot_block.ts). A secret: never logged.
+   */
+  authorizationBytes: ArrayBuffer | null = null;
   picksMetric: u32 = NO_METRIC;
   picksMetricDefined: bool = false;
   deployment: Deployment;
@@ -34,6 +39,7 @@ export class Instance {
     this.idBytes = utf8(doc.id);
     this.basePathBytes = utf8(doc.basePath);
     this.addressBytes = utf8(doc.address);
+    if (doc.authorization.length > 0) this.authorizationBytes = utf8(doc.authorization);
     this.stats = stats;
     this.deployment = deployment;
   }
@@ -56,7 +62,7 @@ export class Position {
 
   constructor(
     public instance: Instance,
-    /** "ip:port[,ip:port…]": the pick, then up to max_fallbacks same-base-path fallbacks. */
+    /** "ip:port[,ip:port…]": the pick, then up to max_fallbacks same-base-path, same-authorization fallbacks. */
     endpointValue: ArrayBuffer,
     /** The pick's base_path differs from api_prefix. */
     public rewrite: bool,
@@ -278,6 +284,9 @@ export function rebuildDeployment(dep: Deployment, nowMs: u64): void {
       if (f < 0 || f >= n) break;
       const other = unchecked(cands[f]);
       if (other.doc.basePath != pick.doc.basePath) continue;
+      // Envoy's retries resend the same request headers: only instances taking the pick's
+      // authorization (or, like the pick, none) can serve as its fallbacks.
+      if (other.doc.authorization != pick.doc.authorization) continue;
       w.byte(0x2c).str(other.doc.address);
       hostIdx.push(f);
       added++;

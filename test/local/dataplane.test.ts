@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { request } from "node:http";
 import { after, before, describe, test } from "node:test";
 import type { LocalDataPlane } from "../../envoy/local/dataplane.js";
+import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
 import { chat, dataplane, deploy, mocks, served, server, startEnv, waitFor, type Env } from "./support.js";
 
 let env: Env;
@@ -43,6 +44,23 @@ describe("local data plane", { timeout: 45_000 }, () => {
       assert.equal(r.status, 200, r.text);
     }
     assert.deepEqual(ms.map((m) => served(m, "wrr")), [30, 10]);
+  });
+
+  test("instances with API keys: each gets its own key in place of the client's, and requests succeed", async () => {
+    const keys = ["sk-upstream-a", "sk-upstream-b"];
+    const ms: MockOpenAI[] = [];
+    for (const apiKey of keys) ms.push(await startMockOpenAI({ model: "keyed-model", apiKey, reply: "hi from keyed-model" }));
+    env.mocks.push(...ms);
+    await deploy(env, "keyed-model", ms.map((m) => m.url), { instances: keys.map((api_key) => ({ api_key })) });
+    for (let i = 0; i < 20; i++) {
+      const r = await chat(dp, "keyed-model", { headers: { "x-test": "keyed", ...(i % 2 === 0 ? { authorization: "Bearer sk-client-key" } : {}) } });
+      assert.equal(r.status, 200, r.text);
+    }
+    assert.deepEqual(ms.map((m) => served(m, "keyed")), [10, 10]);
+    ms.forEach((m, k) => {
+      const seen = new Set(m.requests.filter((q) => q.headers["x-test"] === "keyed").map((q) => q.headers.authorization));
+      assert.deepEqual([...seen], [`Bearer ${keys[k]}`], "the instance's own key, never the client's or another instance's");
+    });
   });
 
   test("unmanaged models pass through to the passthrough upstream untouched, minus our internal headers", async () => {

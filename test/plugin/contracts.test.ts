@@ -107,6 +107,7 @@ const SAMPLE_VALUES: unknown[] = [
   "010.0.0.1:80", "[fd00::1]:8080", "[]:80", "1.2.3.4:0", "/v1", "/v1/", "//", "/a b", "active", "ejected", "draining",
   "failover", "round_robin", "weighted_round_robin", "fail", "panic", "passthrough", "reject", true, false, null, [], {},
   "x".repeat(65), "x".repeat(129), "x".repeat(257), "X-Upper", "lower-case", "ü", "/v1?x", "a\u0000b",
+  "authorization", "Bearer sk-1", "Bearer  sk-1", " Bearer", "Bearer ", "a\tb", "a b c", "k".repeat(4200), "k".repeat(4201),
 ];
 
 function mutate(node: unknown, rnd: () => number, depth = 0): void {

@@ -22,6 +22,9 @@ function pick<T>(rnd: () => number, xs: readonly T[]): T {
   return xs[Math.floor(rnd() * xs.length)]!;
 }
 
+/** Upstream authorization values for random tables: valid ones (incl. the 4200 limit) and invalid ones. */
+const AUTHORIZATIONS: unknown[] = ["Bearer k0", "Bearer k1", "x", "Bearer " + "k".repeat(4193), "Bearer " + "k".repeat(4194), "", " x", "x ", "a  b", "a\u0001", "é", 7, null];
+
 const JSON_PIECES = ['{', '}', '[', ']', ':', ',', '"model"', '"llama3"', '"m\\u006fdel"', '"\\ud800"', '"\\"', "1e999", "-0.5e-3", "true", "nul", " ", "\n", '"\u0001"', "\\", '"é"', "01", "-", "[[[[[[[[", "]]]]"];
 
 function randomBody(rnd: () => number): Uint8Array {
@@ -64,7 +67,7 @@ function randomHeaderValue(rnd: () => number): string {
 test(`fuzz: 7,000 random requests, 2,500 random tables and 1,000 random configurations never trap (seed ${SEED})`, async () => {
   const rnd = prng(SEED);
   const base = table(1, [
-    { id: "d0", instances: [{ id: "a" }, { id: "b", base_path: "/x" }, { id: "c", state: "draining" }] },
+    { id: "d0", instances: [{ id: "a", authorization: "Bearer k0" }, { id: "b", base_path: "/x" }, { id: "c", state: "draining", authorization: "Bearer k0" }] },
     { id: "d1", strategy: "weighted_round_robin", on_unavailable: "panic", instances: [{ id: "a", weight: 3, state: "ejected" }, { id: "b" }] },
     { id: "d2", strategy: "failover", instances: [{ id: "p", priority: 0 }, { id: "s", priority: 1 }] },
     { id: "d3", instances: [] },
@@ -112,7 +115,8 @@ test(`fuzz: 7,000 random requests, 2,500 random tables and 1,000 random configur
         const t = JSON.parse(JSON.stringify(base)) as { version: number; deployments: { instances: unknown[] }[] };
         t.version = rnd() < 0.8 ? ++version : Math.floor(rnd() * version);
         const d = t.deployments[Math.floor(rnd() * t.deployments.length)]!;
-        if (rnd() < 0.5) d.instances.push({ id: "z" + Math.floor(rnd() * 5), address: pick(rnd, ["1.2.3.4:5", "[::1]:1", "bad"]), base_path: "", weight: 1, priority: Math.floor(rnd() * 3), region: "", state: pick(rnd, ["active", "ejected", "draining", "x"]) });
+        if (rnd() < 0.5) d.instances.push({ id: "z" + Math.floor(rnd() * 5), address: pick(rnd, ["1.2.3.4:5", "[::1]:1", "bad"]), base_path: "", weight: 1, priority: Math.floor(rnd() * 3), region: "", state: pick(rnd, ["active", "ejected", "draining", "x"]),
+          ...(rnd() < 0.5 ? { authorization: pick(rnd, AUTHORIZATIONS) } : {}) });
         body = JSON.stringify(t);
       }
       const resp = rnd();
@@ -161,7 +165,7 @@ test(`fuzz: 6,000 random upstream results (codes, flags, addresses, latencies, t
   const rnd = prng(SEED ^ 0x5eed);
   const addrs = ["10.77.0.1:8000", "10.77.0.2:8000", "[fd00::7]:8080", "10.77.0.4:8000"];
   const doc = (v: number) => table(v, [
-    { id: "d0", instances: [{ id: "a", address: addrs[0] }, { id: "b", address: addrs[1] }, { id: "c", address: addrs[2], state: pick(rnd, ["active", "ejected", "draining"] as const) }] },
+    { id: "d0", instances: [{ id: "a", address: addrs[0] }, { id: "b", address: addrs[1], ...(rnd() < 0.5 ? { authorization: "Bearer kb" } : {}) }, { id: "c", address: addrs[2], state: pick(rnd, ["active", "ejected", "draining"] as const), ...(rnd() < 0.3 ? { authorization: "Bearer kc" } : {}) }] },
     { id: "d1", strategy: "failover", on_unavailable: "panic", instances: [{ id: "p", priority: 0, address: addrs[3] }, { id: "s", priority: 1, address: addrs[pick(rnd, [0, 1, 2])] }] },
     { id: "d2", strategy: "weighted_round_robin", instances: rnd() < 0.5 ? [] : [{ id: "w", weight: 3, address: addrs[1] }] },
   ], { m0: "d0", m1: "d1", m2: "d2" });

@@ -19,6 +19,8 @@ export interface InstanceSpec {
   priority?: number;
   region?: string;
   state?: "active" | "draining" | "ejected";
+  /** The upstream `authorization` value (contract 1); omitted when undefined. */
+  authorization?: string;
 }
 
 export interface DeploymentSpec {
@@ -50,6 +52,7 @@ export function table(version: number, deployments: DeploymentSpec[], models?: R
         priority: i.priority ?? 0,
         region: i.region ?? "",
         state: i.state ?? "active",
+        ...(i.authorization !== undefined ? { authorization: i.authorization } : {}),
       })),
     })),
   };
