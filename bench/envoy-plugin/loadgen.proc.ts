@@ -4,7 +4,7 @@
 // `durationS` seconds or, when `amount` is set, for that many requests in all. Latencies come from
 // autocannon's per-response event (ms, sub-ms resolution), for 2xx answers only, raw.
 // (bench/gateway/loadgen.proc.ts sends one fixed request; this bench needs the model to vary.)
-import { ceaseFire, fire } from "../gateway/cannon.js";
+import { ceaseFire, fire, type LoadCounts } from "../gateway/cannon.js";
 import { serveParent } from "../gateway/ipc.js";
 import type { BenchRequest } from "./setup.js";
 
@@ -20,16 +20,7 @@ export interface LoadArgs {
   collect: boolean;
 }
 
-export interface LoadResult {
-  durationS: number;
-  ok2xx: number;
-  non2xx: number;
-  statusCodes: Record<string, number>;
-  errors: number;
-  timeouts: number;
-  /** 2xx latencies, ms. */
-  latencies: Float64Array;
-}
+export type LoadResult = LoadCounts;
 
 async function run(a: LoadArgs): Promise<LoadResult> {
   const t0 = performance.now();

@@ -19,6 +19,15 @@ export interface Cannonade {
   result: Record<string, any>;
 }
 
+/** What both load generators report for a run. */
+export interface LoadCounts extends Omit<Cannonade, "result"> {
+  /** Seconds the run took. */
+  durationS: number;
+  /** Connection errors / timeouts (autocannon `errors` includes timeouts). */
+  errors: number;
+  timeouts: number;
+}
+
 let current: Tracker | null = null;
 
 /** Runs autocannon with `opts` (url, connections, duration or amount, requests or method/headers/body). */

@@ -3,7 +3,7 @@
 // `connections` keep-alive HTTP/1.1 connections (pipelining 1), each sending the same POST back to back
 // for `durationS` seconds. Latencies are taken from autocannon's per-response event (ms, sub-ms
 // resolution; its own histogram rounds to whole ms) for 2xx answers only, and returned raw.
-import { ceaseFire, fire } from "./cannon.js";
+import { ceaseFire, fire, type LoadCounts } from "./cannon.js";
 import { serveParent } from "./ipc.js";
 
 export interface RunArgs {
@@ -17,18 +17,9 @@ export interface RunArgs {
   collect: boolean;
 }
 
-export interface RunResult {
-  /** Seconds autocannon ran (its own clock; the stop lands on its 1 s sampling tick). */
-  durationS: number;
-  ok2xx: number;
-  non2xx: number;
-  statusCodes: Record<string, number>;
-  /** Connection errors / timeouts (autocannon `errors` includes timeouts). */
-  errors: number;
-  timeouts: number;
+/** durationS: seconds autocannon ran (its own clock; the stop lands on its 1 s sampling tick). */
+export interface RunResult extends LoadCounts {
   resets: number;
-  /** 2xx latencies, ms. */
-  latencies: Float64Array;
   /** autocannon's own summary (whole-ms latency percentiles, req/s per 1 s sample). */
   autocannon: { requestsMean: number; latencyP50: number; latencyP99: number; totalRequests: number; totalCompleted: number };
 }
