@@ -71,7 +71,7 @@ const LIST_MAX_AGE_MS = 5_000;
  * core) otherwise keeps starting probes it cannot finish: thousands of open sockets, an event loop late by
  * more than the probe timeout, healthy instances failing their probes and ejected, a heap of a gigabyte.
  * Past the cap, due probes wait for a later tick (the probes fall behind, and a warning says so); a probe
- * that starts is read in time.
+ * that starts is read in time. A probe counts until its answer is in (not while its result is written).
  */
 export const MAX_PROBES_IN_FLIGHT = 1_000;
 const BEHIND_WARN_EVERY_MS = 30_000;
@@ -216,7 +216,8 @@ export function createProber(deps: {
     return true;
   }
 
-  async function probeOne(d: Deployment, inst: Instance, st: ProbeState, h: Held, model: Model | null): Promise<void> {
+  /** `answered`: called once the probe's request is over (its in-flight slot is free; the bookkeeping follows). */
+  async function probeOne(d: Deployment, inst: Instance, st: ProbeState, h: Held, model: Model | null, answered: () => void): Promise<void> {
     const hc = d.health_check;
     const completion = hc.completion_every > 0 && model !== null && (st.broken || (st.probes + 1) % hc.completion_every === 0);
     const kind = completion ? "completion" : hc.probe;
@@ -227,6 +228,7 @@ export function createProber(deps: {
       ? await tester.probeCompletion(inst, { ...opts, model: servedNameOf(model!) })
       : await tester.probe(inst, { ...opts, path: kind === "models" ? `${inst.base_path}/models` : hc.path });
     const latency = performance.now() - t0;
+    answered();
     if (!mine(d.id, h)) return; // the lease lapsed meanwhile: the new holder decides
     const result: ProbeResult = { ok: r.ok, at: new Date().toISOString(), kind, latency_ms: round(latency)!, error: r.error };
     const prev = st.recent[0];
@@ -346,6 +348,13 @@ export function createProber(deps: {
           continue;
         }
         inFlight++;
+        let slot = true;
+        // The cap is on requests in flight (sockets, timers): the slot is free once the answer is in, while
+        // the verdict and the coalesced writes that follow finish (the instance stays in `flying` until then).
+        const answered = () => {
+          if (slot) inFlight--;
+          slot = false;
+        };
         const st = states.get(inst.id) ?? newProbeState();
         states.set(inst.id, st);
         flying.add(inst.id);
@@ -353,13 +362,13 @@ export function createProber(deps: {
         const dueAt = times.get(inst.id) ?? now;
         const next = dueAt + hc.interval_seconds * 1000;
         times.set(inst.id, next > now ? next : now + hc.interval_seconds * 1000);
-        void probeOne(d, inst, st, h, model)
+        void probeOne(d, inst, st, h, model, answered)
           .catch((e: unknown) => {
             if (!abort.signal.aborted) log.debug("probe failed to run", { deployment: d.id, instance: inst.id, ...errorFields(e) });
           })
           .finally(() => {
             flying.delete(inst.id);
-            inFlight--;
+            answered();
           });
       }
     }
