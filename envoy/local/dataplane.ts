@@ -108,36 +108,6 @@ function int64(v: bigint): Uint8Array {
 
 const headerOf = (pairs: Pairs, name: string): string | undefined => pairs.find(([k]) => k === name)?.[1];
 
-/**
- * The host forwards body chunks into per-direction arrays that `result()` concatenates on every call.
- * A long-lived stream (an SSE answer) needs them incrementally and must not keep them, so we read the
- * stream's internal state here (and only here). The host has no public streaming API for this yet.
- */
-interface SideView {
-  sent: boolean;
-  complete: boolean;
-  forwarded: Uint8Array[];
-}
-const sidesOf = (s: HttpStream) => s as unknown as { req: SideView; resp: SideView; setProperty(path: string, value: Uint8Array): void };
-
-let internalsChecked = false;
-/** Fails loudly (instead of forwarding nothing) if test/host's stream internals this file reads have changed. */
-function checkInternals(s: HttpStream): void {
-  if (internalsChecked) return;
-  const v = sidesOf(s);
-  const ok = (x: SideView | undefined) => x !== undefined && Array.isArray(x.forwarded) && typeof x.sent === "boolean" && typeof x.complete === "boolean";
-  if (!ok(v.req) || !ok(v.resp) || typeof v.setProperty !== "function") {
-    throw new Error("envoy/local/dataplane.ts: test/host's HttpStream no longer has req/resp.{sent,complete,forwarded} or setProperty; update sidesOf()");
-  }
-  internalsChecked = true;
-}
-
-function take(side: SideView): Uint8Array[] {
-  if (side.forwarded.length === 0) return [];
-  const out = side.forwarded;
-  side.forwarded = [];
-  return out;
-}
 
 interface Target {
   /** What upstream.address reports (ip:port as in the routing table, or the passthrough host:port). */
@@ -243,7 +213,6 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
     ) {
       const vm = host.worker(worker);
       this.s = vm.failure === null ? vm.stream() : null;
-      if (this.s) checkInternals(this.s);
     }
 
     start(): void {
@@ -311,8 +280,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       if (this.done || s === null) return;
       if (s.localReply) return this.sendLocalReply();
       if (s.ended) return this.abort("the plugin reset the stream");
-      const side = sidesOf(s).req;
-      if (!this.upstreamStarted && side.sent) {
+      if (!this.upstreamStarted && s.passedOn("request").sent) {
         const h = s.result().upstreamHeaders;
         if (h) {
           this.upstreamHeaders = h;
@@ -320,8 +288,8 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
         }
       }
       if (this.upstreamStarted) {
-        for (const c of take(side)) if (c.length > 0) this.writeUpstream(c);
-        if (side.complete) this.endUpstreamRequest();
+        for (const c of s.drain("request")) if (c.length > 0) this.writeUpstream(c);
+        if (s.passedOn("request").complete) this.endUpstreamRequest();
       }
     }
 
@@ -495,9 +463,9 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
         const s = this.s;
         if (s.localReply) return this.sendLocalReply();
         if (s.ended) return this.abort("the plugin reset the stream");
-        const side = sidesOf(s).resp;
+        const side = s.passedOn("response");
         headers = side.sent && !this.downstreamStarted ? s.result().downstreamHeaders : null;
-        chunks = side.sent ? take(side) : [];
+        chunks = side.sent ? s.drain("response") : [];
         complete = side.complete;
       }
       if (!this.downstreamStarted && headers) {
@@ -593,7 +561,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
     }
 
     private setProp(path: string, value: Uint8Array): void {
-      if (this.s) sidesOf(this.s).setProperty(path, value);
+      if (this.s) this.s.setProperty(path, value);
     }
 
     /** on_log, on_done, on_delete (Envoy ends the stream once both directions are over). */

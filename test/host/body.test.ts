@@ -86,3 +86,19 @@ test("a body that makes the module grow its memory is still read and written cor
   assert.ok(header(r.upstreamHeaders, "x-body")!.endsWith("xend"));
   assert.equal(r.upstreamBody.length, 3 * (1 << 20) + 3);
 });
+
+test("stream API for a forwarding proxy: passedOn says what went on, drain hands each chunk over once", async () => {
+  const host = await startFixture("probe", { allowOnHeadersStopIteration: true });
+  const s = host.worker(0).stream();
+  assert.deepEqual(s.passedOn("request"), { sent: false, complete: false });
+  s.requestHeaders(post("pass"), false);
+  assert.equal(s.passedOn("request").sent, true);
+  s.requestBody("one,", false);
+  s.requestBody("two", false);
+  assert.deepEqual(s.drain("request").map((c) => Buffer.from(c).toString()), ["one,", "two"]);
+  assert.deepEqual(s.drain("request"), [], "handed over, not kept");
+  s.requestBody("three", true);
+  assert.deepEqual(s.passedOn("request"), { sent: true, complete: true });
+  assert.deepEqual(s.drain("request").map((c) => Buffer.from(c).toString()), ["three"]);
+  assert.equal(s.finish().upstreamBodyText, "", "result() no longer holds drained chunks");
+});

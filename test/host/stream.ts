@@ -348,7 +348,24 @@ export class HttpStream {
     return Status.Ok;
   }
 
-  /** @internal proxy_set_property: Envoy keeps it in filter state under "wasm.<path>". */
+  /** Whether this direction's headers, and its end of stream, were passed on (upstream / downstream). */
+  passedOn(direction: "request" | "response"): { sent: boolean; complete: boolean } {
+    const side = direction === "request" ? this.req : this.resp;
+    return { sent: side.sent, complete: side.complete };
+  }
+
+  /**
+   * For a proxy that forwards as it goes (the local data plane, an SSE answer): the body chunks passed on
+   * in this direction since the last call, handed over and not kept (result() no longer holds them).
+   */
+  drain(direction: "request" | "response"): Uint8Array[] {
+    const side = direction === "request" ? this.req : this.resp;
+    const chunks = side.forwarded;
+    if (chunks.length > 0) side.forwarded = [];
+    return chunks;
+  }
+
+  /** proxy_set_property: Envoy keeps it in filter state under "wasm.<path>" (the local data plane sets upstream facts too). */
   setProperty(path: string, value: Uint8Array): void {
     (this.setProps ??= new Map()).set(path, value);
   }
