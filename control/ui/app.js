@@ -11,7 +11,7 @@
 import { ApiError, createApi, followStream, seg } from "./api.js";
 import { byId, fill, h } from "./dom.js";
 import { describeError, field, num, openDialog, showIssues } from "./dialog.js";
-import { POLICIES, STRATEGIES, cardId, checkText, deploymentCard, instKey, stateBadge } from "./views.js";
+import { POLICIES, STRATEGIES, cardId, checkText, deploymentCard, instKey, modelItems, stateBadge } from "./views.js";
 
 const TOKEN_KEY = "gateway.control.token";
 
@@ -277,7 +277,10 @@ function viewCtx() {
     timelines: state.timelines,
     histories: state.histories,
     now: Date.now(),
-    on: { toggle, addInstance: addInstanceDialog, settings: settingsDialog, remove: deleteDialog, editInstance: editInstanceDialog, migrate: migrateDialog, stopMigration: stopMigrationDialog, removeInstance: removeInstanceDialog, retest },
+    on: {
+      toggle, addInstance: addInstanceDialog, settings: settingsDialog, remove: deleteDialog, editInstance: editInstanceDialog, migrate: migrateDialog,
+      stopMigration: stopMigrationDialog, removeInstance: removeInstanceDialog, retest, editModel: editModelDialog, removeModel: removeModelDialog,
+    },
   };
 }
 
@@ -288,9 +291,16 @@ function sorted() {
 function renderAll() {
   const ctx = viewCtx();
   keepingFocus(() => fill(byId("deployments"), sorted().map((d) => deploymentCard(d, ctx))));
+  renderModels(ctx);
   byId("empty").hidden = state.deployments.size > 0 || !state.loaded;
   renderSummary();
   for (const w of state.watchers) w();
+}
+
+/** @param {ReturnType<typeof viewCtx>} ctx */
+function renderModels(ctx = viewCtx()) {
+  const models = [...state.models.values()].sort((a, b) => a.name.localeCompare(b.name));
+  keepingFocus(() => fill(byId("models"), modelItems(models, state.deployments, ctx)));
 }
 
 /** @param {string} id */
@@ -559,33 +569,86 @@ async function createDialog() {
   });
 }
 
+/**
+ * The model form (register, edit). `m`: the model being edited (its values filled in); its `value()` gives
+ * the fields set, and on edit null for an emptied optional field (PATCH clears it).
+ * @param {any} [m]
+ */
+function modelFields(m) {
+  const name = field({ label: "Name", path: "name", required: true, value: m?.name, placeholder: "llama-3.1-8b", hint: "What clients send as model; unique across all names and aliases" });
+  const display = field({ label: "Display name", path: "display_name", value: m?.display_name, placeholder: "Llama 3.1 8B Instruct" });
+  const aliases = field({ label: "Aliases", path: "aliases", value: m?.aliases.join(", "), placeholder: "llama, llama-8b", hint: "Other names clients may send, separated by commas" });
+  const served = field({ label: "Served name", path: "served_name", value: m?.served_name, placeholder: "meta-llama/Llama-3.1-8B-Instruct", hint: "The name the engine serves, if different (checked by the connectivity test)" });
+  const family = field({ label: "Family", path: "family", value: m?.family, placeholder: "llama" });
+  const context = field({ label: "Context length", path: "context_length", type: "number", value: m?.context_length, min: 1, inputmode: "numeric" });
+  return {
+    body: [h("div", { class: "grid grid-2" }, name.wrap, display.wrap), h("div", { class: "grid grid-2" }, aliases.wrap, served.wrap), h("div", { class: "grid grid-2" }, family.wrap, context.wrap)],
+    value() {
+      const clear = m ? null : undefined;
+      const text = (/** @type {HTMLInputElement | HTMLSelectElement} */ input) => (input.value.trim() !== "" ? input.value.trim() : clear);
+      /** @type {Record<string, unknown>} */
+      const v = { name: name.input.value.trim(), display_name: text(display.input) ?? undefined, served_name: text(served.input), family: text(family.input) };
+      v.aliases = aliases.input.value.split(",").map((a) => a.trim()).filter((a) => a !== "");
+      v.context_length = num(context.input, clear);
+      for (const k of Object.keys(v)) if (v[k] === undefined) delete v[k];
+      return v;
+    },
+  };
+}
+
 /** A model in the registry: the names clients send, and the name the engine serves. */
 function registerModelDialog() {
-  const name = field({ label: "Name", path: "name", required: true, placeholder: "llama-3.1-8b", hint: "What clients send as model; unique across all names and aliases" });
-  const display = field({ label: "Display name", path: "display_name", placeholder: "Llama 3.1 8B Instruct" });
-  const aliases = field({ label: "Aliases", path: "aliases", placeholder: "llama, llama-8b", hint: "Other names clients may send, separated by commas" });
-  const served = field({ label: "Served name", path: "served_name", placeholder: "meta-llama/Llama-3.1-8B-Instruct", hint: "The name the engine serves, if different (checked by the connectivity test)" });
-  const family = field({ label: "Family", path: "family", placeholder: "llama" });
-  const context = field({ label: "Context length", path: "context_length", type: "number", min: 1, inputmode: "numeric" });
+  const f = modelFields();
   openDialog({
     title: "Register a model",
     description: "A registered model can then be deployed: requests that name it (or an alias) are routed to its deployment.",
-    body: [h("div", { class: "grid grid-2" }, name.wrap, display.wrap), h("div", { class: "grid grid-2" }, aliases.wrap, served.wrap), h("div", { class: "grid grid-2" }, family.wrap, context.wrap)],
+    body: f.body,
     submitLabel: "Register model",
     async onSubmit() {
-      /** @type {Record<string, unknown>} */
-      const body = { name: name.input.value.trim() };
-      const text = (/** @type {string} */ k, /** @type {HTMLInputElement | HTMLSelectElement} */ input) => input.value.trim() !== "" && (body[k] = input.value.trim());
-      text("display_name", display.input);
-      text("served_name", served.input);
-      text("family", family.input);
-      const list = aliases.input.value.split(",").map((a) => a.trim()).filter((a) => a !== "");
-      if (list.length > 0) body.aliases = list;
-      const ctx = num(context.input);
-      if (ctx !== undefined) body.context_length = ctx;
-      const r = await api("POST", "/v1/models", { body });
+      const r = await api("POST", "/v1/models", { body: f.value() });
       state.models.set(r.data.id, r.data);
+      renderModels();
       announce(`Model ${r.data.name} registered.`);
+    },
+  });
+}
+
+/** @param {any} m */
+function editModelDialog(m) {
+  const f = modelFields(m);
+  openDialog({
+    title: `Edit model ${m.name}`,
+    description: "Renaming changes what clients must send; the routing table follows at once.",
+    body: f.body,
+    submitLabel: "Save model",
+    async onSubmit() {
+      try {
+        const r = await api("PATCH", `/v1/models/${seg(m.id)}`, { body: f.value(), ifMatch: `"${m.revision}"` });
+        state.models.set(r.data.id, r.data);
+        renderAll();
+        announce(`Model ${r.data.name} saved.`);
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 412) await loadModels().then(() => renderModels());
+        throw e;
+      }
+    },
+  });
+}
+
+/** @param {any} m */
+function removeModelDialog(m) {
+  openDialog({
+    title: `Remove model ${m.name}?`,
+    description: "It leaves the registry; a model still served by a deployment cannot be removed (delete the deployment first).",
+    body: [],
+    submitLabel: "Remove model",
+    danger: true,
+    focus: null,
+    async onSubmit() {
+      await api("DELETE", `/v1/models/${seg(m.id)}`, { ifMatch: `"${m.revision}"` });
+      state.models.delete(m.id);
+      renderModels();
+      announce(`Model ${m.name} removed.`);
     },
   });
 }

@@ -103,10 +103,48 @@ export function explain(e) {
 /**
  * @typedef {{ toggle(d: any, i: any): void, addInstance(d: any): void, settings(d: any): void, remove(d: any): void,
  *   editInstance(d: any, i: any): void, migrate(d: any, i: any): void, stopMigration(d: any, m: any): void, removeInstance(d: any, i: any): void,
- *   retest(d: any, i: any): void }} Actions
+ *   retest(d: any, i: any): void, editModel(m: any): void, removeModel(m: any): void }} Actions
  * @typedef {{ admin: boolean, models: Map<string, any>, open: Set<string>, timelines: Map<string, any[] | { error: string }>,
  *   histories: Map<string, any>, now: number, on: Actions }} ViewCtx
  */
+
+/**
+ * The model registry: names clients send, the served name, which deployment serves it; edit and
+ * remove for admins. @param {any[]} models @param {Map<string, any>} deployments @param {ViewCtx} ctx
+ */
+export function modelItems(models, deployments, ctx) {
+  const servedBy = new Map([...deployments.values()].map((d) => [d.model_id, d.id]));
+  if (models.length === 0) return [h("li", { class: "muted" }, "None yet.")];
+  return models.map((m) => {
+    const dep = servedBy.get(m.id);
+    return h(
+      "li",
+      { class: "model", "aria-label": `Model ${m.name}` },
+      h(
+        "div",
+        { class: "model-facts" },
+        h("strong", {}, m.name),
+        m.display_name && m.display_name !== m.name ? h("span", { class: "sub" }, ` ${m.display_name}`) : null,
+        h(
+          "p",
+          { class: "meta" },
+          m.aliases.length > 0 ? h("span", {}, "also ", h("code", {}, m.aliases.join(", "))) : null,
+          m.served_name ? h("span", {}, "served as ", h("code", {}, m.served_name)) : null,
+          m.context_length ? h("span", {}, `${m.context_length.toLocaleString("en")} tokens context`) : null,
+          h("span", {}, dep ? `deployed as ${dep}` : "not deployed"),
+        ),
+      ),
+      ctx.admin
+        ? h(
+            "div",
+            { class: "model-actions" },
+            h("button", { type: "button", class: "btn", dataset: { key: `edit-model:${m.id}` }, onclick: () => ctx.on.editModel(m) }, "Edit model"),
+            h("button", { type: "button", class: "btn btn-danger-quiet", dataset: { key: `remove-model:${m.id}` }, onclick: () => ctx.on.removeModel(m) }, "Remove model"),
+          )
+        : null,
+    );
+  });
+}
 
 export const cardId = (/** @type {string} */ id) => `dep-${id}`;
 export const detailId = (/** @type {string} */ dep, /** @type {string} */ inst) => `detail-${dep}--${inst}`;

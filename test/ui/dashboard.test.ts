@@ -327,6 +327,29 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     await set.waitFor({ state: "detached", timeout: T });
     const hc = (await control.api("GET", "/v1/deployments/llama-prod")).body.health_check;
     assert.deepEqual([hc.probe, hc.min_requests, hc.window_seconds, hc.completion_every], ["models", 10, 30, 0]);
+
+    // The registry: edit a model (a new alias, no display name change needed), remove one that is not
+    // deployed; a deployed one cannot be removed and the dialog says why.
+    const mistral = page.getByRole("listitem", { name: "Model mistral-7b" });
+    await mistral.getByRole("button", { name: "Edit model" }).click();
+    const em = page.getByRole("dialog", { name: "Edit model mistral-7b" });
+    await em.getByLabel("Aliases").fill("mistral, mistral-small, mistral-latest");
+    await em.getByLabel("Served name").fill("");
+    await em.getByRole("button", { name: "Save model" }).click();
+    await em.waitFor({ state: "detached", timeout: T });
+    await mistral.getByText("mistral-latest").waitFor({ timeout: T });
+    const edited = (await control.api("GET", "/v1/models")).body.models.find((m: { name: string }) => m.name === "mistral-7b");
+    assert.deepEqual([edited.aliases, edited.served_name, edited.display_name], [["mistral", "mistral-small", "mistral-latest"], null, "Mistral 7B"]);
+    await page.getByRole("listitem", { name: "Model llama-3.1-8b" }).getByRole("button", { name: "Remove model" }).click();
+    const busy = page.getByRole("dialog", { name: "Remove model llama-3.1-8b?" });
+    await busy.getByRole("button", { name: "Remove model" }).click();
+    await busy.locator(".dialog-error").waitFor({ timeout: T });
+    assert.match((await busy.locator(".dialog-error").textContent()) ?? "", /deploy/i, "says the model is deployed");
+    await busy.getByRole("button", { name: "Cancel" }).click();
+    await mistral.getByRole("button", { name: "Remove model" }).click();
+    await page.getByRole("dialog", { name: "Remove model mistral-7b?" }).getByRole("button", { name: "Remove model" }).click();
+    await mistral.waitFor({ state: "detached", timeout: T });
+    assert.equal((await control.api("GET", "/v1/models")).body.models.some((m: { name: string }) => m.name === "mistral-7b"), false);
     await ctx.close();
   });
 
@@ -389,7 +412,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     const a = await instanceOf("llama-prod", m1.url);
     await row(page, "llama-prod", a).getByRole("button", { name: `Details of instance ${a}` }).click();
     await row(page, "llama-prod", a).locator(".timeline li").first().waitFor({ timeout: T });
-    const actions = page.getByRole("button", { name: /^(Register model|New deployment|Add instance|Settings|Delete|Remove|Change endpoint|Edit instance|Test again|Stop endpoint change)$/ });
+    const actions = page.getByRole("button", { name: /^(Register model|New deployment|Add instance|Settings|Delete|Remove|Change endpoint|Edit instance|Test again|Stop endpoint change|Edit model|Remove model)$/ });
     assert.equal(await actions.count(), 0);
     await page.screenshot({ path: `${ARTIFACTS}viewer-laptop.png`, fullPage: true });
     await ctx.close();
