@@ -80,6 +80,8 @@ function rig(deployments: Deployment[], opts: {
     listMs?: number;
     renewMs?: number;
     probeMs?: number;
+    /** Saving a probe's state answers this much later (a slow Redis). */
+    saveMs?: number;
     /** A write is visible at once but answers this much later (the control waits for its own table). */
     updateMs?: number;
     window?: (instances: string[], since: Record<string, number | undefined>) => Map<string, WindowStats>;
@@ -135,7 +137,9 @@ function rig(deployments: Deployment[], opts: {
     },
     health: {
       states: async () => new Map(),
-      saveState: async () => undefined,
+      saveState: async () => {
+        if (opts.saveMs) await sleep(opts.saveMs);
+      },
       dropStates: async () => undefined,
       addEvent: async (_d, inst, e) => void r.events.push({ inst, type: e.type, reason: e.reason }),
       events: async () => [],
@@ -229,6 +233,19 @@ describe("the prober with a large fleet", () => {
     assert.ok(r.maxInFlight <= MAX_PROBES_IN_FLIGHT, `${r.maxInFlight} probes in flight at once`);
     assert.ok(r.maxInFlight >= MAX_PROBES_IN_FLIGHT * 0.9, `${r.maxInFlight} probes in flight at once`);
     assert.ok(r.warnings.includes("probes falling behind: too many in flight"), JSON.stringify(r.warnings.slice(0, 3)));
+  });
+
+  test("a probe frees its in-flight slot when its answer is in, not when its state is written", async () => {
+    // 1500 instances at N = 1 s answer at once, but saving a state takes 1.5 s: slots held until then
+    // would let only 1000 probes start in the first interval.
+    const r = rig([deployment("slowsave", 1_500, 1)], { saveMs: 1_500 });
+    r.start();
+    const probed = () => new Set(r.probes.map((p) => p.inst)).size;
+    const deadline = performance.now() + 1_000 + 400; // one interval and a couple of ticks
+    while (probed() < 1_500 && performance.now() < deadline) await sleep(20);
+    const n = probed();
+    await r.stop();
+    assert.equal(n, 1_500, `instances probed within the first interval: ${n}`);
   });
 
   test("re-admission: an evaluation running during the write does not judge the old traffic again", async () => {
