@@ -244,6 +244,19 @@ describe("model gateway through a real Envoy", { timeout: 600_000 }, () => {
       assert.deepEqual(tally(served), { "ovr/o1": 10, "ovr/o2": 10 });
     }));
 
+  test("upstream API keys: each instance receives its own key in place of the client's", { skip }, () =>
+    diag(async () => {
+      // k1 and k2 require different keys (as vLLM --api-key does): a request answered 200 was sent with
+      // the right one, which only the plugin could have set; no same-key fallback, so a list of 1.
+      const rs = await sendMany(listener(), 20, (i) => chat("e2e-key", i % 2 === 0 ? "body" : "header", { headers: { authorization: "Bearer sk-client" } }));
+      const served = rs.map((r) => routed(r, "key", { listLength: 1 }));
+      assert.deepEqual(tally(served), { "key/k1": 10, "key/k2": 10 });
+      for (const k of ["k1", "k2"]) {
+        const seen = new Set(gatewayHits(S(), `key/${k}`).map((q) => header(q.headers, "authorization")));
+        assert.deepEqual([...seen], [`Bearer sk-e2e-${k}`], `key/${k} got its own key only`);
+      }
+    }));
+
   test("weighted round robin 3:1: exactly 3:1 in every window of 4 consecutive requests", { skip }, () =>
     diag(async () => {
       const N = 40;
@@ -277,11 +290,16 @@ describe("model gateway through a real Envoy", { timeout: 600_000 }, () => {
       for (const h of INTERNAL_HEADERS) assert.equal(got.headers[h], undefined, `${h} must not reach the SaaS`);
       await until(async () => ((await stat("gateway.unknown_model")) ?? 0) === unknownBefore + 1, 5_000, "gateway.unknown_model counted once");
 
-      // No model at all (GET /v1/models): passthrough too.
+      // No model at all (GET /v1/files): passthrough too.
+      const f = await send(listener(), { method: "GET", path: "/v1/files" });
+      assert.equal(f.status, 200, f.text);
+      assert.deepEqual(trace(S(), f.seq).map((h) => h.where), ["saas"]);
+      assert.equal((trace(S(), f.seq)[0]!.req as { path: string }).path, "/v1/files");
+      // GET /v1/models is the plugin's own answer (models_endpoint: local): the managed models, no hop.
       const m = await send(listener(), { method: "GET", path: "/v1/models" });
       assert.equal(m.status, 200, m.text);
-      assert.deepEqual(trace(S(), m.seq).map((h) => h.where), ["saas"]);
-      assert.equal((trace(S(), m.seq)[0]!.req as { path: string }).path, "/v1/models");
+      assert.deepEqual(trace(S(), m.seq), [], "answered by the plugin, not forwarded");
+      assert.ok((JSON.parse(m.text) as { data: { id: string }[] }).data.some((x) => x.id === "e2e-rr"), m.text);
     }));
 
   test("client-supplied x-gateway-destination-endpoint, x-gateway-cluster and x-model-* are ignored", { skip }, () =>
@@ -300,7 +318,7 @@ describe("model gateway through a real Envoy", { timeout: 600_000 }, () => {
       // Unknown model / no model with a cluster and host "chosen" by the client: the SaaS route, and
       // the SaaS never sees our internal headers.
       const hitsBefore = ["a", "b", "c", "d"].map((i) => gatewayHits(S(), `rr/${i}`).length);
-      for (const o of [chat(UNKNOWN_MODEL, "body", { headers: { ...spoof, [gen.plugin.cluster_header]: clusterOf.get("rr")! } }), { method: "GET", path: "/v1/models", headers: { ...spoof, [gen.plugin.cluster_header]: clusterOf.get("rr")! } }]) {
+      for (const o of [chat(UNKNOWN_MODEL, "body", { headers: { ...spoof, [gen.plugin.cluster_header]: clusterOf.get("rr")! } }), { method: "GET", path: "/v1/files", headers: { ...spoof, [gen.plugin.cluster_header]: clusterOf.get("rr")! } }]) {
         const r = await send(listener(), o);
         assert.equal(r.status, 200, r.text);
         const hits = trace(S(), r.seq);

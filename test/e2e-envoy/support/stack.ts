@@ -26,6 +26,8 @@ export interface InstanceSpec {
    * instance active (the plugin picks it) while Envoy's own load balancer would never choose it.
    */
   envoyHcFails?: boolean;
+  /** An upstream API key the instance requires on its API (not on /health, like vLLM's --api-key). */
+  apiKey?: string;
 }
 export interface DeploymentSpec {
   id: string;
@@ -53,6 +55,7 @@ export const DEPLOYMENTS: readonly DeploymentSpec[] = [
   },
   { id: "ej", model: "e2e-ej", strategy: "round_robin", instances: [{ id: "e1" }, { id: "e2" }, { id: "e3" }] },
   { id: "ovr", model: "e2e-ovr", strategy: "round_robin", instances: [{ id: "o1" }, { id: "o2", envoyHcFails: true }] },
+  { id: "key", model: "e2e-key", strategy: "round_robin", instances: [{ id: "k1", apiKey: "sk-e2e-k1" }, { id: "k2", apiKey: "sk-e2e-k2" }] },
 ];
 
 /**
@@ -207,7 +210,7 @@ export async function startStack(opts: { deployments?: readonly DeploymentSpec[]
     for (const d of deployments) {
       for (const i of d.instances) {
         const key = `${d.id}/${i.id}`;
-        const m = await startMockOpenAI({ model: d.model, reply: key });
+        const m = await startMockOpenAI({ model: d.model, reply: key, ...(i.apiKey ? { apiKey: i.apiKey } : {}) });
         started.push(m);
         mocks.set(key, m);
         if (i.envoyHcFails) {
@@ -236,7 +239,7 @@ export async function startStack(opts: { deployments?: readonly DeploymentSpec[]
           strategy: d.strategy,
           on_unavailable: "fail",
           health_check: HEALTH,
-          instances: d.instances.map((i) => ({ id: i.id, url: urls.get(`${d.id}/${i.id}`)!, weight: i.weight ?? 1, priority: i.priority ?? 0 })),
+          instances: d.instances.map((i) => ({ id: i.id, url: urls.get(`${d.id}/${i.id}`)!, weight: i.weight ?? 1, priority: i.priority ?? 0, ...(i.apiKey ? { api_key: i.apiKey } : {}) })),
         },
       });
       if (r.status !== 201) throw new Error(`creating deployment ${d.id}: ${r.status} ${r.text}`);
