@@ -7,8 +7,8 @@
  *                                                                                             ▼
  *                                                                                         succeeded
  * Before the switch the old instance keeps serving and the new one is `pending` (not in the table);
- * a rollback removes the new one. An operator may cancel before the switch: the same rollback, `cancelled`. The switch makes new `active` and old `draining` in one write;
- * when the drain ends the old one is removed.
+ * a rollback removes the new one. An operator may cancel before the switch: the same rollback, `cancelled`.
+ * The switch makes new `active` and old `draining` in one write; when the drain ends the old one is removed.
  */
 import type { ConnectivityResult, Deployment, Instance, Migration } from "../deployments/schemas.js";
 import type { KeyChanges } from "../deployments/store.js";

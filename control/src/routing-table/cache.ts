@@ -47,8 +47,8 @@ export function createTableCache(deps: {
   let timer: NodeJS.Timeout | null = null;
   const waiters = new Set<{ version: number; wake: () => void; cancel: () => void }>();
 
-  const publish = (t: RoutingTable) => {
-    const table = withoutSecrets(t);
+  /** `t` with its secrets (the plugin's view), `table` the same without (see withoutSecrets). */
+  const publish = (t: RoutingTable, table: RoutingTable) => {
     let publicJson: string | null = null;
     cur = {
       version: t.version,
@@ -74,12 +74,13 @@ export function createTableCache(deps: {
       log.error("routing table failed validation; not published", { version: snap.version, issues: built.issues.slice(0, 10) });
       return;
     }
+    const open = withoutSecrets(built.table);
     try {
-      deps.onPublish?.(withoutSecrets(built.table), snap);
+      deps.onPublish?.(open, snap);
     } catch (e) {
       log.error("publish hook failed", errorFields(e));
     }
-    publish(built.table);
+    publish(built.table, open);
     log.debug("routing table published", { version: snap.version });
   };
 
