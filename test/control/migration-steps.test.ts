@@ -3,23 +3,21 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { applyProbe, applyTestResult } from "../../control/src/migration/steps.js";
-import type { ConnectivityResult, Deployment, Instance, Migration } from "../../control/src/deployments/schemas.js";
+import type { ConnectivityResult, Deployment, Migration } from "../../control/src/deployments/schemas.js";
+import { dep, inst } from "./documents.js";
 
 const T0 = Date.parse("2026-01-01T00:00:00Z");
 const iso = (ms: number) => new Date(ms).toISOString();
 const CONFIGURED_DEADLINE_S = 300;
 
-function instance(id: string, state: Instance["state"]): Instance {
-  return { id, url: `http://10.0.0.${id.length}:8000/v1`, state, address: null, last_check: null, weight: 1, priority: 0, region: "", updated_at: iso(T0) } as unknown as Instance;
-}
-
 function deployment(hc: { interval_seconds: number; timeout_seconds: number; healthy_threshold: number; unhealthy_threshold: number }): Deployment {
-  const m = {
+  const m: Migration = {
     id: "mig-1", from_instance: "old", to_instance: "new", url: "http://10.0.0.9:8000/v1", phase: "testing", required_successes: hc.healthy_threshold,
     consecutive_successes: 0, consecutive_failures: 0, probes: 0, next_probe_at: null, health_deadline: null, drain_timeout_seconds: 30,
     drain_until: null, error: null, history: [{ phase: "testing", at: iso(T0) }], started_at: iso(T0), updated_at: iso(T0), finished_at: null,
-  } satisfies Migration;
-  return { id: "d", health_check: { ...hc, path: "/health" }, instances: [instance("old", "active"), instance("new", "pending")], migrations: [m] } as unknown as Deployment;
+  };
+  const d = dep("d", "m", [inst("old", "active"), inst("new", "pending", null)]);
+  return { ...d, health_check: { ...d.health_check, ...hc }, migrations: [m] };
 }
 
 const passed = (at: number): ConnectivityResult => ({

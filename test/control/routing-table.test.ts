@@ -3,20 +3,10 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { RoutingTable } from "../../control/contracts/routing-table.js";
 import { buildRoutingTable, buildValidTable, sameInTable, withoutSecrets } from "../../control/src/routing-table/builder.js";
-import { HEALTH_DEFAULTS, type Deployment, type Instance } from "../../control/src/deployments/schemas.js";
-import type { Model } from "../../control/src/models/schemas.js";
+import { dep, inst, model } from "./documents.js";
 import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
 import { ADMIN, PLUGIN, VIEWER, registerModel, startReplica, table, waitFor, withRedis, type Replica } from "./harness.js";
-
-const T = "2026-01-01T00:00:00.000Z";
-const model = (id: string, name: string, aliases: string[] = []): Model => ({ id, name, aliases, display_name: name, served_name: null, family: null, context_length: null, revision: 1, created_at: T, updated_at: T });
-const inst = (id: string, state: Instance["state"], address: string | null = "10.0.0.1:8000"): Instance => ({
-  id, url: "http://h/v1", scheme: "http", host: "h", port: 8000, base_path: "/v1", address, weight: 1, priority: 0, region: "", gpu_count: null, gpu_memory_gb: null, has_api_key: false, state, last_check: null, created_at: T, updated_at: T,
-});
-const dep = (id: string, modelId: string, instances: Instance[]): Deployment => ({
-  id, model_id: modelId, strategy: "round_robin", on_unavailable: "fail", health_check: { ...HEALTH_DEFAULTS }, instances, migrations: [], revision: 1, created_at: T, updated_at: T,
-});
 
 describe("routing table builder (pure)", () => {
   test("only active/draining/ejected instances with an address appear; names map to deployments; sorted", () => {
