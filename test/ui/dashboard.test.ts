@@ -120,6 +120,39 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     assert.ok(i, `instance with ${url}`);
     return i.id;
   };
+  /**
+   * The subtests build on each other (the first creates llama-prod through the form, the last deletes it).
+   * Each later one calls this first, so that one failure reads as one failure: if an earlier subtest did
+   * not get as far as creating llama-prod, or left an upstream stopped, it is put back through the API.
+   */
+  async function ensureLlamaProd(): Promise<void> {
+    for (const m of [...down]) {
+      await m.start();
+      down.delete(m);
+    }
+    const models = (await control.api("GET", "/v1/models")).body.models as { name: string }[];
+    if (!models.some((m) => m.name === "mistral-7b")) {
+      await registerModel(control.api, "mistral-7b", { display_name: "Mistral 7B", aliases: ["mistral", "mistral-small"], served_name: "mistralai/Mistral-7B-Instruct-v0.3" });
+    }
+    if ((await control.api("GET", "/v1/deployments/llama-prod")).status === 200) return;
+    const r = await control.api("POST", "/v1/deployments", {
+      body: {
+        id: "llama-prod",
+        model: "llama-3.1-8b",
+        strategy: "weighted_round_robin",
+        health_check: { interval_seconds: 0.2, timeout_seconds: 0.5, unhealthy_threshold: 2, healthy_threshold: 2, window_seconds: 30 },
+        instances: [
+          { url: m1.url, weight: 3, region: "eu-west", gpu_count: 1, gpu_memory_gb: 80 },
+          { url: m2.url, priority: 1, region: "eu-central", gpu_count: 2, gpu_memory_gb: 24 },
+        ],
+      },
+    });
+    assert.equal(r.status, 201, `llama-prod set up through the API after an earlier failure: ${r.text}`);
+  }
+
+  /** An open instance's timeline has answered: its events, or the line saying there are none yet. */
+  const timelineLoaded = (page: Page, inst: string) =>
+    row(page, "llama-prod", inst).locator('[aria-label="Event timeline"]').locator('.timeline li, p:has-text("No events yet")').first().waitFor({ timeout: T });
   const row = (page: Page, dep: string, inst: string) => page.locator(`#dep-${dep} tbody[data-instance="${inst}"]`);
 
   test("admin at laptop width: create, see connectivity results, an ejection and the return, live", async () => {
@@ -148,7 +181,10 @@ if (!skip) describe("dashboard in headless Chromium", () => {
 
     await page.getByRole("button", { name: "New deployment" }).click();
     const dlg = page.getByRole("dialog", { name: "New deployment" });
-    assert.equal(await dlg.getByLabel("Model").locator("option", { hasText: "mistral-7b — Mistral 7B" }).count(), 1, "the new model can be deployed");
+    // The page opens this dialog once its model-registry read answers: wait for the option, then count it.
+    const newModel = dlg.getByLabel("Model").locator("option", { hasText: "mistral-7b — Mistral 7B" });
+    await newModel.waitFor({ state: "attached", timeout: T });
+    assert.equal(await newModel.count(), 1, "the new model can be deployed, once");
     await dlg.getByLabel("Model").selectOption({ label: "llama-3.1-8b — Llama 3.1 8B Instruct" });
     await dlg.getByLabel("Deployment id").fill("llama-prod");
     await dlg.getByLabel("Strategy").selectOption("weighted_round_robin");
@@ -176,8 +212,9 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     // Each instance's connectivity result, as it completes.
     await dlg.getByText("Deployment llama-prod created.").waitFor({ timeout: T });
     await waitFor(async () => (await dlg.locator(".result-active").count()) === 2, T, "two connectivity results");
-    const results = await dlg.locator(".result-text").allTextContents();
-    assert.equal(results.length, 2);
+    // Each row's text follows its state in the same render; wait for both anyway rather than read once.
+    let results: string[] = [];
+    await waitFor(async () => (results = await dlg.locator(".result-text").allTextContents()).length === 2 && results.every((t) => t.startsWith("Connected")), T, "two connected results");
     for (const t of results) assert.match(t, /^Connected · vLLM · \d+ ms$/);
     await page.screenshot({ path: `${ARTIFACTS}create-results-laptop.png` });
     await dlg.getByRole("button", { name: "Done" }).click();
@@ -223,6 +260,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
   });
 
   test("admin: scale up, edit a weight, change an endpoint (success and rollback), remove an instance", async () => {
+    await ensureLlamaProd();
     const { ctx, page } = await open(1280, 900, ADMIN);
     const card = page.locator("#dep-llama-prod");
     await card.waitFor({ timeout: T });
@@ -295,7 +333,8 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     await stop.getByRole("button", { name: "Stop endpoint change" }).click();
     await stop.waitFor({ state: "detached", timeout: T });
     await canary.locator(".migration .mig-result.bad", { hasText: "cancelled by an operator" }).waitFor({ timeout: T });
-    assert.equal(await canary.getByRole("button", { name: "Stop endpoint change" }).count(), 0, "an ended change offers no stop");
+    // An ended change offers no stop (waited for: the card re-renders on the event that ends it).
+    await canary.getByRole("button", { name: "Stop endpoint change" }).waitFor({ state: "detached", timeout: T });
     const kept = (await control.api("GET", "/v1/deployments/canary")).body;
     assert.deepEqual(kept.instances.map((i: { id: string; state: string }) => [i.id, i.state]), [["c1", "active"]]);
     assert.equal(kept.migrations[0].error.code, "cancelled");
@@ -354,6 +393,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
   });
 
   test("keyboard: main actions reachable with Tab, dialogs take focus and give it back", async () => {
+    await ensureLlamaProd();
     const { ctx, page } = await open(1280, 900, ADMIN);
     await page.locator("#dep-llama-prod").waitFor({ timeout: T });
     await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
@@ -385,11 +425,12 @@ if (!skip) describe("dashboard in headless Chromium", () => {
   });
 
   test("phone width (390 px): no horizontal overflow", async () => {
+    await ensureLlamaProd();
     const { ctx, page } = await open(390, 844, ADMIN);
     await page.locator("#dep-llama-prod").waitFor({ timeout: T });
     const a = await instanceOf("llama-prod", m1.url);
     await row(page, "llama-prod", a).getByRole("button", { name: `Details of instance ${a}` }).click();
-    await row(page, "llama-prod", a).locator(".timeline li").first().waitFor({ timeout: T });
+    await timelineLoaded(page, a);
     await row(page, "llama-prod", a).locator(".chart svg").waitFor({ timeout: T });
     const overflow = await page.evaluate(() => ({ doc: document.documentElement.scrollWidth, body: document.body.scrollWidth, vw: window.innerWidth }));
     assert.ok(overflow.doc <= overflow.vw && overflow.body <= overflow.vw, `no horizontal overflow: ${JSON.stringify(overflow)}`);
@@ -406,12 +447,13 @@ if (!skip) describe("dashboard in headless Chromium", () => {
   });
 
   test("viewer token: the same data, read-only (no actions)", async () => {
+    await ensureLlamaProd();
     const { ctx, page } = await open(1280, 900, VIEWER);
     await page.locator("#dep-llama-prod").waitFor({ timeout: T });
     await page.getByText("Read-only: signed in with a viewer token.").waitFor({ timeout: T });
     const a = await instanceOf("llama-prod", m1.url);
     await row(page, "llama-prod", a).getByRole("button", { name: `Details of instance ${a}` }).click();
-    await row(page, "llama-prod", a).locator(".timeline li").first().waitFor({ timeout: T });
+    await timelineLoaded(page, a);
     const actions = page.getByRole("button", { name: /^(Register model|New deployment|Add instance|Settings|Delete|Remove|Change endpoint|Edit instance|Test again|Stop endpoint change|Edit model|Remove model)$/ });
     assert.equal(await actions.count(), 0);
     await page.screenshot({ path: `${ARTIFACTS}viewer-laptop.png`, fullPage: true });
@@ -419,6 +461,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
   });
 
   test("admin: delete the deployment with confirmation; every open page follows", async () => {
+    await ensureLlamaProd();
     const viewer = await open(1280, 900, VIEWER);
     await viewer.page.locator("#dep-llama-prod").waitFor({ timeout: T });
     const { ctx, page } = await open(1280, 900, ADMIN);
