@@ -33,7 +33,7 @@ import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import asc from "assemblyscript/asc";
-import { ProxyWasmHost } from "../test/host/index.js";
+import { ProxyWasmHost } from "../envoy/local/host/index.js";
 import { machineEnd, machineLines, machineStart, markdownTable, writeResult } from "./support.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

@@ -30,7 +30,7 @@
 // client had read the 2xx (the control publishes in the write transaction, then answers).
 import { controlVersion, dataplane, deploy, mocks, startEnv, type Env } from "../test/local/support.js";
 import type { LocalDataPlane } from "../envoy/local/dataplane.js";
-import type { MockOpenAI } from "../test/support/mock-openai.js";
+import type { MockOpenAI } from "../envoy/local/mock-openai.js";
 import { bounded, fmt, machineEnd, machineLines, machineStart, markdownTable, pct, shoot, sleep, trimRequests, writeResult, type Shot } from "./support.js";
 
 const CHANGES = Math.max(1, Number(process.env.BENCH_CHANGES ?? 100));

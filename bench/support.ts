@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { LocalDataPlane } from "../envoy/local/dataplane.js";
-import type { MockOpenAI } from "../test/support/mock-openai.js";
+import type { MockOpenAI } from "../envoy/local/mock-openai.js";
 
 export const RESULTS_DIR = fileURLToPath(new URL("./results/", import.meta.url));
 

@@ -5,7 +5,7 @@
  *   // curl http://127.0.0.1:10000/v1/chat/completions ...
  *   await dp.close();
  *
- * It runs build/plugin.wasm on the same proxy-wasm host the tests use (test/host/, an Envoy-faithful
+ * It runs build/plugin.wasm on the same proxy-wasm host the tests use (envoy/local/host/, an Envoy-faithful
  * host in TypeScript) and puts a small Node HTTP forwarder behind it that does what Envoy's router does
  * with the plugin's decision (envoy/bootstrap.yaml):
  *
@@ -27,7 +27,7 @@
  *   before `on_log`, so its telemetry and passive ejection work.
  *
  * Requests round-robin over `workers` VMs (one per Envoy worker thread in Envoy). The plugin's http calls
- * (table long-poll, telemetry) go to the real control service through test/support/plugin-bridge.ts, which
+ * (table long-poll, telemetry) go to the real control service through envoy/local/bridge.ts, which
  * also advances the host's virtual clock with real time.
  *
  * If a VM traps, its worker answers 503 for the stream that trapped and then bypasses the plugin (Envoy's
@@ -37,8 +37,8 @@ import { createServer, request as httpRequest, Agent, type ClientRequest, type I
 import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { fileURLToPath } from "node:url";
-import { ProxyWasmHost, type HttpStream } from "../../test/host/index.js";
-import { bridgePlugin, type PluginBridge } from "../../test/support/plugin-bridge.js";
+import { ProxyWasmHost, type HttpStream } from "./host/index.js";
+import { bridgePlugin, type PluginBridge } from "./bridge.js";
 
 export const DEFAULT_PLUGIN_WASM = fileURLToPath(new URL("../../build/plugin.wasm", import.meta.url));
 export const CONTROL_CLUSTER = "gateway_control";

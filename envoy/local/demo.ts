@@ -3,7 +3,7 @@
  * OpenAI-compatible instances on 127.0.0.1, registered as one round-robin deployment of the model
  * `demo-llama` over the control API. Prints a curl that works. Ctrl-C stops everything.
  */
-import { startMockOpenAI, type MockOpenAI } from "../../test/support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI } from "./mock-openai.js";
 import { banner, launch, LaunchError, stopOnSignals, type Gateway } from "./launcher.js";
 
 export const DEMO_MODEL = "demo-llama";

@@ -3,6 +3,7 @@
  * plane (real Envoy ≥ 1.35 when there is one, else the local data plane), and a clean stop of all of it.
  * Configuration: environment variables, see envoy/local/README.md.
  */
+import { freePort } from "./ports.js";
 import { redisPing } from "./redis-ping.js";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -52,18 +53,6 @@ export interface Gateway {
   stop(): Promise<void>;
   /** Process ids this launcher started (Redis, Envoy). */
   children(): number[];
-}
-
-async function freePort(host = "127.0.0.1"): Promise<number> {
-  return await new Promise((res, rej) => {
-    const s = createServer();
-    s.on("error", rej);
-    s.listen(0, host, () => {
-      const a = s.address();
-      const p = typeof a === "object" && a ? a.port : 0;
-      s.close(() => res(p));
-    });
-  });
 }
 
 async function portFree(port: number, host: string): Promise<boolean> {

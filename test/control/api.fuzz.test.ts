@@ -40,7 +40,7 @@ import { STATUS } from "../../control/src/http/errors.js";
 import { Model, ModelCreate, ModelUpdate } from "../../control/src/models/schemas.js";
 import { ErrorBody } from "../../control/src/openapi.js";
 import { DiscoveryRequest } from "../../control/xds/discovery.js";
-import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import { freePort, type RedisServer } from "../support/redis.js";
 import { ADMIN, PLUGIN, VIEWER, startReplica, waitFor, withRedis, type Replica } from "./harness.js";
 

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { Redis } from "ioredis";
 import { loadConfig } from "../../control/src/config.js";
-import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import { freePort, type RedisServer } from "../support/redis.js";
 import { ADMIN, PLUGIN, VIEWER, client, registerModel, startReplica, waitFor, withRedis, type Replica } from "./harness.js";
 

@@ -2,7 +2,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createConnectivityTester } from "../../control/src/connectivity/tester.js";
-import { closedPortUrl, startMockOpenAI, type MockEngine, type MockOpenAI } from "../support/mock-openai.js";
+import { closedPortUrl, startMockOpenAI, type MockEngine, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
 import { PLUGIN, registerModel, startReplica, withRedis, type Replica } from "./harness.js";
 

@@ -2,7 +2,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { RedisServer } from "../support/redis.js";
-import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import { ADMIN, registerModel, startReplica, withRedis, type Replica, type Res } from "./harness.js";
 
 function assertError(r: Res, status: number, code: string) {

@@ -7,7 +7,7 @@ import { StreamEvent } from "../../control/src/events/schemas.js";
 import { createEventHub, type StreamSink } from "../../control/src/events/hub.js";
 import { createLogger } from "../../control/src/log.js";
 import { InstanceHistory } from "../../control/src/telemetry/history.js";
-import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
 import { ADMIN, PLUGIN, VIEWER, registerModel, startReplica, waitFor, withRedis, type Replica } from "./harness.js";
 

@@ -7,7 +7,7 @@ import { stable } from "../../control/src/http/idempotency.js";
 import { onePerAddress } from "../../control/src/routing-table/builder.js";
 import type { TableInstance } from "../../control/contracts/routing-table.js";
 import type { RedisServer } from "../support/redis.js";
-import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import { PLUGIN, registerModel, startReplica, table, waitFor, withRedis, type Replica } from "./harness.js";
 
 const issuePaths = (body: { error: { issues?: { path: string }[] } }) => (body.error.issues ?? []).map((i) => i.path);

@@ -1,7 +1,7 @@
 /** Helpers for the health tests: the compiled plugin bridged to a real control service, picks, events. */
 import { fileURLToPath } from "node:url";
-import { ProxyWasmHost } from "../host/index.js";
-import { bridgePlugin, type PluginBridge } from "../support/plugin-bridge.js";
+import { ProxyWasmHost } from "../../envoy/local/host/index.js";
+import { bridgePlugin, type PluginBridge } from "../../envoy/local/bridge.js";
 import { PLUGIN, type Api } from "./harness.js";
 
 export const PLUGIN_WASM = fileURLToPath(new URL("../../build/plugin.wasm", import.meta.url));

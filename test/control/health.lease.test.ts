@@ -2,7 +2,7 @@
 // instances); when the probing replica dies without releasing, the other takes over within the lease.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
 import { VIEWER, PLUGIN, registerModel, startReplica, waitFor, withRedis, type Replica } from "./harness.js";
 import { parseMetrics } from "./health-support.js";

@@ -4,9 +4,9 @@
 // instance that is up but cannot generate; the events endpoint tells the story with reasons.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
-import type { PluginBridge } from "../support/plugin-bridge.js";
+import type { PluginBridge } from "../../envoy/local/bridge.js";
 import { registerModel, startReplica, waitFor, withRedis, type Replica } from "./harness.js";
 import { addressOf, events, instance, picks, pluginGateway, route, stateOf, type Host } from "./health-support.js";
 

@@ -3,7 +3,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import { freePort, type RedisServer } from "../support/redis.js";
 import { ADMIN, PLUGIN, VIEWER, client, registerModel, startReplica, table, waitFor, withRedis, type Api } from "./harness.js";
 

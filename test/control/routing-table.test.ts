@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { RoutingTable } from "../../control/contracts/routing-table.js";
 import { buildRoutingTable, buildValidTable, sameInTable, withoutSecrets } from "../../control/src/routing-table/builder.js";
 import { dep, inst, model } from "./documents.js";
-import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
 import { ADMIN, PLUGIN, VIEWER, registerModel, startReplica, table, waitFor, withRedis, type Replica } from "./harness.js";
 

@@ -1,7 +1,7 @@
 // Scale up / down; deletes leave the routing table at once and wake waiting long-polls (measured).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
 import { PLUGIN, registerModel, startReplica, table, withRedis, type Replica } from "./harness.js";
 

@@ -2,7 +2,7 @@
 // table: same version; token-less polls only from allowed peers.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
 import { PLUGIN, VIEWER, registerModel, startReplica, table, waitFor, withRedis, type Replica } from "./harness.js";
 

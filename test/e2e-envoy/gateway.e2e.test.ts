@@ -32,7 +32,7 @@
  * processes are stopped in `after`, also when a step fails.
  *
  * Dry run of this file's own logic without Envoy (NOT evidence about Envoy): ENVOY_BIN=
- * test/e2e-envoy/support/sim-envoy (a simulation: the real plugin in test/host + our reading of Envoy).
+ * test/e2e-envoy/support/sim-envoy (a simulation: the real plugin in envoy/local/host + our reading of Envoy).
  */
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";

@@ -1,8 +1,8 @@
 // Measures the host's per-request cost: `npx tsx test/host/bench-fast-path.ts [iterations]`.
 // worker.runRequest = create + on_request_headers + on_log + on_done + on_delete, no result object.
 import { buildFixture } from "./build-fixture.js";
-import { ProxyWasmHost } from "./host.js";
-import type { HeaderPairs } from "./types.js";
+import { ProxyWasmHost } from "../../envoy/local/host/host.js";
+import type { HeaderPairs } from "../../envoy/local/host/types.js";
 
 const iterations = Number(process.argv[2] ?? 1_000_000);
 const headers: HeaderPairs = [[":method", "POST"], [":path", "/v1/chat/completions"], [":authority", "gw"], ["content-type", "application/json"]];

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { header, startFixture } from "./build-fixture.js";
-import { Status } from "./index.js";
+import { Status } from "../../envoy/local/host/index.js";
 
 const post = (op: string): [string, string][] => [[":method", "POST"], [":path", "/v1/chat/completions"], [":authority", "gw"], ["x-op", op]];
 

@@ -4,8 +4,8 @@ import { basename } from "node:path";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
-import { ProxyWasmHost } from "./host.js";
-import type { HostOptions } from "./types.js";
+import { ProxyWasmHost } from "../../envoy/local/host/host.js";
+import type { HostOptions } from "../../envoy/local/host/types.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { header, startFixture } from "./build-fixture.js";
-import { Status } from "./index.js";
+import { Status } from "../../envoy/local/host/index.js";
 
 test("clear_route_cache is Envoy's foreign function and is recorded on the stream; unknown names are NotFound", async () => {
   const host = await startFixture("probe");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { HeaderMap } from "./index.js";
-import type { HeaderPairs } from "./types.js";
+import { HeaderMap } from "../../envoy/local/host/index.js";
+import type { HeaderPairs } from "../../envoy/local/host/types.js";
 
 /** Module memory stand-in: `text` as UTF-8 (or raw bytes) at `at`. */
 function memory(parts: (string | Uint8Array)[]): { buf: Buffer; dv: DataView; spans: [number, number][] } {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import { header, startFixture } from "./build-fixture.js";
-import { parsePairs, serializePairs, Status, type ProxyWasmHost } from "./index.js";
+import { parsePairs, serializePairs, Status, type ProxyWasmHost } from "../../envoy/local/host/index.js";
 
 let host: ProxyWasmHost;
 before(async () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { startFixture } from "./build-fixture.js";
-import { WasmTrap } from "./index.js";
+import { WasmTrap } from "../../envoy/local/host/index.js";
 
 const get: [string, string][] = [[":method", "GET"], [":path", "/"], [":authority", "gw"]];
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { buildFixture, startFixture } from "./build-fixture.js";
-import { HostError, ProxyWasmHost } from "./index.js";
+import { HostError, ProxyWasmHost } from "../../envoy/local/host/index.js";
 
 test("a module importing a function Envoy does not provide is refused, naming the import", async () => {
   await assert.rejects(startFixture("missing-import"), (err: unknown) => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { header, startFixture } from "./build-fixture.js";
-import { Errno, Status } from "./index.js";
+import { Errno, Status } from "../../envoy/local/host/index.js";
 
 const get = (op: string): [string, string][] => [[":method", "GET"], [":path", "/"], [":authority", "gw"], ["x-op", op]];
 

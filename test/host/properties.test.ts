@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { header, startFixture } from "./build-fixture.js";
-import { Status } from "./index.js";
+import { Status } from "../../envoy/local/host/index.js";
 
 test("properties: strings as bytes, response.code as 8-byte little-endian int64, missing → NotFound", async () => {
   const host = await startFixture("probe", { vmId: "gateway", logLevel: "debug" });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { header, startFixture } from "./build-fixture.js";
-import { Status } from "./index.js";
+import { Status } from "../../envoy/local/host/index.js";
 
 const enqueue: [string, string][] = [[":method", "GET"], [":path", "/"], [":authority", "gw"], ["x-op", "enqueue"]];
 

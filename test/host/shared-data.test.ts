@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { header, startFixture } from "./build-fixture.js";
-import { SharedData, Status } from "./index.js";
+import { SharedData, Status } from "../../envoy/local/host/index.js";
 
 test("CAS: missing → NotFound, cas 0 sets unconditionally, fresh cas sets, stale cas → CasMismatch", async () => {
   const host = await startFixture("probe");

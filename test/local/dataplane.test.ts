@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { request } from "node:http";
 import { after, before, describe, test } from "node:test";
 import type { LocalDataPlane } from "../../envoy/local/dataplane.js";
-import { startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import { chat, dataplane, deploy, mocks, served, server, startEnv, waitFor, type Env } from "./support.js";
 
 let env: Env;

@@ -14,7 +14,7 @@ import { after, before, describe, test } from "node:test";
 import type { Server } from "node:http";
 import type { LocalDataPlane } from "../../envoy/local/dataplane.js";
 import { startReplica } from "../control/harness.js";
-import { startMockOpenAI } from "../support/mock-openai.js";
+import { startMockOpenAI } from "../../envoy/local/mock-openai.js";
 import { controlVersion, dataplane, deploy, failed, mocks, server, stamp, startEnv, startLoad, waitFor, type Env, type Shot, summary, byInstance } from "./support.js";
 
 let env: Env;

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { startLocalDataPlane, type LocalDataPlane, type LocalDataPlaneOptions } from "../../envoy/local/dataplane.js";
 import { PLUGIN, registerModel, startReplica, type Api, type Replica } from "../control/harness.js";
-import { startMockOpenAI, type MockOpenAI, type RecordedRequest } from "../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI, type RecordedRequest } from "../../envoy/local/mock-openai.js";
 import { startRedis, waitFor, type RedisServer } from "../support/redis.js";
 
 export { waitFor };

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
-import { ProxyWasmHost } from "../host/index.js";
+import { ProxyWasmHost } from "../../envoy/local/host/index.js";
 import { contractFixtures } from "../support/fixtures.js";
 import { RoutingTable } from "../../control/contracts/routing-table.js";
 import { PluginConfig } from "../../control/contracts/plugin-config.js";

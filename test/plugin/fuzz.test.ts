@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { ProxyWasmHost } from "../host/index.js";
+import { ProxyWasmHost } from "../../envoy/local/host/index.js";
 import { contractFixtures } from "../support/fixtures.js";
 import { answerPoll, CONTROL, gateway, PLUGIN_WASM, prng, table, type Headers } from "./support.js";
 import { send } from "./upstream.js";

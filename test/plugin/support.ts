@@ -1,7 +1,7 @@
-// Helpers for driving build/plugin.wasm through the test host (test/host/, API.md).
+// Helpers for driving build/plugin.wasm through the test host (envoy/local/host/, API.md).
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { ProxyWasmHost } from "../host/index.js";
+import { ProxyWasmHost } from "../../envoy/local/host/index.js";
 
 export const PLUGIN_WASM = fileURLToPath(new URL("../../build/plugin.wasm", import.meta.url));
 export const NOOP_WASM = fileURLToPath(new URL("../../build/noop.wasm", import.meta.url));

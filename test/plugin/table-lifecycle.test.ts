@@ -160,7 +160,7 @@ test("root on_done/on_delete at shutdown do not trap (with and without a table, 
 });
 
 test("a new VM (config reload) routes at once from the table in shared data, before any poll", async () => {
-  const { ProxyWasmHost } = await import("../host/index.js");
+  const { ProxyWasmHost } = await import("../../envoy/local/host/index.js");
   const { PLUGIN_WASM } = await import("./support.js");
   const old = await gateway({ workers: 2, table: v(3, "a") });
   const reloaded = await ProxyWasmHost.start({

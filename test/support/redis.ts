@@ -3,10 +3,12 @@
  * (PING answers PONG), stoppable and restartable on the same port and data dir (for persistence and
  * "Redis went away" tests). Never mock Redis.
  */
+import { freePort } from "../../envoy/local/ports.js";
 import { redisPing } from "../../envoy/local/redis-ping.js";
+
+export { freePort };
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -32,18 +34,6 @@ export interface RedisServer {
   readonly running: boolean;
 }
 
-export async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string, stepMs = 10): Promise<void> {
   const deadline = Date.now() + timeoutMs;

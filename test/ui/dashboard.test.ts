@@ -22,7 +22,7 @@ import { fileURLToPath } from "node:url";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { LATENCY_BUCKETS_MS } from "../../control/contracts/telemetry.js";
 import { ADMIN, PLUGIN, VIEWER, registerModel, startReplica, waitFor, withRedis, type Replica } from "../control/harness.js";
-import { closedPortUrl, startMockOpenAI, type MockOpenAI } from "../support/mock-openai.js";
+import { closedPortUrl, startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";

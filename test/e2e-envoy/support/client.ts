@@ -5,7 +5,7 @@
  * holding it in every mock instance and in the SaaS stand-in, so a test sees exactly which upstream
  * got the request and with which headers — the ones the plugin set included.
  */
-import type { RecordedRequest } from "../../support/mock-openai.js";
+import type { RecordedRequest } from "../../../envoy/local/mock-openai.js";
 import { CHAT, type SaasRequest, type Stack } from "./stack.js";
 
 export const SEQ_HEADER = "x-e2e-seq";

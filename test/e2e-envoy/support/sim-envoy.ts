@@ -5,7 +5,7 @@
  *   ENVOY_BIN=test/e2e-envoy/support/sim-envoy node --import tsx --test test/e2e-envoy/gateway.e2e.test.ts
  *
  * A pass against it says nothing about Envoy: it reimplements, from our notes, the slice of Envoy the
- * e2e touches — the real plugin (build/plugin.wasm) runs in our test host (test/host, Envoy-like
+ * e2e touches — the real plugin (build/plugin.wasm) runs in our host (envoy/local/host, Envoy-like
  * proxy-wasm host) — and shares every misunderstanding those notes may hold. What it models:
  *   - `--version` (reports SIMULATED), serve mode with `-c`; `--mode validate` always fails (only a
  *     real Envoy can answer it);
@@ -25,8 +25,8 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { parseDocuments } from "../../../envoy/validate/documents.js";
 import { formatIssue, validateAnyResource, validateBootstrap } from "../../../envoy/validate/index.js";
-import { ProxyWasmHost } from "../../host/index.js";
-import type { HttpCall } from "../../host/types.js";
+import { ProxyWasmHost } from "../../../envoy/local/host/index.js";
+import type { HttpCall } from "../../../envoy/local/host/types.js";
 import { HCM, STRIP_FILTER, locate } from "./bootstrap.js";
 
 /* eslint-disable @typescript-eslint/no-explicit-any */

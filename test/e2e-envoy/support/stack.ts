@@ -11,7 +11,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { ADMIN, PLUGIN, registerModel, startReplica, type Replica } from "../../control/harness.js";
-import { startMockOpenAI, type MockOpenAI, type RecordedRequest } from "../../support/mock-openai.js";
+import { startMockOpenAI, type MockOpenAI, type RecordedRequest } from "../../../envoy/local/mock-openai.js";
 import { startRedis, type RedisServer } from "../../support/redis.js";
 
 export { ADMIN, PLUGIN };

@@ -1,5 +1,5 @@
 /**
- * Bridges the plugin running in the test host (test/host/) to a real control service over HTTP, so
+ * Bridges the plugin running in the test host (envoy/local/host/) to a real control service over HTTP, so
  * the compiled plugin talks to the real thing: its routing-table long-polls and telemetry POSTs.
  *
  *   const host = await ProxyWasmHost.start({ wasm, clusters: ["gateway_control"], configuration, ... });
@@ -17,8 +17,8 @@
  *   awaits (never while a callback runs); the bridge only touches the host from timers and fetch
  *   completions, which never interleave with synchronous code.
  */
-import type { ProxyWasmHost } from "../host/index.js";
-import type { HttpCall } from "../host/types.js";
+import type { ProxyWasmHost } from "./host/index.js";
+import type { HttpCall } from "./host/types.js";
 
 type Host = Awaited<ReturnType<typeof ProxyWasmHost.start>>;
 

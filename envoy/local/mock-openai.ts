@@ -12,7 +12,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import { freePort } from "./redis.js";
+import { freePort } from "./ports.js";
 
 export type MockMode = "ok" | "wrong_model" | "error_5xx" | "hang" | "unhealthy";
 export type MockEngine = "vllm" | "sglang" | "tgi" | "ollama" | "generic";
@@ -203,7 +203,7 @@ export async function closedPortUrl(basePath = "/v1"): Promise<string> {
   return `http://127.0.0.1:${await freePort()}${basePath}`;
 }
 
-// Run standalone for demos: `tsx test/support/mock-openai.ts --model llama3 [--port 8001] [--engine vllm] [--latency 50] [--mode ok]`
+// Run standalone for demos: `tsx envoy/local/mock-openai.ts --model llama3 [--port 8001] [--engine vllm] [--latency 50] [--mode ok]`
 if (process.argv[1] && import.meta.url === (await import("node:url")).pathToFileURL(process.argv[1]).href) {
   const { parseArgs } = await import("node:util");
   const { values } = parseArgs({
