@@ -1208,40 +1208,61 @@ describe("control API fuzz (fast-check)", { timeout: 600_000 }, () => {
     const modelIds = new Set(models.map((m) => m.id));
 
     // Deployments, instances, migrations, events: validate with the API's schemas, ids unique, one per model.
-    const dl = await api("GET", "/v1/deployments");
-    const deps = z.object({ deployments: z.array(Deployment) }).parse(dl.body).deployments;
-    const modelUse = new Map<string, string>();
-    for (const d of deps) {
-      assert.ok(!hasKeyDeep(d, "api_key"), `deployment ${d.id} carries an api_key field`);
-      const g = await api("GET", `/v1/deployments/${d.id}`);
-      assert.equal(g.status, 200, g.text);
-      Deployment.parse(g.body);
-      assert.ok(modelIds.has(d.model_id), `deployment ${d.id} refers to missing model ${d.model_id}`);
-      assert.ok(!modelUse.has(d.model_id), `model ${d.model_id} served by ${modelUse.get(d.model_id)} and ${d.id}`);
-      modelUse.set(d.model_id, d.id);
-      const iids = d.instances.map((i) => i.id);
-      assert.equal(new Set(iids).size, iids.length, `duplicate instance ids in ${d.id}: ${iids.join(",")}`);
-      for (const inst of d.instances) {
-        const gi = await api("GET", `/v1/deployments/${d.id}/instances/${inst.id}`);
-        assert.equal(gi.status, 200, gi.text);
-        Instance.parse(gi.body);
-        const ev = await api("GET", `/v1/deployments/${d.id}/instances/${inst.id}/events`);
-        assert.equal(ev.status, 200, ev.text);
-        EventList.parse(ev.body);
-        if (inst.state === "active" || inst.state === "draining" || inst.state === "ejected") assert.ok(inst.address !== null, `${d.id}/${inst.id} is ${inst.state} without an address`);
-      }
-      const mg = await api("GET", `/v1/deployments/${d.id}/migrations`);
-      assert.equal(mg.status, 200, mg.text);
-      z.object({ migrations: z.array(Migration) }).parse(mg.body);
-    }
-
-    // Redis indexes agree with the documents: names, model → deployment, API keys (no orphaned secrets).
+    // A migration still `draining` can finish meanwhile (its old instance and API key removed), so the reads are
+    // retried until the deployments are the same (same revisions) before and after them: one consistent snapshot.
     const P = "gw:";
+    let deps: Deployment[] = [];
+    let modelUse = new Map<string, string>();
+    await waitFor(
+      async () => {
+        const dl = await api("GET", "/v1/deployments");
+        assert.equal(dl.status, 200, dl.text);
+        deps = z.object({ deployments: z.array(Deployment) }).parse(dl.body).deployments;
+        modelUse = new Map<string, string>();
+        const unreadable: string[] = [];
+        for (const d of deps) {
+          assert.ok(!hasKeyDeep(d, "api_key"), `deployment ${d.id} carries an api_key field`);
+          const g = await api("GET", `/v1/deployments/${d.id}`);
+          assert.equal(g.status, 200, g.text);
+          Deployment.parse(g.body);
+          assert.ok(modelIds.has(d.model_id), `deployment ${d.id} refers to missing model ${d.model_id}`);
+          assert.ok(!modelUse.has(d.model_id), `model ${d.model_id} served by ${modelUse.get(d.model_id)} and ${d.id}`);
+          modelUse.set(d.model_id, d.id);
+          const iids = d.instances.map((i) => i.id);
+          assert.equal(new Set(iids).size, iids.length, `duplicate instance ids in ${d.id}: ${iids.join(",")}`);
+          for (const inst of d.instances) {
+            const gi = await api("GET", `/v1/deployments/${d.id}/instances/${inst.id}`);
+            if (gi.status === 200) Instance.parse(gi.body);
+            else unreadable.push(`GET …/instances/${inst.id} of ${d.id}: ${gi.status} ${gi.text}`);
+            const ev = await api("GET", `/v1/deployments/${d.id}/instances/${inst.id}/events`);
+            if (ev.status === 200) EventList.parse(ev.body);
+            else unreadable.push(`GET …/instances/${inst.id}/events of ${d.id}: ${ev.status} ${ev.text}`);
+            if (inst.state === "active" || inst.state === "draining" || inst.state === "ejected") assert.ok(inst.address !== null, `${d.id}/${inst.id} is ${inst.state} without an address`);
+          }
+          const mg = await api("GET", `/v1/deployments/${d.id}/migrations`);
+          assert.equal(mg.status, 200, mg.text);
+          z.object({ migrations: z.array(Migration) }).parse(mg.body);
+        }
+        const keyFields = new Set(await rc.hkeys(`${P}instance-api-keys`));
+        const again = await api("GET", "/v1/deployments");
+        assert.equal(again.status, 200, again.text);
+        const revs = (ds: Deployment[]) => JSON.stringify(ds.map((d) => [d.id, d.revision]));
+        if (revs(z.object({ deployments: z.array(Deployment) }).parse(again.body).deployments) !== revs(deps)) return false;
+        // Nothing changed during the reads: every listed instance must have been readable, every key accounted for.
+        assert.deepEqual(unreadable, [], "instances in the list that GET does not find");
+        // Redis's API-key index agrees with the documents (no orphaned secrets).
+        const withKey = new Set(deps.flatMap((d) => d.instances.filter((i) => i.has_api_key).map((i) => `${d.id}/${i.id}`)));
+        assert.deepEqual([...keyFields].sort(), [...withKey].sort(), "stored API keys ≠ instances with has_api_key");
+        return true;
+      },
+      10_000,
+      "deployments unchanged while reading their instances and the key index",
+      100,
+    );
+
+    // Redis indexes agree with the documents: names, model → deployment.
     assert.deepEqual(new Map(Object.entries(await rc.hgetall(`${P}model-names`))), names, "model-names index ≠ the models' names");
     assert.deepEqual(new Map(Object.entries(await rc.hgetall(`${P}model-deployment`))), modelUse, "model-deployment index ≠ the deployments");
-    const keyFields = new Set(await rc.hkeys(`${P}instance-api-keys`));
-    const withKey = new Set(deps.flatMap((d) => d.instances.filter((i) => i.has_api_key).map((i) => `${d.id}/${i.id}`)));
-    assert.deepEqual([...keyFields].sort(), [...withKey].sort(), "stored API keys ≠ instances with has_api_key");
 
     // The routing table: contract 1, and consistent with the deployments (retry while the prober moves things).
     const storedKeys = await rc.hgetall(`${P}instance-api-keys`);

@@ -64,6 +64,7 @@ describe("active probing → verdicts → the plugin's picks", () => {
     for (let k = 0; k < 20; k++) assert.deepEqual(route(host, "pb-model"), [a2]);
 
     const t1 = performance.now();
+    const restoredAt = Date.now();
     await m1.start();
     await waitFor(async () => (await stateOf(c.api, "pb", "i1")) === "active", 5000, "i1 re-added");
     const backMs = performance.now() - t1;
@@ -73,6 +74,8 @@ describe("active probing → verdicts → the plugin's picks", () => {
     assert.ok(backMs <= 2 * N * 1000 + SLACK_MS, `re-added after ${backMs} ms`);
 
     // The timeline: newest first, ejection and re-admission with reasons and evidence.
+    // The prober writes the event after the state change, then its own state (reason, last probe): wait for each.
+    await waitFor(async () => (await events(c.api, "pb", "i1")).some((e) => e.type === "readmitted"), 5000, "i1's readmitted event");
     const ev = await events(c.api, "pb", "i1");
     const readmitted = ev.findIndex((e) => e.type === "readmitted");
     const ejected = ev.findIndex((e) => e.type === "ejected");
@@ -83,7 +86,8 @@ describe("active probing → verdicts → the plugin's picks", () => {
     assert.equal(ev[ejected]!.evidence.probes.length, 3);
     assert.ok(ev[ejected]!.evidence.probes.every((p: { ok: boolean; error: string }) => !p.ok && p.error === "refused"));
     assert.ok(ev.slice(ejected).some((e) => e.type === "probe_failed"), "the first failed probe is on the timeline");
-    // The instance view: last probe, probe latency, verdict reason.
+    // The instance view: last probe, probe latency, verdict reason (once the state of the re-admission is saved).
+    await waitFor(async () => Date.parse((await instance(c.api, "pb", "i1")).health.since ?? "0") >= restoredAt, 5000, "i1's prober state saved after the re-admission");
     const v = await instance(c.api, "pb", "i1");
     assert.equal(v.health.last_probe.ok, true);
     assert.equal(v.health.reason, "probes_passed");
@@ -114,6 +118,7 @@ describe("active probing → verdicts → the plugin's picks", () => {
     assert.equal(p.body.health_check.interval_seconds, N, "a PATCH of one health field keeps the others");
     m2.set({ mode: "wrong_model" }); // /health still 200; completions answer 404
     await waitFor(async () => (await stateOf(c.api, "pb", "i2")) === "ejected", 5000, "i2 ejected");
+    await waitFor(async () => (await events(c.api, "pb", "i2")).some((e) => e.type === "ejected"), 5000, "i2's ejected event"); // written after the state
     const ej = (await events(c.api, "pb", "i2")).find((e) => e.type === "ejected")!;
     assert.equal(ej.reason, "probe_failures");
     assert.ok(ej.evidence.probes.every((x: { kind: string; ok: boolean }) => x.kind === "completion" && !x.ok), JSON.stringify(ej.evidence.probes));
@@ -125,11 +130,14 @@ describe("active probing → verdicts → the plugin's picks", () => {
 
   test("hung (accepts, never answers) → ejected within 3·N + timeout: each probe is bounded by the timeout", async () => {
     const t0 = performance.now();
+    const newestEjected = async () => JSON.stringify((await events(c.api, "pb", "i2")).find((e) => e.type === "ejected") ?? null);
+    const earlierEjected = await newestEjected(); // from the test before
     m2.set({ mode: "hang" });
     await waitFor(async () => (await stateOf(c.api, "pb", "i2")) === "ejected", 5000, "i2 ejected");
     const ms = performance.now() - t0;
     console.log(`# hung → ejected in ${ms.toFixed(0)} ms (bound ${Math.round((3 * N + TIMEOUT) * 1000)} ms)`);
     assert.ok(ms <= (3 * N + TIMEOUT) * 1000 + SLACK_MS, `ejected after ${ms} ms`);
+    await waitFor(async () => (await newestEjected()) !== earlierEjected, 5000, "i2's new ejected event"); // written after the state
     const ej = (await events(c.api, "pb", "i2")).find((e) => e.type === "ejected")!;
     assert.ok(ej.evidence.probes.every((p: { error: string; latency_ms: number }) => p.error === "timeout" && p.latency_ms >= TIMEOUT * 1000 - 5), JSON.stringify(ej.evidence.probes));
     m2.set({ mode: "ok" });

@@ -129,6 +129,8 @@ describe("telemetry → window statistics → verdicts", () => {
     // The evaluation that ejected e2 judged e1 too (one pass over the deployment).
     assert.equal(await stateOf(c.api, "te", "e1"), "active");
     assert.equal(await stateOf(c.api, "te", "e3"), "active");
+    // The prober writes the event after the state change.
+    await waitFor(async () => (await events(c.api, "te", "e2")).some((e) => e.type === "ejected"), 5000, "e2's ejected event");
     const ev = await events(c.api, "te", "e2");
     const ej = ev.find((e) => e.type === "ejected")!;
     assert.equal(ej.reason, "error_rate");
@@ -139,6 +141,7 @@ describe("telemetry → window statistics → verdicts", () => {
     assert.ok(ev.some((e) => e.type === "threshold_crossed" && e.reason === "error_rate"));
     // Probes still pass: back after healthy_threshold probes, and not ejected again by the old window.
     await waitFor(async () => (await stateOf(c.api, "te", "e2")) === "active", 5000, "e2 re-admitted");
+    await waitFor(async () => (await events(c.api, "te", "e2")).some((e) => e.type === "readmitted"), 5000, "e2's readmitted event");
     const re = (await events(c.api, "te", "e2"))[0]!;
     assert.equal(re.type, "readmitted");
     assert.equal(re.reason, "probes_passed");
@@ -153,6 +156,7 @@ describe("telemetry → window statistics → verdicts", () => {
     await waitFor(async () => (await events(c.api, "ts", "s2")).some((e) => e.type === "ejection_skipped"), 5000, "s2's ejection skipped");
     assert.equal(await stateOf(c.api, "ts", "s1"), "ejected", "the slowest goes");
     assert.equal(await stateOf(c.api, "ts", "s2"), "active", "the last eligible instance stays");
+    await waitFor(async () => (await events(c.api, "ts", "s1")).some((e) => e.type === "ejected"), 5000, "s1's ejected event");
     const s1 = (await events(c.api, "ts", "s1")).find((e) => e.type === "ejected")!;
     assert.equal(s1.reason, "p95_latency");
     assert.ok(s1.evidence.p95_ms > 1000);
@@ -213,6 +217,7 @@ describe("telemetry → window statistics → verdicts", () => {
       for (let k = 0; k < 20; k++) assert.deepEqual(route(host, "tb-m", { status: 503, address: b1 }), [b1, b2]);
       await bridge.waitFor(async () => (await stateOf(c.api, "tb", "b1")) === "ejected", 5000, "b1 ejected from the plugin's telemetry");
       assert.ok(bridge.calls.some((x) => x.method === "POST" && x.path === "/v1/telemetry" && x.status === 200));
+      await waitFor(async () => (await events(c.api, "tb", "b1")).some((e) => e.type === "ejected"), 5000, "b1's ejected event"); // written after the state
       assert.equal((await events(c.api, "tb", "b1")).find((e) => e.type === "ejected")?.reason, "error_rate");
       assert.equal(await stateOf(c.api, "tb", "b2"), "active");
       await bridge.waitFor(() => picks(host, "tb-m", 4).every((p) => p === b2), 3000, "the plugin stops picking b1");

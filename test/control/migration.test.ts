@@ -175,6 +175,10 @@ describe("rolling migration", () => {
     assert.deepEqual(Object.keys(await inTable(c, "stop")), ["old"]);
     assert.equal((await table(c.api)).version, v0);
     // No more probes go to the cancelled endpoint: while the old one gets 5 more of its own, it gets none.
+    // A worker step begun before the cancel may still probe it: count once that step released the deployment's lease.
+    const rc = new Redis(redis.url);
+    await waitFor(async () => (await rc.exists("gw:lease:deployment:stop")) === 0, 5000, "the worker's lease on stop released");
+    rc.disconnect();
     const probes = slow.requests.length;
     const oldProbes = old.requests.length;
     await waitFor(async () => old.requests.length >= oldProbes + 5, 5000, "the old instance probed on");

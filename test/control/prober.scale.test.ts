@@ -17,6 +17,7 @@ import { createProber, MAX_PROBES_IN_FLIGHT, probePhase } from "../../control/sr
 import { HEALTH_DEFAULTS, type Deployment } from "../../control/src/deployments/schemas.js";
 import type { Logger } from "../../control/src/log.js";
 import { emptyStats, type WindowStats } from "../../control/src/telemetry/window.js";
+import { waitFor } from "../support/redis.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const AT = "2026-01-01T00:00:00.000Z";
@@ -172,7 +173,12 @@ describe("the prober with a large fleet", () => {
     const N = 1;
     const r = rig([deployment("big", 200, N)]);
     r.start();
-    await sleep(N * 1000 + 400);
+    const firsts = () => new Set(r.probes.map((p) => p.inst)).size;
+    // Every instance probed within one interval (and a tick); and the earliest tenth probed a second time,
+    // so that the cadence check below has probes to look at.
+    await waitFor(() => firsts() === 200 && r.probes.length >= 200 + 20, N * 1000 + 400, "every instance probed, 20 of them twice").catch((e: Error) => {
+      throw new Error(`${e.message}: ${firsts()} instances probed, ${r.probes.length} probes`);
+    });
     await r.stop();
     const first = new Map<string, number>();
     for (const p of r.probes) if (!first.has(p.inst)) first.set(p.inst, p.at);
@@ -214,21 +220,26 @@ describe("the prober with a large fleet", () => {
   test("an instance's API key is read once, and again only when its document changes", async () => {
     const r = rig([deployment("k", 4, 0.05)], { tickMs: 10 });
     r.start();
-    await sleep(500);
-    assert.ok(r.probes.length >= 20, `${r.probes.length} probes`);
+    await waitFor(() => r.probes.length >= 20, 5000, "20 probes");
     assert.equal(r.keyReads, 4, "one read per instance");
     const d = r.deployments[0]!;
     r.deployments = [{ ...d, instances: d.instances.map((i) => (i.id === "i2" ? { ...i, has_api_key: true, updated_at: "2026-01-01T00:00:01.000Z" } : i)) }];
-    await sleep(300);
+    await waitFor(() => r.keyReads >= 5, 5000, "the changed instance's key read again");
+    // Read once: a few more probes of i2 read it no more.
+    const i2 = () => r.probes.filter((p) => p.inst === "i2").length;
+    const i2Probes = i2();
+    await waitFor(() => i2() >= i2Probes + 3, 5000, "3 more probes of i2");
     await r.stop();
-    assert.equal(r.keyReads, 5, "the changed instance's key is read again");
+    assert.equal(r.keyReads, 5, "the changed instance's key is read again, once");
   });
 
   test("a prober short of time caps its probes in flight (due probes wait) instead of piling up sockets", async () => {
     // 1500 instances at N = 1 s whose probes take 1.5 s: 2250 would be in flight.
     const r = rig([deployment("slow", 1_500, 1)], { probeMs: 1_500 });
     r.start();
-    await sleep(2_500);
+    await waitFor(() => r.warnings.includes("probes falling behind: too many in flight") && r.maxInFlight >= MAX_PROBES_IN_FLIGHT * 0.9, 5000, "the cap reached and the warning logged").catch((e: Error) => {
+      throw new Error(`${e.message}: ${r.maxInFlight} probes in flight at most, warnings ${JSON.stringify(r.warnings.slice(0, 3))}`);
+    });
     await r.stop();
     assert.ok(r.maxInFlight <= MAX_PROBES_IN_FLIGHT, `${r.maxInFlight} probes in flight at once`);
     assert.ok(r.maxInFlight >= MAX_PROBES_IN_FLIGHT * 0.9, `${r.maxInFlight} probes in flight at once`);
@@ -254,9 +265,21 @@ describe("the prober with a large fleet", () => {
     d.health_check = { ...d.health_check, max_error_rate: 0.5, min_requests: 10, healthy_threshold: 2 };
     d.instances[0]!.state = "ejected";
     const t0 = Date.now();
-    const r = rig([d], { tickMs: 10, updateMs: 300, window: (ids, since) => new Map(ids.map((id) => [id, (since[id] ?? 0) >= t0 ? emptyStats() : { ...emptyStats(), requests: 20, upstream_5xx: 12 }])) });
+    let evaluations = 0;
+    const r = rig([d], {
+      tickMs: 10,
+      updateMs: 300,
+      window: (ids, since) => {
+        evaluations++;
+        return new Map(ids.map((id) => [id, (since[id] ?? 0) >= t0 ? emptyStats() : { ...emptyStats(), requests: 20, upstream_5xx: 12 }]));
+      },
+    });
     r.start();
-    await sleep(1_000);
+    await waitFor(() => r.events.some((e) => e.type === "readmitted") && r.deployments[0]!.instances[0]!.state === "active", 5000, "re-admitted");
+    // A deployment's evaluations run one at a time: once 3 more have begun, any that ran during the write has
+    // finished (an ejection it decided would be in the events, and would stop the evaluations: no active instance).
+    const seen = evaluations;
+    await waitFor(() => evaluations >= seen + 3 || r.events.some((e) => e.type === "ejected"), 5000, "3 more evaluations");
     await r.stop();
     assert.deepEqual(r.events.filter((e) => e.type === "readmitted" || e.type === "ejected").map((e) => e.type), ["readmitted"]);
     assert.equal(r.deployments[0]!.instances[0]!.state, "active");

@@ -360,6 +360,11 @@ describe("model gateway through a real Envoy", { timeout: 600_000 }, () => {
       await S().mock("fo/p2").start();
       await controlStates("fo", { p1: "active", p2: "active" });
       await pluginHasCurrentTable("primaries re-admitted");
+      // The plugin's own passive ejection of the primaries (from the outage) must be over too, or it still skips them.
+      for (const primary of ["p1", "p2"]) {
+        const gauge = `gateway.deployment.fo.instance.${primary}.passive_ejected`;
+        await until(async () => ((await stat(gauge)) ?? 0) === 0, 10_000, `passive ejection of ${primary} over`, async () => `passive_ejected = ${String(await stat(gauge))}`);
+      }
       const backupsBefore = fo(["b1", "b2"]).map((k) => gatewayHits(S(), k).length);
       served = (await sendMany(listener(), 20, () => chat("e2e-fo"))).map((r) => routed(r, "fo", { listLength: 3 }));
       assert.deepEqual(tally(served), { "fo/p1": 10, "fo/p2": 10 });
