@@ -11,7 +11,8 @@ export const EXPECTED_SHAPE =
   '"table_path": "/path" = "/v1/routing-table", "control_token"?: string, "poll_interval_ms": 100..60000 = 1000, ' +
   '"long_poll_seconds": 0..60 = 20, "control_timeout_ms": 100..120000 = 25000 (> long_poll_seconds*1000), ' +
   '"max_table_bytes": 1024..67108864 = 16777216, "model_header": header = "x-model", ' +
-  '"unknown_model": "passthrough"|"reject" = "passthrough", "body_routing": boolean = true, ' +
+  '"unknown_model": "passthrough"|"reject" = "passthrough", "before_first_table": "reject"|"passthrough" = "reject", ' +
+  '"body_routing": boolean = true, ' +
   '"max_body_bytes": 64..16777216 = 1048576, "max_fallbacks": 0..8 = 2, "api_prefix": "" or "/seg…" = "/v1", ' +
   '"retry_after_seconds": 0..3600 = 5, "telemetry_path": "/path" = "/v1/telemetry", ' +
   '"telemetry_interval_ms": 0..300000 = 5000 (0 = off), "passive_failures": 0..100 = 3 (0 = off), ' +
@@ -34,6 +35,8 @@ export class Config {
   maxTableBytes: i32 = 16 * 1024 * 1024;
   modelHeader: string = "x-model";
   unknownModelReject: bool = false;
+  /** before_first_table "passthrough": with no table yet, requests naming a model pass through (default: 503). */
+  beforeFirstTablePassthrough: bool = false;
   bodyRouting: bool = true;
   maxBodyBytes: i32 = 1024 * 1024;
   maxFallbacks: i32 = 2;
@@ -197,6 +200,9 @@ export function parseConfig(ptr: usize, len: usize): Config | null {
     } else if (key == "unknown_model") {
       if (!v.isString() || (v.str != "passthrough" && v.str != "reject")) return fail(key, 'expected "passthrough" or "reject"');
       c.unknownModelReject = v.str == "reject";
+    } else if (key == "before_first_table") {
+      if (!v.isString() || (v.str != "reject" && v.str != "passthrough")) return fail(key, 'expected "reject" or "passthrough"');
+      c.beforeFirstTablePassthrough = v.str == "passthrough";
     } else if (key == "models_endpoint") {
       if (!v.isString() || (v.str != "local" && v.str != "passthrough")) return fail(key, 'expected "local" or "passthrough"');
       c.modelsEndpointLocal = v.str == "local";

@@ -37,6 +37,12 @@ export const PluginConfig = z
     model_header: HeaderName.default("x-model"),
     /** Models we do not manage: leave the request to the rest of the route table, or answer 404. */
     unknown_model: z.enum(["passthrough", "reject"]).default("passthrough"),
+    /**
+     * Before the first routing table (Envoy start, hot restart, a new filter configuration with nothing in
+     * shared data yet) no request can be told to be ours: requests naming a model get 503
+     * table_not_loaded with retry-after, or, opted in, pass through to the rest of the route table.
+     */
+    before_first_table: z.enum(["reject", "passthrough"]).default("reject"),
     /** Read the OpenAI JSON body's `model` when the header is absent (needs allow_on_headers_stop_iteration). */
     body_routing: z.boolean().default(true),
     /** Largest body buffered to find the model; larger → 413. */

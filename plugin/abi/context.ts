@@ -9,6 +9,7 @@ export class RootContext {
   onConfigure(configurationSize: usize): bool { return true; }
   onTick(): void {}
   onHttpCallResponse(token: u32, numHeaders: u32, bodySize: usize, numTrailers: u32): void {}
+  onQueueReady(token: u32): void {}
   /** Stream context for a new request, or null to let the request through untouched. */
   newStream(id: u32): StreamContext | null { return null; }
   /** Called when a stream context is deleted (e.g. to pool it). */

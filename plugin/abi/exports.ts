@@ -47,6 +47,11 @@ export function proxy_on_http_call_response(rootContextId: u32, token: u32, numH
   if (root !== null) root.onHttpCallResponse(token, numHeaders, <usize>bodySize, numTrailers);
 }
 
+export function proxy_on_queue_ready(rootContextId: u32, token: u32): void {
+  const root = findRoot(rootContextId);
+  if (root !== null) root.onQueueReady(token);
+}
+
 export function proxy_on_request_headers(contextId: u32, numHeaders: u32, endOfStream: u32): u32 {
   const ctx = findStream(contextId);
   return ctx === null ? Action.Continue : ctx.onRequestHeaders(numHeaders, endOfStream != 0);

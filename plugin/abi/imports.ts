@@ -61,3 +61,15 @@ export declare function proxy_get_property(pathPtr: usize, pathLen: usize, retPt
 @external("env", "proxy_call_foreign_function")
 export declare function proxy_call_foreign_function(
   namePtr: usize, nameLen: usize, argsPtr: usize, argsLen: usize, retPtrPtr: usize, retLenPtr: usize): u32;
+
+@external("env", "proxy_register_shared_queue")
+export declare function proxy_register_shared_queue(namePtr: usize, nameLen: usize, tokenPtr: usize): u32;
+
+@external("env", "proxy_resolve_shared_queue")
+export declare function proxy_resolve_shared_queue(vmIdPtr: usize, vmIdLen: usize, namePtr: usize, nameLen: usize, tokenPtr: usize): u32;
+
+@external("env", "proxy_enqueue_shared_queue")
+export declare function proxy_enqueue_shared_queue(token: u32, dataPtr: usize, dataLen: usize): u32;
+
+@external("env", "proxy_dequeue_shared_queue")
+export declare function proxy_dequeue_shared_queue(token: u32, retPtrPtr: usize, retLenPtr: usize): u32;

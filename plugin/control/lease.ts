@@ -1,6 +1,9 @@
-// The poll lease: one worker per Envoy process long-polls the control service. The holder renews on
-// every tick; any worker takes it over once it has expired (holder stuck or gone). CAS on the key
-// makes takeover single-winner.
+// The poll lease: one VM per Envoy process long-polls the control service. The holder renews on every
+// tick; any VM takes it over once it has expired (holder stuck or gone). Only a ticking root takes it
+// (never on_configure: the configuration canary is killed right after, without on_done, and would hold
+// it until it expires). CAS on an existing key makes takeover single-winner, but a set with cas 0 or on
+// a missing key always succeeds (cpp-host SharedData::set): two VMs can both "win" the first lease, so
+// the winner re-reads the key and holds the lease only if its own id is there.
 import { sharedCas, sharedGet, sharedLen, sharedPtr, sharedRelease, sharedSet } from "../abi/shared_data";
 import { ByteWriter } from "../abi/bytes";
 import { Status } from "../abi/types";
@@ -52,7 +55,11 @@ export function holdLease(holder: u64, nowMs: u64, ttlMs: u64): bool {
   }
   writer.len = 0;
   writer.uint(holder).byte(0x20).uint(nowMs + ttlMs);
-  return sharedSet(POLL_LEASE_KEY, writer.ptr, <usize>writer.len, cas) == Status.Ok;
+  if (sharedSet(POLL_LEASE_KEY, writer.ptr, <usize>writer.len, cas) != Status.Ok) return false;
+  if (sharedGet(POLL_LEASE_KEY) != Status.Ok) return false;
+  const mine = parseLease(sharedPtr, sharedLen) && parsedHolder == holder;
+  sharedRelease();
+  return mine;
 }
 
 /** Gives the lease up (at shutdown) so another worker takes over on its next tick. */

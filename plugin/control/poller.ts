@@ -1,6 +1,6 @@
 // Polls the control service for the routing table (long poll with ETag). At most one call in flight
-// per VM; only the lease holder calls (see lease.ts). Failures keep the last table; the next tick
-// retries.
+// per VM; only the lease holder calls (see lease.ts). Failures keep the last table and back off:
+// 100 ms, doubling, up to poll_interval_ms (the root ticks faster than that until its first table).
 import { Config } from "../config";
 import { ByteWriter, utf8 } from "../abi/bytes";
 import { callToken, httpCall } from "../abi/http_call";
@@ -17,11 +17,15 @@ const JSON_TYPE = utf8("application/json");
 
 /** Grace beyond the call timeout before a lost response stops blocking new polls. */
 const LOST_CALL_GRACE_MS: u64 = 5000;
+const FIRST_RETRY_MS: u64 = 100;
 
 export class Poller {
   inFlight: bool = false;
   token: u32 = 0;
   sentAt: u64 = 0;
+  /** Consecutive failed polls, and when the next may start. */
+  failures: i32 = 0;
+  retryAt: u64 = 0;
   private path: ArrayBuffer;
   private authority: ArrayBuffer;
   private bearer: ArrayBuffer | null = null;
@@ -38,7 +42,9 @@ export class Poller {
     if (this.inFlight) {
       if (nowMs < this.sentAt + <u64>this.config.controlTimeoutMs + LOST_CALL_GRACE_MS) return Status.Ok;
       this.inFlight = false; // the host never answered: stop waiting for it
+      this.failed(nowMs);
     }
+    if (nowMs < this.retryAt) return Status.Ok;
     const pairs: ArrayBuffer[] = [METHOD, GET, PATH, this.path, AUTHORITY, this.authority, ACCEPT, JSON_TYPE];
     const bearer = this.bearer;
     if (bearer !== null) { pairs.push(AUTHORIZATION); pairs.push(bearer); }
@@ -51,8 +57,22 @@ export class Poller {
       this.inFlight = true;
       this.token = callToken;
       this.sentAt = nowMs;
-    }
+    } else this.failed(nowMs);
     return st;
+  }
+
+  /** A poll failed (refused, no answer, or an answer other than 200/304): wait before the next. */
+  failed(nowMs: u64): void {
+    if (this.failures < 16) this.failures++;
+    let wait = FIRST_RETRY_MS << <u64>(this.failures - 1);
+    const cap = <u64>this.config.pollIntervalMs;
+    if (wait > cap) wait = cap;
+    this.retryAt = nowMs + wait;
+  }
+
+  succeeded(): void {
+    this.failures = 0;
+    this.retryAt = 0;
   }
 
   /** Is this response the answer to our call? Clears the in-flight state if so. */

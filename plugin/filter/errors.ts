@@ -3,6 +3,7 @@
 import { ByteWriter, utf8 } from "../abi/bytes";
 import { serializeHeaders } from "../abi/headers";
 import { sendLocalResponse } from "../abi/local_response";
+import { Config } from "../config";
 
 const CONTENT_TYPE = utf8("content-type");
 const JSON_TYPE = utf8("application/json");
@@ -24,4 +25,24 @@ export function replyError(status: u32, details: string, body: ArrayBuffer, retr
     pairs.push(new ByteWriter(8).uint(<u64>retryAfter).toBuffer());
   }
   sendLocalResponse(status, utf8(details), body, serializeHeaders(pairs));
+}
+
+const DETAILS_NO_TABLE = utf8("gateway_table_not_loaded");
+const NO_TABLE_BODY = errorBody("the gateway has not loaded its routing table yet; retry shortly",
+  "server_error", null, "table_not_loaded");
+/** 503 headers (content-type + retry-after), rebuilt only when retry_after_seconds changes. */
+let noTableHeaders: ArrayBuffer = new ArrayBuffer(0);
+let noTableRetryAfter: i32 = -1;
+
+/**
+ * 503 table_not_loaded with retry-after: no routing table yet (cold start), so a request for a model
+ * cannot be told apart from one for a model we do not manage. Never a silent passthrough then.
+ */
+export function replyNoTable(c: Config): void {
+  if (noTableRetryAfter != c.retryAfterSeconds) {
+    noTableHeaders = serializeHeaders([CONTENT_TYPE, JSON_TYPE, RETRY_AFTER,
+      new ByteWriter(8).uint(<u64>c.retryAfterSeconds).toBuffer()]);
+    noTableRetryAfter = c.retryAfterSeconds;
+  }
+  sendLocalResponse(503, DETAILS_NO_TABLE, NO_TABLE_BODY, noTableHeaders);
 }

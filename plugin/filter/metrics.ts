@@ -19,6 +19,7 @@ export class GatewayMetrics {
   controlFailures: u32 = NO_METRIC;
   controlNotModified: u32 = NO_METRIC;
   modelsEndpoint: u32 = NO_METRIC;
+  noTable: u32 = NO_METRIC;
 
   define(): void {
     this.unknownModel = defineMetric(MetricType.Counter, "gateway.unknown_model");
@@ -32,6 +33,7 @@ export class GatewayMetrics {
     this.controlFailures = defineMetric(MetricType.Counter, "gateway.control.failures");
     this.controlNotModified = defineMetric(MetricType.Counter, "gateway.control.not_modified");
     this.modelsEndpoint = defineMetric(MetricType.Counter, "gateway.models_endpoint");
+    this.noTable = defineMetric(MetricType.Counter, "gateway.table_not_loaded");
   }
 }
 

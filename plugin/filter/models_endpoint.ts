@@ -12,7 +12,7 @@ import { serializeHeaders } from "../abi/headers";
 import { sendLocalResponse, sendLocalResponseRaw } from "../abi/local_response";
 import { incrementMetric } from "../abi/metrics";
 import { GatewayMetrics } from "./metrics";
-import { errorBody } from "./errors";
+import { errorBody, replyNoTable } from "./errors";
 import { stripRoutingHeaders } from "./router";
 
 export namespace ModelsAnswer {
@@ -33,13 +33,7 @@ const JSON_HEADERS = serializeHeaders([CONTENT_TYPE, JSON_TYPE]);
 const DETAILS_LIST = utf8("gateway_models_list");
 const DETAILS_MODEL = utf8("gateway_model");
 const DETAILS_NOT_FOUND = utf8("gateway_model_not_found");
-const DETAILS_NO_TABLE = utf8("gateway_table_not_loaded");
-const NO_TABLE_BODY = errorBody("the gateway has not loaded its routing table yet; retry shortly",
-  "server_error", null, "table_not_loaded");
 
-/** 503 headers (content-type + retry-after), rebuilt only when retry_after_seconds changes. */
-let noTableHeaders: ArrayBuffer = new ArrayBuffer(0);
-let noTableRetryAfter: i32 = -1;
 
 /** The decoded {name}: at most MAX_NAME bytes kept (longer cannot be a model name). */
 const MAX_NAME: usize = 256;
@@ -100,14 +94,6 @@ function replyNotFound(): void {
   sendLocalResponseRaw(404, DETAILS_NOT_FOUND, BODY_SCRATCH, at - BODY_SCRATCH, JSON_HEADERS);
 }
 
-function replyNoTable(c: Config): void {
-  if (noTableRetryAfter != c.retryAfterSeconds) {
-    noTableHeaders = serializeHeaders([CONTENT_TYPE, JSON_TYPE, RETRY_AFTER,
-      new ByteWriter(8).uint(<u64>c.retryAfterSeconds).toBuffer()]);
-    noTableRetryAfter = c.retryAfterSeconds;
-  }
-  sendLocalResponse(503, DETAILS_NO_TABLE, NO_TABLE_BODY, noTableHeaders);
-}
 
 /** GET or HEAD (methods are case-sensitive). */
 function isGetOrHead(): bool {

@@ -1,5 +1,9 @@
-// The root context (one per worker VM): owns the configuration, the worker's table, the poll lease
-// and the poller. Ticks: sync from shared data, renew/take the lease, poll if holding it.
+// The root context (one per VM and plugin configuration: every worker, the main thread, a configuration
+// update's new root beside the old): owns the configuration, its table, the poll lease and the poller.
+// on_configure only reads: the configuration canary runs it too and is killed right after (no tick, no
+// on_done), so it must take nothing a live VM would then wait for. Ticks: list this root for table
+// nudges (first tick), sync from shared data, renew/take the lease, poll if holding it. Until the first
+// table the tick is short, so a fresh Envoy routes within a few hundred ms whatever poll_interval_ms is.
 import { RootContext, StreamContext } from "../abi/context";
 import { BufferType } from "../abi/types";
 import { bufLen, bufPtr, bufferRelease, getBufferBytes } from "../abi/buffers";
@@ -17,10 +21,14 @@ import { TableManager } from "../control/table_manager";
 import { Poller } from "../control/poller";
 import { holdLease, releaseLease } from "../control/lease";
 import { takeWorkerSeq } from "../control/worker_seq";
+import { listen, notifyListeners, unlisten } from "../control/notify";
+import { drainQueue } from "../abi/queues";
 import { GatewayMetrics } from "./metrics";
 import { GatewayStream } from "./stream";
 
 const MAX_POOLED_STREAMS: i32 = 4096;
+/** Tick period until the first table is held (Envoy's first tick comes one period after it is set). */
+const STARTUP_TICK_MS: i32 = 100;
 /** A 304 this long after the call was sent was a long-poll that waited, not a refusal to wait. */
 const LONG_POLL_REARM_MIN_MS: u64 = 1000;
 const NODE_ID: string[] = ["node", "id"];
@@ -53,6 +61,11 @@ export class GatewayRoot extends RootContext {
   telemetry: TelemetrySender | null = null;
   /** Telemetry `source`: node id / worker sequence / start nonce, unique per VM. */
   source: string = "";
+  /** This root's table-nudge queue (0 until its first tick lists it). */
+  queueToken: u32 = 0;
+  /** The tick runs at STARTUP_TICK_MS until a table is held. */
+  private startupTicks: bool = false;
+  private startupTicksSet: bool = false;
 
   @inline table(): RoutingTable | null {
     const m = this.manager;
@@ -91,9 +104,21 @@ export class GatewayRoot extends RootContext {
     this.telemetry = sender;
     this.poller = new Poller(c);
     if (old !== null) logInfo("plugin reconfigured; rebuilding the routing table from shared data");
-    setTickPeriod(<u32>c.pollIntervalMs);
-    this.onTick();
+    // Another VM (or this Envoy's previous configuration) may hold a table already: route by it now.
+    this.manager!.syncFromShared();
+    this.setTick();
     return true;
+  }
+
+  /** Short ticks until the first table, then poll_interval_ms. */
+  private setTick(): void {
+    const c = this.config;
+    if (c === null) return;
+    const startup = this.table() === null && c.pollIntervalMs > STARTUP_TICK_MS;
+    if (startup == this.startupTicks && this.startupTicksSet) return;
+    this.startupTicks = startup;
+    this.startupTicksSet = true;
+    setTickPeriod(<u32>(startup ? STARTUP_TICK_MS : c.pollIntervalMs));
   }
 
   onTick(): void {
@@ -102,8 +127,11 @@ export class GatewayRoot extends RootContext {
     const m = this.manager;
     const p = this.poller;
     if (c === null || m === null || p === null) return;
+    // Ticking: this root is live (not the canary). List it for nudges when a new table lands.
+    if (this.queueToken == 0) this.queueToken = listen(this.workerSeq);
     m.flushCounts();
     m.syncFromShared();
+    if (this.startupTicks) this.setTick();
     const now = nowMs();
     const obs = this.observer;
     if (obs.ejected.length > 0) obs.restoreDue(now, null);
@@ -118,6 +146,23 @@ export class GatewayRoot extends RootContext {
       incrementMetric(this.metrics.controlFailures);
       this.pollProblem("http_call to cluster " + c.controlCluster + " refused (status " + st.toString() + ")");
     }
+  }
+
+  /** Another VM adopted a table: read it from shared data now rather than on the next tick. */
+  onQueueReady(token: u32): void {
+    if (token != this.queueToken || token == 0) return;
+    drainQueue(token, 64);
+    const m = this.manager;
+    if (m === null) return;
+    m.syncFromShared();
+    this.afterAdopting();
+  }
+
+  /** A table may have landed: end passive ejections it re-admitted, leave the startup tick. */
+  private afterAdopting(): void {
+    const obs = this.observer;
+    if (obs.ejected.length > 0) obs.restoreDue(nowMs(), null);
+    if (this.startupTicks) this.setTick();
   }
 
   private pollProblem(problem: string): void {
@@ -139,6 +184,7 @@ export class GatewayRoot extends RootContext {
     if (status == 304) {
       incrementMetric(this.metrics.controlNotModified);
       this.pollProblems.clear();
+      p.succeeded();
       // A long-poll that really waited ran out with nothing new: wait again at once, so a change
       // landing now is not held back a tick. (A 304 that came fast waits for the tick: no busy loop.)
       if (nowMs() >= p.sentAt + LONG_POLL_REARM_MIN_MS) this.pollAgain();
@@ -146,10 +192,12 @@ export class GatewayRoot extends RootContext {
     }
     if (status != 200) {
       incrementMetric(this.metrics.controlFailures);
+      p.failed(nowMs());
       this.pollProblem(status == 0 ? "no response (reset or timeout)" : "status " + status.toString());
       return;
     }
     this.pollProblems.clear();
+    p.succeeded();
     if (bodySize > <usize>c.maxTableBytes) {
       m.refuseFromControl("document of " + bodySize.toString() + " bytes exceeds max_table_bytes " + c.maxTableBytes.toString());
       return;
@@ -161,6 +209,11 @@ export class GatewayRoot extends RootContext {
     }
     const adopted = m.offerFromControl(responseBodyPtr, responseBodyLen);
     if (responseBodyPtr != 0) heap.free(responseBodyPtr);
+    if (adopted) {
+      // Every other VM of this Envoy reads it from shared data now (control/notify.ts).
+      notifyListeners(this.workerSeq);
+      this.afterAdopting();
+    }
     // Re-arm the long-poll right away: changes that follow each other closely then reach us one
     // round trip apart instead of one tick apart.
     if (adopted) this.pollAgain();
@@ -196,6 +249,10 @@ export class GatewayRoot extends RootContext {
   onDone(): bool {
     const m = this.manager;
     if (m !== null) m.flushCounts();
+    if (this.queueToken != 0) {
+      unlisten(this.workerSeq);
+      this.queueToken = 0;
+    }
     if (this.holdsLease) {
       releaseLease(this.leaseHolder);
       this.holdsLease = false;

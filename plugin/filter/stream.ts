@@ -8,6 +8,7 @@ import { incrementMetric } from "../abi/metrics";
 import { utf8 } from "../abi/bytes";
 import { modelFound, modelLen, modelPtr, scanForModel, ScanResult } from "../json/model_scanner";
 import { replyBadBody, replyTooLarge, routedBlock, routedPick, routeTo, stripRoutingHeaders, unknownModel } from "./router";
+import { replyNoTable } from "./errors";
 import { GatewayRoot } from "./root";
 import { Deployment, fastHot, RoutingTable } from "../table/routing_table";
 import { slotAux, slotValue } from "../table/bytes_map";
@@ -99,6 +100,13 @@ export class GatewayStream extends StreamContext {
 
   /** The model's deployment and hot block (slot of the table's model map), then route or unknownModel. */
   private routeModel(c: Config, table: RoutingTable | null, ptr: usize, len: usize): bool {
+    if (table === null && !c.beforeFirstTablePassthrough) {
+      // No table yet: whether the model is ours is unknown, and passing it through would send a prompt
+      // meant for our own GPUs down the fall-through (SaaS) route.
+      incrementMetric(this.root.metrics.noTable);
+      replyNoTable(c);
+      return false;
+    }
     const slot: usize = table === null ? 0 : table.find(ptr, len);
     const d: Deployment | null = slot == 0 ? null : slotValue<Deployment>(slot);
     if (d === null || table === null) return unknownModel(c, this.root.metrics, ptr, len);

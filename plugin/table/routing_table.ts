@@ -336,6 +336,11 @@ function compileDeployment(d: DocDeployment, apiPrefix: string, maxFallbacks: i3
     const di = unchecked(d.instances[i]);
     const stats = registry.take(next, d.id, di.id, di.address);
     stats.owner = dep;
+    // The control service re-admitted an instance this worker had passively ejected: the verdict is
+    // newer than the failures, so the exclusion ends now (the API and every worker agree at once).
+    // Ends as "expired": the observer's next restoreDue does the bookkeeping (gauge, list).
+    if (stats.ejectedUntil != 0 && stats.controlState == InstanceState.Ejected && di.state == InstanceState.Active) stats.ejectedUntil = 1;
+    stats.controlState = di.state;
     dep.instances.push(new Instance(d.id, di, stats, dep));
   }
   rebuildDeployment(dep, nowMs);

@@ -38,6 +38,8 @@ export class InstanceStats {
   ejectedGaugeDefined: bool = false;
   /** Deployment of the latest compiled table holding these stats (rebuilt on ejection/return). */
   owner: Deployment | null = null;
+  /** The control service's state for the instance in the latest compiled table (255 before the first). */
+  controlState: u8 = 255;
 
   constructor(public deploymentId: string, public instanceId: string, public address: string) {}
 }

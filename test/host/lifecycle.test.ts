@@ -26,11 +26,11 @@ test("shutdown: on_done true → on_delete at once", async () => {
 test("shutdown: on_done false → the root keeps ticking until proxy_done; on_delete runs after that callback", async () => {
   const host = await startFixture("probe", { configuration: "defer-done tick=10" });
   host.shutdown();
-  assert.equal(host.worker(0).pendingDone, true);
+  assert.equal(host.worker(0).roots[0]?.pendingDone, true);
   assert.equal(host.logs.at(-1)!.message, "on_done 1");
   host.advance(10);
   assert.deepEqual(host.logs.slice(-3).map((l) => l.message), ["tick seq=0 at=1700000000010", "proxy_done=0", "on_delete 1"]);
-  assert.equal(host.worker(0).pendingDone, false);
+  assert.deepEqual(host.worker(0).roots, [], "the root is gone");
   assert.equal(host.worker(0).nextTickAt, null);
   host.advance(100);
   assert.equal(host.logs.at(-1)!.message, "on_delete 1");

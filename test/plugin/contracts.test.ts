@@ -37,7 +37,8 @@ for (const f of contractFixtures("routing-table")) {
     assert.equal(zodAccepts(RoutingTable, f.text), f.valid, "fixture agrees with zod");
     const host = await gateway({});
     answerPoll(host, { status: 200, body: f.text });
-    assert.equal(metric(host, "gateway.table.adopted"), f.valid ? 1 : 0);
+    // Every VM (main thread and worker) adopts a valid table; only the poller ever sees an invalid one.
+    assert.equal(metric(host, "gateway.table.adopted"), f.valid ? host.liveVms().length : 0);
     assert.equal(metric(host, "gateway.table.rejected"), f.valid ? 0 : 1);
     host.shutdown();
   });
@@ -136,7 +137,7 @@ test("number forms JSON allows (1.0, 1e0, -0) are judged like zod's safe-integer
   for (const text of cases) {
     const host = await gateway({});
     answerPoll(host, { status: 200, body: text });
-    assert.equal(metric(host, "gateway.table.adopted") === 1, zodAccepts(RoutingTable, text), text);
+    assert.equal(metric(host, "gateway.table.adopted") > 0, zodAccepts(RoutingTable, text), text);
     host.shutdown();
   }
 });

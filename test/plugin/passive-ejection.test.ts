@@ -184,3 +184,23 @@ test("an ejection survives a new table version with the same id and address, not
   assert.ok(picks(host, 6).some((p) => p.inst === "a"), "moved to a new address: a new instance");
   host.shutdown();
 });
+
+test("the control service re-admitting an instance ends this worker's passive ejection at once (API and data plane agree)", async () => {
+  const withState = (version: number, stateA: "active" | "ejected") =>
+    table(version, [{ id: "llm", instances: [{ id: "a", address: A, state: stateA }, { id: "b", address: B }, { id: "c", address: C }] }]);
+  const host = await gateway({ config: { passive_failures: 1, passive_cooldown_ms: 60_000 }, table: withState(1, "active") });
+  failOn(host, "a", 1, { status: 500 });
+  assert.ok(excluded(host), "passively ejected");
+  assert.equal(metric(host, GAUGE_A), 1);
+  // Control ejects it (its probes failed too), then re-admits it once healthy: well within the cooldown.
+  deliver(host, withState(2, "ejected"));
+  assert.ok(excluded(host));
+  deliver(host, withState(3, "active"));
+  assert.ok(picks(host, 6).some((p) => p.inst === "a"), "back in the picks with the re-admission, not after 60 s");
+  assert.equal(metric(host, GAUGE_A), 0, "the gauge follows");
+  // A new version that merely keeps it active (no re-admission) does not end a passive ejection.
+  failOn(host, "a", 1, { status: 500 });
+  deliver(host, withState(4, "active"));
+  assert.ok(excluded(host), "no re-admission: the worker's own evidence holds until the cooldown");
+  host.shutdown();
+});

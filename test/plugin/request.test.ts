@@ -145,9 +145,21 @@ test("unknown model: passthrough leaves the request untouched; reject answers 40
   }
 });
 
-test("before any table every model is unknown (passthrough), never a trap", async () => {
-  const host = await gateway({});
-  const r = request(host, { model: "llama3" });
+test("before the first table a request naming a model gets 503 table_not_loaded (never a passthrough), unless opted in", async () => {
+  const host = await gateway({ config: { retry_after_seconds: 2 } });
+  for (const r of [request(host, { model: "llama3" }), request(host, { body: '{"model":"llama3","messages":[]}' })]) {
+    assert.equal(r.outcome, "local_reply");
+    assert.equal(r.localReply!.status, 503);
+    assert.equal(header(r.localReply!.headers, "retry-after"), "2");
+    assert.equal(JSON.parse(r.localReply!.bodyText).error.code, "table_not_loaded");
+    assert.equal(r.upstreamHeaders, null, "nothing forwarded");
+  }
+  assert.equal(metric(host, "gateway.table_not_loaded"), 2);
+  // A request that names no model is not ours to hold: it still passes through.
+  assert.equal(request(host, { path: "/v1/files" }).outcome, "upstream");
+  // Opted in: the old behaviour (stripped passthrough).
+  const open = await gateway({ config: { before_first_table: "passthrough" } });
+  const r = request(open, { model: "llama3", headers: [["x-gateway-cluster", "forged"]] });
   assert.equal(r.outcome, "upstream");
   assert.equal(header(r.upstreamHeaders, "x-gateway-cluster"), undefined);
 });

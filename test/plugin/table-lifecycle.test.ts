@@ -19,7 +19,7 @@ test("first fetch: GET {table_path}?wait=…, authority, bearer token, no if-non
   call.respond({ status: 200, headers: [["etag", '"3"']], body: JSON.stringify(v(3)) });
   assert.equal(picked(request(host, { model: "m" })), "a");
   assert.equal(metric(host, "gateway.table.version"), 3);
-  assert.equal(metric(host, "gateway.table.adopted"), 1);
+  assert.equal(metric(host, "gateway.table.adopted"), host.liveVms().length, "adopted once per VM (main thread and worker)");
   // The next poll carries the ETag.
   assert.equal(header(nextPoll(host).headers, "if-none-match"), '"3"');
   // The token is never logged, at any level.
@@ -98,7 +98,7 @@ test("control unreachable (reset, 5xx, unknown cluster): last table kept, retrie
   lost.advance(5000);
   assert.equal(lost.httpCalls.length, 0);
   assert.ok(metric(lost, "gateway.control.failures") >= 1);
-  assert.equal(request(lost, { model: "m" }).outcome, "upstream");
+  assert.equal(request(lost, { model: "m" }).localReply?.status, 503, "no table: table_not_loaded, never a passthrough");
   const warned = lost.logs.filter((l) => l.message.includes("routing table poll failed"));
   assert.equal(warned.length, 1, "logged once per distinct failure");
 });

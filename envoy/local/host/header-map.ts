@@ -292,28 +292,34 @@ export function serializePairs(pairs: HeaderPairs): Uint8Array {
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
 }
 
+/** cpp-host limits.h: PROXY_WASM_HOST_PAIRS_MAX_BYTES and PROXY_WASM_HOST_PAIRS_MAX_COUNT. */
+export const PAIRS_MAX_BYTES = 1024 * 1024;
+export const PAIRS_MAX_COUNT = 1024;
+
 /**
- * Parses a serialized map like cpp-host toPairs: fewer than 4 bytes or a count whose length table
- * does not fit → empty map. Returns null when the data runs past the buffer (we refuse instead of
- * reading out of bounds).
+ * cpp-host PairsUtil::toPairs: u32 count; count × (u32 key_len, u32 value_len); each key and value
+ * followed by a NUL. Anything malformed — over 1 MiB or 1,024 pairs, a size table or string running past
+ * the buffer, a missing NUL, bytes left over — is an empty list, not an error (so an http_call with it
+ * lacks :method and set_header_map_pairs with it empties the map).
  */
-export function parsePairs(bytes: Uint8Array): HeaderPairs | null {
-  if (bytes.length < 4) return [];
+export function parsePairs(bytes: Uint8Array): HeaderPairs {
+  if (bytes.length > PAIRS_MAX_BYTES || bytes.length < 4) return [];
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const count = dv.getUint32(0, true);
-  if (4 + count * 8 > bytes.length) return [];
+  if (count > PAIRS_MAX_COUNT || 4 + count * 8 > bytes.length) return [];
   const out: HeaderPairs = [];
   let data = 4 + count * 8;
   const dec = new TextDecoder();
   for (let i = 0; i < count; i++) {
     const kl = dv.getUint32(4 + i * 8, true);
     const vl = dv.getUint32(8 + i * 8, true);
-    if (data + kl + 1 + vl > bytes.length) return null;
+    if (data + kl + 1 > bytes.length || bytes[data + kl] !== 0) return [];
     const k = dec.decode(bytes.subarray(data, data + kl));
     data += kl + 1;
+    if (data + vl + 1 > bytes.length || bytes[data + vl] !== 0) return [];
     const v = dec.decode(bytes.subarray(data, data + vl));
     data += vl + 1;
     out.push([k, v]);
   }
-  return out;
+  return data === bytes.length ? out : [];
 }

@@ -4,7 +4,8 @@ import { HostError } from "./errors.js";
 import { readImportSignatures } from "./wasm-binary.js";
 import { ENV_SIGNATURES, WASI_MODULES, WASI_SIGNATURES } from "./imports.js";
 import { Metrics, SharedData, SharedQueues } from "./stores.js";
-import { WorkerVm } from "./worker.js";
+import { PluginGeneration } from "./plugin.js";
+import { CANARY, MAIN_THREAD, WorkerVm } from "./worker.js";
 import type {
   Chunk,
   ForeignCall,
@@ -20,9 +21,14 @@ import type {
 
 export const DEFAULT_NOW_MS = 1_700_000_000_000;
 
+/** An upstream cluster as Envoy's async client finds it for an http_call. */
+export type ClusterState = "ok" | "no_healthy_upstream" | "overflow";
+
 /**
- * A proxy-wasm ABI 0.2.1 host that behaves like Envoy (proxy-wasm-cpp-host) for what our plugin uses.
- * Synchronous, single-threaded, virtual clock: "workers" are separate VMs driven in turn.
+ * A proxy-wasm ABI 0.2.1 host that behaves like Envoy (proxy-wasm-cpp-host) for what our plugin uses,
+ * with Envoy's VM lifecycle: a configuration canary (started, configured, killed), a main-thread VM
+ * that ticks but never gets streams, one VM per worker, and configuration updates as new root contexts
+ * in the same VMs. Synchronous, single-threaded, virtual clock: the VMs are driven in turn.
  */
 export class ProxyWasmHost {
   readonly logs: LogEntry[] = [];
@@ -39,18 +45,23 @@ export class ProxyWasmHost {
   readonly sharedData: SharedData;
   readonly queues = new SharedQueues();
   readonly metrics = new Metrics();
+  /** One VM per Envoy worker thread: requests run here. */
   readonly workers: WorkerVm[] = [];
+  /** The main thread's VM (Envoy's ThreadLocal::SlotImpl::set runs the VM's init there too); null if disabled. */
+  mainVm: WorkerVm | null = null;
+  /** How many configuration canaries ran (one per new plugin configuration). */
+  canaryRuns = 0;
+  /** Plugin configurations loaded, oldest first; `current` gets new streams. */
+  readonly generations: PluginGeneration[] = [];
+  current!: PluginGeneration;
   onHttpCall: ((call: HttpCall) => void) | undefined;
 
   readonly vmId: string;
-  readonly rootId: string;
-  readonly pluginName: string;
   readonly clusters: ReadonlySet<string>;
   readonly allowOnHeadersStopIteration: boolean;
   readonly bufferLimitBytes: number;
   readonly logLevel: number;
   readonly vmConfiguration: Uint8Array;
-  readonly configuration: Uint8Array;
   readonly properties: Map<string, PropertyValue>;
   readonly foreignFunctions = new Map<string, ForeignFunction | "clear_route_cache">();
 
@@ -59,26 +70,36 @@ export class ProxyWasmHost {
   private depth = 0;
   private readonly deferred: Array<() => void> = [];
   private shutDown = false;
+  private attached = false;
+  private readonly canaryEnabled: boolean;
+  /** cpp-host plugin_canary_cache_: a configuration key's canary result (a refusal is remembered too). */
+  private readonly canaryResults = new Map<string, string | true>();
+  private readonly clusterStates = new Map<string, ClusterState>();
 
-  private constructor(options: HostOptions) {
+  private constructor(
+    options: HostOptions,
+    private readonly module: WebAssembly.Module,
+  ) {
     this.vmId = options.vmId ?? "";
-    this.rootId = options.rootId ?? "";
-    this.pluginName = options.pluginName ?? "";
     this.clusters = new Set(options.clusters ?? []);
     this.allowOnHeadersStopIteration = options.allowOnHeadersStopIteration ?? false;
     this.bufferLimitBytes = options.bufferLimitBytes ?? 1 << 20;
     this.nowMs = options.now ?? DEFAULT_NOW_MS;
     this.logLevel = LogLevel[options.logLevel ?? "info"];
     this.vmConfiguration = toBytes(options.vmConfiguration ?? "");
-    this.configuration = toBytes(options.configuration ?? "");
     this.properties = new Map(Object.entries(options.properties ?? {}));
     this.sharedData = options.sharedData ?? new SharedData();
+    this.canaryEnabled = options.canary ?? true;
     this.foreignFunctions.set("clear_route_cache", "clear_route_cache");
     for (const [name, f] of Object.entries(options.foreignFunctions ?? {})) this.foreignFunctions.set(name, f);
     this.onHttpCall = options.onHttpCall;
   }
 
-  /** Loads the module like Envoy (compile once, one instance per worker) and starts every worker's plugin. */
+  /**
+   * Loads the module like Envoy: compile once; the canary (a VM that starts, gets on_vm_start and
+   * on_configure, then is killed; a refusal rejects the configuration: HostError); the main-thread VM;
+   * one VM per worker, each with a root context for the configuration.
+   */
   static async start(options: HostOptions): Promise<ProxyWasmHost> {
     let bytes: Uint8Array | null = null;
     let module: WebAssembly.Module;
@@ -92,15 +113,132 @@ export class ProxyWasmHost {
       }
     }
     checkModule(module, bytes);
-    const host = new ProxyWasmHost(options);
+    const host = new ProxyWasmHost(options, module);
+    // The base VM holds the vm_id's shared data and queues until it is gone (cpp-host VmIdHandle).
+    host.sharedData.attach(host.vmId);
+    host.attached = true;
+    const plugin = host.newGeneration(toBytes(options.configuration ?? ""), options.rootId ?? "", options.pluginName ?? "");
+    host.runCanary(plugin);
+    host.current = plugin;
+    if (options.mainThread ?? true) {
+      const main = new WorkerVm(host, MAIN_THREAD, module);
+      host.mainVm = main;
+      main.startVm();
+      main.startRoot(plugin);
+    }
     const n = options.workers ?? 1;
     for (let i = 0; i < n; i++) {
       const vm = new WorkerVm(host, i, module);
       host.workers.push(vm);
       vm.startVm();
-      vm.startPlugin();
+      vm.startRoot(plugin);
     }
     return host;
+  }
+
+  private newGeneration(configuration: Uint8Array, rootId: string, pluginName: string): PluginGeneration {
+    const g = new PluginGeneration(this.generations.length + 1, configuration, rootId, pluginName);
+    this.generations.push(g);
+    return g;
+  }
+
+  /**
+   * cpp-host WasmHandleBase::canary: a fresh VM runs module start, on_context_create, on_vm_start and
+   * on_configure for the configuration, then is killed (no on_done / on_delete, no tick, its http calls
+   * cancelled; its shared-data writes stay). Runs once per configuration key; a refusal (false or a
+   * trap) rejects the configuration whatever failure_policy says, and is remembered.
+   */
+  private runCanary(plugin: PluginGeneration): void {
+    if (!this.canaryEnabled) return;
+    const cached = this.canaryResults.get(plugin.key);
+    if (cached === true) return;
+    if (cached !== undefined) throw new HostError(cached, this.logs);
+    const vm = new WorkerVm(this, CANARY, this.module);
+    this.canaryRuns++;
+    try {
+      vm.startVm();
+      vm.startRoot(plugin);
+    } catch (err) {
+      const message = `configuration rejected by the canary: ${(err as Error).message}`;
+      this.canaryResults.set(plugin.key, message);
+      vm.kill();
+      throw new HostError(message, this.logs);
+    }
+    vm.kill();
+    this.canaryResults.set(plugin.key, true);
+  }
+
+  /**
+   * A filter configuration update with the same VM (code, vm_id, vm configuration): the canary checks it,
+   * then every VM (main thread and workers) starts a second root context for it, with a new context id;
+   * new streams go to it. The previous configuration's roots keep running (ticks, http calls) until
+   * `retire(previous)` (Envoy: when its filter chains have drained). The same configuration again is
+   * the same plugin key: nothing new starts (cpp-host getOrCreateThreadLocalPlugin finds it).
+   * A refused configuration throws HostError and changes nothing.
+   */
+  updateConfiguration(configuration: string | Uint8Array, opts: { rootId?: string; pluginName?: string } = {}): PluginGeneration {
+    if (this.shutDown) throw new HostError("updateConfiguration(): host was shut down");
+    const bytes = toBytes(configuration);
+    const rootId = opts.rootId ?? this.current.rootId;
+    const pluginName = opts.pluginName ?? this.current.pluginName;
+    const same = this.generations.find((g) => !g.retired && g.rootId === rootId && Buffer.from(g.configuration).equals(Buffer.from(bytes)));
+    if (same) {
+      this.current = same;
+      for (const vm of this.liveVms()) vm.active = vm.rootOf(same) ?? vm.active;
+      return same;
+    }
+    const plugin = new PluginGeneration(this.generations.length + 1, bytes, rootId, pluginName);
+    this.runCanary(plugin);
+    this.generations.push(plugin);
+    this.current = plugin;
+    for (const vm of this.liveVms()) vm.startRoot(plugin);
+    return plugin;
+  }
+
+  /** The old configuration's filter chains drained: on_done (→ on_delete, or wait for proxy_done) on its roots. */
+  retire(plugin: PluginGeneration): void {
+    if (plugin.retired) return;
+    if (plugin === this.current && !this.shutDown) throw new Error("retire(): that configuration is the current one; update first");
+    plugin.retired = true;
+    for (const vm of this.liveVms()) vm.shutdownPlugin(plugin);
+  }
+
+  /** The VMs that run callbacks: the main thread's, then the workers'. */
+  liveVms(): WorkerVm[] {
+    const out: WorkerVm[] = [];
+    if (this.mainVm && this.mainVm.usable) out.push(this.mainVm);
+    for (const w of this.workers) if (w.usable) out.push(w);
+    return out;
+  }
+
+  /** @internal The VM now on a thread (queue notifications are posted to threads). */
+  vmOnThread(thread: number): WorkerVm | null {
+    if (thread === MAIN_THREAD) return this.mainVm;
+    return this.workers[thread] ?? null;
+  }
+
+  /** Upstream state of a cluster for http_call (Envoy: no healthy host / circuit breaker → InternalFailure). */
+  setClusterState(cluster: string, state: ClusterState): void {
+    if (state === "ok") this.clusterStates.delete(cluster);
+    else this.clusterStates.set(cluster, state);
+  }
+
+  /** @internal */
+  clusterState(cluster: string): ClusterState {
+    return this.clusterStates.get(cluster) ?? "ok";
+  }
+
+  /** The current configuration (what new roots and streams use). */
+  get configuration(): Uint8Array {
+    return this.current.configuration;
+  }
+
+  get rootId(): string {
+    return this.current.rootId;
+  }
+
+  get pluginName(): string {
+    return this.current.pluginName;
   }
 
   /**
@@ -135,7 +273,7 @@ export class ProxyWasmHost {
 
   /**
    * Moves the virtual clock forward, firing every due on_tick and http call timeout in time order
-   * (ties: lower worker first, ticks before timeouts).
+   * (ties: main thread, then lower worker first; ticks before timeouts).
    */
   advance(ms: number): void {
     if (!(ms >= 0)) throw new RangeError("advance() needs a non-negative number of ms");
@@ -143,7 +281,7 @@ export class ProxyWasmHost {
     for (;;) {
       let at = Infinity;
       let fire: (() => void) | null = null;
-      for (const w of this.workers) {
+      for (const w of this.liveVms()) {
         const t = w.nextTickAt;
         if (t !== null && t <= target && t < at) {
           at = t;
@@ -177,11 +315,38 @@ export class ProxyWasmHost {
     return s.finish();
   }
 
-  /** Envoy shutdown / config removal: on_done on every root context; true → on_delete, false → wait for proxy_done. */
+  /**
+   * Envoy shutdown / filter removal: on_done on every root context of every VM; true → on_delete, false →
+   * wait for proxy_done. When the last root is gone the VMs are, and with them this vm_id's hold on
+   * shared data and queues (deleted when no other VM of the same vm_id holds them).
+   */
   shutdown(): void {
     if (this.shutDown) return;
     this.shutDown = true;
-    for (const w of this.workers) w.shutdownPlugin();
+    for (const g of this.generations) g.retired = true;
+    for (const w of this.liveVms()) w.shutdownPlugin();
+    this.maybeRelease();
+  }
+
+  /** @internal A root was deleted: after shutdown, the VM goes with its last root. */
+  rootDeleted(vm: WorkerVm): void {
+    if (!this.shutDown) return;
+    if (vm.roots.length === 0) vm.destroyed = true;
+    this.maybeRelease();
+  }
+
+  private maybeRelease(): void {
+    if (!this.attached) return;
+    const vms = this.mainVm ? [this.mainVm, ...this.workers] : this.workers;
+    if (vms.some((v) => v.failure === null && !v.destroyed && v.roots.length > 0)) return;
+    for (const v of vms) v.destroyed = true;
+    this.attached = false;
+    if (this.sharedData.detach(this.vmId)) this.queues.deleteVmId(this.vmId);
+  }
+
+  /** @internal ~Context: the pending http calls of a root (or of a whole VM) are cancelled, never answered. */
+  cancelHttpCalls(vm: WorkerVm, rootId?: number): void {
+    for (const c of [...this.httpCalls] as PendingCall[]) if (c.vm === vm && (rootId === undefined || c.rootId === rootId)) c.cancel();
   }
 
   get isShutDown(): boolean {
@@ -281,8 +446,12 @@ export class ProxyWasmHost {
 
 /** An http call as the host tracks it. */
 export interface PendingCall extends HttpCall {
+  readonly vm: WorkerVm;
+  /** The root context the answer goes to (http calls are answered on the root, cpp-host exports http_call). */
+  readonly rootId: number;
   deadline: number | null;
   timeOut(): void;
+  cancel(): void;
 }
 
 const STATUS_NAME: Record<number, string> = {

@@ -5,13 +5,32 @@ const utf8 = new TextEncoder();
 
 /**
  * Process-wide shared data, one key space per vm_id, like cpp-host's SharedData: a set on an existing
- * key with a non-zero cas that differs from the stored one is CasMismatch; cas 0 (or a new key) always
- * succeeds; every successful set takes the next value of one process-wide cas counter (starting at 1,
- * skipping 0 on wrap).
+ * key with a non-zero cas that differs from the stored one is CasMismatch; cas 0 (or a new key, whatever
+ * cas is given) always succeeds; every successful set takes the next value of one process-wide cas
+ * counter (starting at 1, skipping 0 on wrap). A vm_id's space is deleted when the last VM holding that
+ * vm_id is gone (cpp-host VmIdHandle → SharedData::deleteByVmId): hosts attach while they run.
  */
 export class SharedData {
   private readonly spaces = new Map<string, Map<string, { value: Uint8Array; cas: number }>>();
+  private readonly holders = new Map<string, number>();
   private nextCasValue = 1;
+
+  /** A (base) VM of `vmId` starts: the space lives at least as long as it does. */
+  attach(vmId = ""): void {
+    this.holders.set(vmId, (this.holders.get(vmId) ?? 0) + 1);
+  }
+
+  /** A holder of `vmId` is gone; the last one deletes the space. Returns true when it was deleted. */
+  detach(vmId = ""): boolean {
+    const n = (this.holders.get(vmId) ?? 0) - 1;
+    if (n > 0) {
+      this.holders.set(vmId, n);
+      return false;
+    }
+    this.holders.delete(vmId);
+    this.spaces.delete(vmId);
+    return true;
+  }
 
   get(key: string, vmId = ""): { value: Uint8Array; cas: number } | undefined {
     return this.spaces.get(vmId)?.get(key);
@@ -42,6 +61,7 @@ export class SharedData {
 /** Shared queues (proxy_register/resolve/enqueue/dequeue_shared_queue), process-wide like cpp-host's. */
 export class SharedQueues {
   private readonly tokens = new Map<string, number>();
+  /** By token: the items, and the owner: the thread (worker index, or -1 for the main thread) and root context id. */
   readonly queues = new Map<number, { items: Uint8Array[]; worker: number; contextId: number }>();
   private nextToken = 1;
 
@@ -59,6 +79,15 @@ export class SharedQueues {
 
   resolve(vmId: string, name: string): number {
     return this.tokens.get(`${vmId}\0${name}`) ?? 0;
+  }
+
+  /** The vm_id's last VM is gone: its queues (and their data) go too (cpp-host deleteByVmId). */
+  deleteVmId(vmId: string): void {
+    for (const [key, token] of this.tokens) {
+      if (key.slice(0, key.indexOf("\0")) !== vmId) continue;
+      this.tokens.delete(key);
+      this.queues.delete(token);
+    }
   }
 }
 

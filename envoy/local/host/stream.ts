@@ -2,7 +2,7 @@ import { DataStatus, HeadersStatus, MapType, Status } from "./abi.js";
 import { HeaderMap, serializePairs } from "./header-map.js";
 import type { ProxyWasmHost } from "./host.js";
 import type { Chunk, FastUpstream, ForeignCall, HeaderPairs, LocalReply, Outcome, PropertyValue, RequestResult, UpstreamResponse } from "./types.js";
-import { serializeProperty, type WorkerVm } from "./worker.js";
+import { serializeProperty, type RootContext, type WorkerVm } from "./worker.js";
 
 const EMPTY = new Uint8Array(0);
 const decoder = new TextDecoder();
@@ -69,6 +69,12 @@ export class HttpStream {
   id: number;
   readonly callbacks: string[] = [];
   readonly foreignCalls: ForeignCall[] = [];
+  /**
+   * Route cache clears on this stream: the clear_route_cache foreign function, and (ABI 0.2.1) every
+   * change to the request headers while Envoy holds them (context.cc onHeadersModified; only modules
+   * newer than ABI 0.2.1 lose the automatic clear, Envoy 1.33 changelog).
+   */
+  routeCacheClears = 0;
   localReply: LocalReply | null = null;
   accessLogPhase = false;
   private readonly req = new Side();
@@ -92,6 +98,8 @@ export class HttpStream {
     private readonly host: ProxyWasmHost,
     id: number,
     private properties: Map<string, PropertyValue> | null,
+    /** The root context the stream was created under (on_context_create's parent). */
+    public root: RootContext,
   ) {
     this.id = id;
   }
@@ -206,6 +214,7 @@ export class HttpStream {
       downstreamHeaders: this.localReply ? this.localReply.headers : this.resp.sent && this.resp.headers ? (this.resp.sentHeaders ?? this.resp.headers.snapshot()) : null,
       downstreamBody: down,
       foreignCalls: this.foreignCalls,
+      routeCacheClears: this.routeCacheClears,
       callbacks: this.callbacks,
     };
   }
@@ -213,8 +222,10 @@ export class HttpStream {
   // ------------------------------------------------------------ fast path (benchmarks)
 
   /** @internal */
-  resetFast(id: number, headers: HeaderPairs): void {
+  resetFast(id: number, headers: HeaderPairs, root: RootContext): void {
     this.id = id;
+    this.root = root;
+    this.routeCacheClears = 0;
     this.req.reset();
     this.resp.reset();
     const map = (this.fastMap ??= HeaderMap.reusable());
@@ -239,7 +250,7 @@ export class HttpStream {
     const fn = this.vm.fn;
     const vm = this.vm;
     const id = this.id;
-    if (fn.proxy_on_context_create) vm.invoke3("proxy_on_context_create", this, fn.proxy_on_context_create, id, vm.root.id, 0);
+    if (fn.proxy_on_context_create) vm.invoke3("proxy_on_context_create", this, fn.proxy_on_context_create, id, this.root.id, 0);
     let action = 0;
     if (fn.proxy_on_request_headers) {
       this.req.mapOpen = true;
@@ -378,7 +389,7 @@ export class HttpStream {
     if (given !== undefined) return serializeProperty(given);
     const derived = this.derivedProperty(path);
     if (derived !== undefined) return derived;
-    return this.vm.rootProperty(path);
+    return this.vm.rootProperty(path, this.root);
   }
 
   private derivedProperty(path: string): Uint8Array | string | undefined {
@@ -479,7 +490,7 @@ export class HttpStream {
   private create(): void {
     this.created = true;
     const f = this.vm.fn.proxy_on_context_create;
-    if (f) this.call("proxy_on_context_create", f, this.id, this.vm.root.id);
+    if (f) this.call("proxy_on_context_create", f, this.id, this.root.id);
   }
 
   private call(name: string, f: (...a: number[]) => number, a: number, b = 0, c = 0): number {

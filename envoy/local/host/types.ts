@@ -12,6 +12,10 @@ export interface HostOptions {
   wasm: string | Uint8Array | WebAssembly.Module;
   /** One VM (instance) per Envoy worker thread. Default 1. */
   workers?: number;
+  /** Run the configuration canary first (Envoy always does). Default true. */
+  canary?: boolean;
+  /** Start the main-thread VM (Envoy always does: it ticks and polls but never gets streams). Default true. */
+  mainThread?: boolean;
   /** Plugin configuration, read in on_configure (buffer 7). */
   configuration?: string | Uint8Array;
   /** VM configuration, read in on_vm_start (buffer 6). */
@@ -34,7 +38,7 @@ export interface HostOptions {
   logLevel?: LogLevelName;
   /** Properties every context can read (e.g. { "node.id": "gw-1" }); stream properties override them. */
   properties?: Record<string, PropertyValue>;
-  /** Reuse another host's store, as a config reload in the same Envoy process would. */
+  /** Another host's store: the same Envoy process (a vm_id's data lives while any host holding it runs). */
   sharedData?: SharedData;
   /** Extra foreign functions besides Envoy's clear_route_cache. */
   foreignFunctions?: Record<string, ForeignFunction>;
@@ -133,6 +137,8 @@ export interface RequestResult {
   downstreamHeaders: HeaderPairs | null;
   downstreamBody: Uint8Array;
   foreignCalls: ForeignCall[];
+  /** Route cache clears: clear_route_cache calls plus (ABI 0.2.1) every effective request-header change. */
+  routeCacheClears: number;
   /** Callbacks invoked on this stream, in order (e.g. "proxy_on_log"). */
   callbacks: string[];
 }
@@ -158,6 +164,8 @@ export interface HttpCall {
   respond(response: HttpCallResponse): void;
   /** Reset (Envoy's onFailure): the plugin sees 0 headers, 0 body, status BrokenConnection "reset". */
   fail(): void;
+  /** The calling root context (or its VM) went away first: Envoy cancelled the request; answers are ignored. */
+  readonly cancelled: boolean;
 }
 
 export interface MetricSnapshot {

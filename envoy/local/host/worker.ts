@@ -5,6 +5,7 @@ import { HeaderMap, parsePairs, pairsSize, writePairs } from "./header-map.js";
 import { ALLOWED_DURING_MALLOC, ALLOWED_DURING_START, ENV_SIGNATURES, WASI_MODULES, WASI_SIGNATURES } from "./imports.js";
 import type { PendingCall, ProxyWasmHost } from "./host.js";
 import { HttpStream } from "./stream.js";
+import type { PluginGeneration } from "./plugin.js";
 import type { FastUpstream, HeaderPairs, HttpCallResponse, MetricSnapshot, PropertyValue } from "./types.js";
 
 type Fn = (...args: number[]) => number;
@@ -35,12 +36,26 @@ interface Callbacks {
   proxy_on_foreign_function?: Fn;
 }
 
+/**
+ * A root context: one per plugin configuration per VM (a configuration update starts a second one in the
+ * same VM, cpp-host getOrCreateThreadLocalPlugin → WasmBase::start). It owns its timer (Envoy keys
+ * Wasm::setTimerPeriod by root context id) and gets the answers of the http calls made from it.
+ */
 export class RootContext {
   readonly isRoot = true;
   /** proxy_get_status answer (set by a failed http call, like Envoy's Context::status_code_). */
   statusCode = 0;
   statusMessage = "";
-  constructor(readonly id: number) {}
+  tickPeriodMs = 0;
+  tickAt: number | null = null;
+  /** on_done returned false: waiting for proxy_done (it keeps ticking meanwhile, as in cpp-host). */
+  pendingDone = false;
+  deleted = false;
+  constructor(
+    readonly id: number,
+    /** The configuration it was started with (null for the VM context of module start). */
+    readonly plugin: PluginGeneration | null,
+  ) {}
 }
 
 export type Context = RootContext | HttpStream;
@@ -57,21 +72,36 @@ const STRING_CACHE_SIZE = 1 << STRING_CACHE_BITS;
 const STRING_CACHE_MAX_LEN = 64;
 const ASCII_WRITE_MAX_LEN = 256;
 const NS_PER_MS = 1_000_000n;
+/** The context of module start (_initialize/_start): no root context exists yet (cpp-host vm_context_, id 0). */
+const VM_CONTEXT = new RootContext(0, null);
 
-/** One Envoy worker thread: its own VM (instance), root context, contexts, tick timer and metric ids. */
+/** Thread of the main-thread VM (`worker` in logs, refusals and http calls). */
+export const MAIN_THREAD = -1;
+/** The configuration canary (a VM started, configured and killed on the main thread). */
+export const CANARY = -2;
+
+/**
+ * One VM (module instance) on one Envoy thread: a worker (index 0…), the main thread (MAIN_THREAD) or
+ * the configuration canary (CANARY). Its root contexts (one per plugin configuration), contexts, timers
+ * and metric ids.
+ */
 export class WorkerVm {
-  readonly root: RootContext;
+  /** Live root contexts (started, not yet deleted), oldest first. */
+  readonly roots: RootContext[] = [];
+  /** The root new streams are created under: the newest configuration's. */
+  active: RootContext | null = null;
   readonly contexts = new Map<number, Context>();
   /** Why the VM failed (set by a trap); every later call into it throws. */
   failure: string | null = null;
-  /** Root context waiting for proxy_done after on_done returned false. */
-  pendingDone = false;
-  rootDeleted = false;
+  /** The canary after its check: gone without on_done/on_delete (cpp-host WasmHandleBase::kill). */
+  killed = false;
+  /** Every root deleted after a shutdown: the VM is gone. */
+  destroyed = false;
 
   /** @internal */ fn!: Callbacks;
   /** @internal */ stopNext = false;
   /** @internal */ lastStopNext = false;
-  /** @internal */ inConfigure = false;
+  /** @internal The root whose on_configure runs (the plugin configuration buffer is readable then). */ configuring: RootContext | null = null;
 
   private readonly host: ProxyWasmHost;
   private instance!: WebAssembly.Instance;
@@ -104,8 +134,6 @@ export class WorkerVm {
   /** Host calls allowed right now, or null when unrestricted (module start, allocator). */
   private restricted: ReadonlySet<string> | null = null;
   private restrictedPhase = "";
-  private tickPeriodMs = 0;
-  private tickAt: number | null = null;
   /** Envoy callout ids: type in the low 2 bits (http = 0), step 4 (WasmBase::nextHttpCallId). */
   private lastHttpToken = 0;
   private httpResponse: HttpCallResponseInFlight | null = null;
@@ -120,9 +148,7 @@ export class WorkerVm {
     private readonly module: WebAssembly.Module,
   ) {
     this.host = host;
-    this.root = new RootContext(this.nextContextId++);
-    this.contexts.set(this.root.id, this.root);
-    this.fast = new HttpStream(this, host, 0, null);
+    this.fast = new HttpStream(this, host, 0, null, VM_CONTEXT);
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -142,7 +168,7 @@ export class WorkerVm {
     this.refresh();
     this.restricted = ALLOWED_DURING_START;
     this.restrictedPhase = "module start (_initialize/_start)";
-    const vmContext = new RootContext(0);
+    const vmContext = VM_CONTEXT;
     try {
       if (this.fn._initialize) {
         this.invoke("_initialize", vmContext, this.fn._initialize);
@@ -155,49 +181,98 @@ export class WorkerVm {
     }
   }
 
-  /** Root context: on_context_create(root, 0), on_vm_start, on_configure (cpp-host ContextBase::onStart/onConfigure). */
-  startPlugin(): void {
-    const r = this.root;
+  /**
+   * A root context for `plugin`: on_context_create(root, 0), on_vm_start, on_configure (cpp-host
+   * WasmBase::start → ContextBase::onStart, then configure). Every new root gets on_vm_start, not only the
+   * VM's first. A false answer or a trap throws HostError.
+   */
+  startRoot(plugin: PluginGeneration): RootContext {
+    this.assertUsable("startRoot()");
+    const r = new RootContext(this.nextContextId++, plugin);
+    this.contexts.set(r.id, r);
+    this.roots.push(r);
+    const where = this.index === CANARY ? "the configuration canary" : this.index === MAIN_THREAD ? "the main thread" : `worker ${this.index}`;
     try {
       if (this.fn.proxy_on_context_create) this.invoke("proxy_on_context_create", r, this.fn.proxy_on_context_create, r.id, 0);
       if (this.fn.proxy_on_vm_start && this.invoke("proxy_on_vm_start", r, this.fn.proxy_on_vm_start, r.id, this.host.vmConfiguration.length) === 0) {
-        throw new HostError(`Failed to start thread-local Wasm on worker ${this.index}: proxy_on_vm_start returned false`, this.host.logs);
+        throw new HostError(`Failed to start thread-local Wasm on ${where}: proxy_on_vm_start returned false`, this.host.logs);
       }
-      this.inConfigure = true;
-      if (this.fn.proxy_on_configure && this.invoke("proxy_on_configure", r, this.fn.proxy_on_configure, r.id, this.host.configuration.length) === 0) {
-        throw new HostError(`Failed to configure thread-local Wasm plugin on worker ${this.index}: proxy_on_configure returned false`, this.host.logs);
+      this.configuring = r;
+      if (this.fn.proxy_on_configure && this.invoke("proxy_on_configure", r, this.fn.proxy_on_configure, r.id, plugin.configuration.length) === 0) {
+        throw new HostError(`Failed to configure thread-local Wasm plugin on ${where}: proxy_on_configure returned false`, this.host.logs);
       }
     } catch (err) {
       if (err instanceof WasmTrap) throw new HostError(err.message, this.host.logs);
       throw err;
     } finally {
-      this.inConfigure = false;
+      this.configuring = null;
+    }
+    this.active = r;
+    return r;
+  }
+
+  /** The live root of `plugin` on this VM, if it started here. */
+  rootOf(plugin: PluginGeneration): RootContext | undefined {
+    return this.roots.find((r) => r.plugin === plugin);
+  }
+
+  /**
+   * @internal WasmBase::startShutdown(plugin key): on_done on that configuration's root; true → on_delete,
+   * false → it waits for proxy_done (keeping its timer and http calls). Without `plugin`: every root.
+   */
+  shutdownPlugin(plugin?: PluginGeneration): void {
+    if (this.failure !== null || this.killed) return;
+    for (const r of [...this.roots]) {
+      if ((plugin !== undefined && r.plugin !== plugin) || r.pendingDone) continue;
+      const done = this.fn.proxy_on_done ? this.invoke("proxy_on_done", r, this.fn.proxy_on_done, r.id) !== 0 : true;
+      if (done) this.deleteRoot(r);
+      else r.pendingDone = true;
     }
   }
 
-  /** @internal WasmBase::startShutdown for this VM's root context. */
-  shutdownPlugin(): void {
-    if (this.failure !== null || this.rootDeleted) return;
-    const r = this.root;
-    const done = this.fn.proxy_on_done ? this.invoke("proxy_on_done", r, this.fn.proxy_on_done, r.id) !== 0 : true;
-    // A root waiting for proxy_done keeps its timer and http calls: that is how it finishes its work.
-    if (done) this.deleteRoot();
-    else this.pendingDone = true;
+  private deleteRoot(r: RootContext): void {
+    if (r.deleted) return;
+    r.pendingDone = false;
+    r.deleted = true;
+    r.tickPeriodMs = 0;
+    r.tickAt = null;
+    // ~Context cancels the root's outstanding http calls: their answers never arrive.
+    this.host.cancelHttpCalls(this, r.id);
+    try {
+      if (this.fn.proxy_on_delete) this.invoke("proxy_on_delete", r, this.fn.proxy_on_delete, r.id);
+    } finally {
+      this.contexts.delete(r.id);
+      this.roots.splice(this.roots.indexOf(r), 1);
+      if (this.active === r) this.active = this.roots[this.roots.length - 1] ?? null;
+      this.host.rootDeleted(this);
+    }
   }
 
-  private deleteRoot(): void {
-    this.pendingDone = false;
-    this.rootDeleted = true;
-    this.tickPeriodMs = 0;
-    this.tickAt = null;
-    if (this.fn.proxy_on_delete) this.invoke("proxy_on_delete", this.root, this.fn.proxy_on_delete, this.root.id);
-    this.contexts.delete(this.root.id);
+  /**
+   * The canary after its check (cpp-host WasmHandleBase::kill, then the VM is destroyed): no on_done or
+   * on_delete, its timers die with it and its pending http calls are cancelled. What it wrote to shared
+   * data and the queues it registered stay.
+   */
+  kill(): void {
+    this.killed = true;
+    for (const r of this.roots) {
+      r.tickPeriodMs = 0;
+      r.tickAt = null;
+    }
+    this.host.cancelHttpCalls(this);
+  }
+
+  /** A VM that can still run callbacks (not failed, killed or destroyed). */
+  get usable(): boolean {
+    return this.failure === null && !this.killed && !this.destroyed;
   }
 
   /** A new HTTP stream context on this worker (Envoy creates one per request and filter). */
   stream(properties?: Record<string, PropertyValue>): HttpStream {
     this.assertUsable("stream()");
-    const s = new HttpStream(this, this.host, this.nextContextId++, properties ? new Map(Object.entries(properties)) : null);
+    const root = this.active;
+    if (root === null) throw new HostError(`stream(): no plugin configuration is active on worker ${this.index}`);
+    const s = new HttpStream(this, this.host, this.nextContextId++, properties ? new Map(Object.entries(properties)) : null, root);
     this.contexts.set(s.id, s);
     return s;
   }
@@ -211,7 +286,9 @@ export class WorkerVm {
   runRequest(headers: HeaderPairs, upstream?: FastUpstream): number {
     this.assertUsable("runRequest()");
     const s = this.fast;
-    s.resetFast(this.nextContextId++, headers);
+    const root = this.active;
+    if (root === null) throw new HostError(`runRequest(): no plugin configuration is active on worker ${this.index}`);
+    s.resetFast(this.nextContextId++, headers, root);
     // Not put in `contexts`: lookups check the fast stream directly (saves a Map set/delete per request).
     this.fastActive = true;
     try {
@@ -221,34 +298,40 @@ export class WorkerVm {
     }
   }
 
+  /** The root new streams go to (the newest configuration's), 0 if none. */
   get rootContextId(): number {
-    return this.root.id;
+    return this.active?.id ?? 0;
   }
 
-  /** When the next on_tick is due (virtual ms), or null if no tick period is set. */
+  /** When this VM's next on_tick is due (virtual ms, the earliest of its roots), or null if none is armed. */
   get nextTickAt(): number | null {
-    return this.failure === null ? this.tickAt : null;
+    if (!this.usable) return null;
+    let at: number | null = null;
+    for (const r of this.roots) if (r.tickAt !== null && (at === null || r.tickAt < at)) at = r.tickAt;
+    return at;
   }
 
+  /** The active root's tick period (ms); 0 when none is set. */
   get tickPeriod(): number {
-    return this.tickPeriodMs;
+    return this.active?.tickPeriodMs ?? 0;
   }
 
-  /** @internal Envoy's Wasm::tickHandler: on_tick, then re-arm one period from now. */
+  /** @internal Envoy's Wasm::tickHandler for the root due first: on_tick, then re-arm one period from now. */
   fireTick(): void {
-    if (this.failure !== null || !this.fn.proxy_on_tick) {
-      this.tickAt = null;
-      return;
-    }
-    this.tickAt = null;
-    this.invoke("proxy_on_tick", this.root, this.fn.proxy_on_tick, this.root.id);
-    if (this.tickPeriodMs > 0 && this.tickAt === null) this.tickAt = this.host.now + this.tickPeriodMs;
+    const at = this.nextTickAt;
+    const r = at === null ? undefined : this.roots.find((x) => x.tickAt === at);
+    if (r === undefined) return;
+    r.tickAt = null;
+    // A module without proxy_on_tick: the handler returns before re-arming (Envoy tickHandler).
+    if (!this.fn.proxy_on_tick) return;
+    this.invoke("proxy_on_tick", r, this.fn.proxy_on_tick, r.id);
+    if (!r.deleted && r.tickPeriodMs > 0 && r.tickAt === null) r.tickAt = this.host.now + r.tickPeriodMs;
   }
 
-  /** @internal Delivers an http call answer (null = reset) to the root context, like Envoy's onHttpCallSuccess/Failure. */
-  deliverHttpCallResponse(token: number, response: HttpCallResponse | null): void {
-    if (this.failure !== null || !this.fn.proxy_on_http_call_response || this.rootDeleted) return;
-    const r = this.root;
+  /** @internal Delivers an http call answer (null = reset) to the root that made it (Envoy's onHttpCallSuccess/Failure). */
+  deliverHttpCallResponse(rootId: number, token: number, response: HttpCallResponse | null): void {
+    const r = this.liveRoot(rootId);
+    if (r === undefined || !this.fn.proxy_on_http_call_response) return;
     let headers = 0;
     let body = 0;
     let trailers = 0;
@@ -270,6 +353,12 @@ export class WorkerVm {
       this.httpResponse = null;
       r.statusMessage = "";
     }
+  }
+
+  /** A root of this VM that can still get callbacks. */
+  private liveRoot(id: number): RootContext | undefined {
+    if (!this.usable) return undefined;
+    return this.roots.find((r) => r.id === id && !r.deleted);
   }
 
   // ---------------------------------------------------------------- calling into the module
@@ -343,6 +432,7 @@ export class WorkerVm {
   private assertUsable(what: string): void {
     if (this.failure !== null) throw new WasmTrap(what, this.index, `VM already failed: ${this.failure}`);
     if (this.host.isShutDown) throw new HostError(`${what}: host was shut down`);
+    if (this.killed || this.destroyed) throw new HostError(`${what}: the VM on ${this.index === CANARY ? "the canary" : `thread ${this.index}`} is gone`);
   }
 
   // ---------------------------------------------------------------- memory
@@ -549,7 +639,13 @@ export class WorkerVm {
 
   /** The context host calls act on: the effective one if set, else the one whose callback runs. */
   private ctx(): Context {
-    return this.effective ?? this.current ?? this.root;
+    return this.effective ?? this.current ?? VM_CONTEXT;
+  }
+
+  /** The root context of the context host calls act on (a stream's parent root). */
+  private ctxRoot(): RootContext {
+    const c = this.ctx();
+    return c.isRoot ? c : c.root;
   }
 
   private stream_(): HttpStream | null {
@@ -729,7 +825,7 @@ export class WorkerVm {
   }
 
   private getStatus(codePtr: number, pp: number, sp: number): number {
-    const r = this.root;
+    const r = this.ctxRoot();
     if (!this.writeU32(codePtr, r.statusCode)) return Status.InvalidMemoryAccess;
     return this.copyOutString(r.statusMessage, pp, sp);
   }
@@ -758,18 +854,18 @@ export class WorkerVm {
       this.propertyPaths.set(raw, path);
     }
     const s = this.stream_();
-    const value = s ? s.property(path) : this.rootProperty(path);
+    const value = s ? s.property(path) : this.rootProperty(path, this.ctxRoot());
     if (value === undefined) return Status.NotFound;
     return typeof value === "string" ? this.copyOutString(value, rp, rs) : this.copyOut(value, rp, rs);
   }
 
-  /** @internal Properties a root context can read (no stream info in Envoy). */
-  rootProperty(path: string): Uint8Array | undefined {
+  /** @internal Properties a root context can read (no stream info in Envoy); plugin_* are its configuration's. */
+  rootProperty(path: string, root: RootContext): Uint8Array | undefined {
     switch (path) {
       case "plugin_name":
-        return Buffer.from(this.host.pluginName);
+        return Buffer.from(root.plugin?.pluginName ?? "");
       case "plugin_root_id":
-        return Buffer.from(this.host.rootId);
+        return Buffer.from(root.plugin?.rootId ?? "");
       case "plugin_vm_id":
         return Buffer.from(this.host.vmId);
     }
@@ -784,7 +880,7 @@ export class WorkerVm {
     const body = this.readBytes(bp, bs);
     const headerBytes = this.readBytes(hp, hs);
     if (details === null || body === null || headerBytes === null) return this.refuse("proxy_send_local_response", Status.InvalidMemoryAccess, "out of bounds");
-    const headers = parsePairs(headerBytes) ?? [];
+    const headers = parsePairs(headerBytes);
     this.stopNext = true;
     const s = this.stream_();
     if (!s) return this.refuse("proxy_send_local_response", Status.Ok, "no stream on a root context: Envoy ignores it");
@@ -835,7 +931,10 @@ export class WorkerVm {
     const name = this.readString(np, ns);
     if (name === null) return this.refuse("proxy_register_shared_queue", Status.InvalidMemoryAccess, "out of bounds");
     // onQueueReady goes to the root context even if a stream registers (cpp-host registerSharedQueue).
-    const token = this.host.queues.register(this.host.vmId, name, this.index, this.root.id);
+    // The canary runs on the main thread: what it registers is delivered there (cpp-host looks the
+    // context up by vm_key and id on the owner's thread).
+    const thread = this.index === CANARY ? MAIN_THREAD : this.index;
+    const token = this.host.queues.register(this.host.vmId, name, thread, this.ctxRoot().id);
     return this.writeU32(tp, token) ? Status.Ok : Status.InvalidMemoryAccess;
   }
 
@@ -862,16 +961,19 @@ export class WorkerVm {
     const q = this.host.queues.queues.get(token >>> 0);
     if (!q) return this.refuse("proxy_enqueue_shared_queue", Status.NotFound, `no queue ${token}`);
     q.items.push(data);
-    const target = this.host.workers[q.worker];
-    // Envoy posts on_queue_ready to the registering worker's dispatcher: never inline.
-    if (target) this.host.defer(() => target.queueReady(token >>> 0));
+    // Envoy posts on_queue_ready to the registering thread's dispatcher, never inline; the VM now on that
+    // thread gets it if it has a root with that id (else it is dropped and the data stays queued).
+    const thread = q.worker;
+    const contextId = q.contextId;
+    this.host.defer(() => this.host.vmOnThread(thread)?.queueReady(contextId, token >>> 0));
     return Status.Ok;
   }
 
   /** @internal */
-  queueReady(token: number): void {
-    if (this.failure !== null || !this.fn.proxy_on_queue_ready || this.rootDeleted) return;
-    this.invoke("proxy_on_queue_ready", this.root, this.fn.proxy_on_queue_ready, this.root.id, token);
+  queueReady(rootId: number, token: number): void {
+    const r = this.liveRoot(rootId);
+    if (r === undefined || !this.fn.proxy_on_queue_ready) return;
+    this.invoke("proxy_on_queue_ready", r, this.fn.proxy_on_queue_ready, r.id, token);
   }
 
   // ---- header maps
@@ -922,6 +1024,7 @@ export class WorkerVm {
     const map = s === null ? null : s.mutableMap(type);
     if (!map) return this.refuse(call, Status.BadArgument, `map ${mapName(type)} is not modifiable in this callback`);
     if (s!.freezeIfSent(type)) this.lateChange(call, type, lower);
+    else if (type === MapType.RequestHeaders) s!.routeCacheClears++;
     if (replace) map.replaceBytes(lower, this.buf, this.dv, vp, vs);
     else map.addBytes(lower, this.buf, this.dv, vp, vs);
     return Status.Ok;
@@ -936,18 +1039,13 @@ export class WorkerVm {
     const map = s === null ? null : s.mutableMap(type);
     if (!map) return this.refuse(call, Status.BadArgument, `map ${mapName(type)} is not modifiable in this callback`);
     if (s!.freezeIfSent(type)) this.lateChange(call, type, lower);
+    else if (type === MapType.RequestHeaders) s!.routeCacheClears++;
     map.remove(lower);
     return Status.Ok;
   }
 
   private lateChange(call: string, type: number, key: string): void {
     this.refuse(call, Status.Ok, `${mapName(type)} "${key}" changed after they were sent on: no effect`);
-  }
-
-  /** Envoy accepts changes to headers already sent on (its map pointer is still set) but they go nowhere. */
-  private noteLateChange(call: string, type: number, key: string): void {
-    const s = this.stream_();
-    if (s && s.freezeIfSent(type)) this.refuse(call, Status.Ok, `${mapName(type)} "${key}" changed after they were sent on: no effect`);
   }
 
   private getHeaderPairs(type: number, pp: number, sp: number): number {
@@ -964,11 +1062,14 @@ export class WorkerVm {
     if (type >>> 0 > MAP_TYPE_MAX) return this.refuse("proxy_set_header_map_pairs", Status.BadArgument, `unknown map type ${type}`);
     const bytes = this.readBytes(p, size);
     if (bytes === null) return this.refuse("proxy_set_header_map_pairs", Status.InvalidMemoryAccess, "out of bounds");
+    // Envoy setHeaderMapPairs removes every header (pseudo-headers too), then adds the pairs: an empty
+    // or malformed list (toPairs → empty) leaves the map empty, and the answer is Ok.
     const pairs = parsePairs(bytes);
-    if (pairs === null) return this.refuse("proxy_set_header_map_pairs", Status.InvalidMemoryAccess, "serialized map runs past its buffer");
     const map = this.mutableMap(type);
     if (!map) return this.refuse("proxy_set_header_map_pairs", Status.BadArgument, `map ${mapName(type)} is not modifiable in this callback`);
-    this.noteLateChange("proxy_set_header_map_pairs", type, "*");
+    const s = this.stream_()!;
+    if (s.freezeIfSent(type)) this.lateChange("proxy_set_header_map_pairs", type, "*");
+    else if (type === MapType.RequestHeaders) s.routeCacheClears++;
     map.setAll(pairs);
     return Status.Ok;
   }
@@ -995,7 +1096,7 @@ export class WorkerVm {
       case BufferType.VmConfiguration:
         return this.host.vmConfiguration;
       case BufferType.PluginConfiguration:
-        return this.inConfigure ? this.host.configuration : null;
+        return this.configuring?.plugin?.configuration ?? null;
       default:
         return EMPTY;
     }
@@ -1014,10 +1115,12 @@ export class WorkerVm {
     if (!b) return this.refuse("proxy_get_buffer_bytes", Status.NotFound, `buffer ${bufferName(type)} is not available in this callback`);
     start >>>= 0;
     length >>>= 0;
-    if (start > b.length) return Status.Ok;
-    if (start + length > b.length) length = b.length - start;
-    // cpp-host writes nothing when there is nothing to copy.
-    if (length === 0) return Status.Ok;
+    // cpp-host get_buffer_bytes: start + length overflowing is BadArgument; the length is clamped to the
+    // buffer, and nothing to copy writes ptr 0 and size 0 (Ok).
+    if (start + length > 0xffffffff) return this.refuse("proxy_get_buffer_bytes", Status.BadArgument, "start + length overflows");
+    if (start > b.length) length = 0;
+    else if (start + length > b.length) length = b.length - start;
+    if (length === 0) return this.writeU32(pp, 0) && this.writeU32(sp, 0) ? Status.Ok : Status.InvalidMemoryAccess;
     return this.copyOut(b.subarray(start, start + length), pp, sp);
   }
 
@@ -1045,35 +1148,56 @@ export class WorkerVm {
     if (!this.writeU32(tokenPtr, 0)) return this.refuse(call, Status.InvalidMemoryAccess, "token pointer out of bounds");
     if (timeout < 0) return this.refuse(call, Status.BadArgument, `negative timeout ${timeout}`);
     if (!this.host.clusters.has(cluster)) return this.refuse(call, Status.BadArgument, `unknown cluster "${cluster}"`);
-    const headers = HeaderMap.fromInput(parsePairs(headerBytes) ?? []);
+    // Malformed pairs become an empty map (cpp-host PairsUtil::toPairs), so the check below refuses them.
+    const headers = HeaderMap.fromInput(parsePairs(headerBytes));
     const missing = [":method", ":path", ":authority"].filter((k) => headers.get(k) === undefined);
     if (missing.length > 0) return this.refuse(call, Status.BadArgument, `missing ${missing.join(", ")} (Envoy needs :method, :path and :authority)`);
+    // The async client completes inline (router local reply before any upstream) when the cluster has no
+    // healthy host or its circuit breaker overflows: send() returns null → InternalFailure, and the
+    // deferred answer finds no handler: no callback, ever (Envoy context.cc httpCall/onHttpCallSuccess).
+    const state = this.host.clusterState(cluster);
+    if (state !== "ok") return this.refuse(call, Status.InternalFailure, `cluster "${cluster}": ${state === "no_healthy_upstream" ? "no healthy upstream" : "circuit breaker overflow"} (the request failed inline)`);
     if (body.length > 0) headers.replace("content-length", String(body.length));
     const token = (this.lastHttpToken += 4);
     const vm = this;
     const host = this.host;
+    const rootId = this.ctxRoot().id;
+    // answered: respond/fail/timeout happened; cancelled: the calling root or VM went away first.
     let answered = false;
+    let cancelled = false;
     const pending: PendingCall = {
+      vm,
+      rootId,
       worker: this.index,
       token,
       cluster,
       headers: headers.entries(),
       body,
       bodyText: Buffer.from(body).toString("utf8"),
-      trailers: parsePairs(trailerBytes) ?? [],
+      trailers: parsePairs(trailerBytes),
       timeoutMs: timeout,
       deadline: timeout > 0 ? host.now + timeout : null,
+      get cancelled() {
+        return cancelled;
+      },
       respond(response: HttpCallResponse) {
+        if (cancelled) return;
         if (answered) throw new Error(`http call ${token} on worker ${vm.index} was already answered`);
         answered = true;
         host.removeHttpCall(pending);
-        host.defer(() => vm.deliverHttpCallResponse(token, response));
+        host.defer(() => vm.deliverHttpCallResponse(rootId, token, response));
       },
       fail() {
+        if (cancelled) return;
         if (answered) throw new Error(`http call ${token} on worker ${vm.index} was already answered`);
         answered = true;
         host.removeHttpCall(pending);
-        host.defer(() => vm.deliverHttpCallResponse(token, null));
+        host.defer(() => vm.deliverHttpCallResponse(rootId, token, null));
+      },
+      cancel() {
+        if (answered || cancelled) return;
+        cancelled = true;
+        host.removeHttpCall(pending);
       },
       timeOut() {
         // Envoy's async client goes through the router: a timeout is a 504 local reply, delivered as a response.
@@ -1088,8 +1212,10 @@ export class WorkerVm {
 
   private setTickPeriod(ms: number): number {
     // Envoy's Wasm::setTimerPeriod: replaces the timer; a positive period arms it one period from now.
-    this.tickPeriodMs = ms >>> 0;
-    this.tickAt = this.tickPeriodMs > 0 ? this.host.now + this.tickPeriodMs : null;
+    // Per root context (cpp-host ContextBase::setTimerPeriod passes root_context()->id()).
+    const r = this.ctxRoot();
+    r.tickPeriodMs = ms >>> 0;
+    r.tickAt = r.tickPeriodMs > 0 && !this.killed ? this.host.now + r.tickPeriodMs : null;
     return Status.Ok;
   }
 
@@ -1153,10 +1279,9 @@ export class WorkerVm {
 
   private done(): number {
     const c = this.ctx();
-    if (!c.isRoot || !this.pendingDone) return this.refuse("proxy_done", Status.NotFound, `context ${c.id} is not waiting for proxy_done`);
-    this.pendingDone = false;
+    if (!c.isRoot || !c.pendingDone) return this.refuse("proxy_done", Status.NotFound, `context ${c.id} is not waiting for proxy_done`);
     // cpp-host defers on_delete so it never runs inside proxy_done.
-    this.host.defer(() => this.deleteRoot());
+    this.host.defer(() => this.deleteRoot(c));
     return Status.Ok;
   }
 
@@ -1179,7 +1304,9 @@ export class WorkerVm {
     }
     let status: number = Status.Ok;
     let result: Uint8Array = EMPTY;
-    if (f !== "clear_route_cache") {
+    if (f === "clear_route_cache") {
+      if (!c.isRoot) c.routeCacheClears++;
+    } else {
       const r = f(args, { worker: this.index, contextId: c.id });
       if (typeof r === "string") result = Buffer.from(r);
       else if (r instanceof Uint8Array) result = r;

@@ -10,7 +10,8 @@
  *   - `--version` (reports SIMULATED), serve mode with `-c`; `--mode validate` always fails (only a
  *     real Envoy can answer it);
  *   - listener: header_mutation removals → wasm filter (test host stream) → route: the route is
- *     chosen before the plugin runs and re-chosen only if the plugin called clear_route_cache;
+ *     chosen before the plugin runs and re-chosen only if the route cache was cleared (clear_route_cache,
+ *     or any request-header change: ABI 0.2.1);
  *     `cluster_header` route when the header is present, else the prefix route (+ host_rewrite_literal);
  *   - override_host: attempt j takes the next listed address present in the cluster (no health
  *     check), then round robin over hosts without failure flags (lowest priority with any);
@@ -363,7 +364,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): 
     res.writeHead(500).end("sim-envoy: the plugin never continued the request (hung)");
     return;
   }
-  const cleared = mid.foreignCalls.some((f) => f.name === "clear_route_cache");
+  // clear_route_cache, or (ABI 0.2.1) any change to the request headers the plugin made.
+  const cleared = mid.routeCacheClears > 0;
   const r = cleared ? route(up) : before;
   const method = headerOf(up, ":method") ?? "GET";
   const path = headerOf(up, ":path") ?? "/";
