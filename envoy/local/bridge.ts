@@ -8,9 +8,13 @@
  *   await bridge.stop();
  *
  * - host.onHttpCall → fetch(<cluster base URL> + :path) with the call's method, headers and body →
- *   call.respond({status, headers, body}) when the answer is complete; a network error → call.fail().
- *   A call the host already timed out (its virtual clock passed timeoutMs) is dropped quietly.
- *   Calls to clusters not in `clusters` fail at once (as Envoy's async client without a healthy host).
+ *   call.respond({status, headers, body}) when the answer is complete. A connection that fails before a
+ *   response is answered as Envoy's router answers it: 503 "upstream connect error or disconnect/reset
+ *   before headers" (a response, not a reset); a response that breaks off mid-body → call.fail() (a reset).
+ *   A call the host already timed out (its virtual clock passed timeoutMs), or cancelled (its root went
+ *   away), is dropped quietly.
+ * - Host clusters with no base URL here have no healthy host: http_call to them fails inline with
+ *   InternalFailure (host.setClusterState), as Envoy's async client does.
  * - The host's virtual clock follows real time: every `stepMs` it is advanced by the real time that
  *   passed, so on_tick and http-call timeouts fire as they would in Envoy.
  * - The host's API is synchronous and single-threaded: call host.request(...) from the test between
@@ -66,8 +70,9 @@ export function bridgePlugin(host: Host, opts: BridgeOptions): PluginBridge {
     calls.push(record);
     const base = opts.clusters[call.cluster];
     if (base === undefined) {
-      record.error = "unknown cluster";
-      call.fail();
+      // Only reachable if the cluster's state was changed back by hand: answer as a router with no host.
+      record.error = "no base URL for the cluster";
+      call.respond({ status: 503, headers: [["content-type", "text/plain"]], body: "no healthy upstream" });
       return;
     }
     const headers = new Headers();
@@ -75,8 +80,9 @@ export function bridgePlugin(host: Host, opts: BridgeOptions): PluginBridge {
     const t0 = performance.now();
     const p = (async () => {
       let answer: { status: number; headers: [string, string][]; body: Uint8Array } | null = null;
+      let res: Response | null = null;
       try {
-        const res = await fetch(base.replace(/\/+$/, "") + path, {
+        res = await fetch(base.replace(/\/+$/, "") + path, {
           method,
           headers,
           body: method === "GET" || method === "HEAD" || call.body.length === 0 ? undefined : Buffer.from(call.body),
@@ -89,6 +95,11 @@ export function bridgePlugin(host: Host, opts: BridgeOptions): PluginBridge {
         record.status = res.status;
       } catch (e) {
         record.error = e instanceof Error ? e.message : String(e);
+        if (res === null) {
+          // No response at all: Envoy's router answers the async client with its own 503 (router.cc).
+          const text = "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
+          answer = { status: 503, headers: [["content-type", "text/plain"], ["content-length", String(text.length)]], body: Buffer.from(text) };
+        }
       }
       record.ms = performance.now() - t0;
       if (stopped) return;
@@ -103,6 +114,7 @@ export function bridgePlugin(host: Host, opts: BridgeOptions): PluginBridge {
     void p.finally(() => inFlight.delete(p));
   };
 
+  for (const c of host.clusters) if (opts.clusters[c] === undefined) host.setClusterState(c, "no_healthy_upstream");
   host.onHttpCall = forward;
   // Calls made before the bridge was attached (e.g. the first poll at configure time).
   for (const c of [...host.httpCalls]) forward(c);

@@ -84,12 +84,14 @@ export interface LocalDataPlane {
   /** The newest routing-table version a worker adopted (gauge gateway.table.version), 0 before the first. */
   tableVersion(): number;
   /**
-   * Resolves once every worker uses table `version` or newer: the gauge reached it and every worker
-   * has ticked since (workers other than the polling one pick the table up from shared data on their tick).
+   * Resolves once every worker VM uses table `version` or newer (each logged adopting it; at log levels
+   * above info: the gauge reached it and every worker has ticked since).
    */
   waitForTable(version: number, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
+
+const LOG_RANK = { trace: 0, debug: 1, info: 2, warn: 3, error: 4, critical: 5 } as const;
 
 /** Envoy's legacy response-flag bits (StreamInfo::ResponseFlag), as the `response.flags` property carries them. */
 export const FLAG = { UH: 0x2n, LR: 0x8n, UR: 0x10n, UF: 0x20n, NR: 0x100n, DC: 0x4000n, URX: 0x8000n } as const;
@@ -172,9 +174,16 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
   });
   const bridge = bridgePlugin(host, { clusters: { [CONTROL_CLUSTER]: opts.controlUrl } });
 
+  // Per worker VM, the newest table version it logged adopting ("adopted routing table version N …", info).
+  const adopted = new Map<number, number>();
+  const ADOPTED = /^adopted routing table version (\d+) /;
   // The host keeps logs, refusals and foreign calls in plain arrays: hand the logs on and empty them.
   const drain = () => {
-    for (const l of host.logs.splice(0)) log(`[plugin w${l.worker}] ${l.level}: ${l.message}`);
+    for (const l of host.logs.splice(0)) {
+      const m = ADOPTED.exec(l.message);
+      if (m && l.worker >= 0) adopted.set(l.worker, Math.max(adopted.get(l.worker) ?? 0, Number(m[1])));
+      log(`[plugin ${l.worker >= 0 ? `w${l.worker}` : l.worker === -1 ? "main" : "canary"}] ${l.level}: ${l.message}`);
+    }
     if (host.refusals.length > 0) host.refusals.length = 0;
     const fc = host.foreignCalls;
     if (fc.length > 0) fc.length = 0;
@@ -631,15 +640,23 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
     tableVersion,
     async waitForTable(version, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
+      // Each worker's own adoption, from its log line (info); below info, the fallback: the gauge reached
+      // the version and every worker has ticked since (a tick reads shared data).
+      const logged = LOG_RANK[opts.logLevel ?? "info"] <= LOG_RANK.info;
       let seenAt: number | null = null;
       for (;;) {
-        if (seenAt === null && tableVersion() >= version) seenAt = host.now;
-        if (seenAt !== null) {
-          const since = seenAt;
-          const all = Array.from({ length: workers }, (_, i) => host.worker(i)).every(
-            (w) => w.failure !== null || (w.nextTickAt !== null && w.nextTickAt - w.tickPeriod > since),
-          );
-          if (all) return;
+        drain();
+        if (logged) {
+          if (Array.from({ length: workers }, (_, i) => i).every((i) => host.worker(i).failure !== null || (adopted.get(i) ?? 0) >= version)) return;
+        } else {
+          if (seenAt === null && tableVersion() >= version) seenAt = host.now;
+          if (seenAt !== null) {
+            const since = seenAt;
+            const all = Array.from({ length: workers }, (_, i) => host.worker(i)).every(
+              (w) => w.failure !== null || (w.nextTickAt !== null && w.nextTickAt - w.tickPeriod > since),
+            );
+            if (all) return;
+          }
         }
         if (Date.now() > deadline) throw new Error(`the data plane did not get routing table version ${version} within ${timeoutMs} ms (has ${tableVersion()})`);
         await new Promise((r) => setTimeout(r, 10));

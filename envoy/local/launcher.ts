@@ -250,8 +250,7 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
       stops.push(() => dp!.close());
       url = dp.url;
     }
-
-    return {
+    const gateway: Gateway = {
       url,
       controlUrl: control.url,
       adminToken,
@@ -295,12 +294,18 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
             say(`warning: after ${timeoutMs} ms Envoy does not yet have ${o.hosts ?? 1} healthy hosts in cluster ${o.cluster} (CDS/EDS from the control service, active health checks); requests may get 503 "no healthy upstream" until it has. See ${admin}/clusters`),
           );
         }
-        // Other workers take the table from shared data on their tick (bootstrap: poll_interval_ms 1000).
-        await new Promise((r) => setTimeout(r, 1_100));
+        // The stats gauge is one for all workers; the others are nudged through a shared queue when the
+        // poller adopts (plugin/control/notify.ts), a post to each worker's dispatcher: a short margin.
+        await new Promise((r) => setTimeout(r, 200));
       },
       stop,
       children: () => [...pids],
     };
+    // Ready means routing: until the data plane holds the control service's table, a request naming a
+    // model gets 503 table_not_loaded. Wait for it before saying "running" (a warning if it is slow).
+    const current = control.cache.current()?.version ?? 0;
+    if (current > 0) await gateway.waitForTable(current).catch((e: unknown) => say(`warning: ${e instanceof Error ? e.message : String(e)}`));
+    return gateway;
   } catch (e) {
     await stop();
     throw e;

@@ -36,6 +36,14 @@ function run(script: string, env: NodeJS.ProcessEnv): Run {
   return { stdout: () => out, stderr: () => err, exit: () => exit, exited, pid: child.pid! };
 }
 
+/** SIGTERM (the gateway stops what it started: Redis, control, data plane), SIGKILL if that takes over 10 s. */
+async function stopRun(r: Run): Promise<void> {
+  process.kill(r.pid, "SIGTERM");
+  const t = setTimeout(() => r.exit() === null && process.kill(r.pid, "SIGKILL"), 10_000);
+  await r.exited;
+  clearTimeout(t);
+}
+
 function baseEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, GATEWAY_DATA_PLANE: "local", ...extra };
   for (const k of ["REDIS_URL", "CONTROL_ADMIN_TOKENS", "CONTROL_PLUGIN_TOKENS", "PASSTHROUGH_URL"]) if (!(k in extra)) delete env[k];
@@ -60,9 +68,11 @@ describe("npm start", { timeout: 40_000 }, () => {
 
   test("starts Redis with append-only data under the data folder, control and the local data plane; Ctrl-C stops all; data survives a restart", async () => {
     const data = mkdtempSync(join(tmpdir(), "gw-start-"));
+    const started: ReturnType<typeof run>[] = [];
     try {
       const env = baseEnv({ GATEWAY_DATA_DIR: data, GATEWAY_PORT: String(await freePort()), CONTROL_PORT: String(await freePort()) });
       const first = run("envoy/local/start.ts", env);
+      started.push(first);
       await waitFor(() => first.exit() !== null || first.stdout().includes("Ctrl-C stops everything"), 30_000, "the banner");
       assert.equal(first.exit(), null, first.stderr());
       assert.match(first.stdout(), /LOCAL DATA PLANE \(not Envoy\)/);
@@ -80,6 +90,7 @@ describe("npm start", { timeout: 40_000 }, () => {
       assert.ok(existsSync(join(data, "redis")) && readdirSync(join(data, "redis")).some((f) => f.startsWith("appendonly")), "append-only files in <data>/redis");
 
       const second = run("envoy/local/start.ts", { ...env, CONTROL_ADMIN_TOKENS: "a-configured-admin-token-0123456789" });
+      started.push(second);
       await waitFor(() => second.exit() !== null || second.stdout().includes("Ctrl-C stops everything"), 30_000, "the banner again");
       assert.match(second.stdout(), /admin token\s+from CONTROL_ADMIN_TOKENS/);
       const models = await fetch(`${control}/v1/models`, { headers: { authorization: "Bearer a-configured-admin-token-0123456789" } });
@@ -88,6 +99,8 @@ describe("npm start", { timeout: 40_000 }, () => {
       process.kill(second.pid, "SIGTERM");
       assert.deepEqual(await second.exited, { code: 0, signal: null }, second.stderr());
     } finally {
+      // A failed assertion must not leave a gateway (and its Redis) running: the whole group goes.
+      for (const p of started) if (p.exit() === null) await stopRun(p);
       rmSync(data, { recursive: true, force: true });
     }
   });
