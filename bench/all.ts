@@ -20,7 +20,7 @@ interface Bench {
 export const BENCHES: Bench[] = [
   { name: "plugin", file: "plugin.bench.ts", what: "Picker cost: ns/request through the test host by table size, against the no-op filter floor" },
   { name: "gateway", file: "gateway.bench.ts", what: "Gateway overhead: 4 weighted mock upstreams behind our local data plane, Portkey and nginx; added latency over direct" },
-  { name: "propagation", file: "propagation.bench.ts", what: "Propagation: control API change → first request through the data plane that reflects it" },
+  { name: "propagation", file: "propagation.bench.ts", what: "Propagation: control API change → every worker VM of the local data plane routing by it, at 1, 4 and 8 workers" },
   { name: "detection", file: "detection.bench.ts", what: "Detection: instance killed → not picked; restored → picked again, against the 3·N + timeout bound" },
   { name: "control-scale", file: "control-scale.bench.ts", what: "Control-plane scale: CPU and memory of one control process probing 1k and 10k instances at N = 5 s" },
   { name: "envoy-plugin", file: "envoy-plugin.bench.ts", what: "Plugin cost in real Envoy: Envoy CPU µs per header-routed request, plugin vs no-op filter vs router only (skipped without Envoy)" },
