@@ -40,6 +40,16 @@ export const ModelName = z
   .max(TABLE_LIMITS.maxModelNameLength)
   .regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces");
 
+/**
+ * The model name an engine serves (vLLM's --served-model-name): requests reach it with this name in the
+ * body's top-level "model". Any non-whitespace, non-control characters (engines accept paths like
+ * "mistralai/Mistral-7B-Instruct-v0.3" and non-ASCII names).
+ */
+export const ServedName = z
+  .string()
+  .min(1)
+  .max(TABLE_LIMITS.maxModelNameLength)
+  .regex(/^[^\s\x00-\x1f\x7f]+$/, "no whitespace or control characters");
 const ipv4 = String.raw`(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}`;
 const ipv6 = String.raw`\[[0-9A-Fa-f:.]+\]`;
 const port = String.raw`(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3})`;
@@ -88,6 +98,12 @@ export const TableDeployment = z.object({
   cluster: z.string().min(1).max(256).regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces"),
   strategy: Strategy,
   on_unavailable: UnavailablePolicy,
+  /**
+   * The name the deployment's engine serves. A request naming the deployment by any other name (the
+   * model's public name, an alias) reaches the engine with the body's top-level "model" rewritten to it.
+   * Absent: requests go upstream with the name they used.
+   */
+  served_name: ServedName.optional(),
   instances: z.array(TableInstance).max(TABLE_LIMITS.maxInstancesPerDeployment),
 });
 

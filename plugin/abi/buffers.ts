@@ -1,5 +1,5 @@
 // Host buffers (request body, http-call response body, configuration) read by range.
-import { proxy_get_buffer_bytes } from "./imports";
+import { proxy_get_buffer_bytes, proxy_set_buffer_bytes } from "./imports";
 import { OUT_LEN, OUT_PTR, freeOut, outLen, outPtr, resetOut } from "./memory";
 import { Status } from "./types";
 
@@ -23,4 +23,9 @@ export function bufferRelease(): void {
   freeOut(bufPtr);
   bufPtr = 0;
   bufLen = 0;
+}
+
+/** Replaces the whole buffer (Envoy: start 0, length ≥ its size) with (ptr, len). */
+export function replaceBuffer(bufferType: u32, oldLen: usize, ptr: usize, len: usize): bool {
+  return proxy_set_buffer_bytes(bufferType, 0, <u32>oldLen, ptr, len) == Status.Ok;
 }

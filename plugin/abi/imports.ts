@@ -73,3 +73,6 @@ export declare function proxy_enqueue_shared_queue(token: u32, dataPtr: usize, d
 
 @external("env", "proxy_dequeue_shared_queue")
 export declare function proxy_dequeue_shared_queue(token: u32, retPtrPtr: usize, retLenPtr: usize): u32;
+
+@external("env", "proxy_set_buffer_bytes")
+export declare function proxy_set_buffer_bytes(bufferType: u32, start: u32, length: u32, dataPtr: usize, dataLen: usize): u32;

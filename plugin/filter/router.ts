@@ -64,6 +64,8 @@ function rewritePath(c: Config, basePath: ArrayBuffer): void {
 export let routedPick: i32 = -1;
 /** The hot block the last successful routeTo picked from (0 if none). */
 export let routedBlock: usize = 0;
+/** The picked entry's HotFlag bits of the last successful routeTo (0 if none). */
+export let routedFlags: u8 = 0;
 
 /**
  * Picks an instance of `d` and sets the output headers. Returns false if a local reply was sent.
@@ -72,6 +74,7 @@ export let routedBlock: usize = 0;
 export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize): bool {
   routedPick = -1;
   routedBlock = 0;
+  routedFlags = 0;
   let b = fast;
   if (b != 0) countRequestHot(t, d, b);
   else {
@@ -116,6 +119,7 @@ export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize):
   store<u32>(rec, load<u32>(rec, HotRec.PICKS) + 1, HotRec.PICKS);
   routedPick = pos;
   routedBlock = b;
+  routedFlags = flags;
   return true;
 }
 

@@ -6,8 +6,10 @@ import { gotLen, gotPtr, headerDetach, headerGet, headerRelease } from "../abi/h
 import { bufLen, bufPtr, bufferRelease, getBufferBytes } from "../abi/buffers";
 import { incrementMetric } from "../abi/metrics";
 import { utf8 } from "../abi/bytes";
-import { modelFound, modelLen, modelPtr, scanForModel, ScanResult } from "../json/model_scanner";
-import { replyBadBody, replyTooLarge, routedBlock, routedPick, routeTo, stripRoutingHeaders, unknownModel } from "./router";
+import { modelFound, modelLen, modelPtr, modelTokenEnd, modelTokenStart, scanForModel, ScanResult } from "../json/model_scanner";
+import { replyBadBody, replyTooLarge, routedBlock, routedFlags, routedPick, routeTo, stripRoutingHeaders, unknownModel } from "./router";
+import { needsRename, rewriteModel } from "./served_name";
+import { HotFlag } from "../table/hot_block";
 import { replyNoTable } from "./errors";
 import { GatewayRoot } from "./root";
 import { Deployment, fastHot, RoutingTable } from "../table/routing_table";
@@ -53,6 +55,10 @@ export class GatewayStream extends StreamContext {
   startNs: u64 = 0;
   /** Time to the response headers (µs); -1 until they come. */
   ttfbUs: i64 = -1;
+  /** Routed under a name its engine does not serve: the body's "model" gets the served name. */
+  renameTo: Deployment | null = null;
+  /** Header-routed with renameTo: the body is being buffered for the rewrite. */
+  rewriting: bool = false;
 
   constructor(public root: GatewayRoot) {
     super();
@@ -64,6 +70,8 @@ export class GatewayStream extends StreamContext {
     this.bufferedBytes = 0;
     this.release();
     this.ttfbUs = -1;
+    this.renameTo = null;
+    this.rewriting = false;
   }
 
   /** Lets go of what routing kept for on_log. */
@@ -110,7 +118,10 @@ export class GatewayStream extends StreamContext {
     const slot: usize = table === null ? 0 : table.find(ptr, len);
     const d: Deployment | null = slot == 0 ? null : slotValue<Deployment>(slot);
     if (d === null || table === null) return unknownModel(c, this.root.metrics, ptr, len);
-    return this.route(c, table, d, <usize>slotAux(slot));
+    const ok = this.route(c, table, d, <usize>slotAux(slot));
+    // Only deployments reached by names other than the served one look further (one flag test otherwise).
+    if (ok && (routedFlags & HotFlag.RENAMES) != 0 && needsRename(d, ptr, len)) this.renameTo = d;
+    return ok;
   }
 
   onResponseHeaders(numHeaders: u32, endOfStream: bool): u32 {
@@ -145,7 +156,13 @@ export class GatewayStream extends StreamContext {
       this.decided = true;
       const ok = this.routeModel(c, table, mp, ml);
       if (mp != 0) heap.free(mp);
-      return ok ? Action.Continue : Action.Pause;
+      if (!ok) return Action.Pause;
+      // A JSON body naming the model too must carry the served name: hold the headers, read it.
+      if (this.renameTo !== null && !endOfStream && this.hasJsonBody()) {
+        this.rewriting = true;
+        return Action.Pause;
+      }
+      return Action.Continue;
     }
     if (c.bodyRouting && !endOfStream && this.hasJsonBody()) {
       this.buffering = true;
@@ -175,6 +192,7 @@ export class GatewayStream extends StreamContext {
   }
 
   onRequestBody(bodySize: usize, endOfStream: bool): u32 {
+    if (this.rewriting) return this.rewriteBody(bodySize, endOfStream);
     if (!this.buffering || this.decided) return Action.Continue;
     const c = this.root.config;
     if (c === null) return Action.Continue;
@@ -189,8 +207,31 @@ export class GatewayStream extends StreamContext {
   }
 
   onRequestTrailers(numTrailers: u32): u32 {
+    if (this.rewriting) return this.rewriteBody(this.bufferedBytes, true);
     if (!this.buffering || this.decided) return Action.Continue;
     return this.routeFromBody();
+  }
+
+  /** Header-routed under a name the engine does not serve: buffer the body, then rewrite its "model". */
+  private rewriteBody(bodySize: usize, endOfStream: bool): u32 {
+    const c = this.root.config;
+    const d = this.renameTo;
+    if (c === null || d === null) { this.rewriting = false; return Action.Continue; }
+    this.bufferedBytes = bodySize;
+    if (bodySize > <usize>c.maxBodyBytes) {
+      this.rewriting = false;
+      replyTooLarge(c, this.root.metrics);
+      return Action.Pause;
+    }
+    if (!endOfStream) return Action.Pause; // StopIterationAndBuffer
+    this.rewriting = false;
+    if (!getBufferBytes(BufferType.HttpRequestBody, 0, <u32>bodySize)) return Action.Continue;
+    // Not JSON, or no top-level "model": the body goes as it is (the engine answers for it).
+    if (scanForModel(bufPtr, bufLen) == ScanResult.Ok && modelFound && needsRename(d, modelPtr, modelLen)) {
+      rewriteModel(d, bufPtr, bufLen, modelTokenStart, modelTokenEnd);
+    }
+    bufferRelease();
+    return Action.Continue;
   }
 
   private routeFromBody(): u32 {
@@ -218,6 +259,8 @@ export class GatewayStream extends StreamContext {
       return this.noModel(c, table);
     }
     const ok = this.routeModel(c, table, modelPtr, modelLen);
+    const d = this.renameTo;
+    if (ok && d !== null) rewriteModel(d, bufPtr, bufLen, modelTokenStart, modelTokenEnd);
     bufferRelease();
     return ok ? Action.Continue : Action.Pause;
   }

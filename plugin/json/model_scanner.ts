@@ -18,6 +18,9 @@ export namespace ScanResult {
 export let modelFound: bool = false;
 export let modelPtr: usize = 0;
 export let modelLen: usize = 0;
+/** After Ok with modelFound: the model's JSON string token in the scanned bytes, from its opening quote to past its closing one. */
+export let modelTokenStart: usize = 0;
+export let modelTokenEnd: usize = 0;
 
 const S_VALUE: i32 = 0;
 const S_KEY: i32 = 1;
@@ -147,6 +150,8 @@ export function scanForModel(ptr: usize, len: usize): i32 {
         rawModelPtr = p + 1;
         rawModelLen = <usize>close - rawModelPtr;
         rawModelEscaped = hasBackslash(rawModelPtr, rawModelLen);
+        modelTokenStart = p;
+        modelTokenEnd = <usize>close + 1;
       }
       p = <usize>close + 1;
       state = S_AFTER;

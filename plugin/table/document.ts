@@ -8,7 +8,7 @@ import {
   MAX_CLUSTER_LENGTH, MAX_DEPLOYMENTS, MAX_INSTANCES_PER_DEPLOYMENT, MAX_MODEL_NAMES, MAX_PRIORITY,
   MAX_REGION_LENGTH, MAX_SAFE_INTEGER, MAX_TABLE_DEPTH, MAX_WEIGHT, ROUTING_TABLE_SCHEMA,
 } from "./limits";
-import { isAddress, isAuthorization, isBasePath, isId, isModelName, isPrintableAscii } from "./patterns";
+import { isAddress, isAuthorization, isBasePath, isId, isModelName, isPrintableAscii, isServedName } from "./patterns";
 
 export namespace InstanceState {
   export const Active: u8 = 0;
@@ -39,6 +39,8 @@ export class DocDeployment {
   cluster: string = "";
   strategy: u8 = StrategyKind.RoundRobin;
   panic: bool = false; // on_unavailable
+  /** The name the engine serves; "" = absent (requests keep the name they used). */
+  servedName: string = "";
   instances: DocInstance[] = [];
 }
 
@@ -114,6 +116,11 @@ function deployment(v: JsonValue | null, path: string): DocDeployment | null {
   const u = v.get("on_unavailable");
   if (u === null || !u.isString() || (u.str != "fail" && u.str != "panic")) { tableError = path + ".on_unavailable: expected \"fail\" or \"panic\""; return null; }
   out.panic = u.str == "panic";
+  const sn = v.get("served_name");
+  if (sn !== null) {
+    if (!sn.isString() || !isServedName(sn.str)) { tableError = path + ".served_name: expected a name without whitespace or control characters (1..256)"; return null; }
+    out.servedName = sn.str;
+  }
   const insts = v.get("instances");
   if (insts === null || !insts.isArray()) { tableError = path + ".instances: " + problemType("an array", insts); return null; }
   if (insts.size > MAX_INSTANCES_PER_DEPLOYMENT) { tableError = path + ".instances: more than 1024 instances"; return null; }

@@ -1,6 +1,7 @@
 // The string rules of the routing-table contract, as hand-written matchers (no RegExp in the module).
 // Lengths are UTF-16 code units, like zod's .min/.max on JavaScript strings.
 import { MAX_AUTHORIZATION_LENGTH, MAX_BASE_PATH_LENGTH, MAX_ID_LENGTH, MAX_MODEL_NAME_LENGTH } from "./limits";
+import { isJsSpace } from "../config";
 
 @inline function isAlnum(c: i32): bool {
   return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
@@ -33,6 +34,17 @@ export function isPrintableAscii(s: string, min: i32, max: i32): bool {
 
 export function isModelName(s: string): bool {
   return isPrintableAscii(s, 1, MAX_MODEL_NAME_LENGTH);
+}
+
+/** ^[^\s\x00-\x1f\x7f]+$, 1..256 UTF-16 units (zod's .max): the contract's ServedName. */
+export function isServedName(s: string): bool {
+  const n = s.length;
+  if (n < 1 || n > MAX_MODEL_NAME_LENGTH) return false;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c == 0x7f || isJsSpace(c)) return false;
+  }
+  return true;
 }
 
 /** ^[\x21-\x7e]+(?: [\x21-\x7e]+)*$, 1..4200: printable ASCII words separated by single spaces. */

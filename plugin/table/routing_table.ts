@@ -132,6 +132,11 @@ export class Deployment {
   instances: Instance[] = [];
   /** Active instances this worker currently leaves out because of passive ejection. */
   passivelyEjected: i32 = 0;
+  /** The name the engine serves (UTF-8), and the same as a JSON string token (quotes included); null: none. */
+  servedNameBytes: ArrayBuffer | null = null;
+  servedToken: ArrayBuffer | null = null;
+  /** Some public name of this deployment differs from the served name: requests may need a rewrite. */
+  renames: bool = false;
 
   // What a rebuild needs (the candidate set changes when an instance is passively ejected or returns).
   strategy: u8;
@@ -327,8 +332,14 @@ function publishHot(dep: Deployment): void {
 }
 
 function compileDeployment(d: DocDeployment, apiPrefix: string, maxFallbacks: i32, start: u32,
-  registry: StatsRegistry, next: Map<string, InstanceStats>, nowMs: u64): Deployment {
+  registry: StatsRegistry, next: Map<string, InstanceStats>, nowMs: u64, renames: bool): Deployment {
   const dep = new Deployment(d);
+  if (d.servedName.length > 0) {
+    dep.servedNameBytes = utf8(d.servedName);
+    // No control characters in a served name (contract): escaping '\\' and '"' makes it a JSON string.
+    dep.servedToken = utf8("\"" + d.servedName.replaceAll("\\", "\\\\").replaceAll("\"", "\\\"") + "\"");
+    dep.renames = renames;
+  }
   dep.apiPrefix = apiPrefix;
   dep.maxFallbacks = maxFallbacks;
   dep.start = start;
@@ -359,9 +370,20 @@ export function compileTable(doc: TableDoc, apiPrefix: string, maxFallbacks: i32
   const t = new RoutingTable(doc.modelNames.length, total);
   t.version = doc.version;
   const byId = new Map<string, Deployment>();
+  // Deployments reached by a name other than the one their engine serves (their hot blocks say so).
+  const served = new Map<string, string>();
   for (let i = 0; i < doc.deployments.length; i++) {
     const d = unchecked(doc.deployments[i]);
-    const dep = compileDeployment(d, apiPrefix, maxFallbacks, start, registry, t.statsByKey, nowMs);
+    if (d.servedName.length > 0) served.set(d.id, d.servedName);
+  }
+  const renamed = new Set<string>();
+  for (let i = 0; i < doc.modelNames.length; i++) {
+    const target = unchecked(doc.modelTargets[i]);
+    if (served.has(target) && served.get(target) != unchecked(doc.modelNames[i])) renamed.add(target);
+  }
+  for (let i = 0; i < doc.deployments.length; i++) {
+    const d = unchecked(doc.deployments[i]);
+    const dep = compileDeployment(d, apiPrefix, maxFallbacks, start, registry, t.statsByKey, nowMs, renamed.has(d.id));
     t.deployments.push(dep);
     t.instanceCount += dep.instances.length;
     byId.set(dep.id, dep);

@@ -28,6 +28,8 @@ export interface DeploymentSpec {
   cluster?: string;
   strategy?: "round_robin" | "weighted_round_robin" | "failover";
   on_unavailable?: "fail" | "panic";
+  /** The name the engine serves (contract 1 `served_name`); absent: none. */
+  served_name?: string;
   instances: InstanceSpec[];
 }
 
@@ -44,6 +46,7 @@ export function table(version: number, deployments: DeploymentSpec[], models?: R
       cluster: d.cluster ?? `gw.${d.id}`,
       strategy: d.strategy ?? "round_robin",
       on_unavailable: d.on_unavailable ?? "fail",
+      ...(d.served_name !== undefined ? { served_name: d.served_name } : {}),
       instances: d.instances.map((i) => ({
         id: i.id,
         address: i.address ?? `10.${(addressSeq >> 8) & 255}.${addressSeq++ & 255}.1:8000`,

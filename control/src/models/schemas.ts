@@ -1,8 +1,8 @@
 /** Model registry: request schemas (validation + OpenAPI) and the stored/returned Model. */
 import { z } from "zod";
-import { Id, ModelName } from "../../contracts/routing-table.js";
+import { Id, ModelName, ServedName } from "../../contracts/routing-table.js";
 
-const servedName = z.string().min(1).max(256).regex(/^[^\s]+$/, "no whitespace");
+const servedName = ServedName;
 
 export const ModelCreate = z
   .object({

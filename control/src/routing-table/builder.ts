@@ -5,7 +5,7 @@
  */
 import { RoutingTable, type TableDeployment, type TableInstance } from "../../contracts/routing-table.js";
 import type { Deployment, Instance } from "../deployments/schemas.js";
-import { modelNames, type Model } from "../models/schemas.js";
+import { modelNames, servedNameOf, type Model } from "../models/schemas.js";
 
 export const clusterName = (deploymentId: string) => `gw.${deploymentId}`;
 
@@ -73,7 +73,12 @@ export function buildRoutingTable(version: number, models: Model[], deployments:
     if (m) for (const n of modelNames(m)) names.push([n, d.id]);
   }
   names.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return { schema: 1, version, models: Object.fromEntries(names), deployments: sorted.map((d) => tableDeployment(d, apiKeys)) };
+  const deps = sorted.map((d) => {
+    const m = byId.get(d.model_id);
+    // The engine's name rides with the deployment: the plugin rewrites requests that used another name.
+    return m ? { ...tableDeployment(d, apiKeys), served_name: servedNameOf(m) } : tableDeployment(d, apiKeys);
+  });
+  return { schema: 1, version, models: Object.fromEntries(names), deployments: deps };
 }
 
 /** Build and validate with the contract's zod schema; invalid → the issues (never published; messages carry no values). */
