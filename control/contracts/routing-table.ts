@@ -104,6 +104,13 @@ export const TableDeployment = z.object({
    * Absent: requests go upstream with the name they used.
    */
   served_name: ServedName.optional(),
+  /**
+   * Client credentials (`authorization`, `x-api-key`) on requests routed to this deployment: absent or
+   * false, they are removed (an instance's own key, when it has one, replaces `authorization`), so a
+   * client's SaaS key never reaches a self-hosted engine; true forwards them (engines that authenticate
+   * end users; an instance key still replaces `authorization`).
+   */
+  forward_client_credentials: z.boolean().optional(),
   instances: z.array(TableInstance).max(TABLE_LIMITS.maxInstancesPerDeployment),
 });
 

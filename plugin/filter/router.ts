@@ -15,6 +15,7 @@ import { errorBody, replyError } from "./errors";
 
 const PATH = utf8(":path");
 const AUTHORIZATION = utf8("authorization");
+const X_API_KEY = utf8("x-api-key");
 const CLEAR_ROUTE_CACHE = utf8("clear_route_cache");
 
 /** Scratch for the rewritten :path; longer paths use a temporary raw block. */
@@ -107,12 +108,14 @@ export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize):
   v += deploymentLen;
   headerReplace(MapType.RequestHeaders, c.instanceHeaderBytes, v, <usize>load<u16>(rec, HotRec.INSTANCE_LEN));
   const flags = load<u8>(rec, HotRec.FLAGS);
+  // Client credentials never reach a self-hosted engine unless the deployment forwards them (a client's
+  // SaaS key in a hybrid setup would otherwise go to every internal instance); the pick's own API key,
+  // when it has one, replaces `authorization` (never logged).
   if ((flags & HotFlag.AUTHORIZATION) != 0) {
-    // The pick's upstream API key replaces the client's header (never logged). Without it the
-    // client's authorization goes upstream untouched, at no cost.
     const a = b + <usize>load<u32>(rec, HotRec.FALLBACKS) - HotRec.AUTHORIZATION_BEFORE_FALLBACKS;
     headerReplace(MapType.RequestHeaders, AUTHORIZATION, <usize>load<u32>(a), <usize>load<u32>(a, 4));
-  }
+  } else if ((flags & HotFlag.FORWARD_CREDENTIALS) == 0) headerRemove(MapType.RequestHeaders, AUTHORIZATION);
+  if ((flags & HotFlag.FORWARD_CREDENTIALS) == 0) headerRemove(MapType.RequestHeaders, X_API_KEY);
   if ((flags & HotFlag.REWRITE) != 0 && pos < d.positions.length) rewritePath(c, unchecked(d.positions[pos]).instance.basePathBytes);
   callForeign(CLEAR_ROUTE_CACHE, 0, 0);
   // A pick (collectPicks adds it to the instance's counter).

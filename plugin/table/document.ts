@@ -41,6 +41,8 @@ export class DocDeployment {
   panic: bool = false; // on_unavailable
   /** The name the engine serves; "" = absent (requests keep the name they used). */
   servedName: string = "";
+  /** forward_client_credentials: keep the client's authorization / x-api-key (default: removed). */
+  forwardCredentials: bool = false;
   instances: DocInstance[] = [];
 }
 
@@ -120,6 +122,11 @@ function deployment(v: JsonValue | null, path: string): DocDeployment | null {
   if (sn !== null) {
     if (!sn.isString() || !isServedName(sn.str)) { tableError = path + ".served_name: expected a name without whitespace or control characters (1..256)"; return null; }
     out.servedName = sn.str;
+  }
+  const fwd = v.get("forward_client_credentials");
+  if (fwd !== null) {
+    if (!fwd.isBool()) { tableError = path + ".forward_client_credentials: " + problemType("a boolean", fwd); return null; }
+    out.forwardCredentials = fwd.bool;
   }
   const insts = v.get("instances");
   if (insts === null || !insts.isArray()) { tableError = path + ".instances: " + problemType("an array", insts); return null; }

@@ -6,7 +6,8 @@
 //   0 u32 offset (in the block) of the position's header values     4 u32 endpoint list length
 //   8 u16 cluster, 10 u16 deployment id, 12 u16 instance id lengths
 //   14 u8 flags: 1 rewrite :path, 2 the pick has an authorization value, 4 the deployment is reached by
-//        names other than the one its engine serves (the body's "model" may need a rewrite)
+//        names other than the one its engine serves (the body's "model" may need a rewrite), 8 the
+//        deployment forwards client credentials
 //   15 u8 hosts in the endpoint list (pick + fallbacks, ≤ 9)          16 u32 picks not yet collected
 //   20 u32 the pick's address length (the endpoint list's first entry) 24 i32 the pick's stats slot
 //   28 u32 offset of the fallbacks: (hosts − 1) × (i32 stats slot, u32 address length), in list order
@@ -49,6 +50,7 @@ export namespace HotFlag {
   @inline export const REWRITE: u8 = 1;
   @inline export const AUTHORIZATION: u8 = 2;
   @inline export const RENAMES: u8 = 4;
+  @inline export const FORWARD_CREDENTIALS: u8 = 8;
 }
 
 /** The entry of position `pos` in the hot block at `b`; callers keep `pos` in [0, n) of that block. */
@@ -88,7 +90,8 @@ export function buildHot(picker: Picker, positions: StaticArray<Position>): Arra
     store<u16>(rec, <u16>p.instanceLen, HotRec.INSTANCE_LEN);
     const authorization = p.instance.authorizationBytes;
     store<u8>(rec, (p.rewrite ? HotFlag.REWRITE : 0) | (authorization !== null ? HotFlag.AUTHORIZATION : 0) |
-      (p.instance.deployment.renames ? HotFlag.RENAMES : 0), HotRec.FLAGS);
+      (p.instance.deployment.renames ? HotFlag.RENAMES : 0) |
+      (p.instance.deployment.forwardCredentials ? HotFlag.FORWARD_CREDENTIALS : 0), HotRec.FLAGS);
     store<u8>(rec, <u8>hosts.length, HotRec.HOSTS);
     store<u32>(rec, <u32>p.pickLen, HotRec.PICK_LEN);
     store<i32>(rec, p.instance.stats.slot, HotRec.SLOT);

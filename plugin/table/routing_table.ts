@@ -137,6 +137,8 @@ export class Deployment {
   servedToken: ArrayBuffer | null = null;
   /** Some public name of this deployment differs from the served name: requests may need a rewrite. */
   renames: bool = false;
+  /** forward_client_credentials. */
+  forwardCredentials: bool = false;
 
   // What a rebuild needs (the candidate set changes when an instance is passively ejected or returns).
   strategy: u8;
@@ -334,6 +336,7 @@ function publishHot(dep: Deployment): void {
 function compileDeployment(d: DocDeployment, apiPrefix: string, maxFallbacks: i32, start: u32,
   registry: StatsRegistry, next: Map<string, InstanceStats>, nowMs: u64, renames: bool): Deployment {
   const dep = new Deployment(d);
+  dep.forwardCredentials = d.forwardCredentials;
   if (d.servedName.length > 0) {
     dep.servedNameBytes = utf8(d.servedName);
     // No control characters in a served name (contract): escaping '\\' and '"' makes it a JSON string.

@@ -1,5 +1,8 @@
 // Upstream API keys (contract 1 `authorization` per instance): the pick's value replaces the client's
 // header, fallbacks share the pick's value, invalid values refuse the table, the value is never logged.
+// Client credentials are removed on routed requests unless the deployment forwards them
+// (`forward_client_credentials`); the key tests below use forwarding deployments, so that "no key"
+// shows the client's header going through, and the first test checks the default.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { deliver, gateway, header, metric, picked, request, table, waitFor, type Headers } from "./support.js";
@@ -21,13 +24,34 @@ function mixed(version: number, strategy: "round_robin" | "weighted_round_robin"
     {
       id: "mix",
       strategy,
+      forward_client_credentials: true,
       instances: ["a", "b", "c", "d"].map((id) => ({ id, address: ADDR[id]!, ...(KEY[id] ? { authorization: KEY[id] } : {}) })),
     },
-    { id: "open", instances: [{ id: "o", address: "10.40.1.1:8000" }] },
+    { id: "open", forward_client_credentials: true, instances: [{ id: "o", address: "10.40.1.1:8000" }] },
   ]);
 }
 
-test("a pick with a key: the upstream request carries exactly that authorization; without: the client's header untouched", async () => {
+test("default: client credentials never reach a self-hosted instance; its key when it has one; passthrough keeps them", async () => {
+  const host = await gateway({
+    table: table(1, [
+      { id: "keyed", instances: [{ id: "k", address: "10.44.0.1:1", authorization: K1 }] },
+      { id: "bare", instances: [{ id: "b", address: "10.44.0.2:1" }] },
+      { id: "fwd", forward_client_credentials: true, instances: [{ id: "f", address: "10.44.0.3:1", authorization: K2 }] },
+    ]),
+  });
+  const client: Headers = [["authorization", "Bearer sk-openai-client"], ["x-api-key", "sk-ant-client"]];
+  const up = (r: ReturnType<typeof request>) => ({ auth: authorizations(r.upstreamHeaders), key: header(r.upstreamHeaders, "x-api-key") });
+  assert.deepEqual(up(request(host, { model: "bare", headers: client })), { auth: [], key: undefined }, "removed, nothing added");
+  assert.deepEqual(up(request(host, { model: "keyed", headers: client })), { auth: [K1], key: undefined }, "the instance's key only");
+  assert.deepEqual(up(request(host, { body: JSON.stringify({ model: "bare" }), headers: client })), { auth: [], key: undefined }, "body-routed too");
+  assert.deepEqual(up(request(host, { model: "fwd", headers: client })), { auth: [K2], key: "sk-ant-client" }, "forwarding: the instance key still replaces authorization; x-api-key kept");
+  // Not ours: untouched.
+  assert.deepEqual(up(request(host, { model: "gpt-4o", headers: client })), { auth: ["Bearer sk-openai-client"], key: "sk-ant-client" });
+  assert.deepEqual(up(request(host, { path: "/v1/files", headers: client })), { auth: ["Bearer sk-openai-client"], key: "sk-ant-client" });
+  assert.deepEqual(host.refusals, []);
+});
+
+test("a pick with a key: the upstream request carries exactly that authorization; without (forwarding): the client's header untouched", async () => {
   const host = await gateway({ table: mixed(1), config: { max_fallbacks: 0 } });
   const seen = new Set<string>();
   for (let i = 0; i < 16; i++) {
@@ -98,7 +122,7 @@ test("failover and panic keep their order among same-key fallbacks", async () =>
         ],
       },
       {
-        id: "pan", on_unavailable: "panic", instances: [
+        id: "pan", on_unavailable: "panic", forward_client_credentials: true, instances: [
           { id: "x", address: "10.42.0.1:1", state: "ejected", authorization: K1 },
           { id: "y", address: "10.42.0.2:1", state: "ejected" },
           { id: "z", address: "10.42.0.3:1", state: "ejected", authorization: K1 },
@@ -126,9 +150,9 @@ test("failover and panic keep their order among same-key fallbacks", async () =>
   assert.ok(metric(host, "gateway.deployment.pan.panic") >= 6);
 });
 
-test("a new table version changes the key; a key removed leaves the client's header alone again", async () => {
+test("a new table version changes the key; a key removed leaves the client's header alone again (forwarding)", async () => {
   const keyed = (version: number, authorization?: string) =>
-    table(version, [{ id: "d", instances: [{ id: "i", address: "10.43.0.1:1", ...(authorization ? { authorization } : {}) }] }]);
+    table(version, [{ id: "d", forward_client_credentials: true, instances: [{ id: "i", address: "10.43.0.1:1", ...(authorization ? { authorization } : {}) }] }]);
   const host = await gateway({ table: keyed(1, K1) });
   const auth = () => authorizations(request(host, { model: "d", headers: [["authorization", "Bearer c"]] }).upstreamHeaders);
   assert.deepEqual(auth(), [K1]);

@@ -30,6 +30,7 @@ export interface DeploymentSpec {
   on_unavailable?: "fail" | "panic";
   /** The name the engine serves (contract 1 `served_name`); absent: none. */
   served_name?: string;
+  forward_client_credentials?: boolean;
   instances: InstanceSpec[];
 }
 
@@ -47,6 +48,7 @@ export function table(version: number, deployments: DeploymentSpec[], models?: R
       strategy: d.strategy ?? "round_robin",
       on_unavailable: d.on_unavailable ?? "fail",
       ...(d.served_name !== undefined ? { served_name: d.served_name } : {}),
+      ...(d.forward_client_credentials !== undefined ? { forward_client_credentials: d.forward_client_credentials } : {}),
       instances: d.instances.map((i) => ({
         id: i.id,
         address: i.address ?? `10.${(addressSeq >> 8) & 255}.${addressSeq++ & 255}.1:8000`,
