@@ -24,6 +24,8 @@ export const TABLE_LIMITS = {
   maxPriority: 255,
   /** "Bearer " + an API key of at most 4,096 characters. */
   maxAuthorizationLength: 4_200,
+  maxExtraPaths: 32,
+  maxExtraPathLength: 128,
 } as const;
 
 /** Same character set as instance/deployment ids everywhere in the product. */
@@ -50,6 +52,12 @@ export const ServedName = z
   .min(1)
   .max(TABLE_LIMITS.maxModelNameLength)
   .regex(/^[^\s\x00-\x1f\x7f]+$/, "no whitespace or control characters");
+/** A path relative to the API prefix: lower-case segments of letters, digits, '.', '_', '-' ("audio/transcriptions"). */
+export const ExtraPath = z
+  .string()
+  .min(1)
+  .max(TABLE_LIMITS.maxExtraPathLength)
+  .regex(/^[a-z0-9][a-z0-9._-]*(?:\/[a-z0-9][a-z0-9._-]*)*$/, "lower-case segments of letters, digits, '.', '_' or '-', separated by '/'");
 const ipv4 = String.raw`(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}`;
 const ipv6 = String.raw`\[[0-9A-Fa-f:.]+\]`;
 const port = String.raw`(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3})`;
@@ -111,6 +119,12 @@ export const TableDeployment = z.object({
    * end users; an instance key still replaces `authorization`).
    */
   forward_client_credentials: z.boolean().optional(),
+  /**
+   * Paths under the API prefix this deployment serves besides the OpenAI inference API
+   * (chat/completions, completions, embeddings, models), e.g. "rerank", "score", "audio/transcriptions",
+   * "responses". A routed request on any other path gets 404 and is never forwarded.
+   */
+  extra_paths: z.array(ExtraPath).max(TABLE_LIMITS.maxExtraPaths).optional(),
   instances: z.array(TableInstance).max(TABLE_LIMITS.maxInstancesPerDeployment),
 });
 

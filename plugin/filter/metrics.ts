@@ -20,6 +20,7 @@ export class GatewayMetrics {
   controlNotModified: u32 = NO_METRIC;
   modelsEndpoint: u32 = NO_METRIC;
   noTable: u32 = NO_METRIC;
+  pathRefused: u32 = NO_METRIC;
 
   define(): void {
     this.unknownModel = defineMetric(MetricType.Counter, "gateway.unknown_model");
@@ -34,6 +35,7 @@ export class GatewayMetrics {
     this.controlNotModified = defineMetric(MetricType.Counter, "gateway.control.not_modified");
     this.modelsEndpoint = defineMetric(MetricType.Counter, "gateway.models_endpoint");
     this.noTable = defineMetric(MetricType.Counter, "gateway.table_not_loaded");
+    this.pathRefused = defineMetric(MetricType.Counter, "gateway.path_refused");
   }
 }
 

@@ -9,6 +9,7 @@ import { utf8 } from "../abi/bytes";
 import { modelFound, modelLen, modelPtr, modelTokenEnd, modelTokenStart, scanForModel, ScanResult } from "../json/model_scanner";
 import { replyBadBody, replyTooLarge, routedBlock, routedFlags, routedPick, routeTo, stripRoutingHeaders, unknownModel } from "./router";
 import { needsRename, rewriteModel } from "./served_name";
+import { checkPath } from "./paths";
 import { HotFlag } from "../table/hot_block";
 import { replyNoTable } from "./errors";
 import { GatewayRoot } from "./root";
@@ -118,6 +119,10 @@ export class GatewayStream extends StreamContext {
     const slot: usize = table === null ? 0 : table.find(ptr, len);
     const d: Deployment | null = slot == 0 ? null : slotValue<Deployment>(slot);
     if (d === null || table === null) return unknownModel(c, this.root.metrics, ptr, len);
+    if (!checkPath(c, d)) {
+      incrementMetric(this.root.metrics.pathRefused);
+      return false;
+    }
     const ok = this.route(c, table, d, <usize>slotAux(slot));
     // Only deployments reached by names other than the served one look further (one flag test otherwise).
     if (ok && (routedFlags & HotFlag.RENAMES) != 0 && needsRename(d, ptr, len)) this.renameTo = d;

@@ -6,9 +6,9 @@ import { jsonError, parseJson } from "../json/parser";
 import { isIntIn } from "../config";
 import {
   MAX_CLUSTER_LENGTH, MAX_DEPLOYMENTS, MAX_INSTANCES_PER_DEPLOYMENT, MAX_MODEL_NAMES, MAX_PRIORITY,
-  MAX_REGION_LENGTH, MAX_SAFE_INTEGER, MAX_TABLE_DEPTH, MAX_WEIGHT, ROUTING_TABLE_SCHEMA,
+  MAX_REGION_LENGTH, MAX_SAFE_INTEGER, MAX_TABLE_DEPTH, MAX_WEIGHT, ROUTING_TABLE_SCHEMA, MAX_EXTRA_PATHS,
 } from "./limits";
-import { isAddress, isAuthorization, isBasePath, isId, isModelName, isPrintableAscii, isServedName } from "./patterns";
+import { isAddress, isAuthorization, isBasePath, isExtraPath, isId, isModelName, isPrintableAscii, isServedName } from "./patterns";
 
 export namespace InstanceState {
   export const Active: u8 = 0;
@@ -43,6 +43,8 @@ export class DocDeployment {
   servedName: string = "";
   /** forward_client_credentials: keep the client's authorization / x-api-key (default: removed). */
   forwardCredentials: bool = false;
+  /** extra_paths: served paths besides the OpenAI inference API, relative to the API prefix. */
+  extraPaths: string[] = [];
   instances: DocInstance[] = [];
 }
 
@@ -127,6 +129,16 @@ function deployment(v: JsonValue | null, path: string): DocDeployment | null {
   if (fwd !== null) {
     if (!fwd.isBool()) { tableError = path + ".forward_client_credentials: " + problemType("a boolean", fwd); return null; }
     out.forwardCredentials = fwd.bool;
+  }
+  const xp = v.get("extra_paths");
+  if (xp !== null) {
+    if (!xp.isArray()) { tableError = path + ".extra_paths: " + problemType("an array", xp); return null; }
+    if (xp.size > MAX_EXTRA_PATHS) { tableError = path + ".extra_paths: more than 32 paths"; return null; }
+    for (let k = 0; k < xp.size; k++) {
+      const e = xp.at(k);
+      if (e === null || !e.isString() || !isExtraPath(e.str)) { tableError = path + ".extra_paths[" + k.toString() + "]: expected lower-case segments of letters, digits, '.', '_' or '-', separated by '/' (1..128)"; return null; }
+      out.extraPaths.push(e.str);
+    }
   }
   const insts = v.get("instances");
   if (insts === null || !insts.isArray()) { tableError = path + ".instances: " + problemType("an array", insts); return null; }

@@ -36,6 +36,23 @@ export function isModelName(s: string): bool {
   return isPrintableAscii(s, 1, MAX_MODEL_NAME_LENGTH);
 }
 
+/** ^[a-z0-9][a-z0-9._-]*(?:\/[a-z0-9][a-z0-9._-]*)*$, 1..128: the contract's ExtraPath. */
+export function isExtraPath(s: string): bool {
+  const n = s.length;
+  if (n < 1 || n > 128) return false;
+  let segStart = true;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    const lowerAlnum = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39);
+    if (segStart) {
+      if (!lowerAlnum) return false;
+      segStart = false;
+    } else if (c == 0x2f) segStart = true;
+    else if (!lowerAlnum && c != 0x2e && c != 0x5f && c != 0x2d) return false;
+  }
+  return !segStart;
+}
+
 /** ^[^\s\x00-\x1f\x7f]+$, 1..256 UTF-16 units (zod's .max): the contract's ServedName. */
 export function isServedName(s: string): bool {
   const n = s.length;

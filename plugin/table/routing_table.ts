@@ -139,6 +139,8 @@ export class Deployment {
   renames: bool = false;
   /** forward_client_credentials. */
   forwardCredentials: bool = false;
+  /** extra_paths as UTF-8 (relative to the API prefix). */
+  extraPaths: ArrayBuffer[] = [];
 
   // What a rebuild needs (the candidate set changes when an instance is passively ejected or returns).
   strategy: u8;
@@ -337,6 +339,7 @@ function compileDeployment(d: DocDeployment, apiPrefix: string, maxFallbacks: i3
   registry: StatsRegistry, next: Map<string, InstanceStats>, nowMs: u64, renames: bool): Deployment {
   const dep = new Deployment(d);
   dep.forwardCredentials = d.forwardCredentials;
+  for (let i = 0; i < d.extraPaths.length; i++) dep.extraPaths.push(utf8(unchecked(d.extraPaths[i])));
   if (d.servedName.length > 0) {
     dep.servedNameBytes = utf8(d.servedName);
     // No control characters in a served name (contract): escaping '\\' and '"' makes it a JSON string.

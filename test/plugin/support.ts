@@ -31,6 +31,7 @@ export interface DeploymentSpec {
   /** The name the engine serves (contract 1 `served_name`); absent: none. */
   served_name?: string;
   forward_client_credentials?: boolean;
+  extra_paths?: string[];
   instances: InstanceSpec[];
 }
 
@@ -49,6 +50,7 @@ export function table(version: number, deployments: DeploymentSpec[], models?: R
       on_unavailable: d.on_unavailable ?? "fail",
       ...(d.served_name !== undefined ? { served_name: d.served_name } : {}),
       ...(d.forward_client_credentials !== undefined ? { forward_client_credentials: d.forward_client_credentials } : {}),
+      ...(d.extra_paths !== undefined ? { extra_paths: d.extra_paths } : {}),
       instances: d.instances.map((i) => ({
         id: i.id,
         address: i.address ?? `10.${(addressSeq >> 8) & 255}.${addressSeq++ & 255}.1:8000`,
