@@ -53,7 +53,8 @@ const UPSTREAM = { status: 200, headers: [["content-type", "application/json"]] 
 const NO_OBSERVE = { telemetry_interval_ms: 0, passive_failures: 0 };
 type Host = Awaited<ReturnType<typeof ProxyWasmHost.start>>;
 
-function routingTable(deployments: number, instances: number): string {
+/** `served`: every deployment's engine serves another name ("served-N"): requests naming model-N are rewritten. */
+function routingTable(deployments: number, instances: number, served = false): string {
   const deps = [];
   const models: Record<string, string> = {};
   for (let d = 0; d < deployments; d++) {
@@ -62,7 +63,7 @@ function routingTable(deployments: number, instances: number): string {
       inst.push({ id: `i${i}`, address: `10.${d >> 8}.${d & 255}.${i + 1}:8000`, base_path: "/v1", weight: 1 + (i % 3), priority: i % 2, region: "r", state: i === 1 ? "draining" : "active" });
     }
     const strategy = ["round_robin", "weighted_round_robin", "failover"][d % 3];
-    deps.push({ id: `dep-${d}`, cluster: `gw.dep-${d}`, strategy, on_unavailable: "fail", instances: inst });
+    deps.push({ id: `dep-${d}`, cluster: `gw.dep-${d}`, strategy, on_unavailable: "fail", ...(served ? { served_name: `served-${d}` } : {}), instances: inst });
     models[`model-${d}`] = `dep-${d}`;
   }
   return JSON.stringify({ schema: 1, version: 1, models, deployments: deps });
@@ -273,6 +274,12 @@ function caseSpecs(): CaseSpec[] {
       });
     }
   }
+  // Served names (plugin/filter/served_name.ts): header-routed requests without a body only test the
+  // flag; the body column rewrites the 4 KB body's "model" (read, copy with the new name, replace).
+  specs.push({
+    id: "plugin-100x10-served", name: "plugin 100×10 routed, served-name rewrite",
+    wasm: PLUGIN, doc: routingTable(100, 10, true), config: NO_OBSERVE, upstream: undefined, deployments: 100, base: "floor",
+  });
   const [d, i] = SIZES[SIZES.length - 1]!;
   specs.push({
     id: `plugin-${d}x${i}-upstream-3`, name: `plugin ${d}×${i} routed+upstream, 3 models`,
