@@ -17,12 +17,17 @@
  *     check), then round robin over hosts without failure flags (lowest priority with any);
  *     retries on connect failure / reset before a response, `num_retries` from the route;
  *   - REST-JSON CDS/EDS polling of the control cluster (refresh_delay, 304), active HTTP health checks;
- *   - admin /ready, /clusters?format=json, /stats?filter= (plugin stats under "wasmcustom.").
+ *   - admin /ready, /clusters?format=json, /stats?filter= (plugin stats under "wasmcustom.");
+ *   - a listener from LDS in a file (dynamic_resources.lds_config.path_config_source, read at start and
+ *     again when a file is moved onto the path): of an update only the plugin configuration is applied
+ *     (the host's configuration update: canary, then a new root in every VM; refused → update_rejected),
+ *     every stream at once (no connections, no draining filter chains).
  * Not modelled: HTTP/2, circuit breakers, outlier detection, panic thresholds, timeouts, TLS, workers > 1
  * share one listener socket here too (requests go to worker 0).
  */
 import { createServer, request as httpRequest, Agent, type IncomingMessage, type ServerResponse } from "node:http";
-import { readFileSync } from "node:fs";
+import { readFileSync, watch } from "node:fs";
+import { basename, dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { parseDocuments } from "../../../envoy/validate/documents.js";
 import { formatIssue, validateAnyResource, validateBootstrap } from "../../../envoy/validate/index.js";
@@ -65,6 +70,13 @@ if (values.mode === "validate") {
 }
 
 const log = (line: string) => process.stdout.write(`[sim-envoy] ${line}\n`);
+// LDS from a file: its (one) listener stands in as the static listener; updates: "LDS file updates" below.
+const ldsPath: string | undefined = boot.dynamic_resources?.lds_config?.path_config_source?.path;
+const readLdsListener = (): Record<string, any> => {
+  const { "@type": _t, ...l } = (parseDocuments(readFileSync(ldsPath!, "utf8"), ldsPath)[0]!.value as Record<string, any>).resources[0];
+  return l;
+};
+if (ldsPath) boot.static_resources.listeners = [readLdsListener()];
 const at = locate(boot);
 const seconds = (d: unknown, dflt: number): number => (typeof d === "string" && /^[\d.]+s$/.test(d) ? Number(d.slice(0, -1)) : dflt);
 const headerOf = (pairs: Pairs, name: string): string | undefined => pairs.find(([k]) => k === name)?.[1];
@@ -274,6 +286,32 @@ async function healthLoop(c: SimCluster): Promise<void> {
 }
 
 void pollCds();
+
+// LDS file updates: a move onto the path → the new plugin configuration, or a rejection.
+const lds = { success: ldsPath ? 1 : 0, rejected: 0, modified: 0 };
+if (ldsPath) {
+  let cfg = String(wasmCfg.configuration.value);
+  watch(dirname(ldsPath), (_event, name) => {
+    if (name !== basename(ldsPath)) return;
+    let next: string;
+    try {
+      next = String(locate({ ...boot, static_resources: { ...boot.static_resources, listeners: [readLdsListener()] } }).wasmConfig.configuration.value);
+    } catch {
+      return; // not (yet) a complete file: Envoy counts update_failure; not modelled
+    }
+    if (next === cfg) return;
+    try {
+      host.updateConfiguration(next);
+      cfg = next;
+      lds.success++;
+      lds.modified++;
+      log("lds: listener updated (plugin configuration)");
+    } catch (e) {
+      lds.rejected++;
+      log(`lds: update rejected: ${String(e).split("\n")[0]}`);
+    }
+  });
+}
 const ready = () => cdsDone && [...dynamic.values()].every((c) => c.edsDone && [...c.hosts.values()].every((h) => !h.pending));
 
 // ---------------------------------------------------------------------------------------------
@@ -436,7 +474,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): 
 }
 
 const listenerAddr = at.listener.address.socket_address;
-createServer((req, res) => {
+const listenerServer = createServer((req, res) => {
   const chunks: Buffer[] = [];
   req.on("data", (c: Buffer) => chunks.push(c));
   req.on("end", () => {
@@ -446,7 +484,10 @@ createServer((req, res) => {
       res.end();
     });
   });
-}).listen(listenerAddr.port_value, listenerAddr.address);
+});
+// Like Envoy, whose workers start serving only once initialisation is done (/ready): listen then.
+const listenWhenReady = () => (ready() ? listenerServer.listen(listenerAddr.port_value, listenerAddr.address) : setTimeout(listenWhenReady, 10));
+listenWhenReady();
 
 // ---------------------------------------------------------------------------------------------
 // Admin.
@@ -481,6 +522,10 @@ createServer((req, res) => {
     const re = new RegExp(u.searchParams.get("filter") ?? "");
     const lines: string[] = [`cluster_manager.cds.update_rejected: ${cdsRejected}`];
     for (const c of dynamic.values()) lines.push(`cluster.${c.name}.update_rejected: ${c.rejected}`);
+    if (ldsPath) {
+      lines.push(`listener_manager.lds.update_success: ${lds.success}`, `listener_manager.lds.update_rejected: ${lds.rejected}`);
+      lines.push(`listener_manager.listener_modified: ${lds.modified}`, `listener_manager.listener_in_place_updated: ${lds.modified}`, "listener_manager.total_listeners_warming: 0");
+    }
     for (const name of host.metrics.names()) {
       const m = host.metrics.get(name)!;
       if (m.type !== "histogram") lines.push(`wasmcustom.${name}: ${m.value}`);
