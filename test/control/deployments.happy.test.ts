@@ -79,6 +79,7 @@ describe("deployments: happy paths", () => {
       cluster: "gw.llama-prod",
       strategy: "weighted_round_robin",
       on_unavailable: "fail",
+      served_name: "llama-3.1-8b", // the model's served_name: the plugin rewrites requests named llama3
       instances: [{ id: "a", address: `127.0.0.1:${mock.port}`, base_path: "/v1", weight: 3, priority: 0, region: "us-east", state: "active" }],
     });
   });
