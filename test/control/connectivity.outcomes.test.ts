@@ -82,7 +82,7 @@ describe("connectivity test", () => {
   test("streams like an OpenAI server (mock used by e2e tests)", async () => {
     const m = await mock({ model: "s", reply: "Hello there friend" });
     const r = await fetch(`${m.url}/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "s", stream: true, messages: [] }) });
-    assert.equal(r.headers.get("content-type"), "text/event-stream");
+    assert.equal(r.headers.get("content-type"), "text/event-stream; charset=utf-8", "as vLLM's (Starlette's) StreamingResponse sends it");
     const text = await r.text();
     assert.ok(text.trim().endsWith("data: [DONE]"));
     const content = text.split("\n\n").filter((l) => l.startsWith("data: {")).map((l) => JSON.parse(l.slice(6)).choices[0].delta.content ?? "").join("");

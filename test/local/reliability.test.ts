@@ -33,14 +33,17 @@ const note = (line: string) => console.log(line);
 const metric = (name: string) => dp.host.metrics.get(name)?.value ?? 0;
 
 describe("reliability under faults", { timeout: 40_000 }, () => {
-  test("an instance killed abruptly under load (sockets destroyed mid-request): zero failed requests while another is healthy", async () => {
+  test("an instance killed abruptly under load (sockets destroyed mid-request): no failed request but the streams it had started, while another is healthy", async () => {
     // 40 ms per answer so that requests are in flight on the instance when it dies.
     const ms = await mocks(env, "kill-model", 2);
     for (const m of ms) m.set({ latencyMs: 40 });
     await deploy(env, "kill-model", ms.map((m) => m.url));
     const ejections0 = metric("gateway.passive.ejections");
-    // Every 4th request streams (SSE); the mock sends a whole stream at once after its latency.
-    const load = startLoad(dp, "kill-model", { marker: "kill", concurrency: 12, maxRequests: 2_000, maxMs: 15_000, stream: (id) => id % 4 === 0 });
+    // Every 4th request streams (SSE). The mock, like vLLM, sends a stream's 200 head at once and its chunks
+    // after the latency: a stream in flight on the killed instance has started, so it is cut (no retry can
+    // hide that; see the next test). Every other request must succeed.
+    const streams = (id: number) => id % 4 === 0;
+    const load = startLoad(dp, "kill-model", { marker: "kill", concurrency: 12, maxRequests: 2_000, maxMs: 15_000, stream: streams });
     await load.waitDone(120);
     const receivedByVictim = () => new Set(ms[0]!.requests.filter((r) => r.headers["x-test"] === "kill").map((r) => Number(r.headers["x-req"])));
     // Kill while the victim holds requests it has received and not answered: the mock answers 40 ms after
@@ -48,7 +51,7 @@ describe("reliability under faults", { timeout: 40_000 }, () => {
     // check and the kill (stop() destroys the sockets synchronously) run without a timer phase in between.
     const victimStamps = stamp(ms[0]!);
     const pendingAtVictim = () => victimStamps.filter((x) => x.req.headers["x-test"] === "kill" && Date.now() - x.at < 35).map((x) => Number(x.req.headers["x-req"]));
-    await waitFor(() => pendingAtVictim().length >= 2, 5_000, "requests in flight on the instance to kill", 1);
+    await waitFor(() => pendingAtVictim().filter((id) => !streams(id)).length >= 2, 5_000, "non-streamed requests in flight on the instance to kill", 1);
     const pendingAtKill = pendingAtVictim();
     const tKill = Date.now();
     await ms[0]!.stop(); // destroys every open socket (in-flight requests included), then refuses connections
@@ -64,9 +67,12 @@ describe("reliability under faults", { timeout: 40_000 }, () => {
     note(`kill: ${s.total} requests (${shots.filter((x) => x.stream).length} streaming, concurrency 12), ${s.failed} failed; served by [killed, survivor] = ${byInstance(shots, 2).join(", ")}`);
     note(`kill: ${pendingAtKill.length} requests received by the victim and unanswered at the kill → answered by [victim, survivor] = ${byInstance(pendingOutcome, 2).join(", ")}`);
     note(`kill: ${inFlightRetried.length} requests were in flight on the killed instance (received by it, its socket destroyed before any response byte) and were answered by the survivor; ${after.length} requests after the kill, max latency ${Math.max(...after.map((x) => x.t1 - x.t0))} ms; passive ejections +${metric("gateway.passive.ejections") - ejections0}`);
-    assert.equal(s.failed, 0, JSON.stringify(s));
-    assert.ok(pendingAtKill.length >= 2);
-    assert.deepEqual(byInstance(pendingOutcome, 2), [0, pendingAtKill.length], "the requests in flight on the killed instance were answered by the survivor");
+    const cut = shots.filter(failed);
+    note(`kill: ${cut.length} streams cut (started on the killed instance before the kill)`);
+    assert.deepEqual(cut.filter((x) => !(x.stream && victimGot.has(x.id) && x.t0 < tKill)).map((x) => x.id), [], `only started streams fail: ${JSON.stringify(s)}`);
+    const pendingPlain = pendingOutcome.filter((x) => !x.stream);
+    assert.ok(pendingPlain.length >= 2);
+    assert.deepEqual(byInstance(pendingPlain, 2), [0, pendingPlain.length], "the non-streamed requests in flight on the killed instance were answered by the survivor");
     assert.equal(byInstance(after, 2)[0], 0, "nothing started after the kill is answered by the dead instance");
     assert.ok(metric("gateway.passive.ejections") > ejections0, "the plugin passively ejected the dead instance");
   });
