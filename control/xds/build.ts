@@ -226,10 +226,12 @@ export function envoyPriorities(d: Pick<XdsDeployment, "strategy" | "instances">
  * The route `retry_policy` the gateway route must carry (bootstrap.yaml and the snippets hold copies
  * that test/xds keeps equal to this). With override_host each retry takes the next address of
  * x-gateway-destination-endpoint, so num_retries = the plugin's `max_fallbacks`. Only failures before
- * any response byte are retried: a generation is not idempotent.
+ * any response byte are retried: a generation is not idempotent. per_try_idle_timeout bounds the wait
+ * for the response headers and every gap between chunks (never a whole token stream); a timeout before
+ * any byte moves on to the next address (`reset`).
  */
-export function routeRetryPolicy(opts: { maxFallbacks?: number } = {}): { retry_on: string; num_retries: number } {
-  return { retry_on: "connect-failure,reset,refused-stream", num_retries: opts.maxFallbacks ?? 2 };
+export function routeRetryPolicy(opts: { maxFallbacks?: number } = {}): { retry_on: string; num_retries: number; per_try_idle_timeout: string } {
+  return { retry_on: "connect-failure,reset,refused-stream", num_retries: opts.maxFallbacks ?? 2, per_try_idle_timeout: "300s" };
 }
 
 function apiConfigSource(o: XdsBuildOptions): ApiConfigSource {

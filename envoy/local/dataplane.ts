@@ -17,9 +17,18 @@
  *   a connect failure / refusal / reset before any response byte the next one (Envoy's retry_policy
  *   `connect-failure,reset,refused-stream` with the override_host LB policy). Retries resend the request
  *   body, so they happen only while it fits the buffer limit (as in Envoy);
- * - no cluster header → passthrough to `passthroughUrl` (Envoy's fall-through route), else a 404 JSON
- *   "no route";
- * - local replies from the plugin (status, headers, body) go to the client as they are;
+ * - timeouts as the bootstrap's: connect (the cluster's connect_timeout: a connect failure), then the route's
+ *   per_try_idle_timeout — the response headers (first byte) and each gap between response body chunks.
+ *   Before any response byte an expired attempt goes to the next endpoint like a reset, else 504 (flag UT,
+ *   details upstream_per_try_idle_timeout); mid-stream the client's stream is cut;
+ * - no cluster header → passthrough to `passthroughUrl` (Envoy's fall-through route), else no route (NR);
+ * - local replies from the plugin (status, headers, body) go to the client as they are; the replies Envoy
+ *   makes itself (no route, no healthy host, connect failure / reset, timeout, the buffer's 413, a failed
+ *   VM) go out as envoy/bootstrap.yaml's local_reply_config makes them: OpenAI's error JSON
+ *   (LOCAL_REPLY_MAPPERS, mapLocalReply);
+ * - a reply sent while the client is still uploading (e.g. the plugin's 413) closes the connection
+ *   gracefully: `connection: close`, then the rest of the request is read and discarded (bounded) before
+ *   the close, so the client reads the reply instead of a reset (RFC 9112 §9.6; Envoy's delayed close);
  * - the response runs through the plugin too (on_response_headers/body) and streams to the client chunk
  *   by chunk (SSE token streams are not buffered);
  * - the upstream result is reported back to the plugin like Envoy does (`upstream.address` = the host of
@@ -63,10 +72,39 @@ export interface LocalDataPlaneOptions {
   pluginConfig?: Record<string, unknown>;
   /** Path of the plugin module. Default build/plugin.wasm. */
   wasm?: string;
-  /** Request body bytes kept for retries / read for body routing (Envoy's per_connection_buffer_limit_bytes). */
+  /**
+   * Request body bytes buffered for body routing and kept for retries (Envoy's listener
+   * per_connection_buffer_limit_bytes). Default `2 × max_body_bytes` (2 MiB), as envoy/bootstrap.yaml: it has to
+   * sit above the plugin's `max_body_bytes` by at least one read (Node hands bodies over in ≤ 64 KiB chunks), so
+   * a body too large to route gets the plugin's JSON 413 `request_too_large` (which names the limit) rather than
+   * the buffer's own 413.
+   */
   bufferLimitBytes?: number;
-  /** Connect timeout per upstream attempt (Envoy's cluster connect_timeout). Default 2000 ms. */
+  /** Connect timeout per upstream attempt (the per-deployment cluster's connect_timeout). Default 2000 ms. */
   connectTimeoutMs?: number;
+  /**
+   * How long an attempt may wait for the instance's response headers once the request has been sent — a slow
+   * non-streaming generation sends nothing until it is done. Expired → the next listed endpoint if the body can
+   * be resent (Envoy retries a per-try timeout under `retry_on: reset`), else 504 `upstream_timeout`; the plugin
+   * sees flag UT (a failure of that instance for passive ejection). Default 300 000 ms: envoy/bootstrap.yaml's
+   * route `retry_policy.per_try_idle_timeout`, which in Envoy bounds this wait and the gaps below alike.
+   */
+  firstByteTimeoutMs?: number;
+  /**
+   * Longest gap between two chunks of an instance's response body (a stalled token stream). Expired → the
+   * client's stream is cut (its head is already sent), flag UT. Default 300 000 ms (per_try_idle_timeout).
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Early replies (a local reply — e.g. the 413 — while the client is still uploading) close the connection
+   * gracefully (RFC 9112 §9.6): the response goes out with `connection: close`, then the rest of the request
+   * body is read and discarded until it ends — for at most `drainIdleMs` without data (default 1000 ms, Envoy's
+   * delayed_close_timeout), `drainMaxBytes` (default 64 MiB) and `drainMaxMs` (default 30 000 ms) — and only
+   * then is the connection closed (FIN, then closed once the client closes or after `drainIdleMs`).
+   */
+  drainIdleMs?: number;
+  drainMaxBytes?: number;
+  drainMaxMs?: number;
   /** Plugin log lines and data-plane messages. Default: stderr. */
   log?: (line: string) => void;
   /** Plugin log level. Default "info". */
@@ -81,6 +119,8 @@ export interface LocalDataPlane {
   readonly port: number;
   readonly host: Host;
   readonly bridge: PluginBridge;
+  /** The limits and timeouts in force (defaults applied). */
+  readonly settings: LocalDataPlaneSettings;
   /** The newest routing-table version a worker adopted (gauge gateway.table.version), 0 before the first. */
   tableVersion(): number;
   /**
@@ -94,10 +134,116 @@ export interface LocalDataPlane {
 const LOG_RANK = { trace: 0, debug: 1, info: 2, warn: 3, error: 4, critical: 5 } as const;
 
 /** Envoy's legacy response-flag bits (StreamInfo::ResponseFlag), as the `response.flags` property carries them. */
-export const FLAG = { UH: 0x2n, LR: 0x8n, UR: 0x10n, UF: 0x20n, NR: 0x100n, DC: 0x4000n, URX: 0x8000n } as const;
+export const FLAG = {
+  UH: 0x2n,
+  UT: 0x4n,
+  LR: 0x8n,
+  UR: 0x10n,
+  UF: 0x20n,
+  UC: 0x40n,
+  UO: 0x80n,
+  NR: 0x100n,
+  DC: 0x4000n,
+  URX: 0x8000n,
+  SI: 0x10000n,
+  UPE: 0x800000n,
+} as const;
+
+export interface LocalDataPlaneSettings {
+  maxBodyBytes: number;
+  bufferLimitBytes: number;
+  connectTimeoutMs: number;
+  firstByteTimeoutMs: number;
+  idleTimeoutMs: number;
+  drainIdleMs: number;
+  drainMaxBytes: number;
+  drainMaxMs: number;
+}
+
+/**
+ * Defaults, each the value envoy/bootstrap.yaml (or the per-deployment cluster the control service builds)
+ * uses; test/envoy/local-reply.test.ts checks they still agree.
+ */
+export const LOCAL_DEFAULTS: Readonly<LocalDataPlaneSettings> = {
+  /** The plugin configuration's max_body_bytes. */
+  maxBodyBytes: 1 << 20,
+  /** The listener's per_connection_buffer_limit_bytes (2 × max_body_bytes). */
+  bufferLimitBytes: 2 << 20,
+  /** The per-deployment cluster's connect_timeout (control/xds/build.ts, envoy/per-deployment-cluster.example.yaml). */
+  connectTimeoutMs: 2_000,
+  /** The gateway route's retry_policy.per_try_idle_timeout. */
+  firstByteTimeoutMs: 300_000,
+  idleTimeoutMs: 300_000,
+  /** The HTTP connection manager's delayed_close_timeout. */
+  drainIdleMs: 1_000,
+  drainMaxBytes: 64 << 20,
+  drainMaxMs: 30_000,
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Local replies in OpenAI's error shape: what envoy/bootstrap.yaml's `local_reply_config` does in Envoy.
+
+export const NO_ROUTE_MESSAGE = "The model is not served by this gateway: no deployment serves it and no passthrough route matches the request";
+export const REQUEST_TOO_LARGE_MESSAGE = "request body exceeds the gateway's buffer limit (per_connection_buffer_limit_bytes)";
+export const PLUGIN_FAILURE_MESSAGE = "the gateway plugin failed on this request";
+/** `code` of the catch-all mappers: the reply's response code details (e.g. `stream_idle_timeout`). */
+export const CODE_FROM_DETAILS = "%RESPONSE_CODE_DETAILS%";
+
+export interface LocalReplyMapper {
+  /** Matches when the stream has any of these response flags (Envoy: response_flag_filter). */
+  flags?: bigint;
+  /** Matches when the response code details equal this (Envoy: CEL `response.code_details == '…'`). */
+  details?: string;
+  /** Matches any status in [lo, hi] (catch-all; Envoy: CEL on response.code). */
+  status?: [number, number];
+  /** Replaces the reply's body text (the `message`); Envoy: the mapper's `body`. */
+  message?: string;
+  type: "invalid_request_error" | "server_error";
+  code: string;
+}
+
+/**
+ * The mappers of envoy/bootstrap.yaml's local_reply_config, in its order (first match wins). Replies whose
+ * code details start with `gateway_` (every reply the plugin sends) or are `direct_response`, and any status
+ * below 400, match none: the plugin's replies are already JSON and stay as the plugin made them.
+ */
+export const LOCAL_REPLY_MAPPERS: readonly LocalReplyMapper[] = [
+  { flags: FLAG.NR, message: NO_ROUTE_MESSAGE, type: "invalid_request_error", code: "model_not_found" },
+  { flags: FLAG.UH, type: "server_error", code: "no_healthy_upstream" },
+  { flags: FLAG.UT, type: "server_error", code: "upstream_timeout" },
+  { flags: FLAG.UF | FLAG.UR | FLAG.UC | FLAG.LR | FLAG.URX, type: "server_error", code: "upstream_connect_error" },
+  { details: "request_payload_too_large", message: REQUEST_TOO_LARGE_MESSAGE, type: "invalid_request_error", code: "request_too_large" },
+  { details: "wasm_fail_stream", message: PLUGIN_FAILURE_MESSAGE, type: "server_error", code: "plugin_failure" },
+  { status: [400, 499], type: "invalid_request_error", code: CODE_FROM_DETAILS },
+  { status: [500, 599], type: "server_error", code: CODE_FROM_DETAILS },
+];
+
+/** True when envoy/bootstrap.yaml's mappers leave a local reply alone. */
+export function keepsLocalReply(status: number, details: string): boolean {
+  return status < 400 || details.startsWith("gateway_") || details === "direct_response";
+}
+
+/**
+ * A local reply (status, the stream's response flags, its response code details, its body text) as
+ * local_reply_config sends it: OpenAI's error JSON, or null when no mapper applies (the reply goes out as is).
+ */
+export function mapLocalReply(status: number, flags: bigint, details: string, body: string): { status: number; headers: Pairs; body: Uint8Array } | null {
+  if (keepsLocalReply(status, details)) return null;
+  for (const m of LOCAL_REPLY_MAPPERS) {
+    const hit =
+      (m.flags !== undefined && (flags & m.flags) !== 0n) ||
+      (m.details !== undefined && details === m.details) ||
+      (m.status !== undefined && status >= m.status[0] && status <= m.status[1]);
+    if (!hit) continue;
+    return jsonError(status, m.message ?? body, m.type, m.code === CODE_FROM_DETAILS ? details : m.code);
+  }
+  return null;
+}
 
 /** Clients may never set these (envoy/bootstrap.yaml's header_mutation filter strips them before the plugin). */
 export const INTERNAL_HEADERS = ["x-gateway-cluster", "x-gateway-destination-endpoint", "x-model-deployment", "x-model-instance"];
+/** Error code of our own first-byte timer (distinct from the connect timer's ETIMEDOUT). */
+const UPSTREAM_TIMEOUT = "GATEWAY_UPSTREAM_TIMEOUT";
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "http2-settings"]);
 const EMPTY = new Uint8Array(0);
 const enc = new TextEncoder();
@@ -144,10 +290,30 @@ function jsonError(status: number, message: string, type: string, code: string):
 
 export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<LocalDataPlane> {
   const workers = Math.max(1, Math.floor(opts.workers ?? 1));
-  const bufferLimit = opts.bufferLimitBytes ?? 1 << 20;
-  const connectTimeoutMs = opts.connectTimeoutMs ?? 2_000;
   const log = opts.log ?? ((line: string) => process.stderr.write(line + "\n"));
   const passthrough = opts.passthroughUrl ? passthroughTarget(opts.passthroughUrl) : null;
+  // max_body_bytes (the plugin's 413) below the buffer limit (the host's 413), as in envoy/bootstrap.yaml.
+  const configuredMax = opts.pluginConfig?.max_body_bytes;
+  const maxBodyBytes =
+    typeof configuredMax === "number"
+      ? configuredMax
+      : opts.bufferLimitBytes !== undefined
+        ? Math.min(16 << 20, Math.max(64, Math.floor(opts.bufferLimitBytes / 2)))
+        : LOCAL_DEFAULTS.maxBodyBytes;
+  const settings: LocalDataPlaneSettings = {
+    maxBodyBytes,
+    bufferLimitBytes: opts.bufferLimitBytes ?? Math.max(2 * maxBodyBytes, maxBodyBytes + (64 << 10)),
+    connectTimeoutMs: opts.connectTimeoutMs ?? LOCAL_DEFAULTS.connectTimeoutMs,
+    firstByteTimeoutMs: opts.firstByteTimeoutMs ?? LOCAL_DEFAULTS.firstByteTimeoutMs,
+    idleTimeoutMs: opts.idleTimeoutMs ?? LOCAL_DEFAULTS.idleTimeoutMs,
+    drainIdleMs: opts.drainIdleMs ?? LOCAL_DEFAULTS.drainIdleMs,
+    drainMaxBytes: opts.drainMaxBytes ?? LOCAL_DEFAULTS.drainMaxBytes,
+    drainMaxMs: opts.drainMaxMs ?? LOCAL_DEFAULTS.drainMaxMs,
+  };
+  const bufferLimit = settings.bufferLimitBytes;
+  if (bufferLimit < maxBodyBytes + (64 << 10)) {
+    log(`[dataplane] warning: buffer limit ${bufferLimit} B is not above max_body_bytes ${maxBodyBytes} B by a read (64 KiB): bodies too large to route may get the buffer's 413 instead of the plugin's`);
+  }
 
   const configuration = {
     control_cluster: CONTROL_CLUSTER,
@@ -155,8 +321,8 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
     poll_interval_ms: 500,
     long_poll_seconds: 20,
     control_timeout_ms: 25_000,
-    max_body_bytes: Math.min(bufferLimit, 16 * 1024 * 1024),
     ...opts.pluginConfig,
+    max_body_bytes: maxBodyBytes,
   };
   const host = await ProxyWasmHost.start({
     wasm: opts.wasm ?? DEFAULT_PLUGIN_WASM,
@@ -190,6 +356,44 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
   };
   const drainTimer = setInterval(drain, 250);
   drain();
+
+  const lingering = new WeakSet<Socket>();
+  /**
+   * RFC 9112 §9.6 for a reply sent before the client finished its request (e.g. the 413 while it uploads):
+   * with `connection: close` Node closes the socket as soon as the response is flushed (socket.destroySoon()),
+   * with request bytes still unread — the kernel then resets the connection and a client still writing gets
+   * EPIPE / ECONNRESET, often before it has read the reply. Instead, once the response is out, keep reading
+   * (discarding) the rest of the request until it ends — or `drainIdleMs` pass without data, `drainMaxBytes`
+   * arrive, `drainMaxMs` pass — then half-close, and close once the client has (at most `drainIdleMs` later).
+   */
+  function lingerClose(req: IncomingMessage): void {
+    const sock = req.socket;
+    if (lingering.has(sock)) return;
+    lingering.add(sock);
+    (sock as Socket & { destroySoon: () => void }).destroySoon = () => {
+      let bytes = 0;
+      const timers: NodeJS.Timeout[] = [];
+      const onData = (c: Buffer) => {
+        bytes += c.length;
+        if (bytes > settings.drainMaxBytes) close();
+        else timers[0]?.refresh();
+      };
+      const close = () => {
+        for (const t of timers) clearTimeout(t);
+        req.off("data", onData);
+        req.off("end", close);
+        if (sock.destroyed) return;
+        sock.end();
+        const t = setTimeout(() => sock.destroy(), settings.drainIdleMs).unref();
+        sock.once("close", () => clearTimeout(t));
+      };
+      if (req.complete) return close();
+      req.on("data", onData);
+      req.once("end", close);
+      req.resume();
+      timers.push(setTimeout(close, settings.drainIdleMs).unref(), setTimeout(close, settings.drainMaxMs).unref());
+    };
+  }
 
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
   const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 256 });
@@ -241,6 +445,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       const te = req.headers["transfer-encoding"];
       const cl = req.headers["content-length"];
       const hasBody = te !== undefined || (cl !== undefined && cl !== "0");
+      this.bodyless = !hasBody;
       this.res.on("close", () => {
         if (!this.done && !this.res.writableFinished) this.clientGone();
       });
@@ -310,14 +515,13 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
         this.targets = eps.map(endpointTarget).filter((t): t is Target => t !== null);
         if (this.targets.length === 0) {
           // override_host with no usable address → the cluster's fallback; it has no hosts here.
-          const e = jsonError(503, `no healthy upstream for cluster ${cluster}`, "server_error", "no_healthy_upstream");
-          return this.gatewayReply(e.status, e.headers, e.body, FLAG.UH, "no_healthy_upstream");
+          return this.routerReply(503, FLAG.UH, "no_healthy_upstream", "no healthy upstream");
         }
       } else if (passthrough) {
         this.targets = [passthrough];
       } else {
-        const e = jsonError(404, "no route: the model is not managed by this gateway and no passthrough upstream is configured (PASSTHROUGH_URL)", "invalid_request_error", "no_route");
-        return this.gatewayReply(e.status, e.headers, e.body, FLAG.NR, "route_not_found");
+        // No route matches (Envoy: NR, an empty 404 that local_reply_config turns into model_not_found).
+        return this.routerReply(404, FLAG.NR, "route_not_found", "");
       }
       this.attempt(0);
     }
@@ -345,6 +549,12 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       if (this.cr && !this.cr.destroyed) this.cr.end();
     }
 
+    /**
+     * One attempt on targets[i]. Timeouts as Envoy's: the cluster's connect_timeout (a connect failure, UF:
+     * retried on the next endpoint), then the route's per-try idle timeout — from the request fully sent to the
+     * response headers (`firstByteTimeoutMs`) and between response body chunks (`idleTimeoutMs`). Before any
+     * response byte a timeout is retried like a reset (retry_on `reset`), else it is a 504 with flag UT.
+     */
     private attempt(i: number, sameHostAgain = false): void {
       const t = this.targets[i]!;
       const h = this.upstreamHeaders!;
@@ -368,13 +578,29 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       });
       this.cr = cr;
       let connectTimer: NodeJS.Timeout | null = null;
+      let firstByteTimer: NodeJS.Timeout | null = null;
+      const clearTimers = () => {
+        if (connectTimer) clearTimeout(connectTimer);
+        if (firstByteTimer) clearTimeout(firstByteTimer);
+        connectTimer = firstByteTimer = null;
+      };
       cr.on("socket", (sock: Socket) => {
         if (!sock.connecting) return;
-        connectTimer = setTimeout(() => cr.destroy(Object.assign(new Error("connect timeout"), { code: "ETIMEDOUT" })), connectTimeoutMs);
-        sock.once("connect", () => connectTimer && clearTimeout(connectTimer));
+        connectTimer = setTimeout(() => cr.destroy(Object.assign(new Error("connect timeout"), { code: "ETIMEDOUT" })), settings.connectTimeoutMs);
+        sock.once("connect", () => {
+          if (connectTimer) clearTimeout(connectTimer);
+          connectTimer = null;
+        });
       });
+      // The per-try idle timer starts once the whole request is on the wire (Envoy: request complete and a
+      // connection obtained) and waits for the response headers.
+      cr.on("finish", () => {
+        if (this.cr !== cr || this.done || this.gotResponse) return;
+        firstByteTimer = setTimeout(() => cr.destroy(Object.assign(new Error("upstream request timeout"), { code: UPSTREAM_TIMEOUT })), settings.firstByteTimeoutMs);
+      });
+      cr.on("close", clearTimers);
       cr.on("response", (up) => {
-        if (connectTimer) clearTimeout(connectTimer);
+        clearTimers();
         if (this.cr !== cr || this.done) {
           up.destroy();
           return;
@@ -382,24 +608,27 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
         this.onUpstreamResponse(up, t);
       });
       cr.on("error", (err: NodeJS.ErrnoException) => {
-        if (connectTimer) clearTimeout(connectTimer);
+        clearTimers();
         if (this.cr !== cr || this.done) return;
         if (this.gotResponse) return this.upstreamResetMidStream(t);
-        const connectFailure = ["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EADDRNOTAVAIL", "ENOTFOUND", "EAI_AGAIN"].includes(err.code ?? "");
+        const timedOut = err.code === UPSTREAM_TIMEOUT;
+        const connectFailure = !timedOut && ["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EADDRNOTAVAIL", "ENOTFOUND", "EAI_AGAIN"].includes(err.code ?? "");
         // A kept-alive connection the server had just closed: retry once on a fresh connection to the same host.
-        if (!connectFailure && cr.reusedSocket && !sameHostAgain && !this.retriedSameHost && this.canResend()) {
+        if (!timedOut && !connectFailure && cr.reusedSocket && !sameHostAgain && !this.retriedSameHost && this.canResend()) {
           this.retriedSameHost = true;
           return this.attempt(i, true);
         }
         if (i + 1 < this.targets.length && this.canResend()) {
-          log(`[dataplane] ${t.address}: ${err.code ?? err.message} before any response byte; retrying on ${this.targets[i + 1]!.address}`);
+          log(`[dataplane] ${t.address}: ${timedOut ? `no response headers within ${settings.firstByteTimeoutMs} ms` : (err.code ?? err.message)} before any response byte; retrying on ${this.targets[i + 1]!.address}`);
           return this.attempt(i + 1);
         }
         this.setProp("upstream.address", enc.encode(t.address));
-        const flags = (connectFailure ? FLAG.UF : FLAG.UR) | (i > 0 ? FLAG.URX : 0n);
-        const reason = connectFailure ? "connection_failure" : "remote_reset";
-        const body = enc.encode(`upstream connect error or disconnect/reset before headers. reset reason: ${connectFailure ? "connection failure" : "remote reset"}`);
-        this.gatewayReply(503, [["content-type", "text/plain"], ["content-length", String(body.length)]], body, flags, `upstream_reset_before_response_started{${reason}}`);
+        const retried = i > 0 ? FLAG.URX : 0n;
+        if (timedOut) return this.routerReply(504, FLAG.UT | retried, "upstream_per_try_idle_timeout", "upstream request timeout");
+        // Envoy's router: the reset reason in the body and the details (spaces → underscores).
+        const reason = !connectFailure ? "remote reset" : err.code === "ETIMEDOUT" ? "connection timeout" : "connection failure";
+        const body = `upstream connect error or disconnect/reset before headers. ${i > 0 ? "retried and the latest " : ""}reset reason: ${reason}`;
+        this.routerReply(503, (connectFailure ? FLAG.UF : FLAG.UR) | retried, `upstream_reset_before_response_started{${reason.replace(/ /g, "_")}}`, body);
       });
       // Resend what was already forwarded (retries), then go on streaming.
       for (const c of this.sentChunks) cr.write(c);
@@ -413,9 +642,20 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
 
     // -------------------------------------------------------------- response path
 
+    private idleTimer: NodeJS.Timeout | null = null;
+
+    /** (Re)arms the per-try idle timer between response body chunks; null clears it. */
+    private armIdle(t: Target | null): void {
+      if (this.idleTimer) clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+      if (t === null || this.done) return;
+      this.idleTimer = setTimeout(() => this.upstreamIdleTimeout(t), settings.idleTimeoutMs);
+    }
+
     private onUpstreamResponse(up: IncomingMessage, t: Target): void {
       this.gotResponse = true;
       this.upRes = up;
+      this.upTarget = t;
       this.setProp("upstream.address", enc.encode(t.address));
       const pairs: Pairs = [[":status", String(up.statusCode ?? 502)]];
       const raw = up.rawHeaders;
@@ -425,12 +665,15 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       }
       const status = up.statusCode ?? 502;
       this.responseNoBody = this.req.method === "HEAD" || status === 204 || status === 304 || up.headers["content-length"] === "0";
+      if (!this.responseNoBody) this.armIdle(t);
       this.respStep(() => this.s!.responseHeaders(pairs, this.responseNoBody), pairs, this.responseNoBody);
       up.on("data", (c: Buffer) => {
         if (this.done) return;
+        if (!up.isPaused()) this.armIdle(t);
         this.respStep(() => this.s!.responseBody(c, false), null, false, c);
       });
       up.on("end", () => {
+        this.armIdle(null);
         if (this.done) return;
         if (this.responseNoBody) return this.pumpResponse();
         this.respStep(() => this.s!.responseBody(EMPTY, true), null, true, EMPTY);
@@ -439,6 +682,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       up.on("aborted", () => this.upstreamResetMidStream(t));
     }
 
+    private upTarget: Target | null = null;
     private bypassResp: { headers: Pairs | null; chunks: Uint8Array[]; complete: boolean } = { headers: null, chunks: [], complete: false };
 
     private respStep(step: () => unknown, headers: Pairs | null, endOfStream: boolean, chunk?: Uint8Array): void {
@@ -485,9 +729,16 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       for (const c of chunks) {
         if (c.length === 0) continue;
         if (!res.write(c) && this.upRes && !this.upRes.isPaused()) {
+          // The client reads slower than the instance writes: hold the instance (and its idle timer — a slow
+          // client is not a stalled instance) until the client has caught up.
           const up = this.upRes;
           up.pause();
-          res.once("drain", () => up.resume());
+          this.armIdle(null);
+          res.once("drain", () => {
+            if (this.done || up.complete) return;
+            this.armIdle(this.upTarget);
+            up.resume();
+          });
         }
       }
       if (complete || (this.responseNoBody && this.upRes?.complete)) {
@@ -500,19 +751,40 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       const status = Number(headerOf(headers, ":status") ?? 502);
       const flat: string[] = [];
       for (const [k, v] of headers) if (!k.startsWith(":") && !HOP_BY_HOP.has(k)) flat.push(k, v);
+      if (this.replyEarly) flat.push("connection", "close");
       this.res.writeHead(status, flat);
       this.res.flushHeaders();
     }
 
     /**
-     * A reply Envoy's router makes itself (no route, no host, connect failure): it runs through the
-     * encoder filters, so the plugin's on_response_* see it, with the flags and details Envoy sets.
+     * Set while the gateway replies on its own (a local reply) before the client has sent its whole request:
+     * that response closes the connection, gracefully (see `lingerClose`).
      */
-    private gatewayReply(status: number, headers: Pairs, body: Uint8Array, flags: bigint, details: string): void {
+    private replyEarly = false;
+
+    private bodyless = false;
+
+    private markEarlyReply(): void {
+      if (this.bodyless || this.req.complete || this.replyEarly) return;
+      this.replyEarly = true;
+      lingerClose(this.req);
+    }
+
+    /**
+     * A reply Envoy's router makes itself (no route, no host, connect failure, timeout): local_reply_config
+     * turns it into OpenAI's error JSON; then it runs through the encoder filters, so the plugin's
+     * on_response_* see it, with the flags and details Envoy sets.
+     */
+    private routerReply(status: number, flags: bigint, details: string, bodyText: string): void {
       this.setProp("response.flags", int64(flags));
       this.setProp("response.code_details", enc.encode(details));
+      const mapped = mapLocalReply(status, flags, details, bodyText);
+      const body = mapped ? mapped.body : enc.encode(bodyText);
+      const headers: Pairs = mapped ? mapped.headers : [["content-type", "text/plain"], ["content-length", String(body.length)]];
+      this.markEarlyReply();
       this.responseNoBody = body.length === 0;
-      this.respStep(() => this.s!.responseHeaders([[":status", String(status)], ...headers], body.length === 0), [[":status", String(status)], ...headers], body.length === 0);
+      const pairs: Pairs = [[":status", String(status)], ...headers];
+      this.respStep(() => this.s!.responseHeaders(pairs, body.length === 0), pairs, body.length === 0);
       if (body.length > 0 && !this.done) this.respStep(() => this.s!.responseBody(body, true), null, true, body);
       if (!this.done && body.length === 0) {
         this.res.end();
@@ -520,24 +792,46 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       }
     }
 
+    /** The plugin's local reply as it made it; a host reply (the buffer's 413) as local_reply_config maps it. */
     private sendLocalReply(): void {
       const lr = this.s!.localReply!;
       const res = this.res;
       if (res.headersSent) return this.abort("local reply after the response started");
       this.cr?.destroy();
+      this.armIdle(null);
+      const mapped = mapLocalReply(lr.status, 0n, lr.details, lr.bodyText);
       const flat: string[] = [];
-      for (const [k, v] of lr.headers) if (!k.startsWith(":") && !HOP_BY_HOP.has(k)) flat.push(k, v);
-      res.writeHead(lr.status, flat);
-      res.end(Buffer.from(lr.body));
+      for (const [k, v] of lr.headers) {
+        if (k.startsWith(":") || HOP_BY_HOP.has(k)) continue;
+        if (mapped && (k === "content-type" || k === "content-length")) continue;
+        flat.push(k, v);
+      }
+      if (mapped) for (const [k, v] of mapped.headers) flat.push(k, v);
+      this.markEarlyReply();
+      if (this.replyEarly) flat.push("connection", "close");
+      res.writeHead(mapped?.status ?? lr.status, flat);
+      res.end(Buffer.from(mapped ? mapped.body : lr.body));
       this.req.resume(); // discard what the client still sends
       this.finish();
     }
 
     private upstreamResetMidStream(t: Target): void {
       if (this.done) return;
+      this.armIdle(null);
       this.setProp("upstream.address", enc.encode(t.address));
       this.setProp("response.flags", int64(FLAG.UR));
       this.abort(`upstream ${t.address} reset the stream`);
+    }
+
+    /** No response body data for idleTimeoutMs: Envoy's per-try idle timeout after the response started (UT, stream reset). */
+    private upstreamIdleTimeout(t: Target): void {
+      this.idleTimer = null;
+      if (this.done) return;
+      this.setProp("upstream.address", enc.encode(t.address));
+      this.setProp("response.flags", int64(FLAG.UT));
+      this.setProp("response.code_details", enc.encode("upstream_per_try_idle_timeout"));
+      this.abort(`upstream ${t.address}: no response data for ${settings.idleTimeoutMs} ms; stream cut`);
+      this.upRes?.destroy();
     }
 
     private clientGone(): void {
@@ -560,9 +854,11 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       const res = this.res;
       if (this.done) return;
       if (res.headersSent) return this.abort("plugin failed mid-stream");
-      const r = jsonError(503, "the gateway plugin failed on this request", "server_error", "plugin_failure");
+      // Envoy's wasm filter: an empty 503 "wasm_fail_stream", which local_reply_config makes plugin_failure.
+      const r = mapLocalReply(503, 0n, "wasm_fail_stream", "")!;
       this.cr?.destroy();
-      res.writeHead(r.status, r.headers.flat());
+      this.markEarlyReply();
+      res.writeHead(r.status, [...r.headers.flat(), ...(this.replyEarly ? ["connection", "close"] : [])]);
       res.end(Buffer.from(r.body));
       this.req.resume();
       this.s = null;
@@ -578,6 +874,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       if (this.done) return;
       this.done = true;
       open.delete(this);
+      this.armIdle(null);
       if (this.cr && !this.cr.destroyed && !(this.upRes?.complete ?? false)) this.cr.destroy();
       const s = this.s;
       this.s = null;
@@ -601,8 +898,9 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       ex.start();
     } catch (e) {
       log(`[dataplane] internal error: ${e instanceof Error ? e.stack : String(e)}`);
-      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
-      res.end("internal error");
+      const r = mapLocalReply(500, 0n, "local_dataplane_internal_error", "internal error in the local data plane")!;
+      if (!res.headersSent) res.writeHead(r.status, r.headers.flat());
+      res.end(Buffer.from(r.body));
       ex?.finish();
     }
   });
@@ -637,6 +935,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
     port,
     host,
     bridge,
+    settings,
     tableVersion,
     async waitForTable(version, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;

@@ -101,16 +101,10 @@ export function localEnvoyBootstrap(o: LocalEnvoyOptions): Obj {
     route.route.host_rewrite_literal = u.host;
     if (prefix) route.route.prefix_rewrite = `${prefix}/`;
   } else {
+    // No passthrough: a model the gateway does not serve matches no route (NR) and the bootstrap's
+    // local_reply_config answers 404 model_not_found in OpenAI's shape — as the local data plane does.
     clusters.splice(saasIdx, 1);
-    routes[passIdx] = {
-      name: "no_route",
-      match: { prefix: "/" },
-      direct_response: {
-        status: 404,
-        body: { inline_string: JSON.stringify({ error: { message: "no route: the model is not managed by this gateway and no passthrough upstream is configured (PASSTHROUGH_URL)", type: "invalid_request_error", param: null, code: "no_route" } }) },
-      },
-      response_headers_to_add: [{ header: { key: "content-type", value: "application/json" }, append_action: "OVERWRITE_IF_EXISTS_OR_ADD" }],
-    };
+    routes.splice(passIdx, 1);
   }
   return b;
 }

@@ -93,12 +93,13 @@ describe("local data plane", { timeout: 45_000 }, () => {
     }
   });
 
-  test("without a passthrough upstream an unmanaged model gets a 404 JSON 'no route'", async () => {
+  test("without a passthrough upstream an unmanaged model gets a 404 JSON model_not_found", async () => {
     const bare = await dataplane(env, {});
     await waitFor(() => bare.tableVersion() > 0, 10_000, "table");
     const r = await chat(bare, "not-managed");
     assert.equal(r.status, 404);
-    assert.equal(JSON.parse(r.text).error.code, "no_route");
+    assert.match(String(r.headers.get("content-type")), /^application\/json/);
+    assert.equal(JSON.parse(r.text).error.code, "model_not_found");
   });
 
   test("local replies of the plugin reach the client (invalid JSON body → 400)", async () => {
@@ -205,6 +206,8 @@ describe("local data plane", { timeout: 45_000 }, () => {
     await ms[0]!.stop();
     const first = await chat(dp, "dead-model", { headers: { "x-model": "dead-model" } });
     assert.equal(first.status, 503);
+    assert.match(String(first.headers.get("content-type")), /^application\/json/);
+    assert.equal(JSON.parse(first.text).error.code, "upstream_connect_error");
     assert.match(first.text, /upstream connect error or disconnect\/reset before headers. reset reason: connection failure/);
     // passive_failures (3) connect failures per worker (2 workers, round robin) → the plugin's own 503.
     const codes: string[] = [];

@@ -53,7 +53,7 @@ describe(`${WORKERS} workers`, { timeout: 40_000 }, () => {
     assert.ok(before.filter((s) => s.status === 200).length >= 200, "it served load before the DELETE");
     assert.ok(after.length >= 250, "enough requests after the DELETE to judge");
     assert.deepEqual(late, [], "no request sent after the DELETE response reached the deleted deployment");
-    // Afterwards the model is unknown here: the local data plane has no passthrough, so 404 no_route.
+    // Afterwards the model is unknown here: the local data plane has no passthrough, so 404 model_not_found.
     assert.ok(after.every((s) => s.status === 404), `after the delete: ${JSON.stringify([...new Set(after.map((s) => s.status))])}`);
   });
 

@@ -65,7 +65,7 @@ describe("xds builder vs the shipped Envoy documents", () => {
   test("every retry_policy in envoy/ equals routeRetryPolicy(max_fallbacks)", () => {
     const maxFallbacks = PluginConfig.parse(JSON.parse(get(bootstrap(), `${WASM}.config.configuration.value`))).max_fallbacks;
     const expected = routeRetryPolicy({ maxFallbacks });
-    assert.deepEqual(expected, { retry_on: "connect-failure,reset,refused-stream", num_retries: 2 });
+    assert.deepEqual(expected, { retry_on: "connect-failure,reset,refused-stream", num_retries: 2, per_try_idle_timeout: "300s" });
     let copies = 0;
     for (const file of ["envoy/bootstrap.yaml", "envoy/snippets/envoy-ingress.yaml", "envoy/snippets/istio.yaml", "envoy/snippets/envoy-gateway.yaml"]) {
       for (const rp of findAll(docs(file), "retry_policy")) {
