@@ -142,7 +142,8 @@ async function runSize(n: number, f: FleetProcess, fleetOpts: FleetOptions): Pro
   const redisPid = Number(await redisInfo(redisClient, "process_id", "server"));
   const base = { REDIS_URL: redisServer.url, ...TOKENS, LOG_LEVEL: "info" };
 
-  // Setup: prober off, create answers at once (202), tests retried quickly, patient with a busy Redis.
+  // Setup: prober off, create answers at once (202: CREATE_WAIT_MS 0 and allow_unreachable in setup.ts), tests
+  // retried quickly, patient with a busy Redis.
   const setupCtl = await startControlProcess(
     { ...base, PROBE_TICK_MS: "0", CREATE_WAIT_MS: "0", WORKER_INTERVAL_MS: "200", DNS_REFRESH_MS: "0", REDIS_COMMAND_TIMEOUT_MS: "10000" },
     { port: await freePort(), label: "setup control" },

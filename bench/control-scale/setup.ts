@@ -1,7 +1,8 @@
 // Creates the fleet's models and deployments through the real API (setup, not measured): one model per
 // deployment (a model is served by one deployment), `perDeployment` instances each, health_check
-// interval N / timeout T. Instances start `pending`; the control's worker runs each one's connectivity
-// test (GET /v1/models, a 1-token completion) and makes it `active`. Creation is bounded: at most
+// interval N / timeout T. With `allow_unreachable` and the setup control's CREATE_WAIT_MS 0, a create is stored
+// at once with its instances `pending` (202; without it, a create would wait for a first passed test); the
+// control's worker runs each one's connectivity test (GET /v1/models, a 1-token completion) and makes it `active`. Creation is bounded: at most
 // `maxPending` instances wait for their test at a time, `concurrency` API calls in flight.
 import { client, PLUGIN, type Api } from "../../test/control/harness.js";
 import { sleep } from "../support.js";
@@ -117,7 +118,7 @@ export async function createFleet(url: string, o: SetupOptions, log: (s: string)
         const { ip, port } = instanceAddress(k, o.fleet);
         return { id: `i${k}`, url: `http://${ip}:${port}/v1` };
       });
-      const body = { id: `d${d}`, model: `${o.fleet.modelPrefix}${d}`, health_check: { interval_seconds: o.intervalSeconds, timeout_seconds: o.timeoutSeconds }, instances };
+      const body = { id: `d${d}`, model: `${o.fleet.modelPrefix}${d}`, health_check: { interval_seconds: o.intervalSeconds, timeout_seconds: o.timeoutSeconds }, instances, allow_unreachable: true };
       await create(api, "/v1/deployments", body, `deployment ${d}`);
     });
     while (active < o.instances) {

@@ -91,7 +91,15 @@ export function createApp(deps: AppDeps): express.Express {
   app.get("/openapi.json", (_req, res) => {
     res.json(doc);
   });
-  if (deps.events) app.use(dashboardRoutes());
+  if (deps.events) {
+    // The service's root leads a browser to the dashboard (not to a 401): the page asks for a token itself.
+    // A `#token=…` fragment on the link survives the redirect (the browser keeps it; it never reaches us).
+    app.get("/", (_req, res) => {
+      res.setHeader("cache-control", "no-cache");
+      res.redirect(302, "/ui/");
+    });
+    app.use(dashboardRoutes());
+  }
 
   if (deps.metrics) {
     const m = deps.metrics;
@@ -138,7 +146,7 @@ export function createApp(deps: AppDeps): express.Express {
     const e = appErr ?? new AppError("internal", "internal error");
     if (e.code === "store_unavailable") res.setHeader("retry-after", "1");
     res.status(STATUS[e.code]).json({
-      error: { code: e.code, message: e.message, request_id: req.id, ...(e.issues ? { issues: e.issues } : {}) },
+      error: { ...e.details, code: e.code, message: e.message, request_id: req.id, ...(e.issues ? { issues: e.issues } : {}) },
     });
   });
   return app;

@@ -29,7 +29,11 @@ export const EnvSchema = z.object({
   CONTROL_ADMIN_TOKENS: tokenList,
   CONTROL_VIEWER_TOKENS: tokenList,
   CONTROL_PLUGIN_TOKENS: tokenList,
-  /** Create/scale answers with the connectivity outcome if it finishes within this bound, else 202. */
+  /**
+   * Create/scale-up wait this long for their instances' connectivity tests (run before anything is stored);
+   * tests still running then stay `pending` (202) — only when an instance has passed or allow_unreachable is
+   * set; else the wait goes on until a verdict, at most max(this, 2 × CONNECTIVITY_TIMEOUT_MS + 1 s).
+   */
   CREATE_WAIT_MS: int(0, 60_000, 3_000),
   /** Per-request timeout of the connectivity test (connect + answer). */
   CONNECTIVITY_TIMEOUT_MS: int(50, 120_000, 5_000),

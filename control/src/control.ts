@@ -19,6 +19,7 @@ import { createDeploymentService } from "./deployments/service.js";
 import type { Deployment } from "./deployments/schemas.js";
 import { createMigrationService } from "./migration/service.js";
 import { createConnectivityTester } from "./connectivity/tester.js";
+import { createPreflight, verdictBoundMs } from "./connectivity/preflight.js";
 import { createLeaseStore } from "./jobs/lease-store.js";
 import { createWorker } from "./jobs/worker.js";
 import { createProber } from "./jobs/prober.js";
@@ -92,7 +93,11 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
   const tester = createConnectivityTester({ timeoutMs: config.connectivityTimeoutMs, allowLinkLocal: config.allowLinkLocal, lookup: opts.lookup });
 
   const models = createModelService({ store: modelStore });
-  const deployments = createDeploymentService({ store: deploymentStore, models });
+  // Create and scale-up test their instances before storing them: they wait CREATE_WAIT_MS, longer (up to the
+  // verdict bound) only while no instance has passed yet (connectivity/preflight.ts).
+  const verdictMs = verdictBoundMs(config.createWaitMs, config.connectivityTimeoutMs);
+  const preflight = createPreflight({ tester, waitMs: config.createWaitMs, verdictMs, log: log.child({ component: "preflight" }) });
+  const deployments = createDeploymentService({ store: deploymentStore, models, preflight });
   const migrations = createMigrationService({ store: deploymentStore, defaultDrainSeconds: config.drainTimeoutSeconds });
   const worker = createWorker({
     store: deploymentStore,
@@ -179,7 +184,7 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     migrations,
     worker,
     cache,
-    idempotency: idempotency(createIdempotencyStore({ redis, keys, ttlSeconds: config.idempotencyTtlSeconds, inProgressSeconds: Math.ceil(config.createWaitMs / 1000) + 60 }), log),
+    idempotency: idempotency(createIdempotencyStore({ redis, keys, ttlSeconds: config.idempotencyTtlSeconds, inProgressSeconds: Math.ceil(verdictMs / 1000) + 60 }), log),
     health: () => ({ redis: redis.status === "ready" ? "up" : "down", table_version: cache.current()?.version ?? null, replica: config.replicaId }),
     bodyLimitBytes: config.bodyLimitBytes,
     createWaitMs: config.createWaitMs,

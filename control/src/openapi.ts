@@ -1,7 +1,20 @@
 /** The OpenAPI 3.1 document, generated from the same zod schemas that validate requests. */
 import { z } from "zod";
 import { RoutingTable } from "../contracts/routing-table.js";
-import { Deployment, DeploymentCreate, DeploymentUpdate, Instance, InstanceCreate, InstanceUpdate, Migration, MigrationCreate } from "./deployments/schemas.js";
+import {
+  ConnectivityEvidence,
+  Deployment,
+  DeploymentCreate,
+  DeploymentCreated,
+  DeploymentUpdate,
+  Instance,
+  InstanceAdd,
+  InstanceAdded,
+  InstanceCreate,
+  InstanceUpdate,
+  Migration,
+  MigrationCreate,
+} from "./deployments/schemas.js";
 import { Model, ModelCreate, ModelUpdate } from "./models/schemas.js";
 import { STATUS } from "./http/errors.js";
 import { TelemetryBatch } from "../contracts/telemetry.js";
@@ -14,7 +27,11 @@ export const ErrorBody = z.object({
     code: z.enum(Object.keys(STATUS) as [keyof typeof STATUS, ...(keyof typeof STATUS)[]]),
     message: z.string(),
     request_id: z.string(),
-    issues: z.array(z.object({ path: z.string(), message: z.string() })).optional().describe("Each bad field (validation errors)"),
+    issues: z
+      .array(z.object({ path: z.string(), message: z.string() }))
+      .optional()
+      .describe("Each bad field (validation errors); for connectivity_failed, each failed instance's URL field and what its test saw"),
+    instances: z.array(ConnectivityEvidence).optional().describe("connectivity_failed: what each instance's connectivity test saw (nothing was stored)"),
   }),
 });
 
@@ -26,17 +43,23 @@ interface Op {
   roles: string;
   body?: string;
   ok: [number, string | null];
+  /** Other success answers: status, schema, description. */
+  also?: [number, string | null, string][];
+  /** Errors of this operation; 400, 401, 403, 413, 415, 431 and 503 every operation may answer (COMMON). */
   errors: number[];
   headers?: string[];
   /** Response media type when not JSON. */
   contentType?: string;
 }
 
-const inputs: Record<string, Schema> = { ModelCreate, ModelUpdate, DeploymentCreate, DeploymentUpdate, InstanceCreate, InstanceUpdate, MigrationCreate, TelemetryBatch };
+const inputs: Record<string, Schema> = { ModelCreate, ModelUpdate, DeploymentCreate, DeploymentUpdate, InstanceCreate, InstanceAdd, InstanceUpdate, MigrationCreate, TelemetryBatch };
 const outputs: Record<string, Schema> = {
   Model,
   Deployment,
+  DeploymentCreated,
   Instance,
+  InstanceAdded,
+  ConnectivityEvidence,
   Migration,
   RoutingTable,
   Error: ErrorBody,
@@ -54,28 +77,59 @@ const outputs: Record<string, Schema> = {
   }),
 };
 
+const NOT_MODIFIED: [number, null, string] = [304, null, "Not modified: If-None-Match names the current ETag (no body)"];
+const PENDING = "Accepted: stored, and some instance's connectivity test was still running when the wait ended (it stays pending; the worker finishes it; GET to follow). Only when another instance passed, or allow_unreachable was set";
 const ops: Op[] = [
-  { method: "post", path: "/v1/models", summary: "Register a model", roles: "admin", body: "ModelCreate", ok: [201, "Model"], errors: [400, 409, 415, 422], headers: ["Idempotency-Key"] },
+  { method: "post", path: "/v1/models", summary: "Register a model", roles: "admin", body: "ModelCreate", ok: [201, "Model"], errors: [409, 422], headers: ["Idempotency-Key"] },
   { method: "get", path: "/v1/models", summary: "List models", roles: "admin, viewer", ok: [200, "ModelList"], errors: [] },
-  { method: "get", path: "/v1/models/{id}", summary: "Read a model", roles: "admin, viewer", ok: [200, "Model"], errors: [404] },
-  { method: "patch", path: "/v1/models/{id}", summary: "Change a model", roles: "admin", body: "ModelUpdate", ok: [200, "Model"], errors: [400, 404, 409, 412, 415], headers: ["If-Match"] },
+  { method: "get", path: "/v1/models/{id}", summary: "Read a model (ETag = revision; If-None-Match → 304)", roles: "admin, viewer", ok: [200, "Model"], also: [NOT_MODIFIED], errors: [404], headers: ["If-None-Match"] },
+  { method: "patch", path: "/v1/models/{id}", summary: "Change a model", roles: "admin", body: "ModelUpdate", ok: [200, "Model"], errors: [404, 409, 412], headers: ["If-Match"] },
   { method: "delete", path: "/v1/models/{id}", summary: "Remove a model (not while deployed)", roles: "admin", ok: [204, null], errors: [404, 409, 412], headers: ["If-Match"] },
-  { method: "post", path: "/v1/deployments", summary: "Create a deployment; its instances are connectivity-tested (201 when done within CREATE_WAIT_MS, else 202 with pending instances)", roles: "admin", body: "DeploymentCreate", ok: [201, "Deployment"], errors: [400, 409, 415, 422], headers: ["Idempotency-Key"] },
+  {
+    method: "post",
+    path: "/v1/deployments",
+    summary:
+      "Create a deployment. Its instances' connectivity is tested before anything is stored: 201 when every test finished within CREATE_WAIT_MS (failed instances stored unreachable and listed in `warnings`), 202 when some were still running, 422 connectivity_failed (nothing stored, `error.instances` says what each test saw) when none passed — unless allow_unreachable",
+    roles: "admin",
+    body: "DeploymentCreate",
+    ok: [201, "DeploymentCreated"],
+    also: [[202, "DeploymentCreated", PENDING]],
+    errors: [409, 422],
+    headers: ["Idempotency-Key"],
+  },
   { method: "get", path: "/v1/deployments", summary: "List deployments", roles: "admin, viewer", ok: [200, "DeploymentList"], errors: [] },
-  { method: "get", path: "/v1/deployments/{id}", summary: "Read a deployment (ETag)", roles: "admin, viewer", ok: [200, "Deployment"], errors: [404] },
-  { method: "patch", path: "/v1/deployments/{id}", summary: "Change strategy, policy or health checks", roles: "admin", body: "DeploymentUpdate", ok: [200, "Deployment"], errors: [400, 404, 412, 415], headers: ["If-Match"] },
+  { method: "get", path: "/v1/deployments/{id}", summary: "Read a deployment (ETag = revision; If-None-Match → 304)", roles: "admin, viewer", ok: [200, "Deployment"], also: [NOT_MODIFIED], errors: [404], headers: ["If-None-Match"] },
+  { method: "patch", path: "/v1/deployments/{id}", summary: "Change strategy, policy or health checks", roles: "admin", body: "DeploymentUpdate", ok: [200, "Deployment"], errors: [404, 412], headers: ["If-Match"] },
   { method: "delete", path: "/v1/deployments/{id}", summary: "Delete a deployment (leaves the routing table at once)", roles: "admin", ok: [204, null], errors: [404, 412], headers: ["If-Match"] },
-  { method: "post", path: "/v1/deployments/{id}/instances", summary: "Scale up: add an instance (tested before it joins; 201 or 202)", roles: "admin", body: "InstanceCreate", ok: [201, "Instance"], errors: [400, 404, 409, 412, 415], headers: ["Idempotency-Key", "If-Match"] },
-  { method: "get", path: "/v1/deployments/{id}/instances/{instanceId}", summary: "Read an instance", roles: "admin, viewer", ok: [200, "Instance"], errors: [404] },
-  { method: "patch", path: "/v1/deployments/{id}/instances/{instanceId}", summary: "Change weight, priority, region, GPU info or API key (the URL changes by migration)", roles: "admin", body: "InstanceUpdate", ok: [200, "Deployment"], errors: [400, 404, 412, 415], headers: ["If-Match"] },
+  {
+    method: "post",
+    path: "/v1/deployments/{id}/instances",
+    summary: "Scale up: add an instance, connectivity-tested before it is stored (201, 202, or 422 connectivity_failed with nothing stored — unless allow_unreachable)",
+    roles: "admin",
+    body: "InstanceAdd",
+    ok: [201, "InstanceAdded"],
+    also: [[202, "InstanceAdded", PENDING]],
+    errors: [404, 409, 412, 422],
+    headers: ["Idempotency-Key", "If-Match"],
+  },
+  { method: "get", path: "/v1/deployments/{id}/instances/{instanceId}", summary: "Read an instance (ETag = the deployment's revision; If-None-Match → 304)", roles: "admin, viewer", ok: [200, "Instance"], also: [NOT_MODIFIED], errors: [404], headers: ["If-None-Match"] },
+  { method: "patch", path: "/v1/deployments/{id}/instances/{instanceId}", summary: "Change weight, priority, region, GPU info or API key (the URL changes by migration)", roles: "admin", body: "InstanceUpdate", ok: [200, "Deployment"], errors: [404, 412], headers: ["If-Match"] },
   { method: "delete", path: "/v1/deployments/{id}/instances/{instanceId}", summary: "Scale down: remove an instance (leaves the routing table at once)", roles: "admin", ok: [204, null], errors: [404, 409, 412], headers: ["If-Match"] },
-  { method: "post", path: "/v1/deployments/{id}/instances/{instanceId}/test", summary: "Re-run the connectivity test of an unreachable instance", roles: "admin", ok: [200, "Deployment"], errors: [404, 409] },
-  { method: "post", path: "/v1/deployments/{id}/migrations", summary: "Change an instance's endpoint by rolling migration (202)", roles: "admin", body: "MigrationCreate", ok: [202, "Migration"], errors: [400, 404, 409, 412, 415], headers: ["Idempotency-Key", "If-Match"] },
+  {
+    method: "post",
+    path: "/v1/deployments/{id}/instances/{instanceId}/test",
+    summary: "Re-run the connectivity test of an unreachable instance (200 with the result when it finished within CREATE_WAIT_MS, else 202)",
+    roles: "admin",
+    ok: [200, "Deployment"],
+    also: [[202, "Deployment", "Accepted: the test is still running (the instance is pending; GET to follow)"]],
+    errors: [404, 409],
+  },
+  { method: "post", path: "/v1/deployments/{id}/migrations", summary: "Change an instance's endpoint by rolling migration (202)", roles: "admin", body: "MigrationCreate", ok: [202, "Migration"], errors: [404, 409, 412, 422], headers: ["Idempotency-Key", "If-Match"] },
   { method: "get", path: "/v1/deployments/{id}/migrations", summary: "List migrations", roles: "admin, viewer", ok: [200, "MigrationList"], errors: [404] },
-  { method: "get", path: "/v1/deployments/{id}/migrations/{migrationId}", summary: "Read a migration's progress", roles: "admin, viewer", ok: [200, "Migration"], errors: [404] },
+  { method: "get", path: "/v1/deployments/{id}/migrations/{migrationId}", summary: "Read a migration's progress (ETag = the deployment's revision; If-None-Match → 304)", roles: "admin, viewer", ok: [200, "Migration"], also: [NOT_MODIFIED], errors: [404], headers: ["If-None-Match"] },
   { method: "post", path: "/v1/deployments/{id}/migrations/{migrationId}/cancel", summary: "Cancel a migration before its switch: the new instance is removed, the old one kept serving (409 once switched or ended)", roles: "admin", ok: [200, "Migration"], errors: [404, 409, 412], headers: ["If-Match"] },
-  { method: "get", path: "/v1/deployments/{id}/instances/{instanceId}/events", summary: "The instance's event timeline, newest first (?limit=, ≤ EVENTS_PER_INSTANCE): probe results on changes, ejections and re-admissions with reasons, threshold crossings", roles: "admin, viewer", ok: [200, "EventList"], errors: [400, 404] },
-  { method: "get", path: "/v1/deployments/{id}/instances/{instanceId}/history", summary: "The instance's statistics per telemetry bucket, oldest first (?seconds=, ≤ 600, default 300): requests, errors, error rate, P95, probes — what the dashboard charts", roles: "admin, viewer", ok: [200, "InstanceHistory"], errors: [400, 404] },
+  { method: "get", path: "/v1/deployments/{id}/instances/{instanceId}/events", summary: "The instance's event timeline, newest first (?limit=, ≤ EVENTS_PER_INSTANCE): probe results on changes, ejections and re-admissions with reasons, threshold crossings", roles: "admin, viewer", ok: [200, "EventList"], errors: [404] },
+  { method: "get", path: "/v1/deployments/{id}/instances/{instanceId}/history", summary: "The instance's statistics per telemetry bucket, oldest first (?seconds=, ≤ 600, default 300): requests, errors, error rate, P95, probes — what the dashboard charts", roles: "admin, viewer", ok: [200, "InstanceHistory"], errors: [404] },
   {
     method: "get",
     path: "/v1/events",
@@ -88,10 +142,28 @@ const ops: Op[] = [
     contentType: "text/event-stream",
   },
   { method: "get", path: "/v1/whoami", summary: "The role of the bearer token sent (clients show or hide actions by it)", roles: "admin, viewer, plugin", ok: [200, "WhoAmI"], errors: [] },
-  { method: "post", path: "/v1/telemetry", summary: "A telemetry batch from the plugin (contract 3); a repeated (source, seq) is ignored", roles: "plugin, admin", body: "TelemetryBatch", ok: [200, "TelemetryAck"], errors: [400, 413, 415] },
+  { method: "post", path: "/v1/telemetry", summary: "A telemetry batch from the plugin (contract 3); a repeated (source, seq) is ignored", roles: "plugin, admin", body: "TelemetryBatch", ok: [200, "TelemetryAck"], errors: [] },
   { method: "get", path: "/metrics", summary: "Prometheus metrics (text format)", roles: "peers in METRICS_ALLOW_FROM without a token; else viewer, admin", ok: [200, null], errors: [] },
-  { method: "get", path: "/v1/routing-table", summary: "The routing table (contract 1). ETag = version; If-None-Match → 304; ?wait=N long-polls", roles: "plugin, admin, viewer", ok: [200, "RoutingTable"], errors: [304, 503] },
+  { method: "get", path: "/v1/routing-table", summary: "The routing table (contract 1). ETag = version; If-None-Match → 304; ?wait=N long-polls", roles: "plugin, admin, viewer", ok: [200, "RoutingTable"], also: [NOT_MODIFIED], errors: [] },
 ];
+
+/** What every operation may answer, whatever it does (the request, the token, the state store). */
+const COMMON: [number, string][] = [
+  [400, "Bad request: a field or parameter is invalid (validation_failed, naming each in `issues`), malformed JSON, a path that is not valid percent-encoding, or an unparseable request"],
+  [401, "No valid bearer token"],
+  [403, "Role not allowed"],
+  [413, "Request body over BODY_LIMIT_BYTES"],
+  [415, "A request body that is not JSON, or is compressed"],
+  [431, "Request headers too large"],
+  [503, "Unavailable: the state store (store_unavailable, Retry-After), no routing table yet (table_unavailable), or too many event streams (too_many_streams)"],
+];
+
+const ERROR_TEXT: Record<number, string> = {
+  404: "Not found",
+  409: "Conflict: already exists, a state that does not allow it (invalid_state), or the same Idempotency-Key still running",
+  412: "If-Match does not match the current ETag",
+  422: "Unprocessable: unknown_model, idempotency_key_reused (same key, other body), or connectivity_failed (no instance passed its connectivity test; nothing stored; `error.instances` has the evidence)",
+};
 
 const toSchema = (s: Schema, io: "input" | "output") => {
   const { $schema: _drop, ...rest } = z.toJSONSchema(s, { io, unrepresentable: "any", target: "draft-2020-12" }) as Record<string, unknown>;
@@ -113,13 +185,16 @@ export function openApiDocument(): Record<string, unknown> {
     }
     if (op.path.endsWith("/history")) params.push({ name: "seconds", in: "query", required: false, schema: { type: "integer", minimum: 1, maximum: 600 } as never });
     if (op.path.endsWith("/instances/{instanceId}/events")) params.push({ name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1 } as never });
-    const responses: Record<string, unknown> = {
-      [op.ok[0]]: op.ok[1] ? { description: "OK", content: { [op.contentType ?? "application/json"]: { schema: ref(op.ok[1]) } } } : { description: "Done" },
-      "401": { description: "No valid bearer token", content: { "application/json": { schema: ref("Error") } } },
-      "403": { description: "Role not allowed", content: { "application/json": { schema: ref("Error") } } },
-    };
-    for (const s of op.errors) responses[s] = s === 304 ? { description: "Not modified" } : { description: "Error", content: { "application/json": { schema: ref("Error") } } };
-    if (op.method !== "get" || op.path !== "/v1/routing-table") responses["503"] = { description: "State store unavailable", content: { "application/json": { schema: ref("Error") } } };
+    const success = (schema: string | null, description: string) =>
+      schema ? { description, content: { [op.contentType ?? "application/json"]: { schema: ref(schema) } } } : { description };
+    const error = (description: string) => ({ description, content: { "application/json": { schema: ref("Error") } } });
+    const responses: Record<string, unknown> = { [op.ok[0]]: success(op.ok[1], op.ok[0] === 204 ? "Done (no body)" : "OK") };
+    for (const [status, schema, description] of op.also ?? []) responses[status] = success(schema, description);
+    for (const st of op.errors) responses[st] = error(ERROR_TEXT[st] ?? "Error");
+    for (const [st, description] of COMMON) responses[st] = error(description);
+    // Express answers any GET 304 when If-None-Match matches the response's ETag — or is `*` (RFC 9110: the
+    // resource exists), which needs no ETag: every GET but the event stream can answer it.
+    if (op.method === "get" && op.contentType === undefined) responses["304"] ??= { description: "Not modified: If-None-Match is `*` (no body)" };
     (paths[op.path] ??= {})[op.method] = {
       summary: op.summary,
       description: `Roles: ${op.roles}`,

@@ -17,6 +17,8 @@ export class ApiError extends Error {
     this.issues = Array.isArray(e?.issues) ? e.issues : [];
     /** @type {string | null} */
     this.requestId = e?.request_id ?? null;
+    /** connectivity_failed: what each instance's connectivity test saw. @type {any[]} */
+    this.instances = Array.isArray(e?.instances) ? e.instances : [];
   }
 }
 

@@ -3,6 +3,10 @@
  * The dashboard: sign in with a token, follow the change stream, re-read what changed, act through
  * the public API (with If-Match on the deployment's revision). Viewer tokens get no actions.
  *
+ * Sign-in link: `/ui/#token=<token>` (what `npm start` prints). The fragment never leaves the browser (not
+ * in a request, a server log or a Referer); the page reads it once, removes it from the address bar and
+ * this history entry, and signs in with it as if it had been typed.
+ *
  * Live updates: GET /v1/events (server-sent events over fetch). An event names a deployment: the page
  * re-reads that deployment (debounced, one request per deployment per burst). `stats` (once per
  * telemetry bucket) re-reads the list once — P95, error rate and last probe are window statistics
@@ -11,7 +15,7 @@
 import { ApiError, createApi, followStream, seg } from "./api.js";
 import { byId, fill, h } from "./dom.js";
 import { describeError, field, num, openDialog, showIssues } from "./dialog.js";
-import { POLICIES, STRATEGIES, cardId, checkText, deploymentCard, instKey, modelItems, stateBadge } from "./views.js";
+import { POLICIES, STRATEGIES, cardId, checkText, deploymentCard, evidenceList, instKey, modelItems, stateBadge } from "./views.js";
 
 const TOKEN_KEY = "gateway.control.token";
 
@@ -35,12 +39,47 @@ const etag = (/** @type {any} */ d) => `"${d.revision}"`;
 
 // ───────────────────────────── session ─────────────────────────────
 
+/**
+ * The token of a sign-in link (`#token=…`), once: it is removed from the address bar (and the current
+ * history entry) before anything else happens. Other fragment parameters are kept.
+ * @returns {string | null}
+ */
+function takeLinkedToken() {
+  if (location.hash.length < 2) return null;
+  const params = new URLSearchParams(location.hash.slice(1));
+  const t = params.get("token");
+  if (t === null) return null;
+  params.delete("token");
+  const rest = params.toString();
+  history.replaceState(history.state, "", `${location.pathname}${location.search}${rest === "" ? "" : `#${rest}`}`);
+  return t.trim() === "" ? null : t.trim();
+}
+
+/** Sign in with the token of a sign-in link (replacing any session of this tab). @param {string} token */
+async function enterWithLink(token) {
+  if (state.token) signOut(null);
+  state.token = token;
+  try {
+    await enter();
+    sessionStorage.setItem(TOKEN_KEY, token);
+  } catch (e) {
+    signOut(e instanceof ApiError && e.status === 401 ? "The token of this sign-in link is not accepted by the control service." : e instanceof Error ? e.message : String(e));
+  }
+}
+
 async function boot() {
   byId("sign-in-form").addEventListener("submit", onSignIn);
   byId("sign-out").addEventListener("click", () => signOut(null));
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden && state.loaded) scheduleFull();
   });
+  // A sign-in link opened in a tab already showing the page changes only the fragment (no reload).
+  window.addEventListener("hashchange", () => {
+    const t = takeLinkedToken();
+    if (t) void enterWithLink(t);
+  });
+  const linked = takeLinkedToken();
+  if (linked) return enterWithLink(linked);
   if (state.token) {
     try {
       await enter();
@@ -533,8 +572,9 @@ async function createDialog() {
   addRow();
   const addBtn = h("button", { type: "button", class: "btn btn-quiet", onclick: () => addRow().focus() }, "Add another instance");
   const advanced = h("details", { class: "advanced" }, h("summary", {}, "Health checks and thresholds"), health.box);
+  const anyway = unreachableAnyway("Create anyway");
 
-  openDialog({
+  const dlg = openDialog({
     title: "New deployment",
     description: "Each instance's connectivity is tested (model list, then a 1-token completion) before it takes traffic.",
     wide: true,
@@ -542,6 +582,7 @@ async function createDialog() {
       h("div", { class: "grid grid-2" }, model.wrap, id.wrap),
       h("div", { class: "grid grid-2" }, strategy.wrap, policy.wrap),
       h("fieldset", { class: "instances-fieldset" }, h("legend", {}, "Instances"), rowsBox, addBtn),
+      anyway.panel,
       advanced,
     ],
     submitLabel: "Create deployment",
@@ -553,20 +594,71 @@ async function createDialog() {
       /** @type {Record<string, unknown>} */
       const body = { model: model.input.value, strategy: strategy.input.value, on_unavailable: policy.input.value, health_check: health.value(), instances: rows.map((r) => r.value()) };
       if (id.input.value.trim() !== "") body.id = id.input.value.trim();
+      if (anyway.take()) body.allow_unreachable = true;
       try {
         const r = await api("POST", "/v1/deployments", { body });
         state.deployments.set(r.data.id, r.data);
         renderAll();
         scheduleOne(r.data.id);
-        showResults(dlg, r.data.id, r.data.instances.map((/** @type {any} */ i) => i.id), `Deployment ${r.data.id} created.`);
-        announce(`Deployment ${r.data.id} created.`);
+        anyway.button.remove();
+        const failed = r.data.warnings?.length ?? 0;
+        const note = failed === 0 ? "" : ` ${failed} instance${failed === 1 ? "" : "s"} failed the connectivity test and take${failed === 1 ? "s" : ""} no traffic until re-tested.`;
+        showResults(dlg, r.data.id, r.data.instances.map((/** @type {any} */ i) => i.id), `Deployment ${r.data.id} created.${note}`);
+        announce(`Deployment ${r.data.id} created.${note}`);
         return true;
       } catch (e) {
+        anyway.failed(e);
         if (e instanceof ApiError && e.issues.some((i) => i.path.startsWith("health_check"))) /** @type {HTMLDetailsElement} */ (advanced).open = true;
         throw e;
       }
     },
   });
+  dlg.actions.insertBefore(anyway.button, dlg.submit);
+}
+
+/**
+ * A 422 connectivity_failed (no instance passed its test; nothing stored): what each test saw, and a button
+ * that sends the same form again with `allow_unreachable: true` ("create anyway").
+ * @param {string} label
+ */
+function unreachableAnyway(label) {
+  let chosen = false;
+  const panel = h("div", { class: "connectivity-failed", hidden: true });
+  const button = /** @type {HTMLButtonElement} */ (
+    h("button", {
+      type: "button",
+      class: "btn",
+      hidden: true,
+      dataset: { key: "allow-unreachable" },
+      onclick: () => {
+        chosen = true;
+        button.closest("form")?.requestSubmit();
+      },
+    }, label)
+  );
+  return {
+    panel,
+    button,
+    /** Whether this submit is the "anyway" one (read once per submit; hides the previous evidence). */
+    take() {
+      const c = chosen;
+      chosen = false;
+      panel.hidden = true;
+      return c;
+    },
+    /** @param {unknown} e */
+    failed(e) {
+      if (!(e instanceof ApiError) || e.code !== "connectivity_failed") return;
+      fill(
+        panel,
+        h("p", { class: "results-head" }, "What each connectivity test saw"),
+        evidenceList(e.instances),
+        h("p", { class: "muted" }, `${label} stores the instances as unreachable: they take no traffic until a re-test passes (“Test again”).`),
+      );
+      panel.hidden = false;
+      button.hidden = false;
+    },
+  };
 }
 
 /**
@@ -658,23 +750,31 @@ function addInstanceDialog(d) {
   const row = instanceFields(0);
   row.renumber(0, "");
   let rev = etag(d);
-  openDialog({
+  const anyway = unreachableAnyway("Add anyway");
+  const dlg = openDialog({
     title: `Add an instance to ${depName(d.id)}`,
     description: "It is tested before it joins; it takes traffic once the test passes.",
-    body: [row.box],
+    body: [row.box, anyway.panel],
     submitLabel: "Add instance",
     async onSubmit(dlg) {
+      /** @type {Record<string, unknown>} */
+      const body = row.value();
+      if (anyway.take()) body.allow_unreachable = true;
       try {
-        const r = await api("POST", `/v1/deployments/${seg(d.id)}/instances`, { body: row.value(), ifMatch: rev });
+        const r = await api("POST", `/v1/deployments/${seg(d.id)}/instances`, { body, ifMatch: rev });
         await loadOne(d.id);
-        showResults(dlg, d.id, [r.data.id], `Instance ${r.data.id} added.`);
+        anyway.button.remove();
+        const note = r.data.warnings?.length ? " It failed the connectivity test and takes no traffic until re-tested." : "";
+        showResults(dlg, d.id, [r.data.id], `Instance ${r.data.id} added.${note}`);
         return true;
       } catch (e) {
+        anyway.failed(e);
         rev = await refreshed(e, d.id, rev);
         throw e;
       }
     },
   });
+  dlg.actions.insertBefore(anyway.button, dlg.submit);
 }
 
 /** On 412: re-read the deployment; the form continues on its latest revision. @param {unknown} e @param {string} id @param {string} rev */

@@ -108,6 +108,9 @@ export function describeError(e) {
     if (e.status === 503) return "The control service's state store is unavailable; nothing was changed. Try again in a moment.";
     if (e.status === 401) return "Your token is no longer accepted. Sign in again.";
     if (e.status === 403) return "Your token may not do this (viewer tokens are read-only).";
+    if (e.code === "connectivity_failed") {
+      return "No instance passed its connectivity test, so nothing was stored. Fix the instance and try again — or store it anyway: an unreachable instance takes no traffic until a re-test passes.";
+    }
     return e.message + (e.requestId ? ` (request ${e.requestId})` : "");
   }
   return e instanceof Error ? `Could not reach the control service: ${e.message}` : String(e);

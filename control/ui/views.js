@@ -71,7 +71,31 @@ export function checkText(c) {
     parts.push(`${Math.round(c.latency_ms.total)} ms`);
     return parts.join(" · ");
   }
-  return `Failed: ${c.error?.code ?? "error"} — ${c.error?.message ?? ""}`;
+  return `Failed: ${c.error?.code ?? "error"} — ${c.error?.message ?? ""}${c.detail ? ` · “${c.detail}”` : ""}`;
+}
+
+/**
+ * What a failed instance's connectivity test saw (a 422 connectivity_failed's `error.instances`, or the
+ * `warnings` of a create): one list item per instance. @param {any[]} evidence
+ */
+export function evidenceList(evidence) {
+  return h(
+    "ul",
+    { class: "evidence-list" },
+    evidence.map((/** @type {any} */ e) => {
+      const c = e.check ?? {};
+      const facts = [c.address ? `at ${c.address}` : null, c.http_status ? `HTTP ${c.http_status}` : null, c.engine ? (/** @type {any} */ (ENGINE_TEXT)[c.engine] ?? c.engine) : null]
+        .filter((x) => x !== null)
+        .join(" · ");
+      return h(
+        "li",
+        { class: "evidence", dataset: { instance: e.instance_id, code: e.code } },
+        h("span", { class: "result-name" }, h("strong", {}, e.instance_id), " ", h("span", { class: "url" }, e.url)),
+        h("span", { class: "badge state-unreachable" }, e.code),
+        h("span", { class: "result-text" }, e.message, facts ? ` (${facts})` : "", c.detail ? ` — “${c.detail}”` : ""),
+      );
+    }),
+  );
 }
 
 /** One line explaining a timeline event from its evidence. @param {any} e */

@@ -7,7 +7,7 @@ import { freePort } from "./ports.js";
 import { redisPing } from "./redis-ping.js";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, type WriteStream } from "node:fs";
+import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type WriteStream } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -37,8 +37,17 @@ export interface Gateway {
   url: string;
   controlUrl: string;
   adminToken: string;
-  /** Set when the admin token was generated for this run (print it once). */
+  /** Set when the admin token is the launcher's own (not CONTROL_ADMIN_TOKENS): the banner prints it. */
   adminTokenGenerated: boolean;
+  /** Where the launcher keeps its admin token (null: CONTROL_ADMIN_TOKENS), and whether this start created it. */
+  adminTokenFile: string | null;
+  adminTokenCreated: boolean;
+  /** Where the launcher keeps its plugin token (null: CONTROL_PLUGIN_TOKENS). */
+  pluginTokenFile: string | null;
+  /** The dashboard: `<control>/ui/`. */
+  dashboardUrl: string;
+  /** The dashboard with the launcher's admin token in the fragment (`#token=…`; null with CONTROL_ADMIN_TOKENS). */
+  signInUrl: string | null;
   dataPlane: "local" | "envoy";
   envoyVersion: string | null;
   redisUrl: string;
@@ -72,6 +81,40 @@ async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, 
 }
 
 const token = () => randomBytes(24).toString("base64url");
+
+/** What a kept token must look like to be used again (a token of the control service: ≥ 16 printable, no comma). */
+const USABLE_TOKEN = /^[\x21-\x2b\x2d-\x7e]{16,512}$/;
+
+/**
+ * A token the launcher generates, kept across restarts: `<dir>/<name>`, the file mode 0600 in a directory
+ * of mode 0700 (both owner-only), read again at the next start. A file that does not hold a usable token is
+ * replaced (with a warning); one readable by others is made 0600 again.
+ */
+export function keptToken(dir: string, name: string, say: (l: string) => void = () => undefined): { token: string; file: string; created: boolean } {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const file = join(dir, name);
+  if (existsSync(file)) {
+    const kept = readFileSync(file, "utf8").trim();
+    if (USABLE_TOKEN.test(kept)) {
+      if ((statSync(file).mode & 0o077) !== 0) {
+        chmodSync(file, 0o600);
+        say(`warning: ${file} was readable by others; it is 0600 again (consider replacing the token: delete the file)`);
+      }
+      return { token: kept, file, created: false };
+    }
+    say(`warning: ${file} does not hold a usable token; a new one replaces it`);
+  }
+  const fresh = token();
+  // Written whole or not at all: a temporary file (0600 from the start), then renamed over the old one.
+  const tmp = `${file}.${process.pid}.tmp`;
+  rmSync(tmp, { force: true });
+  writeFileSync(tmp, fresh + "\n", { mode: 0o600, flag: "wx" });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, file);
+  return { token: fresh, file, created: true };
+}
+
 const firstOf = (list: string | undefined) => (list ?? "").split(",").map((t) => t.trim()).find((t) => t.length > 0);
 
 export const REDIS_INSTALL_HELP = [
@@ -86,6 +129,8 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
   const say = opts.say ?? ((l: string) => process.stderr.write(l + "\n"));
   const dataDir = resolve(env.GATEWAY_DATA_DIR ?? join(REPO, ".data"));
   const logDir = join(dataDir, "logs");
+  // Owner-only when we create it: Redis' data (API keys included) and the kept tokens live here.
+  if (!existsSync(dataDir)) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   mkdirSync(logDir, { recursive: true });
   const listenHost = env.GATEWAY_HOST ?? "127.0.0.1";
   const listenPort = env.GATEWAY_PORT !== undefined ? Number(env.GATEWAY_PORT) : 10_000;
@@ -174,9 +219,15 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
     }
 
     // ---------------------------------------------------------------- tokens + control
+    // Tokens the launcher generates are kept in <data>/secrets/ and reused at the next start (a dashboard
+    // tab, a script's TOKEN, Envoy's bootstrap stay valid); CONTROL_ADMIN_TOKENS / CONTROL_PLUGIN_TOKENS win.
+    const secrets = join(dataDir, "secrets");
     const configuredAdmin = firstOf(env.CONTROL_ADMIN_TOKENS);
-    const adminToken = configuredAdmin ?? token();
-    const pluginToken = firstOf(env.CONTROL_PLUGIN_TOKENS) ?? token();
+    const keptAdmin = configuredAdmin === undefined ? keptToken(secrets, "admin-token", say) : null;
+    const adminToken = configuredAdmin ?? keptAdmin!.token;
+    const configuredPlugin = firstOf(env.CONTROL_PLUGIN_TOKENS);
+    const keptPlugin = configuredPlugin === undefined ? keptToken(secrets, "plugin-token", say) : null;
+    const pluginToken = configuredPlugin ?? keptPlugin!.token;
     const loaded = loadConfig({
       LOG_LEVEL: "info",
       ...env,
@@ -255,6 +306,13 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
       controlUrl: control.url,
       adminToken,
       adminTokenGenerated: configuredAdmin === undefined,
+      adminTokenFile: keptAdmin?.file ?? null,
+      adminTokenCreated: keptAdmin?.created ?? false,
+      pluginTokenFile: keptPlugin?.file ?? null,
+      dashboardUrl: `${control.url}/ui/`,
+      // The token rides in the fragment: the browser never sends it (no server or proxy log sees it); the
+      // page reads it once and removes it from the address bar.
+      signInUrl: configuredAdmin === undefined ? `${control.url}/ui/#token=${encodeURIComponent(adminToken)}` : null,
       dataPlane: dp ? "local" : "envoy",
       envoyVersion: dp ? null : (envoy?.version ?? null),
       redisUrl,
@@ -325,7 +383,15 @@ export function banner(g: Gateway): string {
   lines.push("");
   lines.push(`  gateway (send requests here)  ${g.url}`);
   lines.push(`  control service               ${g.controlUrl}`);
-  lines.push(g.adminTokenGenerated ? `  admin token (generated for this run, shown once)  ${g.adminToken}` : "  admin token                   from CONTROL_ADMIN_TOKENS");
+  if (g.signInUrl) {
+    lines.push(`  dashboard (sign-in link)      ${g.signInUrl}`);
+    lines.push(`  admin token                   ${g.adminToken}`);
+    lines.push(`                                ${g.adminTokenCreated ? "generated now and kept" : "kept since an earlier start"} in ${g.adminTokenFile} (mode 0600): every start reuses it; CONTROL_ADMIN_TOKENS overrides it`);
+  } else {
+    lines.push(`  dashboard                     ${g.dashboardUrl} (sign in with a token of CONTROL_ADMIN_TOKENS)`);
+    lines.push("  admin token                   from CONTROL_ADMIN_TOKENS");
+  }
+  if (g.pluginTokenFile) lines.push(`  plugin token                  kept in ${g.pluginTokenFile} (mode 0600); CONTROL_PLUGIN_TOKENS overrides it`);
   lines.push(`  redis                         ${g.redisUrl}${g.redisLaunched ? "" : " (REDIS_URL)"}`);
   lines.push(`  logs                          ${g.logDir}`);
   lines.push("");

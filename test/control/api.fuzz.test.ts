@@ -11,7 +11,8 @@
  *       concurrently with the garbage.
  * Properties, per response: never 5xx; every error is `{error:{code,message,request_id}}` (the API's own
  * ErrorBody schema, code ↔ status as in errors.ts, request_id = x-request-id) with field-naming `issues`
- * on 400 validation_failed; 2xx bodies validate with the API's response schemas; no API key we sent
+ * on 400 validation_failed; 2xx bodies validate with the API's response schemas; every status a route
+ * answers is listed for its operation in /openapi.json; no API key we sent
  * (all carry the marker below) nor any bearer token ever appears in a response or a log line. Per batch:
  * the replica still answers /healthz, and never logs an unhandled error, an invalid routing table or a
  * refused xDS snapshot. Requests node's own HTTP parser rejects (raw-socket garbage, non-ASCII targets)
@@ -34,11 +35,11 @@ import { Redis } from "ioredis";
 import { z } from "zod";
 import { RoutingTable, type TableInstance } from "../../control/contracts/routing-table.js";
 import { TelemetryBatch } from "../../control/contracts/telemetry.js";
-import { Deployment, DeploymentCreate, DeploymentUpdate, Instance, InstanceCreate, InstanceUpdate, Migration, MigrationCreate } from "../../control/src/deployments/schemas.js";
+import { Deployment, DeploymentCreate, DeploymentCreated, DeploymentUpdate, Instance, InstanceAdd, InstanceAdded, InstanceUpdate, Migration, MigrationCreate } from "../../control/src/deployments/schemas.js";
 import { EventList } from "../../control/src/health/schemas.js";
 import { STATUS } from "../../control/src/http/errors.js";
 import { Model, ModelCreate, ModelUpdate } from "../../control/src/models/schemas.js";
-import { ErrorBody } from "../../control/src/openapi.js";
+import { ErrorBody, openApiDocument } from "../../control/src/openapi.js";
 import { DiscoveryRequest } from "../../control/xds/discovery.js";
 import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import { freePort, type RedisServer } from "../support/redis.js";
@@ -575,7 +576,7 @@ function bodies(ctx: Ctx) {
       ...health,
     }),
     deploymentUpdate: b(DeploymentUpdate, health),
-    instanceCreate: b(InstanceCreate, { id: fc.oneof(pick(INST_IDS), fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,30}$/)), url, api_key: secretArb }),
+    instanceCreate: b(InstanceAdd, { id: fc.oneof(pick(INST_IDS), fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,30}$/)), url, api_key: secretArb }),
     instanceUpdate: b(InstanceUpdate, { api_key: fc.oneof(secretArb, fc.constant(null)) }),
     migrationCreate: b(MigrationCreate, { instance_id: pick(INST_IDS), new_instance_id: fc.oneof(pick(INST_IDS), fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,30}$/)), url, api_key: fc.oneof(secretArb, fc.constant(null)) }),
     telemetry: b(TelemetryBatch, {
@@ -774,12 +775,12 @@ const RESPONSE_SCHEMAS: Record<string, { status: number[]; schema: z.ZodType | n
   "models.get": { status: [200], schema: Model },
   "models.patch": { status: [200], schema: Model },
   "models.delete": { status: [204], schema: null },
-  "deployments.create": { status: [201, 202], schema: Deployment },
+  "deployments.create": { status: [201, 202], schema: DeploymentCreated },
   "deployments.list": { status: [200], schema: ListOf("deployments", Deployment) },
   "deployments.get": { status: [200], schema: Deployment },
   "deployments.patch": { status: [200], schema: Deployment },
   "deployments.delete": { status: [204], schema: null },
-  "instances.create": { status: [201, 202], schema: Instance },
+  "instances.create": { status: [201, 202], schema: InstanceAdded },
   "instances.get": { status: [200], schema: Instance },
   "instances.patch": { status: [200], schema: Deployment },
   "instances.delete": { status: [204], schema: null },
@@ -793,6 +794,33 @@ const RESPONSE_SCHEMAS: Record<string, { status: number[]; schema: z.ZodType | n
   telemetry: { status: [200], schema: TelemetryAck },
   xds: { status: [200, 304], schema: null },
 };
+
+/** Route label → its operation in /openapi.json: every status a route answers must be listed there. */
+const OPERATIONS: Record<string, [string, string]> = {
+  "models.create": ["post", "/v1/models"],
+  "models.list": ["get", "/v1/models"],
+  "models.get": ["get", "/v1/models/{id}"],
+  "models.patch": ["patch", "/v1/models/{id}"],
+  "models.delete": ["delete", "/v1/models/{id}"],
+  "deployments.create": ["post", "/v1/deployments"],
+  "deployments.list": ["get", "/v1/deployments"],
+  "deployments.get": ["get", "/v1/deployments/{id}"],
+  "deployments.patch": ["patch", "/v1/deployments/{id}"],
+  "deployments.delete": ["delete", "/v1/deployments/{id}"],
+  "instances.create": ["post", "/v1/deployments/{id}/instances"],
+  "instances.get": ["get", "/v1/deployments/{id}/instances/{instanceId}"],
+  "instances.patch": ["patch", "/v1/deployments/{id}/instances/{instanceId}"],
+  "instances.delete": ["delete", "/v1/deployments/{id}/instances/{instanceId}"],
+  "instances.test": ["post", "/v1/deployments/{id}/instances/{instanceId}/test"],
+  events: ["get", "/v1/deployments/{id}/instances/{instanceId}/events"],
+  "migrations.create": ["post", "/v1/deployments/{id}/migrations"],
+  "migrations.list": ["get", "/v1/deployments/{id}/migrations"],
+  "migrations.get": ["get", "/v1/deployments/{id}/migrations/{migrationId}"],
+  "migrations.cancel": ["post", "/v1/deployments/{id}/migrations/{migrationId}/cancel"],
+  table: ["get", "/v1/routing-table"],
+  telemetry: ["post", "/v1/telemetry"],
+};
+const OPENAPI = openApiDocument() as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
 
 /** Express routes case-insensitively and ignores a trailing slash: any spelling of the table's path. */
 const isTablePath = (path: string) => path.toLowerCase().startsWith("/v1/routing-table");
@@ -829,6 +857,10 @@ function checkResponse(method: string, label: string | null, res: Resp, fromApp:
   }
   const rid = res.headers["x-request-id"];
   if (typeof rid !== "string" || rid === "") v.push("no x-request-id on the response");
+  const op = label ? OPERATIONS[label] : undefined;
+  if (op && !(String(res.status) in (OPENAPI.paths[op[1]]?.[op[0]]?.responses ?? {}))) {
+    v.push(`${label} answered ${res.status}, which /openapi.json does not list for ${op[0].toUpperCase()} ${op[1]}: ${short(res.text, 200)}`);
+  }
   if (res.status >= 400 && method !== "HEAD") {
     let body: unknown;
     try {
@@ -1040,10 +1072,15 @@ describe("control API fuzz (fast-check)", { timeout: 600_000 }, () => {
     for (const nm of [name, ...aliases]) if (t.body?.models?.[nm] !== D) violations.push(`[seq ${n}] table maps ${nm} to ${t.body?.models?.[nm]}`);
 
     // Scale up, patch with If-Match, stale If-Match → 412, patch the instance.
-    const sc = await call("scale up", "POST", `/v1/deployments/${D}/instances`, [201, 202], { body: { id: "c", url: mock.url, weight: spec.scaleWeight, region: spec.region, api_key: key } }, "instances.create");
+    // c is on a's address (the same mock): one instance per address in a deployment → duplicate_address, so
+    // the scale-up is refused (422 connectivity_failed, nothing stored) unless allow_unreachable.
+    const scBody = { id: "c", url: mock.url, weight: spec.scaleWeight, region: spec.region, api_key: key };
+    const refused = await call("scale up, duplicate address", "POST", `/v1/deployments/${D}/instances`, [422], { body: scBody }, "instances.create");
+    if (refused.body?.error?.code !== "connectivity_failed" || refused.body.error.instances?.[0]?.code !== "duplicate_address") violations.push(`[seq ${n}] scale-up on a's address answered ${short(refused.text)}`);
+    await call("refused scale-up stored nothing", "GET", `/v1/deployments/${D}/instances/c`, [404]);
+    const sc = await call("scale up", "POST", `/v1/deployments/${D}/instances`, [201, 202], { body: { ...scBody, allow_unreachable: true } }, "instances.create");
     if (sc.body?.has_api_key !== true) violations.push(`[seq ${n}] scaled instance has_api_key ${sc.body?.has_api_key}`);
     await call("scale up duplicate", "POST", `/v1/deployments/${D}/instances`, [409], { body: { id: "c", url: mock.url } });
-    // c is on a's address (the same mock): one instance per address in a deployment → duplicate_address.
     for (const until = Date.now() + 5_000; ; ) {
       const gi = await call("instance get", "GET", `/v1/deployments/${D}/instances/c`, [200], {}, "instances.get");
       if (failed || gi.body.state !== "pending" || Date.now() > until) {

@@ -101,7 +101,11 @@ describe("auth and security", () => {
 
   test("link-local and cloud-metadata addresses are refused by the connectivity test", async () => {
     const urls = ["http://169.254.169.254/v1", "http://metadata.internal/v1", "http://[fe80::1]:8000/v1", "http://[fd00:ec2::254]/v1", "http://evil.example:8000/v1"];
-    const r = await c.api("POST", "/v1/deployments", { body: { id: "blocked", model: "blocked-model", instances: urls.map((url, i) => ({ id: `b${i}`, url })) } });
+    const refused = await c.api("POST", "/v1/deployments", { body: { id: "blocked", model: "blocked-model", instances: urls.map((url, i) => ({ id: `b${i}`, url })) } });
+    assert.equal(refused.status, 422, refused.text);
+    assert.deepEqual(refused.body.error.instances.map((e: { code: string }) => e.code), urls.map(() => "blocked_address"));
+    // Stored anyway on request: every instance unreachable, none in the table.
+    const r = await c.api("POST", "/v1/deployments", { body: { id: "blocked", model: "blocked-model", allow_unreachable: true, instances: urls.map((url, i) => ({ id: `b${i}`, url })) } });
     assert.equal(r.status, 201, r.text);
     for (const inst of r.body.instances) {
       assert.equal(inst.state, "unreachable", inst.url);
@@ -116,7 +120,7 @@ describe("auth and security", () => {
     const r2 = await startReplica(redis.url, { ALLOW_LINK_LOCAL: "true", CONNECTIVITY_TIMEOUT_MS: "200", REDIS_KEY_PREFIX: "gw-ll:" });
     try {
       await registerModel(r2.api, "ll-model");
-      const r = await r2.api("POST", "/v1/deployments", { body: { id: "ll", model: "ll-model", instances: [{ id: "x", url: "http://[fe80::1]:9/v1" }] } });
+      const r = await r2.api("POST", "/v1/deployments", { body: { id: "ll", model: "ll-model", allow_unreachable: true, instances: [{ id: "x", url: "http://[fe80::1]:9/v1" }] } });
       assert.equal(r.status, 201, r.text);
       assert.notEqual(r.body.instances[0].last_check.error.code, "blocked_address");
     } finally {

@@ -132,9 +132,10 @@ describe("deployments: happy paths", () => {
     assert.equal(dup.status, 409);
   });
 
-  test("create answers 202 with pending instances when the test outlasts the bound, and finishes in the background", async () => {
+  test("create answers 202 with pending instances when the test outlasts the bound (allow_unreachable), and finishes in the background", async () => {
     await registerModel(slowControl.api, "qwen2.5-7b");
-    const r = await slowControl.api("POST", "/v1/deployments", { body: { id: "qwen-eu", model: "qwen2.5-7b", instances: [{ id: "eu-1", url: slow.url }] } });
+    // Without allow_unreachable and with nothing passed yet, a create waits for the verdict (connectivity.create.test.ts).
+    const r = await slowControl.api("POST", "/v1/deployments", { body: { id: "qwen-eu", model: "qwen2.5-7b", allow_unreachable: true, instances: [{ id: "eu-1", url: slow.url }] } });
     assert.equal(r.status, 202, r.text);
     assert.equal(r.body.instances[0].state, "pending");
     // Pending instances are not in the table; the deployment is (with no instances).

@@ -107,8 +107,13 @@ describe("fuzz regressions", () => {
     const loser = states.find((i) => i.state === "unreachable");
     assert.equal(loser.last_check.error.code, "duplicate_address");
 
-    // Scale-up on the same address: refused the same way; on another address: joins.
-    assert.equal((await c.api("POST", "/v1/deployments/dup/instances", { body: { id: "c", url: mock.url } })).status, 201);
+    // Scale-up on the same address: refused the same way (422, nothing stored; stored unreachable with
+    // allow_unreachable); on another address: joins.
+    const refused = await c.api("POST", "/v1/deployments/dup/instances", { body: { id: "c", url: mock.url } });
+    assert.equal(refused.status, 422, refused.text);
+    assert.equal(refused.body.error.instances[0].code, "duplicate_address");
+    assert.equal((await c.api("GET", "/v1/deployments/dup/instances/c")).status, 404);
+    assert.equal((await c.api("POST", "/v1/deployments/dup/instances", { body: { id: "c", url: mock.url, allow_unreachable: true } })).status, 201);
     assert.equal((await instance("dup", "c")).last_check.error.code, "duplicate_address");
     assert.equal((await c.api("POST", "/v1/deployments/dup/instances", { body: { id: "d", url: mock2.url } })).status, 201);
     assert.equal((await instance("dup", "d")).state, "active");

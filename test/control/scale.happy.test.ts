@@ -39,9 +39,13 @@ describe("scale and delete", () => {
     assert.deepEqual({ weight: inst.weight, priority: inst.priority, region: inst.region }, { weight: 2, priority: 1, region: "eu" });
   });
 
-  test("scale up with a failing instance: recorded as unreachable, not in the table", async () => {
+  test("scale up with a failing instance: refused (422, nothing stored), or with allow_unreachable recorded as unreachable, not in the table", async () => {
     m3.set({ mode: "error_5xx" });
-    const r = await c.api("POST", "/v1/deployments/s/instances", { body: { id: "i3", url: m3.url } });
+    const refused = await c.api("POST", "/v1/deployments/s/instances", { body: { id: "i3", url: m3.url } });
+    assert.equal(refused.status, 422, refused.text);
+    assert.equal(refused.body.error.code, "connectivity_failed");
+    assert.equal((await c.api("GET", "/v1/deployments/s/instances/i3")).status, 404);
+    const r = await c.api("POST", "/v1/deployments/s/instances", { body: { id: "i3", url: m3.url, allow_unreachable: true } });
     assert.equal(r.status, 201);
     assert.equal(r.body.state, "unreachable");
     assert.equal(r.body.last_check.error.code, "http_error");

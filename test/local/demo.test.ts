@@ -64,7 +64,9 @@ test("npm run demo: banner, a working curl, Ctrl-C → exit 0 and nothing left r
     assert.match(stdout, /LOCAL DATA PLANE \(not Envoy\)/);
     assert.match(stdout, new RegExp(`gateway \\(send requests here\\)\\s+http://127\\.0\\.0\\.1:${gatewayPort}`));
     assert.match(stdout, new RegExp(`control service\\s+http://127\\.0\\.0\\.1:${controlPort}`));
-    assert.match(stdout, /admin token \(generated for this run, shown once\)\s+\S{16,}/);
+    const token = /admin token\s+(\S{16,})/.exec(stdout)?.[1];
+    assert.ok(token, stdout);
+    assert.ok(stdout.includes(`http://127.0.0.1:${controlPort}/ui/#token=${token}`), "the banner's sign-in link to the dashboard");
 
     // The curl the banner prints, sent as it is.
     const curl = /curl (http:\/\/\S+\/v1\/chat\/completions) -H 'content-type: application\/json' -d '([^']+)'/.exec(stdout);

@@ -8,6 +8,8 @@
  *     deployment with confirmation;
  *   - keyboard: the main actions are reachable with Tab and work with Enter; dialogs take focus, Escape
  *     closes them and focus returns;
+ *   - a sign-in link (`#token=…`) signs in and leaves the address bar clean; a create (and a scale-up) whose
+ *     instances all fail their connectivity test shows what each test saw, then "create anyway";
  *   - phone width (390 px): no horizontal overflow;
  *   - viewer token: the same data, no action buttons.
  * A small loop plays the gateway's part for the chart (telemetry batches, contract 3, with the plugin
@@ -389,6 +391,85 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     await page.getByRole("dialog", { name: "Remove model mistral-7b?" }).getByRole("button", { name: "Remove model" }).click();
     await mistral.waitFor({ state: "detached", timeout: T });
     assert.equal((await control.api("GET", "/v1/models")).body.models.some((m: { name: string }) => m.name === "mistral-7b"), false);
+    await ctx.close();
+  });
+
+  test("a sign-in link (#token=…, as npm start prints it) signs in and leaves no token in the address bar", async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, reducedMotion: "reduce" });
+    try {
+      const page = await ctx.newPage();
+      page.on("pageerror", (e) => pageErrors.push(String(e)));
+      // Through GET / (redirected to /ui/; the browser keeps the fragment, which never reaches the server).
+      await page.goto(`${control.url}/#token=${encodeURIComponent(ADMIN)}`);
+      await page.locator('#live[data-state="live"]').waitFor({ timeout: T });
+      assert.equal(page.url(), `${control.url}/ui/`, "the token is gone from the address bar (the history entry was replaced)");
+      assert.equal(await page.locator("#role").textContent(), "Admin");
+      // A reload keeps the session (the tab's sessionStorage), with no token in the URL.
+      await page.reload();
+      await page.locator('#live[data-state="live"]').waitFor({ timeout: T });
+
+      // A link with a token the service does not accept: the sign-in form says so.
+      const other = await ctx.newPage();
+      await other.goto(`${control.url}/ui/#token=not-a-valid-token-0123456789`);
+      await other.getByText("The token of this sign-in link is not accepted by the control service.").waitFor({ timeout: T });
+      assert.equal(other.url(), `${control.url}/ui/`);
+      await other.close();
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  test("create where no instance passes its connectivity test: the evidence per instance, then create anyway", async () => {
+    await ensureLlamaProd();
+    const { ctx, page } = await open(1280, 900, ADMIN);
+    await page.getByRole("button", { name: "New deployment" }).click();
+    const dlg = page.getByRole("dialog", { name: "New deployment" });
+    await dlg.getByLabel("Model").locator("option", { hasText: "qwen-2.5-7b" }).waitFor({ state: "attached", timeout: T });
+    await dlg.getByLabel("Model").selectOption({ label: "qwen-2.5-7b — Qwen 2.5 7B" });
+    await dlg.getByLabel("Deployment id").fill("qwen-down");
+    const refused = await closedPortUrl();
+    await dlg.getByRole("group", { name: "Instance 1" }).getByLabel("URL").fill(refused);
+    await dlg.getByRole("button", { name: "Add another instance" }).click();
+    await dlg.getByRole("group", { name: "Instance 2" }).getByLabel("URL").fill(m1.url); // serves another model
+    await dlg.getByRole("button", { name: "Create deployment" }).click();
+
+    // Nothing created; what each test saw, per instance, and at each URL field.
+    await dlg.locator(".dialog-error", { hasText: "No instance passed its connectivity test" }).waitFor({ timeout: T });
+    const evidence = dlg.locator(".evidence");
+    await waitFor(async () => (await evidence.count()) === 2, T, "two evidence rows");
+    assert.deepEqual(await evidence.evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.code)), ["refused", "wrong_model"]);
+    assert.match((await evidence.first().textContent()) ?? "", new RegExp(`connection refused \\(at ${new URL(refused).host.replace(/\./g, "\\.")}\\)`));
+    assert.match((await evidence.nth(1).textContent()) ?? "", /does not serve qwen-2\.5-7b/);
+    const url1 = dlg.getByRole("group", { name: "Instance 1" }).getByLabel("URL");
+    assert.equal(await url1.getAttribute("aria-invalid"), "true", "the failure is shown at the instance's URL");
+    assert.equal((await control.api("GET", "/v1/deployments/qwen-down")).status, 404);
+    await page.screenshot({ path: `${ARTIFACTS}create-connectivity-failed-laptop.png` });
+
+    // Create anyway: stored with both instances unreachable, their results shown.
+    await dlg.getByRole("button", { name: "Create anyway" }).click();
+    await dlg.getByText(/Deployment qwen-down created\. 2 instances failed the connectivity test/).waitFor({ timeout: T });
+    await waitFor(async () => (await dlg.locator(".result-unreachable").count()) === 2, T, "two unreachable results");
+    assert.match((await dlg.locator(".result-text").first().textContent()) ?? "", /^Failed: refused/);
+    const stored = (await control.api("GET", "/v1/deployments/qwen-down")).body;
+    assert.deepEqual(stored.instances.map((i: { state: string }) => i.state), ["unreachable", "unreachable"]);
+    await dlg.getByRole("button", { name: "Done" }).click();
+    await page.locator("#dep-qwen-down").waitFor({ timeout: T });
+    assert.equal((await control.api("DELETE", "/v1/deployments/qwen-down")).status, 204);
+    await page.locator("#dep-qwen-down").waitFor({ state: "detached", timeout: T });
+
+    // Scale-up: the same, with "Add anyway".
+    const card = page.locator("#dep-llama-prod");
+    await card.getByRole("button", { name: "Add instance" }).click();
+    const add = page.getByRole("dialog", { name: /Add an instance/ });
+    await add.getByLabel("URL").fill(refused);
+    await add.getByRole("button", { name: "Add instance" }).click();
+    await add.locator(".evidence[data-code=refused]").waitFor({ timeout: T });
+    assert.equal((await control.api("GET", "/v1/deployments/llama-prod")).body.instances.some((i: { url: string }) => i.url === refused), false, "nothing stored");
+    await add.getByRole("button", { name: "Add anyway" }).click();
+    await add.locator(".result-unreachable").waitFor({ timeout: T });
+    await add.getByRole("button", { name: "Done" }).click();
+    const added = await instanceOf("llama-prod", refused);
+    assert.equal((await control.api("DELETE", `/v1/deployments/llama-prod/instances/${added}`)).status, 204);
     await ctx.close();
   });
 

@@ -31,6 +31,36 @@ export interface ConnectivityTester {
   probeCompletion(target: Target, opts: { model: string; timeoutMs: number; apiKey: string | null; signal?: AbortSignal }): Promise<ProbeOutcome>;
 }
 
+const DETAIL_MAX = 300;
+
+/**
+ * The instance's own words about a failure, kept as evidence: an OpenAI-style error message (`error.message`,
+ * `error`, `message`, `detail`), else the start of the body; one line of at most 300 characters. The API key
+ * the test sent, and anything that looks like a bearer token, are removed (an upstream may echo them).
+ */
+export function upstreamDetail(body: string, apiKey: string | null): string | null {
+  let text = body;
+  try {
+    const p = JSON.parse(body) as unknown;
+    if (typeof p === "object" && p !== null) {
+      const o = p as Record<string, unknown>;
+      const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
+      const e = o.error;
+      text = str(e) ?? (typeof e === "object" && e !== null ? str((e as Record<string, unknown>).message) : null) ?? str(o.message) ?? str(o.detail) ?? body;
+    }
+  } catch {
+    // not JSON: the text itself
+  }
+  if (apiKey) for (const form of new Set([apiKey, JSON.stringify(apiKey).slice(1, -1)])) text = text.split(form).join("[redacted]");
+  text = text
+    .replace(/(bearer\s+)[^\s"',;]+/gi, "$1[redacted]")
+    .replace(/[\x00-\x1f\x7f]+/g, " ")
+    .replace(/\s+/g, " ")
+    .trim();
+  if (text === "") return null;
+  return text.length > DETAIL_MAX ? `${text.slice(0, DETAIL_MAX - 1)}…` : text;
+}
+
 export interface ProbeOutcome {
   ok: boolean;
   address: string | null;
@@ -76,6 +106,8 @@ export function createConnectivityTester(deps: {
         latency_ms: { models: null, completion: null, total: Math.round(now() - started) },
         models_served: [],
         error: null,
+        http_status: null,
+        detail: null,
         ...over,
       });
       const r = await resolve(target.host, target.port);
@@ -95,7 +127,13 @@ export function createConnectivityTester(deps: {
         modelsMs = Math.round(now() - t0);
         headers.push(modelsRes.headers);
         if (modelsRes.status < 200 || modelsRes.status > 299) {
-          return result({ address: r.address, latency_ms: { models: modelsMs, completion: null, total: Math.round(now() - started) }, error: { code: "http_error", message: `GET ${target.base_path}/models answered ${modelsRes.status}` } });
+          return result({
+            address: r.address,
+            latency_ms: { models: modelsMs, completion: null, total: Math.round(now() - started) },
+            error: { code: "http_error", message: `GET ${target.base_path}/models answered ${modelsRes.status}` },
+            http_status: modelsRes.status,
+            detail: upstreamDetail(modelsRes.body, opts.apiKey),
+          });
         }
         try {
           const parsed = JSON.parse(modelsRes.body) as { data?: unknown };
@@ -106,7 +144,7 @@ export function createConnectivityTester(deps: {
         const served = cards.map((c) => c.id).filter((id): id is string => typeof id === "string");
         const base = { address: r.address, models_served: served.slice(0, 20), engine: detectEngine({ headers, modelCards: cards }) };
         if (cards.length === 0) {
-          return result({ ...base, latency_ms: { models: modelsMs, completion: null, total: Math.round(now() - started) }, error: { code: "bad_response", message: "GET /models did not answer an OpenAI model list" } });
+          return result({ ...base, latency_ms: { models: modelsMs, completion: null, total: Math.round(now() - started) }, error: { code: "bad_response", message: "GET /models did not answer an OpenAI model list" }, detail: upstreamDetail(modelsRes.body, opts.apiKey) });
         }
         if (!served.includes(opts.model)) {
           return result({ ...base, latency_ms: { models: modelsMs, completion: null, total: Math.round(now() - started) }, error: { code: "wrong_model", message: `the instance does not serve ${opts.model} (it serves: ${served.slice(0, 5).join(", ")})` } });
@@ -125,10 +163,17 @@ export function createConnectivityTester(deps: {
         const latency_ms = { models: modelsMs, completion: completionMs, total: Math.round(now() - started) };
         const engine = detectEngine({ headers, modelCards: cards, completion });
         if (completionRes.status < 200 || completionRes.status > 299) {
-          return result({ ...base, engine, latency_ms, error: { code: "http_error", message: `POST ${target.base_path}/chat/completions answered ${completionRes.status}` } });
+          return result({
+            ...base,
+            engine,
+            latency_ms,
+            error: { code: "http_error", message: `POST ${target.base_path}/chat/completions answered ${completionRes.status}` },
+            http_status: completionRes.status,
+            detail: upstreamDetail(completionRes.body, opts.apiKey),
+          });
         }
         if (!completion || !Array.isArray(completion.choices)) {
-          return result({ ...base, engine, latency_ms, error: { code: "bad_response", message: "the completion has no choices" } });
+          return result({ ...base, engine, latency_ms, error: { code: "bad_response", message: "the completion has no choices" }, detail: upstreamDetail(completionRes.body, opts.apiKey) });
         }
         return result({ ...base, engine, latency_ms, ok: true });
       } catch (e) {

@@ -6,7 +6,7 @@ import { READ_ROLES, WRITE_ROLES, requireRole, type Authenticator } from "../htt
 import { AppError } from "../http/errors.js";
 import { ifMatchOf, revisionEtag } from "../http/preconditions.js";
 import { parseBody, parsePart } from "../http/validate.js";
-import { DeploymentCreate, DeploymentUpdate, InstanceCreate, InstanceUpdate, type Deployment } from "./schemas.js";
+import { DeploymentCreate, DeploymentUpdate, InstanceAdd, InstanceUpdate, type Deployment } from "./schemas.js";
 import type { DeploymentService } from "./service.js";
 
 const DepParams = z.object({ id: Id });
@@ -39,7 +39,7 @@ export function deploymentRoutes(deps: {
   const write = requireRole(deps.auth, ...WRITE_ROLES);
 
   /**
-   * Let the connectivity tests finish within the bound; then answer with what is stored. Another
+   * Re-test: let the connectivity test finish within the bound; then answer with what is stored. Another
    * replica's worker may have taken the work (lease): then watch the stored document until the bound.
    */
   const afterTests = async (d: Deployment): Promise<{ d: Deployment; pending: boolean }> => {
@@ -53,11 +53,14 @@ export function deploymentRoutes(deps: {
     }
   };
 
+  // Create: the instances are tested before anything is stored (service.create, connectivity/preflight.ts).
+  // 201: every test finished; 202: some still running (the worker finishes them) while one passed or
+  // allow_unreachable is set; 422 connectivity_failed: none passed, nothing stored.
   r.post("/v1/deployments", write, deps.idempotency, async (req, res) => {
-    const created = await service.create(parseBody(DeploymentCreate, req.body));
-    const { d, pending } = await afterTests(created);
+    const { deployment: d, warnings, pending } = await service.create(parseBody(DeploymentCreate, req.body));
+    if (pending) void worker.kick(d.id);
     res.setHeader("location", `/v1/deployments/${d.id}`);
-    sendDeployment(res, d, pending ? 202 : 201);
+    res.status(pending ? 202 : 201).setHeader("etag", revisionEtag(d.revision)).json({ ...d, warnings });
   });
   r.get("/v1/deployments", read, async (_req, res) => {
     res.json({ deployments: await Promise.all((await service.list()).map(withHealth)) });
@@ -76,14 +79,13 @@ export function deploymentRoutes(deps: {
     res.status(204).end();
   });
 
-  // Scale up: add an instance (tested before it joins the pool).
+  // Scale up: add an instance, tested before it is stored (same answers as create).
   r.post("/v1/deployments/:id/instances", write, deps.idempotency, async (req, res) => {
     const { id } = parsePart(DepParams, req.params, "path");
-    const { instance } = await service.addInstance(id, parseBody(InstanceCreate, req.body), ifMatchOf(req));
-    const { d } = await afterTests(await service.get(id));
-    const inst = d.instances.find((i) => i.id === instance.id) ?? instance;
+    const { value: inst, deployment: d, warnings, pending } = await service.addInstance(id, parseBody(InstanceAdd, req.body), ifMatchOf(req));
+    if (pending) void worker.kick(id);
     res.setHeader("location", `/v1/deployments/${id}/instances/${inst.id}`).setHeader("etag", revisionEtag(d.revision));
-    res.status(inst.state === "pending" ? 202 : 201).json(inst);
+    res.status(pending ? 202 : 201).json({ ...inst, warnings });
   });
   r.get("/v1/deployments/:id/instances/:instanceId", read, async (req, res) => {
     const { id, instanceId } = parsePart(InstParams, req.params, "path");

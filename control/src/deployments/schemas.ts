@@ -64,6 +64,16 @@ export const InstanceCreate = z
   })
   .strict();
 
+const AllowUnreachable = z
+  .boolean()
+  .default(false)
+  .describe(
+    "Store the instances even when no connectivity test passes (they stay unreachable until re-tested). Without it a create or scale-up whose instances all fail answers 422 connectivity_failed and stores nothing",
+  );
+
+/** POST /v1/deployments/{id}/instances: one instance, and whether to keep it when its test fails. */
+export const InstanceAdd = InstanceCreate.extend({ allow_unreachable: AllowUnreachable });
+
 export const InstanceUpdate = z
   .object({
     weight: z.number().int().min(1).max(TABLE_LIMITS.maxWeight).optional(),
@@ -161,6 +171,7 @@ export const DeploymentCreate = z
     on_unavailable: UnavailablePolicy.default("fail").describe("All instances unhealthy: fail (503) or panic (use them anyway)"),
     health_check: HealthCheck.prefault({}),
     instances: z.array(InstanceCreate).max(TABLE_LIMITS.maxInstancesPerDeployment).default([]),
+    allow_unreachable: AllowUnreachable,
   })
   .strict()
   .superRefine((d, ctx) => {
@@ -200,6 +211,27 @@ export const ConnectivityResult = z.object({
   latency_ms: z.object({ models: z.number().nullable(), completion: z.number().nullable(), total: z.number() }),
   models_served: z.array(z.string()).describe("Model ids listed by GET /models (first 20)"),
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  // Optional: results stored before these fields existed have neither.
+  http_status: z.number().int().nullable().optional().describe("Status of the instance's HTTP answer that failed the test (http_error), else null"),
+  detail: z
+    .string()
+    .nullable()
+    .optional()
+    .describe("The instance's own words about the failure (e.g. the engine's error message), at most 300 characters, the API key removed; else null"),
+});
+
+/**
+ * What one instance's connectivity test saw, when it failed: the body of a 422 `connectivity_failed`
+ * (`error.instances`) and of the `warnings` of a create or scale-up that stored the instance anyway.
+ */
+export const ConnectivityEvidence = z.object({
+  instance_id: Id,
+  url: z.string(),
+  code: z
+    .string()
+    .describe("dns_failed, blocked_address, refused, timeout, network_error, tls_error, http_error, bad_response, wrong_model, too_large, duplicate_address"),
+  message: z.string(),
+  check: ConnectivityResult.describe("The full test result (also the instance's last_check when stored)"),
 });
 
 export const InstanceLifecycle = z.enum(["pending", "active", "draining", "ejected", "unreachable"]);
@@ -264,7 +296,18 @@ export const Deployment = z.object({
   updated_at: z.string(),
 });
 
+const Warnings = z
+  .array(ConnectivityEvidence)
+  .describe("Instances stored although their connectivity test failed (unreachable: no traffic until re-tested), and why");
+
+/** The answer to a create: the stored deployment and its failed instances (not stored: a response field). */
+export const DeploymentCreated = Deployment.extend({ warnings: Warnings });
+/** The answer to a scale-up: the stored instance, and its failure when it was kept anyway. */
+export const InstanceAdded = Instance.extend({ warnings: Warnings });
+
 export type InstanceCreate = z.output<typeof InstanceCreate>;
+export type InstanceAdd = z.output<typeof InstanceAdd>;
+export type ConnectivityEvidence = z.infer<typeof ConnectivityEvidence>;
 export type InstanceUpdate = z.output<typeof InstanceUpdate>;
 export type DeploymentCreate = z.output<typeof DeploymentCreate>;
 export type DeploymentUpdate = z.output<typeof DeploymentUpdate>;

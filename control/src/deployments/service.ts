@@ -1,20 +1,30 @@
 /**
- * Deployment lifecycle: create (instances start `pending` until their connectivity test passes),
- * read, update, scale (add/remove instances), delete. Background work (tests, migrations) is recorded in
- * the stored document and carried out by the worker (jobs/worker.ts), in any replica.
+ * Deployment lifecycle: create, read, update, scale (add/remove instances), delete.
+ *
+ * Create and scale-up test the new instances' connectivity first (connectivity/preflight.ts) and store them
+ * with the outcome: `active` (passed), `unreachable` (failed) or `pending` (still being tested when the wait
+ * ended). When no instance passed, nothing is stored (422 connectivity_failed, with what each test saw)
+ * unless the request sets `allow_unreachable`. Background work (tests of pending instances, migrations) is
+ * recorded in the stored document and carried out by the worker (jobs/worker.ts), in any replica.
  */
 import { randomBytes } from "node:crypto";
 import { AppError } from "../http/errors.js";
 import { checkIfMatch } from "../http/preconditions.js";
-import type { Model } from "../models/schemas.js";
+import { servedNameOf, type Model } from "../models/schemas.js";
+import type { Preflight } from "../connectivity/preflight.js";
+import { applyTestResult } from "../migration/steps.js";
+import { sameInTable } from "../routing-table/builder.js";
 import type { DeploymentStore } from "./store.js";
 import {
   activeMigrations,
   parseInstanceUrl,
+  type ConnectivityEvidence,
+  type ConnectivityResult,
   type Deployment,
   type DeploymentCreate,
   type DeploymentUpdate,
   type Instance,
+  type InstanceAdd,
   type InstanceCreate,
   type InstanceUpdate,
 } from "./schemas.js";
@@ -63,19 +73,77 @@ function uniqueInstanceId(d: Pick<Deployment, "instances">, wanted: string | und
   }
 }
 
+/** A failed instance as evidence (422 `error.instances`, 201/202 `warnings`). */
+export function evidenceOf(i: Instance): ConnectivityEvidence {
+  const check = i.last_check!;
+  return { instance_id: i.id, url: i.url, code: check.error?.code ?? "failed", message: check.error?.message ?? "the connectivity test failed", check };
+}
+
+/** One line per failure, for `issues` (shown at the instance's URL field by clients such as the dashboard). */
+function evidenceLine(e: ConnectivityEvidence): string {
+  const c = e.check;
+  const extra = [c.address ? `at ${c.address}` : null, c.detail ? `“${c.detail}”` : null].filter((x) => x !== null);
+  return `connectivity test failed: ${e.code} — ${e.message}${extra.length > 0 ? ` (${extra.join(", ")})` : ""}`;
+}
+
+function connectivityFailed(what: string, failed: { evidence: ConnectivityEvidence; path: string }[]): AppError {
+  const list = failed.map((f) => `${f.evidence.instance_id}: ${f.evidence.code}`).join(", ");
+  return new AppError(
+    "connectivity_failed",
+    `${what}: no instance passed its connectivity test (${list}); nothing was stored. Fix the instances and retry, or send allow_unreachable: true to store them anyway`,
+    failed.map((f) => ({ path: f.path, message: evidenceLine(f.evidence) })),
+    { instances: failed.map((f) => f.evidence) },
+  );
+}
+
+/** Results of tests run before storing, applied as the worker applies its own (duplicate addresses included). */
+function withResults(d: Deployment, results: Map<string, ConnectivityResult>, at: number): Deployment {
+  let next = d;
+  for (const inst of d.instances) {
+    const r = results.get(inst.id);
+    // Not a migration's target: the health deadline (last argument) does not apply.
+    if (r) next = applyTestResult(next, inst.id, r, at, 0)?.next ?? next;
+  }
+  return next;
+}
+
+export interface Created<T> {
+  /** What was stored. */
+  value: T;
+  deployment: Deployment;
+  /** Failed instances stored anyway (allow_unreachable, or another instance passed). */
+  warnings: ConnectivityEvidence[];
+  /** Some instance is still `pending` (its test outlasted the wait; the worker finishes it): 202. */
+  pending: boolean;
+}
+
 export function createDeploymentService(deps: {
-  store: Pick<DeploymentStore, "get" | "list" | "create" | "update" | "remove">;
+  store: Pick<DeploymentStore, "get" | "list" | "create" | "update" | "remove" | "deploymentOf">;
   models: { resolve(ref: string): Promise<Model | null> };
+  preflight: Preflight;
   now?: () => Date;
 }) {
   const { store } = deps;
   const now = () => (deps.now?.() ?? new Date()).toISOString();
   const touch = (d: Deployment, at: string): Deployment => ({ ...d, revision: d.revision + 1, updated_at: at });
+  const get = async (id: string): Promise<Deployment> => {
+    const d = await store.get(id);
+    if (!d) throw new AppError("not_found", `deployment ${id} not found`);
+    return d;
+  };
 
   return {
-    async create(input: DeploymentCreate): Promise<Deployment> {
+    /**
+     * Test the instances, then store the deployment with the outcome (one write, one table version). No
+     * instance passed → 422 connectivity_failed and nothing stored, unless `allow_unreachable`.
+     */
+    async create(input: DeploymentCreate): Promise<Created<Deployment>> {
       const model = await deps.models.resolve(input.model);
       if (!model) throw new AppError("unknown_model", `model ${input.model} is not registered`, [{ path: "model", message: "not a registered model id, name or alias" }]);
+      // What the store would refuse, refused before the tests (they take up to seconds); the store checks again.
+      if (input.id !== undefined && (await store.get(input.id))) throw new AppError("already_exists", `deployment ${input.id} already exists`);
+      const servedBy = await store.deploymentOf(model.id);
+      if (servedBy !== null) throw new AppError("already_exists", `model ${model.id} is already served by deployment ${servedBy}`);
       const at = now();
       const d: Deployment = {
         id: input.id ?? newId("d"),
@@ -95,15 +163,20 @@ export function createDeploymentService(deps: {
         d.instances.push(inst);
         if (i.api_key !== undefined) apiKeys[inst.id] = i.api_key;
       }
-      await store.create(d, apiKeys);
-      return d;
+      const outcome = await deps.preflight.run(
+        d.instances.map((i) => ({ id: i.id, target: i, apiKey: apiKeys[i.id] ?? null })),
+        { model: servedNameOf(model), allowUnreachable: input.allow_unreachable, log: { deployment: d.id } },
+      );
+      const tested = withResults(d, outcome.results, Date.now());
+      const failed = tested.instances.flatMap((i, k) => (i.state === "unreachable" ? [{ evidence: evidenceOf(i), path: `instances.${k}.url` }] : []));
+      if (tested.instances.length > 0 && !tested.instances.some((i) => i.state === "active") && !input.allow_unreachable) {
+        throw connectivityFailed(input.id !== undefined ? `deployment ${input.id}` : "the deployment", failed);
+      }
+      await store.create(tested, apiKeys);
+      return { value: tested, deployment: tested, warnings: failed.map((f) => f.evidence), pending: tested.instances.some((i) => i.state === "pending") };
     },
     list: () => store.list(),
-    async get(id: string): Promise<Deployment> {
-      const d = await store.get(id);
-      if (!d) throw new AppError("not_found", `deployment ${id} not found`);
-      return d;
-    },
+    get,
     update(id: string, patch: DeploymentUpdate, ifMatch: string | undefined): Promise<Deployment> {
       return store.update(id, (cur) => {
         checkIfMatch(ifMatch, cur.revision);
@@ -117,19 +190,41 @@ export function createDeploymentService(deps: {
     remove(id: string, ifMatch: string | undefined): Promise<void> {
       return store.remove(id, (cur) => checkIfMatch(ifMatch, cur.revision));
     },
-    /** Scale up: the new instance is `pending` until its connectivity test passes. */
-    async addInstance(id: string, input: InstanceCreate, ifMatch: string | undefined): Promise<{ deployment: Deployment; instance: Instance }> {
-      let added: Instance | undefined;
-      const deployment = await store.update(id, (cur) => {
+    /**
+     * Scale up: the new instance is tested, then stored with the outcome (`active` joins the table in the
+     * same write). A failed test → 422 connectivity_failed and nothing stored, unless `allow_unreachable`.
+     */
+    async addInstance(id: string, input: InstanceAdd, ifMatch: string | undefined): Promise<Created<Instance>> {
+      const canAdd = (cur: Deployment, instanceId: string | undefined): string => {
         checkIfMatch(ifMatch, cur.revision);
         if (cur.instances.length >= TABLE_LIMITS.maxInstancesPerDeployment) throw new AppError("invalid_state", `a deployment has at most ${TABLE_LIMITS.maxInstancesPerDeployment} instances`);
-        const at = now();
-        added = newInstance(input, uniqueInstanceId(cur, input.id), at);
-        const next = touch(cur, at);
-        next.instances = [...cur.instances, added];
-        return { next, keys: input.api_key !== undefined ? { set: { [added.id]: input.api_key } } : undefined, bump: false };
+        return uniqueInstanceId(cur, instanceId);
+      };
+      // What the write would refuse, refused before the test (it takes up to seconds); the write checks again.
+      const before = await get(id);
+      const instanceId = canAdd(before, input.id);
+      const model = await deps.models.resolve(before.model_id);
+      if (!model) throw new AppError("invalid_state", `deployment ${id} refers to a missing model ${before.model_id}`);
+      const candidate = newInstance(input, instanceId, now());
+      const outcome = await deps.preflight.run([{ id: instanceId, target: candidate, apiKey: input.api_key ?? null }], {
+        model: servedNameOf(model),
+        allowUnreachable: input.allow_unreachable,
+        log: { deployment: id },
       });
-      return { deployment, instance: added! };
+      let added: Instance | undefined;
+      const deployment = await store.update(id, (cur) => {
+        canAdd(cur, instanceId);
+        const at = now();
+        let next = touch(cur, at);
+        next.instances = [...cur.instances, { ...candidate, created_at: at, updated_at: at }];
+        // Applied to the current pool: a passed test on an address the pool already serves is duplicate_address.
+        next = withResults(next, outcome.results, Date.now());
+        added = next.instances.find((i) => i.id === instanceId)!;
+        if (added.state === "unreachable" && !input.allow_unreachable) throw connectivityFailed(`instance ${instanceId}`, [{ evidence: evidenceOf(added), path: "url" }]);
+        return { next, keys: input.api_key !== undefined ? { set: { [instanceId]: input.api_key } } : undefined, bump: !sameInTable(cur, next) };
+      });
+      const inst = added!;
+      return { value: inst, deployment, warnings: inst.state === "unreachable" ? [evidenceOf(inst)] : [], pending: inst.state === "pending" };
     },
     async updateInstance(id: string, instanceId: string, patch: InstanceUpdate, ifMatch: string | undefined): Promise<Deployment> {
       return store.update(id, (cur) => {

@@ -26,6 +26,8 @@ export interface DeploymentStore {
   /** Read-modify-write; `mutate` returns null for "nothing to change". Retried on conflict. */
   update(id: string, mutate: (current: Deployment) => Change | null): Promise<Deployment>;
   remove(id: string, check: (current: Deployment) => void): Promise<void>;
+  /** The deployment serving a model, if any. */
+  deploymentOf(modelId: string): Promise<string | null>;
   getApiKey(deploymentId: string, instanceId: string): Promise<string | null>;
   /** Deployment ids with background work. */
   listWork(): Promise<string[]>;
@@ -106,6 +108,7 @@ export function createDeploymentStore(deps: { redis: Redis; keys: Keys; commit: 
         return { txn, result: undefined };
       }, commit);
     }),
+    deploymentOf: (modelId) => storeCall(async () => await redis.hget(keys.modelDeployment, modelId)),
     getApiKey: (dep, inst) => storeCall(async () => await redis.hget(keys.apiKeys, keyField(dep, inst))),
     listWork: () => storeCall(async () => await redis.smembers(keys.work)),
     dropWork: (id) => storeCall(async () => {

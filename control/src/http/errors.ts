@@ -23,6 +23,7 @@ export const STATUS = {
   unprocessable: 422,
   unknown_model: 422,
   idempotency_key_reused: 422,
+  connectivity_failed: 422,
   headers_too_large: 431,
   internal: 500,
   store_unavailable: 503,
@@ -37,12 +38,20 @@ export interface Issue {
   message: string;
 }
 
+/**
+ * Answers that changed nothing and may well succeed when sent again unchanged (the world, not the request,
+ * was wrong): an Idempotency-Key is released after them, as after a 5xx, so a retry with the same key runs.
+ */
+export const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["connectivity_failed"]);
+
 export class AppError extends Error {
   override readonly name = "AppError";
   constructor(
     readonly code: ErrorCode,
     message: string,
     readonly issues?: Issue[],
+    /** More fields of the error object (e.g. `instances` of connectivity_failed). */
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
   }

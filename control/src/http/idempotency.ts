@@ -1,11 +1,12 @@
 /**
  * `Idempotency-Key` on creates: the same key with the same body replays the first response
  * (status, body, ETag/Location); the same key with another body → 422; while the first is still
- * running → 409. 5xx answers are not kept (the client may retry).
+ * running → 409. 5xx answers are not kept (the client may retry), nor a 422 connectivity_failed: it stored
+ * nothing, and the same request may pass once the instances answer (errors.ts RETRYABLE).
  */
 import { createHash } from "node:crypto";
 import type { NextFunction, Request, Response } from "express";
-import { AppError } from "./errors.js";
+import { AppError, RETRYABLE, type ErrorCode } from "./errors.js";
 import type { IdempotencyStore } from "./idempotency-store.js";
 import type { Logger } from "../log.js";
 
@@ -72,7 +73,10 @@ export function idempotency(store: IdempotencyStore, log: Logger) {
         const v = res.getHeader(h);
         if (typeof v === "string") headers[h] = v;
       }
-      const done = status >= 500 ? store.release(scope) : store.complete(scope, { fingerprint, state: "done", status, headers, body });
+      // 5xx, and answers that changed nothing but may succeed unchanged later (RETRYABLE), are not kept.
+      const code = (body as { error?: { code?: unknown } } | null)?.error?.code;
+      const retryable = status >= 500 || (status >= 400 && typeof code === "string" && RETRYABLE.has(code as ErrorCode));
+      const done = retryable ? store.release(scope) : store.complete(scope, { fingerprint, state: "done", status, headers, body });
       done
         .catch((err: unknown) => log.warn("idempotency record not saved", { request_id: req.id, err_message: err instanceof Error ? err.message : String(err) }))
         .finally(() => original(body));
