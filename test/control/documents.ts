@@ -12,5 +12,5 @@ export const inst = (id: string, state: Instance["state"], address: string | nul
 });
 
 export const dep = (id: string, modelId: string, instances: Instance[]): Deployment => ({
-  id, model_id: modelId, strategy: "round_robin", on_unavailable: "fail", health_check: { ...HEALTH_DEFAULTS }, instances, migrations: [], revision: 1, created_at: T, updated_at: T,
+  id, model_id: modelId, strategy: "round_robin", on_unavailable: "fail", forward_client_credentials: false, extra_paths: [], health_check: { ...HEALTH_DEFAULTS }, instances, migrations: [], revision: 1, created_at: T, updated_at: T,
 });

@@ -30,6 +30,8 @@ function deployment(id: string, instances: number, intervalSeconds: number): Dep
     model_id: `${id}-m`,
     strategy: "round_robin",
     on_unavailable: "fail",
+    forward_client_credentials: false,
+    extra_paths: [],
     health_check: { ...HEALTH_DEFAULTS, interval_seconds: intervalSeconds, timeout_seconds: 0.5 },
     instances: Array.from({ length: instances }, (_, k) => {
       const n = hosts++;

@@ -4,7 +4,7 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
-import { BasePath, Id, Strategy, TABLE_LIMITS, UnavailablePolicy } from "../../contracts/routing-table.js";
+import { BasePath, ExtraPath, Id, Strategy, TABLE_LIMITS, UnavailablePolicy } from "../../contracts/routing-table.js";
 import { InstanceHealth } from "../health/schemas.js";
 
 export interface ParsedUrl {
@@ -163,12 +163,25 @@ const withDefaults = () => {
 export const HealthCheck = z.object(withDefaults()).strict();
 const HealthCheckPatch = z.object(HEALTH_FIELDS).partial().strict();
 
+/** Requests routed here keep the client's authorization / x-api-key (engines that authenticate end users). */
+const ForwardCredentials = z
+  .boolean()
+  .describe("Forward the client's authorization and x-api-key to the instances (default false: removed; an instance's own API key replaces authorization either way)");
+/** Paths served besides the OpenAI inference API (chat/completions, completions, embeddings, models). */
+const ExtraPaths = z
+  .array(ExtraPath)
+  .max(TABLE_LIMITS.maxExtraPaths)
+  .refine((a) => new Set(a).size === a.length, "duplicate path")
+  .describe("Paths under the API prefix this deployment serves besides chat/completions, completions, embeddings and models, e.g. rerank, score, audio/transcriptions, responses");
+
 export const DeploymentCreate = z
   .object({
     id: Id.optional().describe("Generated when absent"),
     model: z.string().min(1).max(256).describe("A registered model: its id, name or alias"),
     strategy: Strategy.default("round_robin"),
     on_unavailable: UnavailablePolicy.default("fail").describe("All instances unhealthy: fail (503) or panic (use them anyway)"),
+    forward_client_credentials: ForwardCredentials.default(false),
+    extra_paths: ExtraPaths.default([]),
     health_check: HealthCheck.prefault({}),
     instances: z.array(InstanceCreate).max(TABLE_LIMITS.maxInstancesPerDeployment).default([]),
     allow_unreachable: AllowUnreachable,
@@ -187,6 +200,8 @@ export const DeploymentUpdate = z
   .object({
     strategy: Strategy.optional(),
     on_unavailable: UnavailablePolicy.optional(),
+    forward_client_credentials: ForwardCredentials.optional(),
+    extra_paths: ExtraPaths.optional(),
     health_check: HealthCheckPatch.optional(),
   })
   .strict();
@@ -286,6 +301,8 @@ export const Deployment = z.object({
   model_id: Id,
   strategy: Strategy,
   on_unavailable: UnavailablePolicy,
+  forward_client_credentials: ForwardCredentials.default(false),
+  extra_paths: ExtraPaths.default([]),
   // Stored documents written before a field existed get its default when read; one written under the
   // looser path rule of before stays readable (a PATCH fixes it).
   health_check: z.object({ ...withDefaults(), path: z.string().max(256).regex(/^\/[^\s?#]*$/).default(HEALTH_DEFAULTS.path) }),

@@ -150,6 +150,8 @@ export function createDeploymentService(deps: {
         model_id: model.id,
         strategy: input.strategy,
         on_unavailable: input.on_unavailable,
+        forward_client_credentials: input.forward_client_credentials,
+        extra_paths: input.extra_paths,
         health_check: input.health_check,
         instances: [],
         migrations: [],
@@ -183,6 +185,8 @@ export function createDeploymentService(deps: {
         const next = touch(cur, now());
         if (patch.strategy !== undefined) next.strategy = patch.strategy;
         if (patch.on_unavailable !== undefined) next.on_unavailable = patch.on_unavailable;
+        if (patch.forward_client_credentials !== undefined) next.forward_client_credentials = patch.forward_client_credentials;
+        if (patch.extra_paths !== undefined) next.extra_paths = patch.extra_paths;
         if (patch.health_check !== undefined) next.health_check = { ...cur.health_check, ...patch.health_check };
         return { next };
       });

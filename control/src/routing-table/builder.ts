@@ -47,6 +47,9 @@ export function tableDeployment(d: Deployment, apiKeys: ApiKeys = {}): TableDepl
     cluster: clusterName(d.id),
     strategy: d.strategy,
     on_unavailable: d.on_unavailable,
+    // Only when set: tables of deployments without them stay as they were.
+    ...(d.forward_client_credentials ? { forward_client_credentials: true } : {}),
+    ...(d.extra_paths && d.extra_paths.length > 0 ? { extra_paths: d.extra_paths } : {}),
     instances: onePerAddress(d.instances.map((i) => tableInstance(d, i, apiKeys)).filter((i): i is TableInstance => i !== null)),
   };
 }
