@@ -40,35 +40,13 @@ import { after, before, describe, test } from "node:test";
 import { formatIssue, validateBootstrap } from "../../envoy/validate/index.js";
 import { freePort } from "../support/redis.js";
 import { WASM_PATH, e2eBootstrap, type E2eBootstrap } from "./support/bootstrap.js";
-import { INTERNAL_HEADERS, gatewayHits, header, send, sendMany, tally, trace, type Sent, type SendOptions } from "./support/client.js";
+import { INTERNAL_HEADERS, gatewayHits, header, send, sendMany, tally, trace, until, type Sent, type SendOptions } from "./support/client.js";
 import { assertEnvoyVersion, findEnvoy, pluginStat, startEnvoy, type RunningEnvoy } from "./support/envoy.js";
 import { CHAT, PLUGIN, UNKNOWN_MODEL, startStack, type Stack } from "./support/stack.js";
 
 const { bin, why } = findEnvoy();
 const skip = bin ? false : `SKIPPED: ${why}`;
 
-/** Bounded wait on a condition; on timeout the error says what was last seen. */
-async function until(cond: () => Promise<boolean>, ms: number, what: string, seen?: () => Promise<string> | string): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    let err: unknown;
-    try {
-      if (await cond()) return;
-    } catch (e) {
-      err = e; // e.g. admin briefly unavailable: keep waiting, report if it persists
-    }
-    if (Date.now() > deadline) {
-      let detail = "";
-      try {
-        detail = seen ? await seen() : "";
-      } catch (e) {
-        detail = `(could not read state: ${String(e)})`;
-      }
-      throw new Error(`timed out after ${ms} ms waiting for ${what}${err ? ` (last error: ${String(err)})` : ""}\n${detail}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function distinctFreePorts(n: number): Promise<number[]> {
   const out = new Set<number>();

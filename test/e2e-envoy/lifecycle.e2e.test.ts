@@ -45,7 +45,7 @@ import { PluginConfig, type PluginConfigInput } from "../../control/contracts/pl
 import { formatIssue, validateBootstrap, validateDiscoveryResponse } from "../../envoy/validate/index.js";
 import { freePort } from "../support/redis.js";
 import { E2E_PLUGIN_SETTINGS, WASM_PATH, e2eBootstrap, locate, type E2eBootstrap } from "./support/bootstrap.js";
-import { header, type Sent, type SendOptions } from "./support/client.js";
+import { header, until, type Sent, type SendOptions } from "./support/client.js";
 import { ClientConnection, UpstreamIndex, sendFresh } from "./support/connection.js";
 import { assertEnvoyVersion, findEnvoy, pluginStat, startEnvoy, type RunningEnvoy } from "./support/envoy.js";
 import { ldsBootstrap, ldsDocument, pluginConfigText, withPluginConfigText, writeAtomically } from "./support/lds.js";
@@ -82,28 +82,6 @@ const UNKNOWN_KEY = "e2e_no_such_setting";
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Bounded wait on a condition; on timeout the error says what was last seen. */
-async function until(cond: () => Promise<boolean> | boolean, ms: number, what: string, seen?: () => Promise<string> | string): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    let err: unknown;
-    try {
-      if (await cond()) return;
-    } catch (e) {
-      err = e;
-    }
-    if (Date.now() > deadline) {
-      let detail = "";
-      try {
-        detail = seen ? await seen() : "";
-      } catch (e) {
-        detail = `(could not read state: ${String(e)})`;
-      }
-      throw new Error(`timed out after ${ms} ms waiting for ${what}${err ? ` (last error: ${String(err)})` : ""}\n${detail}`);
-    }
-    await pause(25);
-  }
-}
 
 async function distinctFreePorts(n: number): Promise<number[]> {
   const out = new Set<number>();

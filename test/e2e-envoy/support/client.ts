@@ -44,16 +44,7 @@ export function chatBody(model: string): string {
 
 export async function send(listener: string, o: SendOptions = {}): Promise<Sent> {
   const seq = `${process.pid}-${++counter}`;
-  const method = o.method ?? "POST";
-  const headers: Record<string, string> = { [SEQ_HEADER]: seq, ...o.headers };
-  let body: string | undefined;
-  if (method !== "GET" && method !== "HEAD") {
-    body = o.raw ?? chatBody(o.model ?? "");
-    if (o.via === "header") {
-      headers["x-model"] = o.model ?? "";
-      headers["content-type"] ??= "text/plain";
-    } else headers["content-type"] ??= "application/json";
-  }
+  const { method, headers, body } = requestParts(o, seq);
   const r = await fetch(listener + (o.path ?? CHAT), { method, headers, body, signal: AbortSignal.timeout(20_000) });
   const text = await r.text();
   let content: string | undefined;
@@ -107,4 +98,45 @@ export function tally(keys: readonly (string | undefined)[]): Record<string, num
   const out: Record<string, number> = {};
   for (const k of keys) out[k ?? "<none>"] = (out[k ?? "<none>"] ?? 0) + 1;
   return out;
+}
+
+/**
+ * Bounded wait on a condition, checked every `stepMs`; a throw from `cond` counts as "not yet" (e.g. admin
+ * briefly unavailable) and is reported if it persists; on timeout the error says what `seen` shows.
+ */
+export async function until(cond: () => Promise<boolean> | boolean, ms: number, what: string, seen?: () => Promise<string> | string, stepMs = 25): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    let err: unknown;
+    try {
+      if (await cond()) return;
+    } catch (e) {
+      err = e;
+    }
+    if (Date.now() > deadline) {
+      let detail = "";
+      try {
+        detail = seen ? await seen() : "";
+      } catch (e) {
+        detail = `(could not read state: ${String(e)})`;
+      }
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${err ? ` (last error: ${String(err)})` : ""}\n${detail}`);
+    }
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+/** Method, headers and body of a request as `send` and the connection helpers build it. */
+export function requestParts(o: SendOptions, seq: string): { method: string; headers: Record<string, string>; body: string | undefined } {
+  const method = o.method ?? "POST";
+  const headers: Record<string, string> = { [SEQ_HEADER]: seq, ...o.headers };
+  let body: string | undefined;
+  if (method !== "GET" && method !== "HEAD") {
+    body = o.raw ?? chatBody(o.model ?? "");
+    if (o.via === "header") {
+      headers["x-model"] = o.model ?? "";
+      headers["content-type"] ??= "text/plain";
+    } else headers["content-type"] ??= "application/json";
+  }
+  return { method, headers, body };
 }

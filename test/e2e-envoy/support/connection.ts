@@ -15,7 +15,7 @@
  */
 import { Agent, request as httpRequest } from "node:http";
 import type { Socket } from "node:net";
-import { SEQ_HEADER, chatBody, type Hit, type Sent, type SendOptions } from "./client.js";
+import { SEQ_HEADER, requestParts, type Hit, type Sent, type SendOptions } from "./client.js";
 import { CHAT, type Stack } from "./stack.js";
 
 let counter = 0;
@@ -23,17 +23,8 @@ let counter = 0;
 /** `onAnswer` gets the socket that carried the answer (so refused connection attempts are never counted). */
 function requestOn(listener: string, agent: Agent | false, o: SendOptions, timeoutMs: number, onAnswer?: (s: Socket) => void): Promise<Sent> {
   const seq = `${process.pid}-k${++counter}`;
-  const method = o.method ?? "POST";
-  const headers: Record<string, string> = { [SEQ_HEADER]: seq, ...o.headers };
-  let body: string | undefined;
-  if (method !== "GET" && method !== "HEAD") {
-    body = o.raw ?? chatBody(o.model ?? "");
-    if (o.via === "header") {
-      headers["x-model"] = o.model ?? "";
-      headers["content-type"] ??= "text/plain";
-    } else headers["content-type"] ??= "application/json";
-    headers["content-length"] = String(Buffer.byteLength(body));
-  }
+  const { method, headers, body } = requestParts(o, seq);
+  if (body !== undefined) headers["content-length"] = String(Buffer.byteLength(body));
   const u = new URL(listener);
   return new Promise<Sent>((resolve, reject) => {
     const req = httpRequest({ host: u.hostname, port: Number(u.port), method, path: o.path ?? CHAT, headers, agent, timeout: timeoutMs }, (res) => {
