@@ -140,6 +140,20 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
   if (passthroughUrl && !/^https?:\/\//.test(passthroughUrl)) throw new LaunchError(`PASSTHROUGH_URL must be an http(s) URL, got ${passthroughUrl}`);
   const workers = env.GATEWAY_WORKERS !== undefined ? Number(env.GATEWAY_WORKERS) : 1;
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new LaunchError("GATEWAY_WORKERS must be an integer 1..64");
+  // The local data plane's limits (defaults: the shipped bootstrap's, envoy/local/README.md).
+  const limit = (name: string, min: number, max: number): number | undefined => {
+    const raw = env[name];
+    if (raw === undefined || raw === "") return undefined;
+    const v = Number(raw);
+    if (!Number.isInteger(v) || v < min || v > max) throw new LaunchError(`${name} must be an integer ${min}..${max}`);
+    return v;
+  };
+  const dpLimits = {
+    connectTimeoutMs: limit("GATEWAY_CONNECT_TIMEOUT_MS", 100, 600_000),
+    firstByteTimeoutMs: limit("GATEWAY_FIRST_BYTE_TIMEOUT_MS", 100, 86_400_000),
+    idleTimeoutMs: limit("GATEWAY_IDLE_TIMEOUT_MS", 100, 86_400_000),
+    bufferLimitBytes: limit("GATEWAY_BUFFER_LIMIT_BYTES", 65_536, 1 << 30),
+  };
 
   const stops: Array<() => Promise<void>> = [];
   const pids: number[] = [];
@@ -293,6 +307,7 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
         host: listenHost,
         passthroughUrl,
         workers,
+        ...Object.fromEntries(Object.entries(dpLimits).filter(([, v]) => v !== undefined)),
         log: (l) => {
           dpLog.write(l + "\n");
           if (/\] (warn|error|critical):|plugin failure|internal error/.test(l)) say(l);

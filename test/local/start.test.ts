@@ -67,6 +67,21 @@ describe("npm start", { timeout: 90_000 }, () => {
     }
   });
 
+  test("an invalid data-plane limit is refused before anything starts, naming the variable", async () => {
+    const data = mkdtempSync(join(tmpdir(), "gw-limits-"));
+    try {
+      for (const [name, value] of [["GATEWAY_FIRST_BYTE_TIMEOUT_MS", "soon"], ["GATEWAY_BUFFER_LIMIT_BYTES", "1024"], ["GATEWAY_CONNECT_TIMEOUT_MS", "-5"]]) {
+        const r = run("envoy/local/start.ts", baseEnv({ GATEWAY_DATA_DIR: data, [name]: value }));
+        const e = await r.exited;
+        assert.equal(e.code, 1, r.stderr());
+        assert.match(r.stderr(), new RegExp(`${name} must be an integer`));
+        assert.ok(!existsSync(join(data, "redis")), "nothing was started");
+      }
+    } finally {
+      rmSync(data, { recursive: true, force: true });
+    }
+  });
+
   test("starts Redis with append-only data under the data folder, control and the local data plane; Ctrl-C stops all; data survives a restart", async () => {
     const data = mkdtempSync(join(tmpdir(), "gw-start-"));
     const started: ReturnType<typeof run>[] = [];
