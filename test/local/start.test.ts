@@ -70,7 +70,7 @@ describe("npm start", { timeout: 90_000 }, () => {
   test("an invalid data-plane limit is refused before anything starts, naming the variable", async () => {
     const data = mkdtempSync(join(tmpdir(), "gw-limits-"));
     try {
-      for (const [name, value] of [["GATEWAY_FIRST_BYTE_TIMEOUT_MS", "soon"], ["GATEWAY_BUFFER_LIMIT_BYTES", "1024"], ["GATEWAY_CONNECT_TIMEOUT_MS", "-5"]]) {
+      for (const [name, value] of [["GATEWAY_FIRST_BYTE_TIMEOUT_MS", "soon"], ["GATEWAY_BUFFER_LIMIT_BYTES", "1024"], ["GATEWAY_CONNECT_TIMEOUT_MS", "-5"]] as const) {
         const r = run("envoy/local/start.ts", baseEnv({ GATEWAY_DATA_DIR: data, [name]: value }));
         const e = await r.exited;
         assert.equal(e.code, 1, r.stderr());
