@@ -34,6 +34,15 @@ export interface DeploymentSpec {
   model: string;
   strategy: "round_robin" | "weighted_round_robin" | "failover";
   instances: InstanceSpec[];
+  /** Other names clients may send for the model (registered with it). */
+  aliases?: string[];
+  /**
+   * The name the engines serve (the model's served_name; vLLM's --served-model-name): the mocks serve
+   * this name only (vLLM's 404 for any other). Default: the model name.
+   */
+  servedName?: string;
+  /** The deployment's on_unavailable; default "fail". */
+  onUnavailable?: "fail" | "panic";
 }
 
 /** Control-service probes (and, via CDS, Envoy's active health check): fast, 2 to eject / re-admit. */
@@ -179,7 +188,7 @@ export interface Stack {
 export interface RoutingTableView {
   version: number;
   models: Record<string, string>;
-  deployments: { id: string; cluster: string; strategy: string; instances: { id: string; address: string; state: string; weight: number; priority: number }[] }[];
+  deployments: { id: string; cluster: string; strategy: string; served_name?: string; instances: { id: string; address: string; state: string; weight: number; priority: number }[] }[];
 }
 
 export const CHAT = "/v1/chat/completions";
@@ -210,7 +219,7 @@ export async function startStack(opts: { deployments?: readonly DeploymentSpec[]
     for (const d of deployments) {
       for (const i of d.instances) {
         const key = `${d.id}/${i.id}`;
-        const m = await startMockOpenAI({ model: d.model, reply: key, ...(i.apiKey ? { apiKey: i.apiKey } : {}) });
+        const m = await startMockOpenAI({ model: d.servedName ?? d.model, reply: key, ...(i.apiKey ? { apiKey: i.apiKey } : {}) });
         started.push(m);
         mocks.set(key, m);
         if (i.envoyHcFails) {
@@ -231,13 +240,13 @@ export async function startStack(opts: { deployments?: readonly DeploymentSpec[]
     started.push({ close: () => control.stop() });
 
     for (const d of deployments) {
-      await registerModel(control.api, d.model);
+      await registerModel(control.api, d.model, { ...(d.aliases ? { aliases: d.aliases } : {}), ...(d.servedName !== undefined ? { served_name: d.servedName } : {}) });
       const r = await control.api("POST", "/v1/deployments", {
         body: {
           id: d.id,
           model: d.model,
           strategy: d.strategy,
-          on_unavailable: "fail",
+          on_unavailable: d.onUnavailable ?? "fail",
           health_check: HEALTH,
           instances: d.instances.map((i) => ({ id: i.id, url: urls.get(`${d.id}/${i.id}`)!, weight: i.weight ?? 1, priority: i.priority ?? 0, ...(i.apiKey ? { api_key: i.apiKey } : {}) })),
         },
