@@ -74,6 +74,12 @@ export const EnvSchema = z.object({
     .default("127.0.0.1/32,::1/128")
     .transform((s) => s.split(",").map((t) => t.trim()).filter((t) => t.length > 0))
     .pipe(z.array(z.string().refine((c) => parseCidr(c) !== null, "an IP address or CIDR (10.0.0.0/8, fd00::/8)"))),
+  /**
+   * `allow-listed` (default): peers in METRICS_ALLOW_FROM / XDS_ALLOW_FROM (loopback by default) reach
+   * /metrics and xDS without a token. `always`: a token is required from every peer, loopback included
+   * (behind a sidecar or a local proxy every caller is loopback); both allow lists must then be empty or unset.
+   */
+  CONTROL_REQUIRE_TOKENS: z.enum(["allow-listed", "always"]).default("allow-listed"),
   REPLICA_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).optional(),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info"),
   /**
@@ -140,6 +146,15 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
     return { ok: false, issues: parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })) };
   }
   const e = parsed.data;
+  if (e.CONTROL_REQUIRE_TOKENS === "always") {
+    const contradicting = (["METRICS_ALLOW_FROM", "XDS_ALLOW_FROM"] as const).filter((k) => e[k].length > 0 && (env[k] ?? "").trim() !== "");
+    if (contradicting.length > 0) {
+      return { ok: false, issues: contradicting.map((k) => ({ path: k, message: "must be empty or unset with CONTROL_REQUIRE_TOKENS=always (no peer passes without a token)" })) };
+    }
+    // No peer passes without a token: the allow lists' defaults (loopback) do not apply.
+    e.METRICS_ALLOW_FROM = [];
+    e.XDS_ALLOW_FROM = [];
+  }
   const tokens = { admin: e.CONTROL_ADMIN_TOKENS, viewer: e.CONTROL_VIEWER_TOKENS, plugin: e.CONTROL_PLUGIN_TOKENS };
   let generatedAdminToken: string | null = null;
   if (tokens.admin.length === 0) {

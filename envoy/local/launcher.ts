@@ -4,11 +4,10 @@
  * Configuration: environment variables, see envoy/local/README.md.
  */
 import { freePort } from "./ports.js";
-import { redisPing } from "./redis-ping.js";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type WriteStream } from "node:fs";
-import { createServer } from "node:net";
+import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type WriteStream } from "node:fs";
+import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -117,6 +116,53 @@ export function keptToken(dir: string, name: string, say: (l: string) => void = 
 
 const firstOf = (list: string | undefined) => (list ?? "").split(",").map((t) => t.trim()).find((t) => t.length > 0);
 
+/** `dir` and everything under it owner-only (directories 0700, files 0600): data of an earlier, laxer start included. */
+function ownerOnly(dir: string, say: (l: string) => void): void {
+  let loosened = false;
+  const walk = (d: string) => {
+    if ((statSync(d).mode & 0o077) !== 0) loosened = true;
+    chmodSync(d, 0o700);
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) {
+        if ((statSync(p).mode & 0o077) !== 0) loosened = true;
+        chmodSync(p, 0o600);
+      }
+    }
+  };
+  walk(dir);
+  if (loosened) say(`warning: ${dir} was readable by others; it is owner-only again (0700, files 0600)`);
+}
+
+/** A redis.conf argument: double-quoted, every byte as \xHH (any password survives redis' config parser). */
+const redisQuote = (v: string) => `"${[...Buffer.from(v, "utf8")].map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join("")}"`;
+
+/** A Redis URL fit to print: the password (if any) replaced with ***. */
+export function redactRedisUrl(url: string): string {
+  return url.replace(/^(rediss?:\/\/)([^@/]*)@/, (_m, scheme: string, auth: string) => `${scheme}${auth.includes(":") ? `${auth.slice(0, auth.indexOf(":"))}:***` : "***"}@`);
+}
+
+/** AUTH then PING over a raw socket (RESP arrays): true when the Redis on 127.0.0.1:port accepts the password and answers. */
+function redisAuthPing(port: number, password: string): Promise<boolean> {
+  return new Promise((res) => {
+    const sock = createConnection({ port, host: "127.0.0.1" });
+    let buf = "";
+    const done = (ok: boolean) => {
+      sock.destroy();
+      res(ok);
+    };
+    const cmd = (...parts: string[]) => `*${parts.length}\r\n${parts.map((p) => `$${Buffer.byteLength(p)}\r\n${p}\r\n`).join("")}`;
+    sock.setTimeout(500, () => done(false));
+    sock.on("error", () => done(false));
+    sock.on("connect", () => sock.write(cmd("AUTH", password) + cmd("PING")));
+    sock.on("data", (d) => {
+      buf += d.toString();
+      if (buf.split("\r\n").length >= 3) done(buf.startsWith("+OK\r\n+PONG\r\n"));
+    });
+  });
+}
+
 export const REDIS_INSTALL_HELP = [
   "redis-server was not found on PATH, and REDIS_URL is not set.",
   "Install Redis, or point REDIS_URL at one you run (redis://host:port):",
@@ -200,7 +246,12 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
 
   try {
     // ---------------------------------------------------------------- Redis
+    // The Redis the launcher starts holds instance API keys and the deployments: owner-only on disk (dir
+    // 0700, files 0600: redis-server creates its files under the umask it inherits) and password-protected
+    // (a password generated at the first start, kept in <data>/secrets/redis-password like the tokens).
+    // The password goes in a config file in <data>/secrets/ (0600), not on the command line (`ps` shows that).
     let redisUrl = env.REDIS_URL;
+    let redisControlUrl = redisUrl;
     let redisLaunched = false;
     if (!redisUrl) {
       const bin = env.REDIS_SERVER_BIN || which("redis-server");
@@ -212,24 +263,39 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
         stops.push(async () => rmSync(dir, { recursive: true, force: true }));
       } else {
         dir = join(dataDir, "redis");
-        mkdirSync(dir, { recursive: true });
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
       }
+      ownerOnly(dir, say);
       const persistent = opts.redisMode !== "ephemeral";
-      const { proc, exited } = spawnChild(
-        bin,
-        ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", persistent ? "yes" : "no",
-          "--appendfsync", "everysec", "--daemonize", "no", "--loglevel", "warning", "--protected-mode", "yes"],
-        logFile("redis.log"),
-      );
+      const redisSecrets = join(dataDir, "secrets");
+      const password = keptToken(redisSecrets, "redis-password", say).token;
+      const conf = join(redisSecrets, "redis.conf");
+      const confTmp = `${conf}.${process.pid}.tmp`;
+      rmSync(confTmp, { force: true });
+      writeFileSync(confTmp, `# Generated by envoy/local/launcher.ts at each start. Do not edit.\nrequirepass ${redisQuote(password)}\n`, { mode: 0o600, flag: "wx" });
+      chmodSync(confTmp, 0o600);
+      renameSync(confTmp, conf);
+      const args = [conf, "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", persistent ? "yes" : "no",
+        "--appendfsync", "everysec", "--daemonize", "no", "--loglevel", "warning", "--protected-mode", "yes"];
+      // redis-server creates its AOF/RDB files (and appendonlydir/) under the umask it inherits: owner-only.
+      const umask = process.umask(0o077);
+      let started: ReturnType<typeof spawnChild>;
+      try {
+        started = spawnChild(bin, args, logFile("redis.log"));
+      } finally {
+        process.umask(umask);
+      }
+      const { proc, exited } = started;
       let gone = false;
       void exited.then(() => (gone = true));
-      await until(async () => gone || (await redisPing(port)), 10_000, `redis-server on 127.0.0.1:${port}`);
+      await until(async () => gone || (await redisAuthPing(port, password)), 10_000, `redis-server on 127.0.0.1:${port}`);
       if (gone) throw new LaunchError(`redis-server (${bin}) exited at start (code ${proc.exitCode}); see ${join(logDir, "redis.log")}`);
       redisUrl = `redis://127.0.0.1:${port}`;
+      redisControlUrl = `redis://:${encodeURIComponent(password)}@127.0.0.1:${port}`;
       redisLaunched = true;
-      say(`redis      ${redisUrl} (${persistent ? `append-only data in ${dir}` : "in memory, for this run only"})`);
+      say(`redis      ${redisUrl} (${persistent ? `append-only data in ${dir}` : "in memory, for this run only"}; password in ${join(redisSecrets, "redis-password")})`);
     } else {
-      say(`redis      ${redisUrl} (REDIS_URL)`);
+      say(`redis      ${redactRedisUrl(redisUrl)} (REDIS_URL)`);
     }
 
     // ---------------------------------------------------------------- tokens + control
@@ -245,7 +311,7 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
     const loaded = loadConfig({
       LOG_LEVEL: "info",
       ...env,
-      REDIS_URL: redisUrl,
+      REDIS_URL: redisControlUrl,
       CONTROL_HOST: controlHost,
       CONTROL_PORT: String(controlPort),
       CONTROL_ADMIN_TOKENS: env.CONTROL_ADMIN_TOKENS || adminToken,
@@ -330,7 +396,7 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
       signInUrl: configuredAdmin === undefined ? `${control.url}/ui/#token=${encodeURIComponent(adminToken)}` : null,
       dataPlane: dp ? "local" : "envoy",
       envoyVersion: dp ? null : (envoy?.version ?? null),
-      redisUrl,
+      redisUrl: redactRedisUrl(redisUrl),
       redisLaunched,
       logDir,
       async waitForTable(v, o = {}) {

@@ -162,13 +162,23 @@ function typeAtPointer(resource: string, pointer: string): { type?: string; erro
   const segs = pointer.split("/").slice(1).map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"));
   let inRepeated = false;
   let inMap = false;
-  for (const seg of segs) {
+  for (const [i, seg] of segs.entries()) {
     if (inRepeated || inMap) {
       if (inRepeated && !/^(\d+|-)$/.test(seg)) return { error: `"${seg}" is not an index into a repeated field` };
       inRepeated = inMap = false;
       continue;
     }
     if (!t) return {};
+    if (t.fullName === ".google.protobuf.Any") {
+      // An Any's type is the generated resource's, not the schema's. Known case: a listener network
+      // filter's typed_config (Envoy Gateway's HTTP listeners have one, the HttpConnectionManager).
+      const before = segs.slice(0, i);
+      const inListenerFilter = resource === "envoy.config.listener.v3.Listener" && before.length >= 3 && before[before.length - 3] === "filters" && before[before.length - 1] === "typed_config";
+      if (!inListenerFilter) return { error: `cannot follow "${seg}" into a google.protobuf.Any (its type is not known here)` };
+      const hcm = root.lookup("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+      if (!(hcm instanceof protobuf.Type)) return { error: "HttpConnectionManager is not in the schema" };
+      t = hcm;
+    }
     const f: protobuf.Field | undefined = t.fields[seg] ?? t.fieldsArray.find((x) => x.name.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase()) === seg);
     if (!f) return { error: `no field "${seg}" in ${t.fullName.slice(1)}` };
     f.resolve();

@@ -57,7 +57,9 @@ export const TABLE_ROLES: Role[] = ["plugin", "admin", "viewer"];
 
 /**
  * For callers that cannot send a token (Envoy's REST xDS): a peer address on the allow list passes;
- * anyone else needs a bearer token with one of `roles`.
+ * anyone else needs a bearer token with one of `roles`. The peer is the TCP peer (never a header): behind a
+ * sidecar or local proxy every caller is loopback, so CONTROL_REQUIRE_TOKENS=always empties the lists
+ * (config.ts) and an empty list means a token from everyone.
  */
 export function requirePeerOrRole(auth: Authenticator, allowFrom: readonly [string, number, "ipv4" | "ipv6"][], ...roles: Role[]) {
   const list = new BlockList();
