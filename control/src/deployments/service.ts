@@ -8,6 +8,7 @@
  * recorded in the stored document and carried out by the worker (jobs/worker.ts), in any replica.
  */
 import { randomBytes } from "node:crypto";
+import { isDeepStrictEqual } from "node:util";
 import { AppError } from "../http/errors.js";
 import { checkIfMatch } from "../http/preconditions.js";
 import { servedNameOf, type Model } from "../models/schemas.js";
@@ -29,6 +30,15 @@ import {
   type InstanceUpdate,
 } from "./schemas.js";
 import { TABLE_LIMITS } from "../../contracts/routing-table.js";
+
+/** The stored document without what every write changes (revision, updated_at — its own and its instances'). */
+function content(d: Deployment): unknown {
+  const { revision: _r, updated_at: _u, ...rest } = d;
+  return { ...rest, instances: d.instances.map(({ updated_at: _iu, ...i }) => i) };
+}
+
+/** A PATCH that would store the same document changes nothing: no write, no table version, no event. */
+export const sameDocument = (a: Deployment, b: Deployment): boolean => isDeepStrictEqual(content(a), content(b));
 
 export type DeploymentService = ReturnType<typeof createDeploymentService>;
 
@@ -188,6 +198,8 @@ export function createDeploymentService(deps: {
         if (patch.forward_client_credentials !== undefined) next.forward_client_credentials = patch.forward_client_credentials;
         if (patch.extra_paths !== undefined) next.extra_paths = patch.extra_paths;
         if (patch.health_check !== undefined) next.health_check = { ...cur.health_check, ...patch.health_check };
+        // Nothing changes: answer the current document, write nothing (no new table version, no event).
+        if (sameDocument(cur, next)) return null;
         return { next };
       });
     },
@@ -233,7 +245,7 @@ export function createDeploymentService(deps: {
     async updateInstance(id: string, instanceId: string, patch: InstanceUpdate, ifMatch: string | undefined): Promise<Deployment> {
       return store.update(id, (cur) => {
         checkIfMatch(ifMatch, cur.revision);
-        findInstance(cur, instanceId);
+        const inst = findInstance(cur, instanceId);
         const at = now();
         const next = touch(cur, at);
         next.instances = cur.instances.map((i) => {
@@ -247,7 +259,15 @@ export function createDeploymentService(deps: {
           if (patch.api_key !== undefined) n.has_api_key = patch.api_key !== null;
           return n;
         });
-        const keys = patch.api_key === undefined ? undefined : patch.api_key === null ? { del: [instanceId] } : { set: { [instanceId]: patch.api_key } };
+        // Removing a key the instance does not have is no key change.
+        const keys =
+          patch.api_key === undefined || (patch.api_key === null && !inst.has_api_key)
+            ? undefined
+            : patch.api_key === null
+              ? { del: [instanceId] }
+              : { set: { [instanceId]: patch.api_key } };
+        // Nothing changes (a new key value is a change even though the document only says has_api_key).
+        if (keys === undefined && sameDocument(cur, next)) return null;
         return { next, keys };
       });
     },

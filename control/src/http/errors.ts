@@ -17,6 +17,8 @@ export const STATUS = {
   already_exists: 409,
   invalid_state: 409,
   idempotency_in_progress: 409,
+  /** Optimistic-transaction retries exhausted under write contention: nothing written, retry. */
+  write_conflict: 409,
   precondition_failed: 412,
   payload_too_large: 413,
   unsupported_media_type: 415,
@@ -42,7 +44,7 @@ export interface Issue {
  * Answers that changed nothing and may well succeed when sent again unchanged (the world, not the request,
  * was wrong): an Idempotency-Key is released after them, as after a 5xx, so a retry with the same key runs.
  */
-export const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["connectivity_failed"]);
+export const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["connectivity_failed", "write_conflict"]);
 
 export class AppError extends Error {
   override readonly name = "AppError";

@@ -1,5 +1,6 @@
 /** Model registry logic. */
 import { randomBytes } from "node:crypto";
+import { isDeepStrictEqual } from "node:util";
 import { AppError } from "../http/errors.js";
 import { checkIfMatch } from "../http/preconditions.js";
 import type { ModelStore } from "./store.js";
@@ -46,6 +47,8 @@ export function createModelService(deps: { store: ModelStore; now?: () => Date }
         if (patch.context_length !== undefined) next.context_length = patch.context_length;
         const names = [next.name, ...next.aliases];
         if (new Set(names).size !== names.length) throw new AppError("validation_failed", "names must be unique", [{ path: "aliases", message: "name and aliases must be distinct" }]);
+        // Nothing changes: answer the current document, write nothing (no new table version).
+        if (isDeepStrictEqual({ ...next, revision: 0, updated_at: "" }, { ...cur, revision: 0, updated_at: "" })) return null;
         return next;
       });
     },

@@ -11,7 +11,8 @@ export interface ModelStore {
   list(): Promise<Model[]>;
   findIdByName(name: string): Promise<string | null>;
   create(model: Model): Promise<void>;
-  update(id: string, mutate: (current: Model) => Model): Promise<Model>;
+  /** Read-modify-write; `mutate` returns null for "nothing to change" (nothing is written). Retried on conflict. */
+  update(id: string, mutate: (current: Model) => Model | null): Promise<Model>;
   remove(id: string, check: (current: Model) => void): Promise<void>;
 }
 
@@ -55,6 +56,8 @@ export function createModelStore(deps: { redis: Redis; keys: Keys; commit: Commi
         const current = parse(raw);
         const next = mutate(current);
         const txn = new Txn().guard(keys.models, id, raw);
+        // No ops and no bump: the commit only confirms what was read (no INCR, no PUBLISH).
+        if (next === null) return { txn, result: current };
         const before = new Set(modelNames(current));
         const after = modelNames(next);
         await claimNames(txn, id, after.filter((n) => !before.has(n)));

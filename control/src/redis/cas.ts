@@ -8,6 +8,7 @@
  * WATCH/MULTI/EXEC, but safe on a shared, pipelined connection).
  */
 import type { Redis } from "ioredis";
+import { AppError } from "../http/errors.js";
 
 const SCRIPT = `
 local spec = cjson.decode(ARGV[1])
@@ -100,13 +101,33 @@ export function createCas(redis: Redis, versionKey: string, channel: string, aft
 
 export type Commit = ReturnType<typeof createCas>;
 
-/** Read → compute → commit, retried on conflict. `attempt` returns the transaction or throws an AppError. */
-export async function withRetry<T>(attempt: () => Promise<{ txn: Txn; result: T }>, commit: Commit, maxAttempts = 50): Promise<{ result: T; version: number | null }> {
-  for (let i = 0; i < maxAttempts; i++) {
+/**
+ * How hard `withRetry` tries before giving up on a contended write. Every failed attempt means another
+ * write committed in between (progress overall), so the budget is generous: up to `maxAttempts` attempts
+ * within `budgetMs`, with full-jitter exponential backoff (random in [0, min(capMs, baseMs·2^i)]) so that
+ * writers racing for one document spread out instead of colliding again in lockstep.
+ */
+export const RETRY = { maxAttempts: 200, budgetMs: 5_000, baseMs: 2, capMs: 100 };
+
+/**
+ * Read → compute → commit, retried on conflict. `attempt` returns the transaction or throws an AppError.
+ * Retries exhausted → 409 write_conflict (nothing was written; sending the request again may succeed),
+ * never a 500.
+ */
+export async function withRetry<T>(
+  attempt: () => Promise<{ txn: Txn; result: T }>,
+  commit: Commit,
+  opts: Partial<typeof RETRY> = {},
+): Promise<{ result: T; version: number | null }> {
+  const { maxAttempts, budgetMs, baseMs, capMs } = { ...RETRY, ...opts };
+  const t0 = Date.now();
+  for (let i = 0; ; i++) {
     const { txn, result } = await attempt();
     const r = await commit(txn);
     if (r.ok) return { result, version: r.version };
-    await new Promise((res) => setTimeout(res, Math.random() * Math.min(5 * (i + 1), 50)));
+    const delay = Math.random() * Math.min(capMs, baseMs * 2 ** Math.min(i, 20));
+    if (i + 1 >= maxAttempts || Date.now() - t0 + delay > budgetMs) break;
+    await new Promise((res) => setTimeout(res, delay));
   }
-  throw new Error("too much write contention; gave up");
+  throw new AppError("write_conflict", "too many concurrent changes to the same data; nothing was written, retry the request");
 }
