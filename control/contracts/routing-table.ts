@@ -128,13 +128,32 @@ export const TableDeployment = z.object({
   instances: z.array(TableInstance).max(TABLE_LIMITS.maxInstancesPerDeployment),
 });
 
+/**
+ * Model name or alias → deployment id. Every own key counts, "__proto__" included: z.record drops a
+ * "__proto__" key from its output (and so from the name count and the target check), while JSON.parse —
+ * and the plugin's parser — keep it as an ordinary name. The value is returned as given (no copy that
+ * could lose a key), so a table built with Object.fromEntries keeps every name.
+ */
+export const ModelMap = z
+  .custom<Record<string, string>>(
+    (v) => typeof v === "object" && v !== null && !Array.isArray(v) && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null),
+    "expected an object of model name → deployment id",
+  )
+  .superRefine((v, ctx) => {
+    for (const name of Object.keys(v)) {
+      if (!ModelName.safeParse(name).success) ctx.addIssue({ code: "custom", path: [name], message: "model names are printable ASCII without spaces (1..256)" });
+      if (!Id.safeParse(Object.getOwnPropertyDescriptor(v, name)?.value).success) ctx.addIssue({ code: "custom", path: [name], message: "expected a deployment id" });
+    }
+  })
+  .meta({ type: "object", propertyNames: { type: "string", minLength: 1, maxLength: TABLE_LIMITS.maxModelNameLength, pattern: "^[\\x21-\\x7e]+$" }, additionalProperties: { type: "string" } });
+
 export const RoutingTable = z
   .object({
     schema: z.literal(ROUTING_TABLE_SCHEMA),
     /** Monotonic; the ETag. A plugin never adopts a version lower than or equal to the one it has. */
     version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
     /** Model name or alias → deployment id. */
-    models: z.record(ModelName, Id),
+    models: ModelMap,
     deployments: z.array(TableDeployment).max(TABLE_LIMITS.maxDeployments),
   })
   .superRefine((table, ctx) => {
@@ -155,7 +174,7 @@ export const RoutingTable = z
       ctx.addIssue({ code: "custom", path: ["models"], message: `more than ${TABLE_LIMITS.maxModelNames} model names` });
     }
     for (const name of names) {
-      const target = table.models[name]!;
+      const target = Object.getOwnPropertyDescriptor(table.models, name)!.value as string;
       if (!ids.has(target)) ctx.addIssue({ code: "custom", path: ["models", name], message: `unknown deployment ${target}` });
     }
   });

@@ -153,10 +153,10 @@ describe("deployments: errors", () => {
     assertError(gz, 415, "unsupported_media_type");
     assertError(await c.api("POST", "/v1/models", { body: { name: "k" }, headers: { "idempotency-key": "x".repeat(300) } }), 400, "validation_failed");
     assertError(await c.api("PATCH", "/v1/deployments/d1", { body: {}, headers: { "if-match": "garbage" } }), 412, "precondition_failed");
-    // A lone surrogate in free text must not break the optimistic-write guards (→ endless conflicts).
+    // A lone surrogate in free text is refused with a 400 naming the field (issue 16 item 11), never a 500.
     const lone = await c.api("POST", "/v1/models", { raw: '{"name":"lone","display_name":"x\\ud800y"}', headers: { "content-type": "application/json" } });
-    assert.equal(lone.status, 201, lone.text);
-    assert.equal((await c.api("PATCH", `/v1/models/${lone.body.id}`, { body: { family: "f" } })).status, 200);
+    assertError(lone, 400, "validation_failed");
+    assert.ok(lone.text.includes("display_name"), lone.text);
     assert.ok(!c.logs.some((l) => l.includes('"unhandled error"')), "no request reached the 500 path");
     const patches = ["/v1/deployments/d1", "/v1/deployments/d1/instances/a", "/v1/models/nope"];
     for (const p of patches) {

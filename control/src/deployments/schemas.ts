@@ -14,8 +14,26 @@ export interface ParsedUrl {
   base_path: string;
 }
 
+/**
+ * A label shown to people and carried in logs and the routing table (region, display name): no control
+ * characters (CR, LF, NUL, …) and no lone UTF-16 surrogates (not text; they cannot be encoded as UTF-8).
+ */
+export const LabelText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((s) => !/[\x00-\x1f\x7f-\x9f]/.test(s), "no control characters (CR, LF, NUL, …)")
+    .refine((s) => !/[\uD800-\uDFFF]/u.test(s), "no lone surrogates (not valid Unicode text)");
+
 /** `http(s)://host[:port][/base/path]` without credentials, query or fragment; trailing slash dropped. */
 export function parseInstanceUrl(input: string): ParsedUrl | string {
+  // The URL parser drops tabs and newlines anywhere and trims spaces and controls at the ends, so a stored
+  // `url` would keep characters the parsed one never had: refuse them instead.
+  if (/[\x00-\x20\x7f]/.test(input)) return "no whitespace or control characters";
+  if (/[\uD800-\uDFFF]/u.test(input)) return "no lone surrogates";
+  // "http:///v1" and "http:\\h" parse (the URL parser skips extra slashes and reads "\\" as "/"):
+  // the authority must follow "scheme://" directly.
+  if (!/^https?:\/\/[^/\\?#@]/i.test(input)) return "expected http(s)://host[:port][/path]";
   let u: URL;
   try {
     u = new URL(input);
@@ -30,7 +48,9 @@ export function parseInstanceUrl(input: string): ParsedUrl | string {
   if (!BasePath.safeParse(base).success) return "invalid base path";
   const scheme = u.protocol === "https:" ? "https" : "http";
   const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
-  return { scheme, host, port: u.port === "" ? (scheme === "https" ? 443 : 80) : Number(u.port), base_path: base };
+  const port = u.port === "" ? (scheme === "https" ? 443 : 80) : Number(u.port);
+  if (!Number.isInteger(port) || port < 1 || port > 65_535) return "port must be 1..65535";
+  return { scheme, host, port, base_path: base };
 }
 
 export const InstanceUrl = z
@@ -57,7 +77,7 @@ export const InstanceCreate = z
     url: InstanceUrl,
     weight: z.number().int().min(1).max(TABLE_LIMITS.maxWeight).default(1),
     priority: z.number().int().min(0).max(TABLE_LIMITS.maxPriority).default(0).describe("Failover tier, 0 = primary"),
-    region: z.string().max(64).default(""),
+    region: LabelText(64).default(""),
     gpu_count: z.number().int().min(0).max(1_024).optional(),
     gpu_memory_gb: z.number().min(0).max(1_000_000).optional(),
     api_key: ApiKey.optional(),
@@ -78,7 +98,7 @@ export const InstanceUpdate = z
   .object({
     weight: z.number().int().min(1).max(TABLE_LIMITS.maxWeight).optional(),
     priority: z.number().int().min(0).max(TABLE_LIMITS.maxPriority).optional(),
-    region: z.string().max(64).optional(),
+    region: LabelText(64).optional(),
     gpu_count: z.number().int().min(0).max(1_024).nullable().optional(),
     gpu_memory_gb: z.number().min(0).max(1_000_000).nullable().optional(),
     api_key: ApiKey.nullable().optional().describe("null removes the key"),

@@ -4,14 +4,23 @@ import { Id, ModelName, ServedName } from "../../contracts/routing-table.js";
 
 const servedName = ServedName;
 
+/** Shown to people: no control characters (CR, LF, NUL, …) and no lone UTF-16 surrogates. */
+const Label = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((s) => !/[\x00-\x1f\x7f-\x9f]/.test(s), "no control characters (CR, LF, NUL, …)")
+    .refine((s) => !/[\uD800-\uDFFF]/u.test(s), "no lone surrogates (not valid Unicode text)");
+
 export const ModelCreate = z
   .object({
     id: Id.optional().describe("Generated when absent"),
     name: ModelName.describe("The model name clients send; unique across all names and aliases"),
-    display_name: z.string().min(1).max(200).optional(),
+    display_name: Label(200).optional(),
     aliases: z.array(ModelName).max(100).default([]).describe("Other names clients may send; unique across all models"),
     served_name: servedName.optional().describe("The name the engine serves, if different from `name`"),
-    family: z.string().min(1).max(100).optional(),
+    family: Label(100).optional(),
     context_length: z.number().int().min(1).max(100_000_000).optional(),
   })
   .strict()
@@ -26,10 +35,10 @@ export const ModelCreate = z
 export const ModelUpdate = z
   .object({
     name: ModelName.optional(),
-    display_name: z.string().min(1).max(200).optional(),
+    display_name: Label(200).optional(),
     aliases: z.array(ModelName).max(100).optional(),
     served_name: servedName.nullable().optional(),
-    family: z.string().min(1).max(100).nullable().optional(),
+    family: Label(100).nullable().optional(),
     context_length: z.number().int().min(1).max(100_000_000).nullable().optional(),
   })
   .strict();
