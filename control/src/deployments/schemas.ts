@@ -33,6 +33,7 @@ export function parseInstanceUrl(input: string): ParsedUrl | string {
   if (/[\uD800-\uDFFF]/u.test(input)) return "no lone surrogates";
   // "http:///v1" and "http:\\h" parse (the URL parser skips extra slashes and reads "\\" as "/"):
   // the authority must follow "scheme://" directly.
+  if (!/^https?:/i.test(input)) return "scheme must be http or https";
   if (!/^https?:\/\/[^/\\?#@]/i.test(input)) return "expected http(s)://host[:port][/path]";
   let u: URL;
   try {
