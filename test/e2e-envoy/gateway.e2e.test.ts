@@ -41,7 +41,7 @@ import { formatIssue, validateBootstrap } from "../../envoy/validate/index.js";
 import { freePort } from "../support/redis.js";
 import { WASM_PATH, e2eBootstrap, type E2eBootstrap } from "./support/bootstrap.js";
 import { INTERNAL_HEADERS, gatewayHits, header, send, sendMany, tally, trace, until, type Sent, type SendOptions } from "./support/client.js";
-import { assertEnvoyVersion, findEnvoy, pluginStat, startEnvoy, type RunningEnvoy } from "./support/envoy.js";
+import { assertEnvoyVersion, findEnvoy, pluginStat, startEnvoy, type RunningEnvoy, clustersSeen, diagnoser } from "./support/envoy.js";
 import { CHAT, PLUGIN, UNKNOWN_MODEL, startStack, type Stack } from "./support/stack.js";
 
 const { bin, why } = findEnvoy();
@@ -68,26 +68,9 @@ describe("model gateway through a real Envoy", { timeout: 600_000 }, () => {
   const stat = async (name: string) => pluginStat(await stats(), name);
 
   /** Adds what Envoy and the control service last said to a failing step. */
-  const diag = async <T>(fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn();
-    } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      let st = "";
-      try {
-        st = [...(await stats())].map(([k, v]) => `${k}: ${v}`).join("\n");
-      } catch {
-        st = "(stats unavailable)";
-      }
-      const more = `\n--- plugin/xds stats ---\n${st}\n--- envoy log (tail) ---\n${envoy?.logTail(150) ?? ""}\n--- control log (tail) ---\n${stack?.logTail(40) ?? ""}`;
-      throw new Error(msg + more, { cause: e });
-    }
-  };
+  const diag = diagnoser(() => envoy, () => stack?.logTail(40));
+  const seenClusters = () => clustersSeen(E());
 
-  const clustersSeen = async () => {
-    const cs = await E().clusters();
-    return [...cs.values()].map((c) => `${c.name}${c.addedViaApi ? " (cds)" : ""}: ${c.hosts.map((h) => `${h.address}${h.failedActiveHc ? " hc-failed" : ""}${h.pendingActiveHc ? " hc-pending" : ""} eds=${h.eds}`).join(", ")}`).join("\n");
-  };
 
   /** The plugin in Envoy has adopted the control service's current table (or a newer one). */
   const pluginHasCurrentTable = async (what: string) => {
@@ -170,7 +153,7 @@ describe("model gateway through a real Envoy", { timeout: 600_000 }, () => {
         },
         30_000,
         "every deployment cluster (CDS) with all its endpoints (EDS), past the first health check",
-        clustersSeen,
+        seenClusters,
       );
       await pluginHasCurrentTable("startup");
       const s = await stats();
@@ -216,7 +199,7 @@ describe("model gateway through a real Envoy", { timeout: 600_000 }, () => {
       // Its share can only come from override_host using x-gateway-destination-endpoint — which also
       // shows override_host does not consult host health (envoy-notes; the plugin must leave bad hosts out).
       const hcState = async (key: string) => (await E().clusters()).get(clusterOf.get("ovr")!)?.hosts.find((h) => h.address === S().address(key))?.failedActiveHc;
-      await until(async () => (await hcState("ovr/o2")) === true, 10_000, "Envoy marks ovr/o2 as failing its active health check (Host = cluster name)", clustersSeen);
+      await until(async () => (await hcState("ovr/o2")) === true, 10_000, "Envoy marks ovr/o2 as failing its active health check (Host = cluster name)", seenClusters);
       assert.equal(await hcState("ovr/o1"), false);
       const served = (await sendMany(listener(), 20, () => chat("e2e-ovr"))).map((r) => routed(r, "ovr", { listLength: 2 }));
       assert.deepEqual(tally(served), { "ovr/o1": 10, "ovr/o2": 10 });

@@ -52,7 +52,7 @@ import { formatIssue, validateBootstrap } from "../../envoy/validate/index.js";
 import { freePort } from "../support/redis.js";
 import { WASM_PATH, e2eBootstrap, loadShippedBootstrap, locate, type E2eBootstrap } from "./support/bootstrap.js";
 import { SEQ_HEADER, chatBody, header, send, trace, until, type Sent } from "./support/client.js";
-import { assertEnvoyVersion, findEnvoy, pluginStat, startEnvoy, type RunningEnvoy } from "./support/envoy.js";
+import { assertEnvoyVersion, findEnvoy, pluginStat, startEnvoy, type RunningEnvoy, clustersSeen, diagnoser } from "./support/envoy.js";
 import { CHAT, PLUGIN, UNKNOWN_MODEL, startStack, type DeploymentSpec, type Stack } from "./support/stack.js";
 
 const { bin, why } = findEnvoy();
@@ -193,26 +193,9 @@ describe("OpenAI request path through a real Envoy", { timeout: 300_000 }, () =>
   const stat = async (name: string) => pluginStat(await stats(), name);
 
   /** Adds what Envoy and the control service last said to a failing step. */
-  const diag = async <T>(fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn();
-    } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      let st = "";
-      try {
-        st = [...(await stats())].map(([k, v]) => `${k}: ${v}`).join("\n");
-      } catch {
-        st = "(stats unavailable)";
-      }
-      const more = `\n--- plugin/xds stats ---\n${st}\n--- envoy log (tail) ---\n${envoy?.logTail(150) ?? ""}\n--- control log (tail) ---\n${stack?.logTail(40) ?? ""}`;
-      throw new Error(msg + more, { cause: e });
-    }
-  };
+  const diag = diagnoser(() => envoy, () => stack?.logTail(40));
+  const seenClusters = () => clustersSeen(E());
 
-  const clustersSeen = async () => {
-    const cs = await E().clusters();
-    return [...cs.values()].map((c) => `${c.name}${c.addedViaApi ? " (cds)" : ""}: ${c.hosts.map((h) => `${h.address}${h.failedActiveHc ? " hc-failed" : ""}${h.pendingActiveHc ? " hc-pending" : ""} eds=${h.eds}`).join(", ")}`).join("\n");
-  };
 
   /** Envoy's view of an instance's host: failing its active health check, or UNHEALTHY by EDS. */
   const hostBad = async (key: string, dep: string): Promise<boolean> => {
@@ -275,7 +258,7 @@ describe("OpenAI request path through a real Envoy", { timeout: 300_000 }, () =>
         },
         30_000,
         "every deployment cluster (CDS) with all its endpoints (EDS), past a passing first health check",
-        clustersSeen,
+        seenClusters,
       );
       const version = table.version;
       await until(async () => ((await stat("gateway.table.version")) ?? 0) >= version, 15_000, `plugin table version >= ${version}`, async () => `plugin gateway.table.version = ${String(await stat("gateway.table.version"))}`);
@@ -386,7 +369,7 @@ describe("OpenAI request path through a real Envoy", { timeout: 300_000 }, () =>
       }
       // Once Envoy's active health check marks it failed: the pick is tried, the retry finds no
       // healthy host (healthy_panic_threshold 0) → UH.
-      await until(async () => await hostBad(DEAD_KEY, DEAD.id), 15_000, "Envoy marks dead/x failed (active health check) or UNHEALTHY (EDS)", clustersSeen);
+      await until(async () => await hostBad(DEAD_KEY, DEAD.id), 15_000, "Envoy marks dead/x failed (active health check) or UNHEALTHY (EDS)", seenClusters);
       for (let i = 0; i < 3; i++) {
         const r = await send(listener(), { model: DEAD.model, via: i % 2 === 0 ? "body" : "header" });
         const e = openaiError(r, 503);

@@ -257,3 +257,32 @@ export async function startEnvoy(opts: {
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/**
+ * A wrapper for test steps that adds what Envoy and the control service last said to a failure: the
+ * plugin/xDS stats, Envoy's log tail and the control log tail (each getter may return undefined while
+ * that part is not up).
+ */
+export function diagnoser(envoy: () => RunningEnvoy | undefined, controlLogTail: () => string | undefined): <T>(fn: () => Promise<T>) => Promise<T> {
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      let st = "";
+      try {
+        st = [...(await envoy()!.stats("gateway\\.|update_rejected"))].map(([k, v]) => `${k}: ${v}`).join("\n");
+      } catch {
+        st = "(stats unavailable)";
+      }
+      const more = `\n--- plugin/xds stats ---\n${st}\n--- envoy log (tail) ---\n${envoy()?.logTail(150) ?? ""}\n--- control log (tail) ---\n${controlLogTail() ?? ""}`;
+      throw new Error(msg + more, { cause: e });
+    }
+  };
+}
+
+/** Envoy's clusters and hosts in one line each (health flags, EDS status), for failure messages. */
+export async function clustersSeen(envoy: RunningEnvoy): Promise<string> {
+  const cs = await envoy.clusters();
+  return [...cs.values()].map((c) => `${c.name}${c.addedViaApi ? " (cds)" : ""}: ${c.hosts.map((h) => `${h.address}${h.failedActiveHc ? " hc-failed" : ""}${h.pendingActiveHc ? " hc-pending" : ""} eds=${h.eds}`).join(", ")}`).join("\n");
+}
