@@ -103,16 +103,13 @@ describe("auth and security", () => {
     const urls = ["http://169.254.169.254/v1", "http://metadata.internal/v1", "http://[fe80::1]:8000/v1", "http://[fd00:ec2::254]/v1", "http://evil.example:8000/v1"];
     const refused = await c.api("POST", "/v1/deployments", { body: { id: "blocked", model: "blocked-model", instances: urls.map((url, i) => ({ id: `b${i}`, url })) } });
     assert.equal(refused.status, 422, refused.text);
-    assert.deepEqual(refused.body.error.instances.map((e: { code: string }) => e.code), urls.map(() => "blocked_address"));
-    // Stored anyway on request: every instance unreachable, none in the table.
+    assert.equal(refused.body.error.code, "blocked_address");
+    assert.deepEqual(refused.body.error.issues.map((i: { path: string }) => i.path), urls.map((_, k) => `instances.${k}.url`));
+    // Never stored, not even on request (allow_unreachable): a blocked target is refused at write time.
     const r = await c.api("POST", "/v1/deployments", { body: { id: "blocked", model: "blocked-model", allow_unreachable: true, instances: urls.map((url, i) => ({ id: `b${i}`, url })) } });
-    assert.equal(r.status, 201, r.text);
-    for (const inst of r.body.instances) {
-      assert.equal(inst.state, "unreachable", inst.url);
-      assert.equal(inst.last_check.error.code, "blocked_address", inst.url);
-    }
-    const t = (await c.api("GET", "/v1/routing-table", { token: PLUGIN })).body;
-    assert.deepEqual(t.deployments.find((d: { id: string }) => d.id === "blocked").instances, []);
+    assert.equal(r.status, 422, r.text);
+    assert.equal(r.body.error.code, "blocked_address");
+    assert.equal((await c.api("GET", "/v1/deployments/blocked")).status, 404);
   });
 
   test("ALLOW_LINK_LOCAL lifts the refusal (the test then tries to connect)", async () => {

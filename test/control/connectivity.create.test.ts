@@ -209,7 +209,7 @@ describe("create and scale-up when connectivity tests fail", () => {
     const n = broken.requests.length;
     assert.equal((await c.api("POST", "/v1/deployments/nope/instances", { body: { url: broken.url } })).status, 404);
     assert.equal((await c.api("POST", "/v1/deployments/cf-partial/instances", { body: { id: "ok", url: broken.url } })).status, 409);
-    assert.equal((await c.api("POST", "/v1/deployments/cf-partial/instances", { body: { url: broken.url }, headers: { "if-match": '"1"' } })).status, 412);
+    assert.equal((await c.api("POST", "/v1/deployments/cf-partial/instances", { body: { url: broken.url }, headers: { "if-match": '"999"' } })).status, 412);
     assert.equal((await c.api("POST", "/v1/deployments", { body: { id: "cf-partial", model: "cf-model-4", instances: [{ url: broken.url }] } })).status, 409);
     assert.equal((await c.api("POST", "/v1/deployments", { body: { model: "cf-model-2", instances: [{ url: broken.url }] } })).status, 409, "the model is deployed");
     assert.equal(broken.requests.length, n, "no connectivity test ran");

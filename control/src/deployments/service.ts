@@ -84,6 +84,15 @@ function uniqueInstanceId(d: Pick<Deployment, "instances">, wanted: string | und
 }
 
 /** A failed instance as evidence (422 `error.instances`, 201/202 `warnings`). */
+/**
+ * A target the address policy refuses (link-local, cloud metadata, in any spelling) is refused at write
+ * time, allow_unreachable or not: it is never stored.
+ */
+function refuseBlocked(instances: Instance[], path: (k: number) => string): void {
+  const blocked = instances.flatMap((i, k) => (i.last_check?.error?.code === "blocked_address" ? [{ path: path(k), message: i.last_check.error.message }] : []));
+  if (blocked.length > 0) throw new AppError("blocked_address", `${blocked.length === 1 ? "the target address is" : "target addresses are"} not allowed: ${blocked[0]!.message}`, blocked);
+}
+
 export function evidenceOf(i: Instance): ConnectivityEvidence {
   const check = i.last_check!;
   return { instance_id: i.id, url: i.url, code: check.error?.code ?? "failed", message: check.error?.message ?? "the connectivity test failed", check };
@@ -180,6 +189,7 @@ export function createDeploymentService(deps: {
         { model: servedNameOf(model), allowUnreachable: input.allow_unreachable, log: { deployment: d.id } },
       );
       const tested = withResults(d, outcome.results, Date.now());
+      refuseBlocked(tested.instances, (k) => `instances.${k}.url`);
       const failed = tested.instances.flatMap((i, k) => (i.state === "unreachable" ? [{ evidence: evidenceOf(i), path: `instances.${k}.url` }] : []));
       if (tested.instances.length > 0 && !tested.instances.some((i) => i.state === "active") && !input.allow_unreachable) {
         throw connectivityFailed(input.id !== undefined ? `deployment ${input.id}` : "the deployment", failed);
@@ -236,6 +246,7 @@ export function createDeploymentService(deps: {
         // Applied to the current pool: a passed test on an address the pool already serves is duplicate_address.
         next = withResults(next, outcome.results, Date.now());
         added = next.instances.find((i) => i.id === instanceId)!;
+        refuseBlocked([added], () => "url");
         if (added.state === "unreachable" && !input.allow_unreachable) throw connectivityFailed(`instance ${instanceId}`, [{ evidence: evidenceOf(added), path: "url" }]);
         return { next, keys: input.api_key !== undefined ? { set: { [instanceId]: input.api_key } } : undefined, bump: !sameInTable(cur, next) };
       });

@@ -19,6 +19,7 @@ export const STATUS = {
   idempotency_in_progress: 409,
   /** Optimistic-transaction retries exhausted under write contention: nothing written, retry. */
   write_conflict: 409,
+  blocked_address: 422,
   precondition_failed: 412,
   payload_too_large: 413,
   unsupported_media_type: 415,
