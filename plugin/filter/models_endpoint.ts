@@ -13,6 +13,7 @@ import { sendLocalResponse, sendLocalResponseRaw } from "../abi/local_response";
 import { incrementMetric } from "../abi/metrics";
 import { GatewayMetrics } from "./metrics";
 import { errorBody, replyNoTable } from "./errors";
+import { hexVal } from "../json/parser";
 import { stripRoutingHeaders } from "./router";
 
 export namespace ModelsAnswer {
@@ -48,13 +49,6 @@ const REPLACEMENT = utf8("\\ufffd");
 /** 404 body scratch: prefix + 256 × 6 (worst escape) + "…" + suffix < 2048. */
 const BODY_SCRATCH: usize = memory.data(2048);
 
-function hexValue(c: u32): i32 {
-  if (c >= 0x30 && c <= 0x39) return <i32>(c - 0x30);
-  const l = c | 0x20;
-  if (l >= 0x61 && l <= 0x66) return <i32>(l - 0x61 + 10);
-  return -1;
-}
-
 /** Percent-decodes [p, end) into NAME (a '%' not followed by two hex digits stays literal). */
 function decodeName(p: usize, end: usize): void {
   nameLen = 0;
@@ -63,8 +57,8 @@ function decodeName(p: usize, end: usize): void {
     let b = <u32>load<u8>(p);
     let step: usize = 1;
     if (b == 0x25 && end - p >= 3) {
-      const hi = hexValue(<u32>load<u8>(p + 1));
-      const lo = hexValue(<u32>load<u8>(p + 2));
+      const hi = hexVal(load<u8>(p + 1));
+      const lo = hexVal(load<u8>(p + 2));
       if (hi >= 0 && lo >= 0) { b = <u32>((hi << 4) | lo); step = 3; }
     }
     if (nameLen == MAX_NAME) { nameTooLong = true; return; }

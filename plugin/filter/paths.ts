@@ -10,6 +10,7 @@ import { utf8 } from "../abi/bytes";
 import { Config } from "../config";
 import { Deployment } from "../table/routing_table";
 import { errorBody, replyError } from "./errors";
+import { hexVal } from "../json/parser";
 
 const PATH = utf8(":path");
 const METHOD = utf8(":method");
@@ -22,13 +23,6 @@ const SEGMENTS: usize = memory.data(128 * 4);
 const STANDARD: ArrayBuffer[] = [utf8("chat/completions"), utf8("completions"), utf8("embeddings"), utf8("models")];
 const MODELS_SLASH = utf8("models/");
 
-@inline function hexValue(c: u32): i32 {
-  if (c >= 0x30 && c <= 0x39) return <i32>(c - 0x30);
-  const l = c | 0x20;
-  if (l >= 0x61 && l <= 0x66) return <i32>(l - 0x61 + 10);
-  return -1;
-}
-
 /** Length of the normalized path written to SCRATCH, or -1 when the path is refused. */
 function normalize(p: usize, n: usize): isize {
   if (n == 0 || load<u8>(p) != 0x2f || n > MAX_PATH) return -1;
@@ -36,7 +30,7 @@ function normalize(p: usize, n: usize): isize {
   let segs: i32 = 0;
   let i: usize = 0;
   while (i < n) {
-    // One segment: [i, j) after skipping '/'.
+    // One segment, after the '/' run before it.
     while (i < n && load<u8>(p + i) == 0x2f) i++;
     if (i >= n) break;
     const segOut = out;
@@ -45,13 +39,13 @@ function normalize(p: usize, n: usize): isize {
     let dots = 0;
     let other = false;
     while (i < n) {
-      let c = <u32>load<u8>(p + i);
+      const c = <u32>load<u8>(p + i);
       if (c == 0x2f) break;
       if (c == 0x5c || c < 0x20 || c == 0x7f) return -1;
       if (c == 0x25) {
         if (i + 2 >= n) return -1;
-        const hi = hexValue(<u32>load<u8>(p + i + 1));
-        const lo = hexValue(<u32>load<u8>(p + i + 2));
+        const hi = hexVal(load<u8>(p + i + 1));
+        const lo = hexVal(load<u8>(p + i + 2));
         if (hi < 0 || lo < 0) return -1;
         const v = <u32>(hi * 16 + lo);
         if (v == 0x2f || v == 0x5c || v < 0x20 || v == 0x7f) return -1;

@@ -63,9 +63,8 @@ export class GatewayRoot extends RootContext {
   source: string = "";
   /** This root's table-nudge queue (0 until its first tick lists it). */
   queueToken: u32 = 0;
-  /** The tick runs at STARTUP_TICK_MS until a table is held. */
-  private startupTicks: bool = false;
-  private startupTicksSet: bool = false;
+  /** The tick period set last (ms): STARTUP_TICK_MS until a table is held, then poll_interval_ms. */
+  private tickMs: i32 = 0;
 
   @inline table(): RoutingTable | null {
     const m = this.manager;
@@ -114,11 +113,10 @@ export class GatewayRoot extends RootContext {
   private setTick(): void {
     const c = this.config;
     if (c === null) return;
-    const startup = this.table() === null && c.pollIntervalMs > STARTUP_TICK_MS;
-    if (startup == this.startupTicks && this.startupTicksSet) return;
-    this.startupTicks = startup;
-    this.startupTicksSet = true;
-    setTickPeriod(<u32>(startup ? STARTUP_TICK_MS : c.pollIntervalMs));
+    const ms = this.table() === null && c.pollIntervalMs > STARTUP_TICK_MS ? STARTUP_TICK_MS : c.pollIntervalMs;
+    if (ms == this.tickMs) return; // setting it again would restart the phase (Envoy's setTimerPeriod)
+    this.tickMs = ms;
+    setTickPeriod(<u32>ms);
   }
 
   onTick(): void {
@@ -131,7 +129,7 @@ export class GatewayRoot extends RootContext {
     if (this.queueToken == 0) this.queueToken = listen(this.workerSeq);
     m.flushCounts();
     m.syncFromShared();
-    if (this.startupTicks) this.setTick();
+    this.setTick();
     const now = nowMs();
     const obs = this.observer;
     if (obs.ejected.length > 0) obs.restoreDue(now, null);
@@ -162,7 +160,7 @@ export class GatewayRoot extends RootContext {
   private afterAdopting(): void {
     const obs = this.observer;
     if (obs.ejected.length > 0) obs.restoreDue(nowMs(), null);
-    if (this.startupTicks) this.setTick();
+    this.setTick();
   }
 
   private pollProblem(problem: string): void {

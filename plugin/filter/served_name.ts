@@ -5,11 +5,10 @@
 import { BufferType, MapType } from "../abi/types";
 import { replaceBuffer } from "../abi/buffers";
 import { headerGet, headerRelease, headerReplace } from "../abi/headers";
-import { utf8 } from "../abi/bytes";
+import { ByteWriter, utf8 } from "../abi/bytes";
 import { Deployment } from "../table/routing_table";
 
 const CONTENT_LENGTH = utf8("content-length");
-const NUMBER_SCRATCH: usize = memory.data(24);
 
 /** Does the request's name (ptr, len) differ from the deployment's served name? */
 export function needsRename(d: Deployment, ptr: usize, len: usize): bool {
@@ -41,10 +40,8 @@ export function rewriteModel(d: Deployment, body: usize, bodyLen: usize, tokenSt
   // A chunked request has no content-length: nothing to fix.
   if (headerGet(MapType.RequestHeaders, CONTENT_LENGTH)) {
     headerRelease();
-    let v = <u64>total;
-    let i: usize = 20;
-    do { i--; store<u8>(NUMBER_SCRATCH + i, <u8>(0x30 + v % 10)); v /= 10; } while (v > 0);
-    headerReplace(MapType.RequestHeaders, CONTENT_LENGTH, NUMBER_SCRATCH + i, 20 - i);
+    const n = new ByteWriter(24).uint(<u64>total);
+    headerReplace(MapType.RequestHeaders, CONTENT_LENGTH, n.ptr, <usize>n.len);
   }
   return true;
 }
