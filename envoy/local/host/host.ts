@@ -119,6 +119,7 @@ export class ProxyWasmHost {
     host.attached = true;
     const plugin = host.newGeneration(toBytes(options.configuration ?? ""), options.rootId ?? "", options.pluginName ?? "");
     host.runCanary(plugin);
+    host.generations.push(plugin);
     host.current = plugin;
     if (options.mainThread ?? true) {
       const main = new WorkerVm(host, MAIN_THREAD, module);
@@ -136,10 +137,9 @@ export class ProxyWasmHost {
     return host;
   }
 
+  /** The next configuration, not yet loaded: it joins `generations` once its canary passed. */
   private newGeneration(configuration: Uint8Array, rootId: string, pluginName: string): PluginGeneration {
-    const g = new PluginGeneration(this.generations.length + 1, configuration, rootId, pluginName);
-    this.generations.push(g);
-    return g;
+    return new PluginGeneration(this.generations.length + 1, configuration, rootId, pluginName);
   }
 
   /**
@@ -187,7 +187,7 @@ export class ProxyWasmHost {
       for (const vm of this.liveVms()) vm.active = vm.rootOf(same) ?? vm.active;
       return same;
     }
-    const plugin = new PluginGeneration(this.generations.length + 1, bytes, rootId, pluginName);
+    const plugin = this.newGeneration(bytes, rootId, pluginName);
     this.runCanary(plugin);
     this.generations.push(plugin);
     this.current = plugin;
