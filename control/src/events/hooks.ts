@@ -6,8 +6,8 @@
  * it out to its streams. Publishing is best effort and after the commit: a lost notification is repaired
  * by the client's next re-read (and `resync` on reconnect), never by the state being wrong.
  */
-import type { Deployment } from "../deployments/schemas.js";
-import type { DeploymentStore } from "../deployments/store.js";
+import type { Deployment, Instance } from "../deployments/schemas.js";
+import type { DeploymentHead, DeploymentStore } from "../deployments/store.js";
 import type { HealthStore } from "../health/store.js";
 import type { StreamEvent } from "./schemas.js";
 
@@ -66,6 +66,17 @@ export function notifyingDeploymentStore(store: DeploymentStore, publish: Publis
       });
       if (last.changed && last.seen) publish(changeEvents(last.seen, next));
       return next;
+    },
+    async updateInstance(id, instanceId, mutate) {
+      // One instance's change: the diff of the head and that instance is the diff of the whole document.
+      const last: { head?: DeploymentHead; inst?: Instance | null } = {};
+      const r = await store.updateInstance(id, instanceId, (head, inst) => {
+        last.head = head;
+        last.inst = inst;
+        return mutate(head, inst);
+      });
+      if (r.changed && last.head && r.instance) publish(changeEvents({ ...last.head, instances: last.inst ? [last.inst] : [] }, { ...r.head, instances: [r.instance] }));
+      return r;
     },
     async remove(id, check) {
       const last: { seen?: Deployment } = {};

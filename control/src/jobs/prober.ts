@@ -99,7 +99,8 @@ export interface Prober {
 export const probeLeaseName = (deploymentId: string) => `probe:${deploymentId}`;
 
 export function createProber(deps: {
-  store: Pick<DeploymentStore, "get" | "list" | "update" | "getApiKey">;
+  /** `updateInstance` writes a verdict as one instance's change; without it (test doubles), `update`. */
+  store: Pick<DeploymentStore, "get" | "list" | "update" | "getApiKey"> & Partial<Pick<DeploymentStore, "updateInstance">>;
   models: { get(id: string): Promise<Model | null> };
   tester: Pick<ConnectivityTester, "probe" | "probeCompletion">;
   leases: LeaseStore;
@@ -176,22 +177,40 @@ export function createProber(deps: {
     return health.addEvent(d.id, instanceId, e).catch((err: unknown) => log.warn("event not recorded", { deployment: d.id, instance: instanceId, type, ...errorFields(err) }));
   };
 
-  /** active ⇄ ejected, only from the state we saw (a concurrent change wins). True when written. */
+  /**
+   * active ⇄ ejected, only from the state we saw (a concurrent change wins). True when written. One instance's
+   * write: the store reads and writes the deployment's head and this instance only (whatever the deployment's size).
+   */
   async function setState(d: Deployment, instanceId: string, from: "active" | "ejected", to: "active" | "ejected"): Promise<boolean> {
-    let changed = false;
-    const next = await store.update(d.id, (cur) => {
-      const inst = cur.instances.find((i) => i.id === instanceId);
-      if (!inst || inst.state !== from) return null;
-      changed = true;
-      const at = new Date().toISOString();
-      return { next: { ...cur, revision: cur.revision + 1, updated_at: at, instances: cur.instances.map((i) => (i.id === instanceId ? { ...i, state: to, updated_at: at } : i)) } };
-    });
-    // A reused list must not keep the old state (a re-admission would wait for the next list).
-    if (changed) {
-      wrote++;
-      if (listed) listed = { ...listed, deployments: listed.deployments.map((x) => (x.id === next.id ? next : x)) };
+    let merge: ((x: Deployment) => Deployment) | null = null;
+    if (store.updateInstance) {
+      const r = await store.updateInstance(d.id, instanceId, (head, inst) => {
+        if (!inst || inst.state !== from) return null;
+        const at = new Date().toISOString();
+        return { head: { ...head, revision: head.revision + 1, updated_at: at }, instance: { ...inst, state: to, updated_at: at } };
+      });
+      if (r.changed && r.instance) {
+        const inst = r.instance;
+        merge = (x) => ({ ...x, ...r.head, instances: x.instances.map((i) => (i.id === inst.id ? inst : i)) });
+      }
+    } else {
+      let changed = false;
+      const next = await store.update(d.id, (cur) => {
+        const inst = cur.instances.find((i) => i.id === instanceId);
+        if (!inst || inst.state !== from) return null;
+        changed = true;
+        const at = new Date().toISOString();
+        return { next: { ...cur, revision: cur.revision + 1, updated_at: at, instances: cur.instances.map((i) => (i.id === instanceId ? { ...i, state: to, updated_at: at } : i)) } };
+      });
+      if (changed) merge = () => next;
     }
-    return changed;
+    // A reused list must not keep the old state (a re-admission would wait for the next list).
+    if (merge) {
+      wrote++;
+      const m = merge;
+      if (listed) listed = { ...listed, deployments: listed.deployments.map((x) => (x.id === d.id ? m(x) : x)) };
+    }
+    return merge !== null;
   }
 
   async function verdict(d: Deployment, inst: Instance, st: ProbeState, to: "active" | "ejected", reason: string, evidence: Record<string, unknown>): Promise<boolean> {

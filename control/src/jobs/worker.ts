@@ -5,14 +5,43 @@
  * pending work always resumes (after a restart, or in another replica).
  */
 import type { ConnectivityTester } from "../connectivity/tester.js";
-import { activeMigrations, type Deployment } from "../deployments/schemas.js";
-import type { DeploymentStore } from "../deployments/store.js";
+import { activeMigrations, type ConnectivityResult, type Deployment } from "../deployments/schemas.js";
+import type { DeploymentStore, KeyChanges } from "../deployments/store.js";
 import { errorFields, type Logger } from "../log.js";
 import { applyDrainDone, applyProbe, applyTestResult, awaitsProbes, type StepResult } from "../migration/steps.js";
 import { servedNameOf, type Model } from "../models/schemas.js";
 import { sameInTable } from "../routing-table/builder.js";
 import type { LeaseStore } from "./lease-store.js";
 import { RequestFailed } from "../connectivity/http-client.js";
+
+/**
+ * Writes one batch at a time: the items given while a write runs go together into the next. Each call settles
+ * with the write that carried its item.
+ */
+function serialBatches<T>(write: (items: T[]) => Promise<void>): (item: T) => Promise<void> {
+  let queue: { item: T; done: (err: unknown) => void }[] = [];
+  let running = false;
+  const pump = async () => {
+    running = true;
+    while (queue.length > 0) {
+      const batch = queue;
+      queue = [];
+      let err: unknown = null;
+      try {
+        await write(batch.map((b) => b.item));
+      } catch (e) {
+        err = e ?? new Error("write failed");
+      }
+      for (const b of batch) b.done(err);
+    }
+    running = false;
+  };
+  return (item) =>
+    new Promise<void>((resolve, reject) => {
+      queue.push({ item, done: (err) => (err === null ? resolve() : reject(err)) });
+      if (!running) void pump();
+    });
+}
 
 export interface Worker {
   start(): void;
@@ -52,13 +81,28 @@ export function createWorker(deps: {
     const model = await deps.models.get(d.model_id);
     if (!model) return log.error("deployment refers to a missing model", { deployment: id, model: d.model_id });
 
-    // 1. Connectivity tests of pending instances (new, scaled up, re-tested, or a migration's target).
+    // 1. Connectivity tests of pending instances (new, scaled up, re-tested, or a migration's target). Their
+    // results are written one write at a time, each carrying every result that came in meanwhile: a thousand
+    // tests finishing together are a few writes, not a thousand writes racing for the same deployment.
     const pending = d.instances.filter((i) => i.state === "pending" && !awaitsProbes(d, i.id));
+    const record = serialBatches<{ instance: string; result: ConnectivityResult }>(async (batch) => {
+      await commit(id, (cur) => {
+        let next = cur;
+        let keys: KeyChanges | undefined;
+        for (const { instance, result } of batch) {
+          const r = applyTestResult(next, instance, result, Date.now(), deps.healthDeadlineSeconds);
+          if (!r) continue;
+          next = r.next;
+          if (r.keys) keys = { set: { ...keys?.set, ...r.keys.set }, del: [...(keys?.del ?? []), ...(r.keys.del ?? [])] };
+        }
+        return next === cur ? null : { next, keys };
+      });
+    });
     await Promise.all(
       pending.map(async (inst) => {
         const apiKey = await store.getApiKey(id, inst.id);
         const result = await tester.test(inst, { model: servedNameOf(model), apiKey, signal: abort.signal });
-        await commit(id, (cur) => applyTestResult(cur, inst.id, result, Date.now(), deps.healthDeadlineSeconds));
+        await record({ instance: inst.id, result });
         log.info("connectivity test", { deployment: id, instance: inst.id, ok: result.ok, error_code: result.error?.code ?? null, latency_ms: result.latency_ms.total, engine: result.engine });
       }),
     );

@@ -7,7 +7,11 @@
  *   <p>models               hash    model id → Model JSON
  *   <p>model-names          hash    client-facing name or alias → model id (uniqueness across models)
  *   <p>model-deployment     hash    model id → deployment id (one deployment per model)
- *   <p>deployments          hash    deployment id → Deployment JSON (instances, migrations inside)
+ *   <p>deployments          hash    deployment id → the deployment's head: its JSON without the instances (migrations
+ *                                   inside) plus `seq`, a counter every write of the deployment bumps (the write guard).
+ *                                   Written before per-instance storage: the whole document, `instances` inside, no
+ *                                   `seq` — still read, and rewritten in the new form by the next write or at start
+ *   <p>deployment-instances:<dep>  hash  instance id → Instance JSON plus `ord` (the instance's place in the list)
  *   <p>instance-api-keys    hash    "<deployment>/<instance>" → upstream API key (write-only secrets)
  *   <p>work                 set     deployment ids with pending background work (tests, migrations)
  *   <p>idem:<scope>         string  Idempotency-Key record (TTL)
@@ -25,6 +29,7 @@ export interface Keys {
   modelNames: string;
   modelDeployment: string;
   deployments: string;
+  deploymentInstances(deployment: string): string;
   apiKeys: string;
   work: string;
   idem(scope: string): string;
@@ -44,6 +49,7 @@ export function createKeys(prefix: string): Keys {
     modelNames: `${prefix}model-names`,
     modelDeployment: `${prefix}model-deployment`,
     deployments: `${prefix}deployments`,
+    deploymentInstances: (dep) => `${prefix}deployment-instances:${dep}`,
     apiKeys: `${prefix}instance-api-keys`,
     work: `${prefix}work`,
     idem: (scope) => `${prefix}idem:${scope}`,

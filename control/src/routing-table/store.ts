@@ -1,6 +1,10 @@
-/** Reads a consistent snapshot (version + all models + all deployments + upstream API keys) in one MULTI. */
+/**
+ * Reads a consistent snapshot (version + all models + all deployments with their instances + upstream API keys)
+ * in one MULTI.
+ */
 import type { Redis } from "ioredis";
-import { Deployment } from "../deployments/schemas.js";
+import type { Deployment } from "../deployments/schemas.js";
+import { readDeployments } from "../deployments/store.js";
 import { Model } from "../models/schemas.js";
 import { storeCall } from "../redis/client.js";
 import type { Keys } from "../redis/keys.js";
@@ -23,19 +27,23 @@ export interface TableStore {
 
 export function createTableStore(deps: { redis: Redis; keys: Keys }): TableStore {
   const { redis, keys } = deps;
+  /** The deployment ids of the last snapshot: the next one reads their instances without asking first. */
+  let known: string[] | undefined;
   return {
     channel: keys.channel,
     ensureVersion: () => storeCall(async () => {
       await redis.set(keys.version, "1", "NX");
     }),
     snapshot: () => storeCall(async () => {
-      const res = await redis.multi().get(keys.version).hvals(keys.models).hvals(keys.deployments).hgetall(keys.apiKeys).exec();
-      if (!res) throw new Error("snapshot transaction aborted");
-      for (const [err] of res) if (err) throw err;
-      const version = Number(res[0]![1] ?? 0);
-      const models = (res[1]![1] as string[]).map((r) => Model.parse(JSON.parse(r)));
-      const deployments = (res[2]![1] as string[]).map((r) => Deployment.parse(JSON.parse(r)));
-      return { version, models, deployments, apiKeys: (res[3]![1] ?? {}) as Record<string, string> };
+      // One MULTI: the version, the models, the API keys, every deployment head and every instance hash.
+      const { deployments, extra } = await readDeployments(redis, keys, {
+        known,
+        extra: (m) => m.get(keys.version).hvals(keys.models).hgetall(keys.apiKeys),
+      });
+      known = deployments.map((d) => d.id);
+      const version = Number(extra[0] ?? 0);
+      const models = (extra[1] as string[]).map((r) => Model.parse(JSON.parse(r)));
+      return { version, models, deployments, apiKeys: (extra[2] ?? {}) as Record<string, string> };
     }),
   };
 }
