@@ -3,16 +3,39 @@
  *
  * A caller reads what it needs, computes the change, then commits it with guards: the script checks that
  * every guarded hash field still holds exactly the value that was read (or is still absent), then applies
- * all writes, INCRs the table version and PUBLISHes it — atomically, in one Lua script. A failed guard
+ * all writes, moves the table version to the next even number and PUBLISHes it — atomically, in one Lua script. A failed guard
  * means someone else changed the data in between: the caller re-reads and retries (the same semantics as
  * WATCH/MULTI/EXEC, but safe on a shared, pipelined connection).
+ *
+ * Unknown outcomes. A commit that was sent and got no answer (command timeout, connection lost in flight)
+ * may still run later — Redis paused for writes runs it when it resumes. So it is never answered "not
+ * made": it throws `outcome_unknown`. A request with an Idempotency-Key commits under a **fence**
+ * (`fences`, an AsyncLocalStorage set by the idempotency middleware): the script runs only while the fence
+ * key still names this attempt (else it returns -2 and does nothing), and when it writes it marks the fence
+ * "applied", in the same script. Then the outcome can be learnt exactly (`Fence.resolve`, sent on the same
+ * connection, so it runs after the lost commit): applied, or not — and then the fence is removed, so the
+ * lost commit can never apply later. The request answers 503 `outcome_unknown` at once (`Fence.detach`) and
+ * keeps going in the background: once applied, the handler finishes and its answer is recorded for a retry
+ * with the same key (idempotency.ts).
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { Redis } from "ioredis";
 import { AppError } from "../http/errors.js";
+import { mayHaveRun, outcomeUnknown, storeUnavailable } from "./client.js";
 
 const SCRIPT = `
 local spec = cjson.decode(ARGV[1])
 local function arg(i) return ARGV[i + 2] end
+local fence
+if spec.f then
+  local raw = redis.call('GET', KEYS[spec.f[1]])
+  if not raw then return -2 end
+  fence = cjson.decode(raw)
+  if fence.a ~= arg(spec.f[2]) then return -2 end
+end
+for _, l in ipairs(spec.l or {}) do
+  if redis.call('HLEN', KEYS[l[1]]) > l[2] then return -1 end
+end
 for _, g in ipairs(spec.g) do
   local cur = redis.call('HGET', KEYS[g[1]], arg(g[2]))
   if g[3] == 0 then
@@ -21,22 +44,29 @@ for _, g in ipairs(spec.g) do
     return -1
   end
 end
-local allowed = { HSET = true, HDEL = true, SADD = true, SREM = true }
+local allowed = { HSET = true, HDEL = true, SADD = true, SREM = true, DEL = true }
 for _, o in ipairs(spec.o) do
   if not allowed[o[1]] then return redis.error_reply('op not allowed') end
   local args = { o[1], KEYS[o[2]] }
   for i = 3, #o do args[#args + 1] = arg(o[i]) end
   redis.call(unpack(args))
 end
+local v = 0
 if spec.v then
-  local v = redis.call('INCR', KEYS[spec.v])
+  -- Complete tables have even versions (a node's filtered view of V is V - 1: routing-table/node-view.ts).
+  v = redis.call('INCR', KEYS[spec.v])
+  if v % 2 == 1 then v = redis.call('INCR', KEYS[spec.v]) end
   redis.call('PUBLISH', ARGV[2], tostring(v))
-  return v
 end
-return 0
+if fence and #spec.o > 0 then
+  fence.applied = true
+  fence.v = v
+  redis.call('SET', KEYS[spec.f[1]], cjson.encode(fence), 'EX', spec.f[3])
+end
+return v
 `;
 
-type Op = "HSET" | "HDEL" | "SADD" | "SREM";
+type Op = "HSET" | "HDEL" | "SADD" | "SREM" | "DEL";
 
 /*
  * Values travel as plain ARGV (ioredis encodes them as UTF-8 exactly as it decodes replies), never inside
@@ -46,6 +76,7 @@ export class Txn {
   private readonly keys: string[] = [];
   private readonly args: string[] = [];
   private readonly guards: [number, number, number][] = [];
+  private readonly sizeGuards: [number, number][] = [];
   private readonly ops: (string | number)[][] = [];
   private bumpVersion = false;
 
@@ -62,23 +93,74 @@ export class Txn {
     this.guards.push([this.idx(key), this.arg(field), expected === null ? 0 : this.arg(expected)]);
     return this;
   }
+  /**
+   * The commit fails (and is retried) unless the hash `key` has at most `max` fields before the writes: a
+   * caller adding n fields under a limit L passes L − n. Writes far from the limit never conflict; at the
+   * limit, concurrent writers cannot all pass (the retry re-reads the size and refuses).
+   */
+  guardSize(key: string, max: number): this {
+    this.sizeGuards.push([this.idx(key), max]);
+    return this;
+  }
   op(op: Op, key: string, ...args: string[]): this {
     this.ops.push([op, this.idx(key), ...args.map((a) => this.arg(a))]);
     return this;
   }
-  /** INCR the table version and publish it, in the same script. */
+  /** Move the table version to the next even number and publish it, in the same script. */
   bump(): this {
     this.bumpVersion = true;
     return this;
   }
+  /** Whether the commit writes anything (a commit without ops only confirms what was read). */
+  get writes(): boolean {
+    return this.ops.length > 0;
+  }
   /** @internal */
-  encode(versionKey: string): { keys: string[]; spec: string; args: string[] } {
-    const v = this.bumpVersion ? this.idx(versionKey) : undefined;
-    return { keys: this.keys, spec: JSON.stringify({ g: this.guards, o: this.ops, ...(v ? { v } : {}) }), args: this.args };
+  encode(versionKey: string, fence?: Pick<Fence, "key" | "attempt" | "ttlSeconds">): { keys: string[]; spec: string; args: string[] } {
+    const keys = [...this.keys];
+    const args = [...this.args];
+    const idx = (key: string) => {
+      let i = keys.indexOf(key);
+      if (i < 0) i = keys.push(key) - 1;
+      return i + 1;
+    };
+    const v = this.bumpVersion ? idx(versionKey) : undefined;
+    const f = fence ? [idx(fence.key), args.push(fence.attempt), Math.max(1, Math.ceil(fence.ttlSeconds))] : undefined;
+    return { keys, spec: JSON.stringify({ g: this.guards, o: this.ops, ...(this.sizeGuards.length > 0 ? { l: this.sizeGuards } : {}), ...(v ? { v } : {}), ...(f ? { f } : {}) }), args };
   }
 }
 
 export type CommitResult = { ok: true; version: number | null } | { ok: false };
+
+/** What `Fence.resolve` learnt: the attempt's change was applied (with the version it bumped to, 0 = none), or not. */
+export type Resolved = { applied: true; version: number } | { applied: false };
+
+/**
+ * The idempotency context of one request (set by the idempotency middleware for the handler's async
+ * chain). `key` holds JSON `{a: attempt, applied?, v?}`: commits run only while `a` is this attempt.
+ */
+export interface Fence {
+  key: string;
+  attempt: string;
+  /** How long the fence is kept once the change is applied (the idempotency records' TTL). */
+  ttlSeconds: number;
+  /**
+   * False once the request answered (later commits are background work it started, not its change), and
+   * after its first change was applied (the fence marks one change; a second writing commit in the same
+   * request runs unfenced, and an unknown outcome of it is answered as for a request without a key).
+   */
+  active: boolean;
+  /**
+   * The commit's outcome is unknown: answer the client 503 `outcome_unknown` now and let the handler go on
+   * in the background (its answer is then recorded, not sent). False when that is not possible.
+   */
+  detach(): boolean;
+  /** Learn the outcome (retried until Redis answers, bounded): null = gave up. Not applied → the fence is gone. */
+  resolve(): Promise<Resolved | null>;
+}
+
+/** The fence of the request being handled, if it has an Idempotency-Key. */
+export const fences = new AsyncLocalStorage<Fence>();
 
 interface CasRedis extends Redis {
   gwCas(numKeys: number, ...args: string[]): Promise<number>;
@@ -90,10 +172,34 @@ interface CasRedis extends Redis {
  */
 export function createCas(redis: Redis, versionKey: string, channel: string, afterVersion?: (version: number) => Promise<void>) {
   if (!(redis as unknown as Partial<CasRedis>).gwCas) redis.defineCommand("gwCas", { lua: SCRIPT });
+  /**
+   * Errors: a connection failure before the script was sent → thrown as is (the store's `storeCall` makes it
+   * 503 `store_unavailable`: not made). Sent, no answer → 503 `outcome_unknown`; under a fence the request
+   * is answered that way at once and this call waits for the real outcome (see the module comment).
+   */
   return async function commit(txn: Txn): Promise<CommitResult> {
-    const { keys, spec, args } = txn.encode(versionKey);
-    const r = await (redis as unknown as CasRedis).gwCas(keys.length, ...keys, spec, channel, ...args);
+    const current = fences.getStore();
+    const fence = current?.active ? current : undefined;
+    const { keys, spec, args } = txn.encode(versionKey, fence);
+    const ready = redis.status === "ready";
+    let r: number;
+    try {
+      r = await (redis as unknown as CasRedis).gwCas(keys.length, ...keys, spec, channel, ...args);
+    } catch (err) {
+      if (!mayHaveRun(err, ready)) throw err;
+      if (!fence || !fence.detach()) throw outcomeUnknown();
+      // The client has its answer; what follows is only recorded for a retry with the same key.
+      const resolved = await fence.resolve();
+      if (resolved === null) throw outcomeUnknown();
+      // Not applied: the fence is gone, the lost commit can never run its writes — truly not made.
+      if (!resolved.applied) throw storeUnavailable();
+      r = resolved.version;
+    }
+    if (r === -2) {
+      throw new AppError("write_conflict", "another request with the same Idempotency-Key has taken over (this one ran past its claim); nothing was written by this one");
+    }
     if (r === -1) return { ok: false };
+    if (fence && txn.writes) fence.active = false;
     if (r > 0 && afterVersion) await afterVersion(r);
     return { ok: true, version: r > 0 ? r : null };
   };
