@@ -3,6 +3,7 @@ import { Router, type RequestHandler, type Response } from "express";
 import { z } from "zod";
 import { Id } from "../../contracts/routing-table.js";
 import { READ_ROLES, WRITE_ROLES, requireRole, type Authenticator } from "../http/auth.js";
+import { bodyParsers, type BodyParsers } from "../http/body.js";
 import { AppError } from "../http/errors.js";
 import { ifMatchOf, revisionEtag } from "../http/preconditions.js";
 import { parseBody, parsePart } from "../http/validate.js";
@@ -31,12 +32,15 @@ export function deploymentRoutes(deps: {
   createWaitMs: number;
   /** Adds each instance's health (window statistics, last probe) to reads. */
   view?: { deployment(d: Deployment): Promise<Deployment> };
+  /** Body parsers (limits per kind), each mounted after the role check. */
+  body?: Pick<BodyParsers, "deploymentCreate" | "deploymentUpdate" | "instance">;
 }): Router {
   const { service, worker } = deps;
   const withHealth = (d: Deployment) => (deps.view ? deps.view.deployment(d) : Promise.resolve(d));
   const r = Router();
   const read = requireRole(deps.auth, ...READ_ROLES);
   const write = requireRole(deps.auth, ...WRITE_ROLES);
+  const body = deps.body ?? bodyParsers();
 
   /**
    * Re-test: let the connectivity test finish within the bound; then answer with what is stored. Another
@@ -56,7 +60,7 @@ export function deploymentRoutes(deps: {
   // Create: the instances are tested before anything is stored (service.create, connectivity/preflight.ts).
   // 201: every test finished; 202: some still running (the worker finishes them) while one passed or
   // allow_unreachable is set; 422 connectivity_failed: none passed, nothing stored.
-  r.post("/v1/deployments", write, deps.idempotency, async (req, res) => {
+  r.post("/v1/deployments", write, body.deploymentCreate, deps.idempotency, async (req, res) => {
     const { deployment: d, warnings, pending } = await service.create(parseBody(DeploymentCreate, req.body));
     if (pending) void worker.kick(d.id);
     res.setHeader("location", `/v1/deployments/${d.id}`);
@@ -69,7 +73,7 @@ export function deploymentRoutes(deps: {
     const { id } = parsePart(DepParams, req.params, "path");
     sendDeployment(res, await withHealth(await service.get(id)));
   });
-  r.patch("/v1/deployments/:id", write, async (req, res) => {
+  r.patch("/v1/deployments/:id", write, body.deploymentUpdate, async (req, res) => {
     const { id } = parsePart(DepParams, req.params, "path");
     sendDeployment(res, await service.update(id, parseBody(DeploymentUpdate, req.body), ifMatchOf(req)));
   });
@@ -80,7 +84,7 @@ export function deploymentRoutes(deps: {
   });
 
   // Scale up: add an instance, tested before it is stored (same answers as create).
-  r.post("/v1/deployments/:id/instances", write, deps.idempotency, async (req, res) => {
+  r.post("/v1/deployments/:id/instances", write, body.instance, deps.idempotency, async (req, res) => {
     const { id } = parsePart(DepParams, req.params, "path");
     const { value: inst, deployment: d, warnings, pending } = await service.addInstance(id, parseBody(InstanceAdd, req.body), ifMatchOf(req));
     if (pending) void worker.kick(id);
@@ -94,7 +98,7 @@ export function deploymentRoutes(deps: {
     if (!inst) throw new AppError("not_found", `instance ${instanceId} not found in deployment ${id}`);
     res.setHeader("etag", revisionEtag(d.revision)).json(inst);
   });
-  r.patch("/v1/deployments/:id/instances/:instanceId", write, async (req, res) => {
+  r.patch("/v1/deployments/:id/instances/:instanceId", write, body.instance, async (req, res) => {
     const { id, instanceId } = parsePart(InstParams, req.params, "path");
     sendDeployment(res, await service.updateInstance(id, instanceId, parseBody(InstanceUpdate, req.body), ifMatchOf(req)));
   });

@@ -9,6 +9,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { BlockList, isIPv4, isIPv6 } from "node:net";
 import type { NextFunction, Request, Response } from "express";
+import { hasBody } from "./body.js";
 import { AppError } from "./errors.js";
 
 export type Role = "admin" | "viewer" | "plugin";
@@ -38,12 +39,17 @@ export function createAuthenticator(tokens: Record<Role, readonly string[]>): Au
   };
 }
 
+/** The role of the request's bearer token; null without one, malformed, or unknown. */
+export function roleOfRequest(auth: Authenticator, req: Request): Role | null {
+  const header = req.get("authorization") ?? "";
+  const m = /^Bearer[ ]+([\x21-\x7e]+)\s*$/i.exec(header);
+  return m ? auth.roleOf(m[1]!) : null;
+}
+
 /** Middleware: 401 without a valid bearer token, 403 when its role is not among `allowed`. */
 export function requireRole(auth: Authenticator, ...allowed: Role[]) {
   return (req: Request, _res: Response, next: NextFunction) => {
-    const header = req.get("authorization") ?? "";
-    const m = /^Bearer[ ]+([\x21-\x7e]+)\s*$/i.exec(header);
-    const role = m ? auth.roleOf(m[1]!) : null;
+    const role = roleOfRequest(auth, req);
     if (role === null) return next(new AppError("unauthenticated", "a valid bearer token is required"));
     req.role = role;
     if (!allowed.includes(role)) return next(new AppError("forbidden", `role ${role} may not do this`));
@@ -62,13 +68,37 @@ export const TABLE_ROLES: Role[] = ["plugin", "admin", "viewer"];
  * (config.ts) and an empty list means a token from everyone.
  */
 export function requirePeerOrRole(auth: Authenticator, allowFrom: readonly [string, number, "ipv4" | "ipv6"][], ...roles: Role[]) {
-  const list = new BlockList();
-  for (const [addr, prefix, family] of allowFrom) list.addSubnet(addr, prefix, family);
+  const tokenless = passesWithoutToken(allowFrom);
   const byToken = requireRole(auth, ...roles);
   return (req: Request, res: Response, next: NextFunction) => {
+    if (tokenless(req)) return next();
+    byToken(req, res, next);
+  };
+}
+
+/** Whether requirePeerOrRole(…, allowFrom, …) lets the request in without a token: no `authorization`, TCP peer on the list. */
+export function passesWithoutToken(allowFrom: readonly [string, number, "ipv4" | "ipv6"][]): (req: Request) => boolean {
+  const list = new BlockList();
+  for (const [addr, prefix, family] of allowFrom) list.addSubnet(addr, prefix, family);
+  return (req) => {
+    if (allowFrom.length === 0 || req.get("authorization") !== undefined) return false;
     const peer = (req.socket.remoteAddress ?? "").replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, "$1");
     const family = isIPv4(peer) ? "ipv4" : isIPv6(peer) ? "ipv6" : null;
-    if (req.get("authorization") === undefined && family !== null && list.check(peer, family)) return next();
-    byToken(req, res, next);
+    return family !== null && list.check(peer, family);
+  };
+}
+
+/**
+ * Before any request body is read or parsed: a request carrying one (any method but GET and HEAD, whose
+ * routes are public pages or reads that never read it) needs a valid token of some role — 401 otherwise,
+ * its body unread (body.ts closeUnreadBody closes the connection rather than read a large one). Each route
+ * then checks the role as before, and reads the body only after that (body.ts jsonBody). `tokenless`: the
+ * requests a route may take without a token (requirePeerOrRole: xDS from allow-listed peers).
+ */
+export function tokenBeforeBody(auth: Authenticator, tokenless: (req: Request) => boolean) {
+  return (req: Request, _res: Response, next: NextFunction) => {
+    if (req.method === "GET" || req.method === "HEAD" || !hasBody(req)) return next();
+    if (roleOfRequest(auth, req) === null && !tokenless(req)) return next(new AppError("unauthenticated", "a valid bearer token is required"));
+    next();
   };
 }

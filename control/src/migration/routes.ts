@@ -3,6 +3,7 @@ import { Router, type RequestHandler } from "express";
 import { z } from "zod";
 import { Id } from "../../contracts/routing-table.js";
 import { READ_ROLES, WRITE_ROLES, requireRole, type Authenticator } from "../http/auth.js";
+import { bodyParsers, type BodyParsers } from "../http/body.js";
 import { ifMatchOf, revisionEtag } from "../http/preconditions.js";
 import { parseBody, parsePart } from "../http/validate.js";
 import { MigrationCreate } from "../deployments/schemas.js";
@@ -11,13 +12,14 @@ import type { MigrationService } from "./service.js";
 const DepParams = z.object({ id: Id });
 const MigParams = z.object({ id: Id, migrationId: Id });
 
-export function migrationRoutes(deps: { service: MigrationService; worker: { kick(id: string): Promise<void> }; auth: Authenticator; idempotency: RequestHandler }): Router {
+export function migrationRoutes(deps: { service: MigrationService; worker: { kick(id: string): Promise<void> }; auth: Authenticator; idempotency: RequestHandler; body?: Pick<BodyParsers, "migration"> }): Router {
   const { service } = deps;
+  const body = (deps.body ?? bodyParsers()).migration; // read after the role check
   const r = Router();
   const read = requireRole(deps.auth, ...READ_ROLES);
   const write = requireRole(deps.auth, ...WRITE_ROLES);
 
-  r.post("/v1/deployments/:id/migrations", write, deps.idempotency, async (req, res) => {
+  r.post("/v1/deployments/:id/migrations", write, body, deps.idempotency, async (req, res) => {
     const { id } = parsePart(DepParams, req.params, "path");
     const { deployment, migration } = await service.start(id, parseBody(MigrationCreate, req.body), ifMatchOf(req));
     void deps.worker.kick(id);
