@@ -37,7 +37,7 @@ export interface ControlMetrics extends ProberMetrics {
 
 export function createMetrics(deps: {
   replica: string;
-  cache: Pick<TableCache, "current">;
+  cache: Pick<TableCache, "current" | "status">;
   deployments: () => Promise<Deployment[]>;
   telemetry: Pick<TelemetryStore, "window">;
   leaseHolders: (names: string[]) => Promise<(string | null)[]>;
@@ -103,6 +103,22 @@ export function createMetrics(deps: {
     collect() {
       const v = deps.cache.current()?.version;
       if (v !== undefined) this.set(v);
+    },
+  });
+  new Gauge({
+    name: "gateway_routing_table_held_deployments",
+    help: "Deployments whose stored state the routing table cannot carry (they keep their last good entry or are left out; see GET /healthz)",
+    registers: [registry],
+    collect() {
+      this.set(deps.cache.status().held.length);
+    },
+  });
+  new Gauge({
+    name: "gateway_routing_table_behind",
+    help: "1 while this replica's served routing table has lagged the stored version for longer than the grace period",
+    registers: [registry],
+    collect() {
+      this.set(deps.cache.status().behind ? 1 : 0);
     },
   });
   const holder = new Gauge({ name: "gateway_probe_lease_holder", help: "1 for the replica (label holder) holding each deployment's probe lease", labelNames: ["deployment", "holder"], registers: [registry] });

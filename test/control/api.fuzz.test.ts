@@ -729,6 +729,8 @@ interface SeqSpec {
   newWeight: number;
   migrate: boolean;
   cancel: boolean;
+  /** Offer a's server again as [::ffff:127.0.0.1]:P rather than as given. */
+  mappedSpelling: boolean;
 }
 
 function seqArb(): fc.Arbitrary<SeqSpec> {
@@ -744,6 +746,7 @@ function seqArb(): fc.Arbitrary<SeqSpec> {
     newWeight: fc.integer({ min: 1, max: 10_000 }),
     migrate: fc.boolean(),
     cancel: fc.boolean(),
+    mappedSpelling: fc.boolean(),
   });
 }
 
@@ -833,6 +836,14 @@ function hasKeyDeep(v: unknown, key: string, depth = 0): boolean {
   return Object.keys(v).some((k) => k === key || hasKeyDeep((v as Record<string, unknown>)[k], key, depth + 1));
 }
 
+/** Paths answered without a token whatever the body (public pages; xDS from an allow-listed peer such as this loopback client). */
+const TOKENLESS_PATH = /^\/(?:healthz|openapi\.json|ui(?:\/|$)|v3\/discovery|$)/i;
+function hasValidToken(headers: Req["headers"]): boolean {
+  const a = headers.authorization ?? headers.Authorization;
+  const v = Array.isArray(a) ? a : a === undefined ? [] : [a];
+  return v.length === 1 && TOKENS.some((t) => new RegExp(`^Bearer +${t}\\s*$`, "i").test(v[0]!));
+}
+
 /**
  * Per-response properties; returns the violations. `fromApp`: the request reached the application.
  * `keysAllowed`: the routing table asked for with the plugin's token — the one answer that carries
@@ -911,6 +922,7 @@ function checkResponse(method: string, label: string | null, res: Resp, fromApp:
 describe("control API fuzz (fast-check)", { timeout: 600_000 }, () => {
   let redis: RedisServer;
   let mock: MockOpenAI;
+  let mock2: MockOpenAI;
   let c: Replica;
   let rc: Redis;
   let ctx: Ctx;
@@ -923,6 +935,7 @@ describe("control API fuzz (fast-check)", { timeout: 600_000 }, () => {
     redis = await withRedis();
     rc = new Redis(redis.url, { lazyConnect: false, maxRetriesPerRequest: 1 });
     mock = await startMockOpenAI({ model: SERVED });
+    mock2 = await startMockOpenAI({ model: SERVED });
     const closedPort = await freePort();
     // Hostnames resolve without real DNS: *.fz.test → loopback, a few to link-local (the SSRF guard), the rest fail.
     const lookup = async (host: string): Promise<string> => {
@@ -963,6 +976,7 @@ describe("control API fuzz (fast-check)", { timeout: 600_000 }, () => {
     agent.destroy();
     await c?.stop();
     await mock?.close();
+    await mock2?.close();
     rc?.disconnect();
     await redis?.close();
   });
@@ -1072,19 +1086,20 @@ describe("control API fuzz (fast-check)", { timeout: 600_000 }, () => {
     for (const nm of [name, ...aliases]) if (t.body?.models?.[nm] !== D) violations.push(`[seq ${n}] table maps ${nm} to ${t.body?.models?.[nm]}`);
 
     // Scale up, patch with If-Match, stale If-Match → 412, patch the instance.
-    // c is on a's address (the same mock): one instance per address in a deployment → duplicate_address, so
-    // the scale-up is refused (422 connectivity_failed, nothing stored) unless allow_unreachable.
-    const scBody = { id: "c", url: mock.url, weight: spec.scaleWeight, region: spec.region, api_key: key };
-    const refused = await call("scale up, duplicate address", "POST", `/v1/deployments/${D}/instances`, [422], { body: scBody }, "instances.create");
-    if (refused.body?.error?.code !== "connectivity_failed" || refused.body.error.instances?.[0]?.code !== "duplicate_address") violations.push(`[seq ${n}] scale-up on a's address answered ${short(refused.text)}`);
+    // a's server again (the same mock, spelled as given or as an IPv4-mapped IPv6 address): one instance per
+    // server in a deployment → 409 duplicate_address, nothing stored, allow_unreachable or not.
+    const scBody = { id: "c", url: mock2.url, weight: spec.scaleWeight, region: spec.region, api_key: key };
+    const again = spec.mappedSpelling ? `http://[::ffff:127.0.0.1]:${mock.port}/v1` : mock.url;
+    const refused = await call("scale up, same server", "POST", `/v1/deployments/${D}/instances`, [409], { body: { ...scBody, url: again, allow_unreachable: spec.migrate } }, "instances.create");
+    if (refused.body?.error?.code !== "duplicate_address") violations.push(`[seq ${n}] scale-up on a's server answered ${short(refused.text)}`);
     await call("refused scale-up stored nothing", "GET", `/v1/deployments/${D}/instances/c`, [404]);
-    const sc = await call("scale up", "POST", `/v1/deployments/${D}/instances`, [201, 202], { body: { ...scBody, allow_unreachable: true } }, "instances.create");
+    const sc = await call("scale up", "POST", `/v1/deployments/${D}/instances`, [201, 202], { body: scBody }, "instances.create");
     if (sc.body?.has_api_key !== true) violations.push(`[seq ${n}] scaled instance has_api_key ${sc.body?.has_api_key}`);
-    await call("scale up duplicate", "POST", `/v1/deployments/${D}/instances`, [409], { body: { id: "c", url: mock.url } });
+    await call("scale up duplicate", "POST", `/v1/deployments/${D}/instances`, [409], { body: { id: "c", url: mock2.url } });
     for (const until = Date.now() + 5_000; ; ) {
       const gi = await call("instance get", "GET", `/v1/deployments/${D}/instances/c`, [200], {}, "instances.get");
       if (failed || gi.body.state !== "pending" || Date.now() > until) {
-        if (gi.body?.state !== "unreachable" || gi.body.last_check?.error?.code !== "duplicate_address") violations.push(`[seq ${n}] instance c on a's address is ${gi.body?.state} (${gi.body?.last_check?.error?.code}), expected unreachable (duplicate_address)`);
+        if (!["active", "ejected"].includes(gi.body?.state)) violations.push(`[seq ${n}] instance c on a second server is ${gi.body?.state} (${gi.body?.last_check?.error?.code}), expected active or ejected`);
         break;
       }
       await new Promise((r) => setTimeout(r, 50));
@@ -1142,7 +1157,12 @@ describe("control API fuzz (fast-check)", { timeout: 600_000 }, () => {
     // A request-target with bytes outside printable ASCII is invalid HTTP: node's parser answers it, not the app.
     const fromApp = !/[^\x21-\x7e]/.test(req.path);
     const keysAllowed = req.headers.authorization === `Bearer ${PLUGIN}` && isTablePath(req.path);
-    return checkResponse(req.method, req.label, res, fromApp, keysAllowed).map((x) => `${describeItem(it)} → ${x}`);
+    const v2 = checkResponse(req.method, req.label, res, fromApp, keysAllowed);
+    // Issue 16 item 2: a body without a valid token is refused before it is read — 401, never a parse error.
+    if (fromApp && req.body !== undefined && !["GET", "HEAD"].includes(req.method.toUpperCase()) && !hasValidToken(req.headers) && !TOKENLESS_PATH.test(req.path) && res.status !== 401 && res.status !== 405) {
+      v2.push(`a body without a valid token answered ${res.status}, not 401 (it must not be read)`);
+    }
+    return v2.map((x) => `${describeItem(it)} → ${x}`);
   }
 
   async function pool<T>(items: T[], n: number, f: (x: T) => Promise<string[]>): Promise<string[]> {
@@ -1179,6 +1199,8 @@ describe("control API fuzz (fast-check)", { timeout: 600_000 }, () => {
       const h = await send({ label: "healthz", method: "GET", path: "/healthz", headers: {} });
       stats.requests++;
       if (h.status !== 200) violations.push(`/healthz answered ${h.status} after the batch: ${short(h.text)}`);
+      // Issue 16 item 1: every write checks the table's limits before it commits, so nothing is ever held back.
+      if (JSON.parse(h.text || "{}").table?.held?.length) violations.push(`a deployment is held back from the routing table: ${short(h.text)}`);
       violations.push(...logViolations.splice(0));
       if (violations.length > 0) {
         lastViolations = violations;
@@ -1363,8 +1385,13 @@ describe("control API fuzz (fast-check)", { timeout: 600_000 }, () => {
       throw new Error(`${e.message}:\n${lastDiff}`);
     });
 
+    // The served table carries everything stored: nothing held back, not behind the stored version.
+    await waitFor(async () => (await api("GET", "/healthz", { token: null })).body?.status === "ok", 10_000, "/healthz ok", 100).catch(async (e: Error) => {
+      throw new Error(`${e.message}: ${(await api("GET", "/healthz", { token: null })).text}`);
+    });
     const h = await api("GET", "/healthz", { token: null });
     assert.equal(h.status, 200);
+    assert.equal(h.body.table.served_version, h.body.table.stored_version, h.text);
     process.stdout.write(`# final state: ${models.length} models, ${deps.length} deployments, ${deps.reduce((n, d) => n + d.instances.length, 0)} instances; total ${((Date.now() - startedAt) / 1000).toFixed(1)} s\n`);
   });
 });

@@ -33,6 +33,8 @@ describe("create and scale-up when connectivity tests fail", () => {
   let good: MockOpenAI;
   let good2: MockOpenAI;
   let broken: MockOpenAI;
+  /** A second failing server (cf-partial already has broken's: the same server twice is 409 duplicate_address). */
+  let broken2: MockOpenAI;
   let keyed: MockOpenAI;
   let slow: MockOpenAI;
   let echo: Awaited<ReturnType<typeof echoingUpstream>>;
@@ -44,6 +46,7 @@ describe("create and scale-up when connectivity tests fail", () => {
     good = await startMockOpenAI({ model: "cf-model" });
     good2 = await startMockOpenAI({ model: "cf-model" });
     broken = await startMockOpenAI({ model: "cf-model", mode: "error_5xx" });
+    broken2 = await startMockOpenAI({ model: "cf-model", mode: "error_5xx" });
     keyed = await startMockOpenAI({ model: "cf-model", apiKey: "the-right-key-0123456789" });
     slow = await startMockOpenAI({ model: "cf-slow", latencyMs: 300 });
     echo = await echoingUpstream("cf-model");
@@ -57,7 +60,7 @@ describe("create and scale-up when connectivity tests fail", () => {
   after(async () => {
     await c.stop();
     await slowCtl.stop();
-    for (const m of [good, good2, broken, keyed, slow]) await m.close();
+    for (const m of [good, good2, broken, broken2, keyed, slow]) await m.close();
     await echo.close();
     await redis.close();
   });
@@ -173,7 +176,7 @@ describe("create and scale-up when connectivity tests fail", () => {
   test("scale-up: a failing instance → 422 and nothing stored; allow_unreachable → 201 with a warning; a passing one → 201", async () => {
     const before = await c.api("GET", "/v1/deployments/cf-partial");
     const v0 = await version();
-    const r = await c.api("POST", "/v1/deployments/cf-partial/instances", { body: { id: "added", url: broken.url }, headers: { "if-match": before.headers.get("etag")! } });
+    const r = await c.api("POST", "/v1/deployments/cf-partial/instances", { body: { id: "added", url: broken2.url }, headers: { "if-match": before.headers.get("etag")! } });
     assert.equal(r.status, 422, r.text);
     assert.equal(r.body.error.code, "connectivity_failed");
     assert.deepEqual(r.body.error.instances.map((e: { instance_id: string; code: string; check: { http_status: number } }) => [e.instance_id, e.code, e.check.http_status]), [["added", "http_error", 500]]);
@@ -183,12 +186,12 @@ describe("create and scale-up when connectivity tests fail", () => {
     assert.equal(after.headers.get("etag"), before.headers.get("etag"), "the deployment did not change");
     assert.equal(await version(), v0, "no table version");
 
-    // A passed test on an address the pool already serves is a failure too (duplicate_address).
+    // A server the deployment already has (here: one it serves) is refused: 409 duplicate_address.
     const dup = await c.api("POST", "/v1/deployments/cf-partial/instances", { body: { id: "dup", url: good.url } });
-    assert.equal(dup.status, 422, dup.text);
-    assert.equal(dup.body.error.instances[0].code, "duplicate_address");
+    assert.equal(dup.status, 409, dup.text);
+    assert.equal(dup.body.error.code, "duplicate_address");
 
-    const anyway = await c.api("POST", "/v1/deployments/cf-partial/instances", { body: { id: "added", url: broken.url, allow_unreachable: true } });
+    const anyway = await c.api("POST", "/v1/deployments/cf-partial/instances", { body: { id: "added", url: broken2.url, allow_unreachable: true } });
     assert.equal(anyway.status, 201, anyway.text);
     InstanceAdded.parse(anyway.body);
     assert.equal(anyway.body.state, "unreachable");

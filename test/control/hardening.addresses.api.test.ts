@@ -70,8 +70,8 @@ if (process.env[FLAG] !== "1") {
 
     test("[::ffff:127.0.0.1]:P is the server 127.0.0.1:P already serves: refused as duplicate_address", async () => {
       const r = await c.api("POST", "/v1/deployments/d1/instances", { body: { id: "b", url: `http://[::ffff:127.0.0.1]:${port}/v1` } });
-      assert.notEqual(r.status, 201, r.text);
-      assert.equal(r.body.error.instances?.[0]?.code ?? r.body.error.code, "duplicate_address", r.text);
+      assert.equal(r.status, 409, r.text);
+      assert.equal(r.body.error.code, "duplicate_address", r.text);
       const d = (await c.api("GET", "/v1/deployments/d1")).body;
       assert.deepEqual(d.instances.filter((i: { state: string }) => i.state === "active").map((i: { id: string }) => i.id), ["a"]);
       assert.equal(d.instances[0].address, `127.0.0.1:${port}`);
@@ -84,9 +84,20 @@ if (process.env[FLAG] !== "1") {
       assert.deepEqual(r.body.error.issues.map((i: { path: string }) => i.path), ["instances.0.url"]);
     });
 
-    test("the same server twice answers 409", { todo: "409 not built yet (issue 16 item 10): the second spelling is caught as duplicate_address and refused with 422 (or stored unreachable with allow_unreachable)" }, async () => {
-      const r = await c.api("POST", "/v1/deployments/d1/instances", { body: { id: "c", url: `http://[::ffff:127.0.0.1]:${port}/v1`, allow_unreachable: true } });
-      assert.equal(r.status, 409, r.text);
+    test("the same server twice answers 409 duplicate_address, allow_unreachable or not; nothing is stored", async () => {
+      for (const allow of [false, true]) {
+        const r = await c.api("POST", "/v1/deployments/d1/instances", { body: { id: "c", url: `http://[::ffff:127.0.0.1]:${port}/v1`, allow_unreachable: allow } });
+        assert.equal(r.status, 409, r.text);
+        assert.equal(r.body.error.code, "duplicate_address");
+        assert.deepEqual(r.body.error.issues.map((i: { path: string }) => i.path), ["url"]);
+      }
+      // Within one create: the second spelling of the same server (a model the mock serves under its name).
+      await registerModel(c.api, "m3", { served_name: "m1" });
+      const d = await c.api("POST", "/v1/deployments", { body: { id: "d4", model: "m3", allow_unreachable: true, instances: [{ id: "x", url: `http://127.0.0.1:${port}/v1` }, { id: "y", url: `http://[::ffff:7f00:1]:${port}/v1` }] } });
+      assert.equal(d.status, 409, d.text);
+      assert.deepEqual(d.body.error.issues.map((i: { path: string }) => i.path), ["instances.1.url"]);
+      assert.equal((await c.api("GET", "/v1/deployments/d4")).status, 404);
+      assert.deepEqual((await c.api("GET", "/v1/deployments/d1")).body.instances.map((i: { id: string }) => i.id), ["a"]);
     });
   });
 }

@@ -121,11 +121,17 @@ describe("routing table endpoint", () => {
     }
   });
 
-  test("a client that is ahead of this replica waits instead of being sent an older table", async () => {
+  test("a client that is ahead of this replica is never sent an older table", async () => {
     const v = (await table(c.api)).version;
+    // A viewer's claim moves nothing: it waits, then 304.
+    const viewer = await c.api("GET", "/v1/routing-table?wait=1", { token: VIEWER, headers: { "if-none-match": `"${v + 5}"` } });
+    assert.equal(viewer.status, 304);
+    assert.equal((await table(c.api)).version, v);
+    // A plugin ahead of the store itself (Redis restored from an older snapshot): the store moves past it
+    // (hardening.table-limits.test.ts has the restore itself).
     const r = await c.api("GET", "/v1/routing-table?wait=1", { token: PLUGIN, headers: { "if-none-match": `"${v + 5}"` } });
-    assert.equal(r.status, 304);
-    assert.ok(r.ms >= 900);
+    assert.equal(r.status, 200);
+    assert.ok(r.body.version > v + 5, `${r.body.version}`);
   });
 
   test("a long-poll closed by the client frees its waiter", async () => {

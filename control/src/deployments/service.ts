@@ -18,6 +18,7 @@ import { sameInTable } from "../routing-table/builder.js";
 import type { DeploymentStore } from "./store.js";
 import {
   activeMigrations,
+  isIpLiteral,
   parseInstanceUrl,
   type ConnectivityEvidence,
   type ConnectivityResult,
@@ -30,6 +31,7 @@ import {
   type InstanceUpdate,
 } from "./schemas.js";
 import { TABLE_LIMITS } from "../../contracts/routing-table.js";
+import { formatAddress } from "../connectivity/address-policy.js";
 
 /** The stored document without what every write changes (revision, updated_at — its own and its instances'). */
 function content(d: Deployment): unknown {
@@ -72,6 +74,18 @@ export function findInstance(d: Deployment, instanceId: string): Instance {
   return inst;
 }
 
+/**
+ * The routing table carries at most TABLE_LIMITS.maxInstancesPerDeployment instances per deployment, and
+ * every stored instance may enter it (a migration's target included): a write that would store more is
+ * refused before it commits, so no accepted write can produce a table the contract refuses.
+ */
+export function ensureRoom(d: Pick<Deployment, "id" | "instances">, adding = 1): void {
+  const max = TABLE_LIMITS.maxInstancesPerDeployment;
+  if (d.instances.length + adding > max) {
+    throw new AppError("limit_exceeded", `deployment ${d.id} has ${d.instances.length} instances (a migration's new instance counts too); a deployment has at most ${max}`);
+  }
+}
+
 function uniqueInstanceId(d: Pick<Deployment, "instances">, wanted: string | undefined): string {
   if (wanted !== undefined) {
     if (d.instances.some((i) => i.id === wanted)) throw new AppError("already_exists", `instance ${wanted} already exists`);
@@ -91,6 +105,43 @@ function uniqueInstanceId(d: Pick<Deployment, "instances">, wanted: string | und
 function refuseBlocked(instances: Instance[], path: (k: number) => string): void {
   const blocked = instances.flatMap((i, k) => (i.last_check?.error?.code === "blocked_address" ? [{ path: path(k), message: i.last_check.error.message }] : []));
   if (blocked.length > 0) throw new AppError("blocked_address", `${blocked.length === 1 ? "the target address is" : "target addresses are"} not allowed: ${blocked[0]!.message}`, blocked);
+}
+
+/**
+ * A server the deployment already has — the same canonical ip:port under another spelling
+ * (`[::ffff:127.0.0.1]:P` is `127.0.0.1:P`) or another instance id — is refused at write time (409),
+ * allow_unreachable or not: Envoy keys a cluster's hosts by address, so it could never be a second instance.
+ */
+function refuseDuplicates(instances: Instance[], path: (k: number) => string): void {
+  const dup = instances.flatMap((i, k) => (i.last_check?.error?.code === "duplicate_address" ? [{ path: path(k), message: i.last_check.error.message }] : []));
+  if (dup.length > 0) throw new AppError("duplicate_address", `the deployment already has this server: ${dup[0]!.message}`, dup);
+}
+
+/** The server an instance names: its tested address, or — before any test — its URL's IP literal (canonical). */
+function serverOf(i: Pick<Instance, "host" | "port" | "address">): string | null {
+  if (i.address !== null) return i.address.toLowerCase();
+  return isIpLiteral(i.host) ? formatAddress(i.host, i.port).toLowerCase() : null;
+}
+
+/**
+ * The same server twice, known before any test (an IP literal, in any spelling): refused at once, so the
+ * answer does not depend on whether the connectivity test finishes within the wait.
+ */
+function refuseSameServer(existing: Instance[], candidates: { inst: Instance; path: string }[]): void {
+  const seen = new Map<string, string>();
+  for (const e of existing) {
+    const a = serverOf(e);
+    if (a !== null) seen.set(a, e.id);
+  }
+  const issues: { path: string; message: string }[] = [];
+  for (const { inst, path } of candidates) {
+    const a = serverOf(inst);
+    if (a === null) continue;
+    const other = seen.get(a);
+    if (other !== undefined) issues.push({ path, message: `${a} is already served by instance ${other} of this deployment` });
+    else seen.set(a, inst.id);
+  }
+  if (issues.length > 0) throw new AppError("duplicate_address", `the deployment already has this server: ${issues[0]!.message}`, issues);
 }
 
 export function evidenceOf(i: Instance): ConnectivityEvidence {
@@ -184,12 +235,14 @@ export function createDeploymentService(deps: {
         d.instances.push(inst);
         if (i.api_key !== undefined) apiKeys[inst.id] = i.api_key;
       }
+      refuseSameServer([], d.instances.map((inst, k) => ({ inst, path: `instances.${k}.url` })));
       const outcome = await deps.preflight.run(
         d.instances.map((i) => ({ id: i.id, target: i, apiKey: apiKeys[i.id] ?? null })),
         { model: servedNameOf(model), allowUnreachable: input.allow_unreachable, log: { deployment: d.id } },
       );
       const tested = withResults(d, outcome.results, Date.now());
       refuseBlocked(tested.instances, (k) => `instances.${k}.url`);
+      refuseDuplicates(tested.instances, (k) => `instances.${k}.url`);
       const failed = tested.instances.flatMap((i, k) => (i.state === "unreachable" ? [{ evidence: evidenceOf(i), path: `instances.${k}.url` }] : []));
       if (tested.instances.length > 0 && !tested.instances.some((i) => i.state === "active") && !input.allow_unreachable) {
         throw connectivityFailed(input.id !== undefined ? `deployment ${input.id}` : "the deployment", failed);
@@ -223,7 +276,7 @@ export function createDeploymentService(deps: {
     async addInstance(id: string, input: InstanceAdd, ifMatch: string | undefined): Promise<Created<Instance>> {
       const canAdd = (cur: Deployment, instanceId: string | undefined): string => {
         checkIfMatch(ifMatch, cur.revision);
-        if (cur.instances.length >= TABLE_LIMITS.maxInstancesPerDeployment) throw new AppError("invalid_state", `a deployment has at most ${TABLE_LIMITS.maxInstancesPerDeployment} instances`);
+        ensureRoom(cur);
         return uniqueInstanceId(cur, instanceId);
       };
       // What the write would refuse, refused before the test (it takes up to seconds); the write checks again.
@@ -232,6 +285,7 @@ export function createDeploymentService(deps: {
       const model = await deps.models.resolve(before.model_id);
       if (!model) throw new AppError("invalid_state", `deployment ${id} refers to a missing model ${before.model_id}`);
       const candidate = newInstance(input, instanceId, now());
+      refuseSameServer(before.instances, [{ inst: candidate, path: "url" }]);
       const outcome = await deps.preflight.run([{ id: instanceId, target: candidate, apiKey: input.api_key ?? null }], {
         model: servedNameOf(model),
         allowUnreachable: input.allow_unreachable,
@@ -240,6 +294,7 @@ export function createDeploymentService(deps: {
       let added: Instance | undefined;
       const deployment = await store.update(id, (cur) => {
         canAdd(cur, instanceId);
+        refuseSameServer(cur.instances, [{ inst: candidate, path: "url" }]);
         const at = now();
         let next = touch(cur, at);
         next.instances = [...cur.instances, { ...candidate, created_at: at, updated_at: at }];
@@ -247,6 +302,7 @@ export function createDeploymentService(deps: {
         next = withResults(next, outcome.results, Date.now());
         added = next.instances.find((i) => i.id === instanceId)!;
         refuseBlocked([added], () => "url");
+        refuseDuplicates([added], () => "url");
         if (added.state === "unreachable" && !input.allow_unreachable) throw connectivityFailed(`instance ${instanceId}`, [{ evidence: evidenceOf(added), path: "url" }]);
         return { next, keys: input.api_key !== undefined ? { set: { [instanceId]: input.api_key } } : undefined, bump: !sameInTable(cur, next) };
       });

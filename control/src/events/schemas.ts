@@ -54,6 +54,22 @@ export const MigrationProgress = z
   })
   .describe("A migration started, moved to another phase, or counted a health check");
 export const TableVersion = z.object({ type: z.literal("table"), at, version: z.number().int() }).describe("A new routing-table version was published");
+export const TableHeld = z
+  .object({
+    type: z.literal("table.held"),
+    at,
+    version: z.number().int().describe("The table version published without them"),
+    held: z
+      .array(
+        z.object({
+          deployment: Id,
+          reasons: z.array(z.string()),
+          serving: z.enum(["last_good", "none"]).describe("last_good: plugins keep routing by its last published entry; none: it is not in the table"),
+        }),
+      )
+      .describe("Empty: every deployment publishes again"),
+  })
+  .describe("The set of deployments the routing table cannot carry as stored changed (each replica sends its own)");
 export const StatsTick = z
   .object({ type: z.literal("stats"), at, bucket_ms: z.number().int() })
   .describe("Sent once per telemetry bucket: window statistics (P95, error rate, last probe) may have changed; never replayed");
@@ -70,6 +86,7 @@ export const StreamEvent = z.discriminatedUnion("type", [
   InstanceTimeline,
   MigrationProgress,
   TableVersion,
+  TableHeld,
   StatsTick,
   Resync,
 ]);

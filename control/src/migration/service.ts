@@ -1,7 +1,7 @@
 /** Starting and reading rolling migrations (the steps run in the worker). */
 import { AppError } from "../http/errors.js";
 import { checkIfMatch } from "../http/preconditions.js";
-import { findInstance, newId, newInstance } from "../deployments/service.js";
+import { ensureRoom, findInstance, newId, newInstance } from "../deployments/service.js";
 import type { DeploymentStore } from "../deployments/store.js";
 import { activeMigrations, type Deployment, type Migration, type MigrationCreate } from "../deployments/schemas.js";
 import { sameInTable } from "../routing-table/builder.js";
@@ -29,6 +29,8 @@ export function createMigrationService(deps: {
         if (old.state !== "active" && old.state !== "ejected") throw new AppError("invalid_state", `instance ${old.id} is ${old.state}; only an instance in the pool (active or ejected) can be migrated`);
         const running = activeMigrations(cur).find((m) => m.from_instance === old.id || m.to_instance === old.id);
         if (running) throw new AppError("invalid_state", `instance ${old.id} is already migrating (${running.id})`);
+        // The new instance is stored next to the old one until the switch: it needs room in the table.
+        ensureRoom(cur);
         const toId = input.new_instance_id ?? newId(old.id.slice(0, 100));
         if (cur.instances.some((i) => i.id === toId)) throw new AppError("already_exists", `instance ${toId} already exists`);
         const at = now().toISOString();

@@ -5,6 +5,7 @@ import { Txn, withRetry, type Commit } from "../redis/cas.js";
 import { storeCall } from "../redis/client.js";
 import type { Keys } from "../redis/keys.js";
 import { Model, modelNames } from "./schemas.js";
+import { TABLE_LIMITS } from "../../contracts/routing-table.js";
 
 export interface ModelStore {
   get(id: string): Promise<Model | null>;
@@ -33,6 +34,20 @@ export function createModelStore(deps: { redis: Redis; keys: Keys; commit: Commi
     });
   };
 
+  /**
+   * The routing table maps at most TABLE_LIMITS.maxModelNames names: a write adding names checks the
+   * registry's size first (every registered name may enter the table), and the commit checks it again.
+   */
+  const roomForNames = async (txn: Txn, adding: number, removing = 0) => {
+    if (adding <= removing) return;
+    const count = await redis.hlen(keys.modelNames);
+    const max = TABLE_LIMITS.maxModelNames;
+    if (count + adding - removing > max) {
+      throw new AppError("limit_exceeded", `the gateway routes at most ${max} model names and aliases (${count} registered; this change adds ${adding - removing})`, [{ path: "aliases", message: `at most ${max} names across all models` }]);
+    }
+    txn.guardSize(keys.modelNames, max - (adding - removing));
+  };
+
   return {
     get: (id) => storeCall(async () => {
       const raw = await redis.hget(keys.models, id);
@@ -44,6 +59,7 @@ export function createModelStore(deps: { redis: Redis; keys: Keys; commit: Commi
       await withRetry(async () => {
         if ((await redis.hexists(keys.models, model.id)) === 1) throw new AppError("already_exists", `model ${model.id} already exists`);
         const txn = new Txn().guard(keys.models, model.id, null);
+        await roomForNames(txn, modelNames(model).length);
         await claimNames(txn, model.id, modelNames(model));
         txn.op("HSET", keys.models, model.id, JSON.stringify(model)).bump();
         return { txn, result: undefined };
@@ -60,7 +76,9 @@ export function createModelStore(deps: { redis: Redis; keys: Keys; commit: Commi
         if (next === null) return { txn, result: current };
         const before = new Set(modelNames(current));
         const after = modelNames(next);
-        await claimNames(txn, id, after.filter((n) => !before.has(n)));
+        const added = after.filter((n) => !before.has(n));
+        await roomForNames(txn, added.length, [...before].filter((n) => !after.includes(n)).length);
+        await claimNames(txn, id, added);
         for (const n of before) {
           if (!after.includes(n)) txn.guard(keys.modelNames, n, id).op("HDEL", keys.modelNames, n);
         }

@@ -6,6 +6,7 @@
 import { RoutingTable, type TableDeployment, type TableInstance } from "../../contracts/routing-table.js";
 import type { Deployment, Instance } from "../deployments/schemas.js";
 import { modelNames, servedNameOf, type Model } from "../models/schemas.js";
+import type { TableEntry } from "./assemble.js";
 
 export const clusterName = (deploymentId: string) => `gw.${deploymentId}`;
 
@@ -67,24 +68,27 @@ export function withoutSecrets(t: RoutingTable): RoutingTable {
   return { ...t, deployments: t.deployments.map((d) => ({ ...d, instances: d.instances.map(({ authorization: _secret, ...i }) => i) })) };
 }
 
-export function buildRoutingTable(version: number, models: Model[], deployments: Deployment[], apiKeys: ApiKeys = {}): RoutingTable {
+/** Each deployment's table entry (its model's names with it), sorted by deployment id. */
+export function tableEntries(models: Model[], deployments: Deployment[], apiKeys: ApiKeys = {}): TableEntry[] {
   const byId = new Map(models.map((m) => [m.id, m]));
   const sorted = [...deployments].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const names: [string, string][] = [];
-  for (const d of sorted) {
-    const m = byId.get(d.model_id);
-    if (m) for (const n of modelNames(m)) names.push([n, d.id]);
-  }
-  names.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  const deps = sorted.map((d) => {
+  return sorted.map((d) => {
     const m = byId.get(d.model_id);
     // The engine's name rides with the deployment: the plugin rewrites requests that used another name.
-    return m ? { ...tableDeployment(d, apiKeys), served_name: servedNameOf(m) } : tableDeployment(d, apiKeys);
+    if (!m) return { deployment: tableDeployment(d, apiKeys), names: [] };
+    return { deployment: { ...tableDeployment(d, apiKeys), served_name: servedNameOf(m) }, names: [...modelNames(m)].sort() };
   });
-  return { schema: 1, version, models: Object.fromEntries(names), deployments: deps };
 }
 
-/** Build and validate with the contract's zod schema; invalid → the issues (never published; messages carry no values). */
+/** The whole table as stored state describes it (unchecked; see assemble.ts for what is published). */
+export function buildRoutingTable(version: number, models: Model[], deployments: Deployment[], apiKeys: ApiKeys = {}): RoutingTable {
+  const entries = tableEntries(models, deployments, apiKeys);
+  const names: [string, string][] = entries.flatMap((e) => e.names.map((n): [string, string] => [n, e.deployment.id]));
+  names.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return { schema: 1, version, models: Object.fromEntries(names), deployments: entries.map((e) => e.deployment) };
+}
+
+/** Build and validate with the contract's zod schema; invalid → the issues (messages carry no values). */
 export function buildValidTable(version: number, models: Model[], deployments: Deployment[], apiKeys: ApiKeys = {}): { ok: true; table: RoutingTable } | { ok: false; issues: string[] } {
   const table = buildRoutingTable(version, models, deployments, apiKeys);
   const r = RoutingTable.safeParse(table);
