@@ -55,7 +55,18 @@ export const EnvSchema = z.object({
   MIGRATION_HEALTH_DEADLINE_SECONDS: z.coerce.number().min(0.1).max(86_400).default(300),
   /** Max long-poll wait accepted from ?wait= (seconds). */
   LONG_POLL_MAX_SECONDS: int(0, 60, 60),
-  BODY_LIMIT_BYTES: int(1_024, 64 * 1024 * 1024, 1024 * 1024),
+  /**
+   * A plugin naming its Envoy (x-gateway-node) gets only what that Envoy has ACKed over xDS
+   * (routing-table/node-view.ts) — for at most this long while the Envoy is behind and has not NACKed;
+   * then the complete table. 0 turns the ordering off (every plugin gets the complete table).
+   */
+  TABLE_XDS_WAIT_SECONDS: z.coerce.number().min(0).max(3_600).default(30),
+  /**
+   * Caps every route's own request-body limit (src/http/body.ts BODY_LIMITS: 64 KiB for models, settings,
+   * instances and migrations, 1 MiB xDS, 2 MiB telemetry, 8 MiB deployment create). The default, 8 MiB,
+   * is the largest of them: no cap. Lower it to bound them all.
+   */
+  BODY_LIMIT_BYTES: int(1_024, 64 * 1024 * 1024, 8 * 1024 * 1024),
   IDEMPOTENCY_TTL_SECONDS: int(1, 30 * 86_400, 86_400),
   REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000, 2_000),
   /** Width of one telemetry time bucket (windows are whole buckets; the current one partial). */
@@ -91,6 +102,15 @@ export const EnvSchema = z.object({
     .default("127.0.0.1/32,::1/128")
     .transform((s) => s.split(",").map((t) => t.trim()).filter((t) => t.length > 0))
     .pipe(z.array(z.string().refine((c) => parseCidr(c) !== null, "an IP address or CIDR (10.0.0.0/8, fd00::/8)"))),
+  /**
+   * ADS — xDS over gRPC (control/xds/ads.ts): the port Envoy's `ads_config` connects to (the shipped
+   * envoy/bootstrap.yaml expects 18000). Unset or empty: no gRPC server, REST xDS only (for Envoys set up
+   * with envoy/snippets/xds-rest.yaml). 0: an ephemeral port. Who may connect:
+   * the same rule as REST (XDS_ALLOW_FROM, else a plugin/admin token in the `authorization` metadata).
+   */
+  CONTROL_XDS_GRPC_PORT: z.preprocess((v) => (v === "" ? undefined : v), z.coerce.number().int().min(0).max(65_535).optional()),
+  /** The address the ADS server binds (default: CONTROL_HOST). */
+  CONTROL_XDS_GRPC_HOST: z.string().min(1).optional(),
 });
 
 /** `10.0.0.0/8`, `fd00::/8` or a single address → [address, prefix, family]; null if invalid. */
@@ -124,12 +144,16 @@ export interface Config {
   drainTimeoutSeconds: number;
   migrationHealthDeadlineSeconds: number;
   longPollMaxSeconds: number;
+  /** TABLE_XDS_WAIT_SECONDS in ms; 0 = the routing table is not ordered after xDS ACKs. */
+  tableXdsWaitMs: number;
   bodyLimitBytes: number;
   idempotencyTtlSeconds: number;
   redisCommandTimeoutMs: number;
   replicaId: string;
   logLevel: "debug" | "info" | "warn" | "error";
   xdsAllowFrom: string[];
+  /** The ADS (gRPC xDS) server's address; null: not started. */
+  xdsGrpc: { host: string; port: number } | null;
   telemetryBucketMs: number;
   eventsPerInstance: number;
   metricsAllowFrom: string[];
@@ -180,12 +204,14 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
     drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
     migrationHealthDeadlineSeconds: e.MIGRATION_HEALTH_DEADLINE_SECONDS,
     longPollMaxSeconds: e.LONG_POLL_MAX_SECONDS,
+    tableXdsWaitMs: Math.round(e.TABLE_XDS_WAIT_SECONDS * 1000),
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     idempotencyTtlSeconds: e.IDEMPOTENCY_TTL_SECONDS,
     redisCommandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
     replicaId: e.REPLICA_ID ?? `${hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 40)}-${process.pid}-${randomBytes(3).toString("hex")}`,
     logLevel: e.LOG_LEVEL,
     xdsAllowFrom: e.XDS_ALLOW_FROM,
+    xdsGrpc: e.CONTROL_XDS_GRPC_PORT === undefined ? null : { host: e.CONTROL_XDS_GRPC_HOST ?? e.CONTROL_HOST, port: e.CONTROL_XDS_GRPC_PORT },
     telemetryBucketMs: e.TELEMETRY_BUCKET_MS,
     eventsPerInstance: e.EVENTS_PER_INSTANCE,
     metricsAllowFrom: e.METRICS_ALLOW_FROM,

@@ -27,11 +27,16 @@ import { createCas } from "./redis/cas.js";
 import { createCommandClient, createSubscriber } from "./redis/client.js";
 import { createKeys } from "./redis/keys.js";
 import { createTableCache, type TableCache } from "./routing-table/cache.js";
+import { createVersionFloor } from "./routing-table/version-floor.js";
+import { createTableViews, registerTableViewMetrics } from "./routing-table/node-view.js";
 import { createTableStore } from "./routing-table/store.js";
 import { createDnsRefresher } from "./routing-table/dns-refresh.js";
 import { parseCidr } from "./config.js";
 import { createXdsPublisher } from "../xds/publisher.js";
 import { xdsSnapshotFromTable } from "../xds/from-table.js";
+import { createXdsNodes } from "../xds/nodes.js";
+import { createAdsServer, peerOrTokenAuthorizer, type AdsServer } from "../xds/ads.js";
+import { registerXdsNodeMetrics } from "../xds/dataplanes.js";
 import { createTelemetryStore } from "./telemetry/store.js";
 import { createHealthStore } from "./health/store.js";
 import { createHealthView } from "./health/view.js";
@@ -48,6 +53,8 @@ export interface Control {
   replica: string;
   /** Deployments whose probe lease this replica holds. */
   probing(): string[];
+  /** The ADS (xDS over gRPC) server's port; null when CONTROL_XDS_GRPC_PORT is not set. */
+  adsPort: number | null;
   stop(): Promise<void>;
   /** Like a killed process: no lease released, nothing finished (tests of takeover). */
   crash(): Promise<void>;
@@ -87,7 +94,7 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     heartbeatMs: config.eventsHeartbeatMs,
     statsMs: config.telemetryBucketMs,
   });
-  const deploymentStore = notifyingDeploymentStore(createDeploymentStore({ redis, keys, commit }), (e) => hub.publish(e));
+  const deploymentStore = notifyingDeploymentStore(createDeploymentStore({ redis, keys, commit, log }), (e) => hub.publish(e));
   const tableStore = createTableStore({ redis, keys });
   const leases = createLeaseStore({ redis, keys, owner: config.replicaId });
   const tester = createConnectivityTester({ timeoutMs: config.connectivityTimeoutMs, allowLinkLocal: config.allowLinkLocal, lookup: opts.lookup });
@@ -111,10 +118,22 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
   });
   // Envoy's clusters (xDS) are built from the very snapshot each routing table is built from: same version.
   const xds = createXdsPublisher({ logger: log.child({ component: "xds" }) });
+  // What each Envoy has (ADS ACK/NACK, REST polls): GET /v1/dataplanes, /metrics.
+  const xdsNodes = createXdsNodes({ logger: log.child({ component: "xds" }) });
+  // Issue 17: a plugin naming its Envoy gets the table that Envoy has ACKed (created before the first publish: it indexes every snapshot).
+  const tableViews = createTableViews({
+    nodes: xdsNodes,
+    snapshot: xds.current,
+    subscribe: (listener) => xds.subscribe(listener),
+    waitMs: config.tableXdsWaitMs,
+    log: log.child({ component: "table-views" }),
+  });
   const cache = createTableCache({
     store: tableStore,
     log,
     refreshMs: config.tableRefreshMs,
+    raiseVersion: createVersionFloor(redis, keys.version, keys.channel),
+    onHeld: (held, version) => hub.local({ type: "table.held", at: new Date().toISOString(), version, held }),
     onPublish: (table, snap) => void xds.publish(xdsSnapshotFromTable(table, snap.deployments.map(forEnvoy))),
   });
   afterVersion = async (v) => {
@@ -131,6 +150,8 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     leaseHolders: (names) => leases.holders(names),
     log,
   });
+  registerXdsNodeMetrics(metrics.registry, xdsNodes);
+  registerTableViewMetrics(metrics.registry, tableViews);
   const prober = createProber({
     store: deploymentStore,
     models: modelStore,
@@ -184,16 +205,33 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     migrations,
     worker,
     cache,
+    tableViews,
     idempotency: idempotency(createIdempotencyStore({ redis, keys, ttlSeconds: config.idempotencyTtlSeconds, inProgressSeconds: Math.ceil(verdictMs / 1000) + 60 }), log),
-    health: () => ({ redis: redis.status === "ready" ? "up" : "down", table_version: cache.current()?.version ?? null, replica: config.replicaId }),
+    health: () => ({ redis: redis.status === "ready" ? "up" : "down", table_version: cache.current()?.version ?? null, replica: config.replicaId, table: cache.status() }),
     bodyLimitBytes: config.bodyLimitBytes,
     createWaitMs: config.createWaitMs,
     longPollMaxSeconds: config.longPollMaxSeconds,
-    xds: { snapshot: xds.current, allowFrom: config.xdsAllowFrom.map((c) => parseCidr(c)!) },
+    xds: { snapshot: xds.current, allowFrom: config.xdsAllowFrom.map((c) => parseCidr(c)!), nodes: xdsNodes, replica: config.replicaId },
     healthApi: { telemetry, store: healthStore, view: createHealthView({ telemetry, health: healthStore }), maxEvents: config.eventsPerInstance },
     metrics: { render: () => metrics.render(), allowFrom: config.metricsAllowFrom.map((c) => parseCidr(c)!) },
     events: { hub, telemetry },
   });
+
+  // ADS (xDS over gRPC, control/xds/ads.ts): the same snapshot as REST xDS, pushed on every new version.
+  let ads: AdsServer | null = null;
+  let adsPort: number | null = null;
+  if (config.xdsGrpc) {
+    ads = createAdsServer({
+      snapshot: xds.current,
+      subscribe: (listener) => xds.subscribe(listener),
+      nodes: xdsNodes,
+      logger: log.child({ component: "ads" }),
+      authorize: peerOrTokenAuthorizer(createAuthenticator(config.tokens), config.xdsAllowFrom.map((c) => parseCidr(c)!), ["plugin", "admin"]),
+      controlPlaneId: `model-gateway/${config.replicaId}`,
+    });
+    adsPort = await ads.listen(config.xdsGrpc.host, config.xdsGrpc.port);
+    log.info("ads (xDS over gRPC) listening", { host: config.xdsGrpc.host, port: adsPort });
+  }
 
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.port, config.host, (err?: Error) => (err ? reject(err) : resolve(s)));
@@ -231,6 +269,7 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     dns,
     replica: config.replicaId,
     probing: () => prober.held(),
+    adsPort,
     async crash() {
       // The process is gone: its connections drop first, so nothing it had is released or finished.
       prober.halt();
@@ -239,16 +278,21 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
       sub.disconnect();
       dns.stop();
       cache.stop();
+      tableViews.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await ads?.stop(0);
       await worker.stop();
       log.info("control service crashed (test)");
     },
     stop() {
       stopping ??= (async () => {
         hub.stop();
+        // Envoys get UNAVAILABLE and reconnect (to another replica) at once.
+        await ads?.stop();
         dns.stop();
         cache.stop();
+        tableViews.stop();
         await worker.stop();
         await prober.stop();
         await new Promise<void>((resolve) => {

@@ -21,6 +21,7 @@ import { TelemetryBatch } from "../contracts/telemetry.js";
 import { EventList } from "./health/schemas.js";
 import { StreamEvent, WhoAmI } from "./events/schemas.js";
 import { InstanceHistory } from "./telemetry/history.js";
+import { DataplaneList } from "../xds/dataplanes.js";
 
 export const ErrorBody = z.object({
   error: z.object({
@@ -70,6 +71,7 @@ const outputs: Record<string, Schema> = {
   StreamEvent,
   WhoAmI,
   InstanceHistory,
+  DataplaneList,
   TelemetryAck: z.object({
     duplicate: z.boolean().describe("(source, seq) was merged before: nothing changed"),
     accepted: z.number().int().describe("Instances merged into the windows"),
@@ -144,7 +146,8 @@ const ops: Op[] = [
   { method: "get", path: "/v1/whoami", summary: "The role of the bearer token sent (clients show or hide actions by it)", roles: "admin, viewer, plugin", ok: [200, "WhoAmI"], errors: [] },
   { method: "post", path: "/v1/telemetry", summary: "A telemetry batch from the plugin (contract 3); a repeated (source, seq) is ignored", roles: "plugin, admin", body: "TelemetryBatch", ok: [200, "TelemetryAck"], errors: [] },
   { method: "get", path: "/metrics", summary: "Prometheus metrics (text format)", roles: "peers in METRICS_ALLOW_FROM without a token; else viewer, admin", ok: [200, null], errors: [] },
-  { method: "get", path: "/v1/routing-table", summary: "The routing table (contract 1). ETag = version; If-None-Match → 304; ?wait=N long-polls", roles: "plugin, admin, viewer", ok: [200, "RoutingTable"], also: [NOT_MODIFIED], errors: [] },
+  { method: "get", path: "/v1/routing-table", summary: "The routing table (contract 1). ETag = version; If-None-Match → 304; ?wait=N long-polls. With x-gateway-node (the plugin's Envoy node id): only what that Envoy has ACKed over xDS, at version − 1 until it has all of it", roles: "plugin, admin, viewer", ok: [200, "RoutingTable"], also: [NOT_MODIFIED], errors: [] },
+  { method: "get", path: "/v1/dataplanes", summary: "The Envoys (xDS nodes) this replica serves over ADS or REST: per type, the last version sent, ACKed and NACKed (with Envoy's error_detail)", roles: "admin, viewer", ok: [200, "DataplaneList"], errors: [] },
 ];
 
 /** What every operation may answer, whatever it does (the request, the token, the state store). */
@@ -152,15 +155,15 @@ const COMMON: [number, string][] = [
   [400, "Bad request: a field or parameter is invalid (validation_failed, naming each in `issues`), malformed JSON, a path that is not valid percent-encoding, or an unparseable request"],
   [401, "No valid bearer token"],
   [403, "Role not allowed"],
-  [413, "Request body over BODY_LIMIT_BYTES"],
+  [413, "Request body over the route's limit (http/body.ts BODY_LIMITS, capped by BODY_LIMIT_BYTES); the message names it"],
   [415, "A request body that is not JSON, or is compressed"],
   [431, "Request headers too large"],
-  [503, "Unavailable: the state store (store_unavailable, Retry-After), no routing table yet (table_unavailable), or too many event streams (too_many_streams)"],
+  [503, "Unavailable: the state store (store_unavailable: the change was not made; outcome_unknown: a change was sent and Redis did not answer, it may or may not be applied — retry with the same Idempotency-Key or read the resource; both with Retry-After), no routing table yet (table_unavailable), or too many event streams (too_many_streams)"],
 ];
 
 const ERROR_TEXT: Record<number, string> = {
   404: "Not found",
-  409: "Conflict: already exists, a state that does not allow it (invalid_state), or the same Idempotency-Key still running",
+  409: "Conflict: already exists, a state that does not allow it (invalid_state), the same Idempotency-Key still running (idempotency_in_progress), or applied with its answer lost (idempotency_applied: read the resource)",
   412: "If-Match does not match the current ETag",
   422: "Unprocessable: unknown_model, idempotency_key_reused (same key, other body), or connectivity_failed (no instance passed its connectivity test; nothing stored; `error.instances` has the evidence)",
 };

@@ -19,7 +19,8 @@
  */
 import express, { Router, type NextFunction, type Request, type RequestHandler, type Response } from "express";
 import { z } from "zod";
-import { TYPE_URL, type XdsSnapshot, type XdsTypeUrl } from "./build.js";
+import { TYPE_URL, type EnvoyCluster, type EnvoyClusterLoadAssignment, type XdsSnapshot, type XdsTypeUrl } from "./build.js";
+import type { XdsNodes } from "./nodes.js";
 
 export interface XdsLogger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -38,6 +39,8 @@ export interface XdsRouterOptions {
   authorize?: RequestHandler | RequestHandler[];
   /** DiscoveryRequest size cap (default 1 MiB; Envoy's node metadata can be a few KiB). */
   bodyLimitBytes?: number;
+  /** Where each poll's node, version_info and error_detail are recorded (nodes.ts); omitted = not recorded. */
+  nodes?: XdsNodes;
 }
 
 export const XDS_PATHS = {
@@ -104,6 +107,7 @@ export function parseDiscoveryRequest(body: unknown, typeUrl: XdsTypeUrl): Parse
 /** Serialized resources of a snapshot, computed once per snapshot (responses are string joins). */
 interface Serialized {
   clusters: string;
+  clusterJson: Map<string, string>;
   endpoints: Map<string, string>;
 }
 const serializedCache = new WeakMap<XdsSnapshot, Serialized>();
@@ -111,13 +115,37 @@ const serializedCache = new WeakMap<XdsSnapshot, Serialized>();
 function serialized(s: XdsSnapshot): Serialized {
   let v = serializedCache.get(s);
   if (!v) {
+    const clusterJson = new Map(s.clusters.map((c) => [c.name, JSON.stringify(c)]));
     v = {
-      clusters: s.clusters.map((c) => JSON.stringify(c)).join(","),
+      clusters: [...clusterJson.values()].join(","),
+      clusterJson,
       endpoints: new Map(s.endpoints.map((e) => [e.cluster_name, JSON.stringify(e)])),
     };
     serializedCache.set(s, v);
   }
   return v;
+}
+
+/** One resource of a response: its name, the builder's object and its proto3 JSON text. */
+export interface RenderedResource {
+  name: string;
+  resource: EnvoyCluster | EnvoyClusterLoadAssignment;
+  json: string;
+}
+
+/**
+ * The resources a request for `names` gets, in the snapshot's (sorted) order — the one selection both
+ * transports serve (REST here, ADS in ads.ts). CDS is state of the world: every cluster, whatever the
+ * names. EDS: the named ClusterLoadAssignments that exist (unknown names left out); `names` = "*" (not a
+ * name in the list: REST looks such a name up like any other) = all of them.
+ */
+export function renderResources(s: XdsSnapshot, typeUrl: XdsTypeUrl, names: readonly string[] | "*"): RenderedResource[] {
+  const ser = serialized(s);
+  if (typeUrl === TYPE_URL.cluster) return s.clusters.map((c) => ({ name: c.name, resource: c, json: ser.clusterJson.get(c.name)! }));
+  const wanted = names === "*" ? null : new Set(names);
+  const out: RenderedResource[] = [];
+  for (const e of s.endpoints) if (!wanted || wanted.has(e.cluster_name)) out.push({ name: e.cluster_name, resource: e, json: ser.endpoints.get(e.cluster_name)! });
+  return out;
 }
 
 /**
@@ -129,14 +157,24 @@ function responseBody(versionInfo: string, typeUrl: XdsTypeUrl, resourcesJson: s
   return `{"version_info":${v},"resources":[${resourcesJson}],"type_url":${JSON.stringify(typeUrl)},"nonce":${v}}`;
 }
 
-/** The DiscoveryResponse for a request (pure; exported for tests and other transports). */
+/** The DiscoveryResponse for a request (pure; exported for tests and other transports). No names = all. */
 export function discoveryResponse(s: XdsSnapshot, typeUrl: XdsTypeUrl, resourceNames: readonly string[]): string {
-  const ser = serialized(s);
-  if (typeUrl === TYPE_URL.cluster) return responseBody(s.version_info, typeUrl, ser.clusters);
-  const wanted = resourceNames.length > 0 ? new Set(resourceNames) : null;
-  const parts: string[] = [];
-  for (const e of s.endpoints) if (!wanted || wanted.has(e.cluster_name)) parts.push(ser.endpoints.get(e.cluster_name)!);
+  if (typeUrl === TYPE_URL.cluster) return responseBody(s.version_info, typeUrl, serialized(s).clusters);
+  const parts = renderResources(s, typeUrl, resourceNames.length > 0 ? resourceNames : "*").map((r) => r.json);
   return responseBody(s.version_info, typeUrl, parts.join(","));
+}
+
+/** Node.user_agent_name and its version (either oneof member), e.g. "envoy 1.35.0"; null when absent. */
+export function userAgent(node: Record<string, unknown> | undefined | null): string | null {
+  if (!node) return null;
+  const name = node.user_agent_name ?? node.userAgentName;
+  if (typeof name !== "string" || name === "") return null;
+  const v = node.user_agent_version ?? node.userAgentVersion;
+  if (typeof v === "string" && v !== "") return `${name} ${v}`;
+  const b = (node.user_agent_build_version ?? node.userAgentBuildVersion) as { version?: { major_number?: unknown; minor_number?: unknown; patch?: unknown } } | undefined;
+  const ver = b?.version;
+  if (ver && typeof ver === "object") return `${name} ${Number(ver.major_number ?? 0)}.${Number(ver.minor_number ?? 0)}.${Number(ver.patch ?? 0)}`;
+  return name;
 }
 
 function sendError(req: Request, res: Response, status: number, code: string, message: string, issues?: Issue[]): void {
@@ -178,15 +216,27 @@ export function createXdsRouter(opts: XdsRouterOptions): Router {
     const d = parsed.req;
     noteRejection(d, typeUrl);
     const snap = opts.snapshot();
+    const record = (served: { version: string; names: readonly string[] } | null): void =>
+      opts.nodes?.restPoll({
+        node: { id: d.node?.id ?? "", cluster: d.node?.cluster ?? "", user_agent: userAgent(d.node) },
+        typeUrl,
+        versionInfo: d.version_info,
+        resourceNames: d.resource_names,
+        errorDetail: d.error_detail,
+        served,
+      });
     if (!snap) {
+      record(null);
       res.setHeader("retry-after", "1");
       return sendError(req, res, 503, "xds_snapshot_unavailable", "no xDS snapshot yet (the control service has not built one since start)");
     }
     if (d.version_info === snap.version_info) {
+      record(null);
       res.status(304).setHeader("cache-control", "no-store").end();
       return;
     }
     log.debug("xds response", { node: d.node?.id ?? null, type_url: typeUrl, from: d.version_info, to: snap.version_info, names: d.resource_names.length });
+    if (opts.nodes) record({ version: snap.version_info, names: renderResources(snap, typeUrl, d.resource_names.length > 0 ? d.resource_names : "*").map((r) => r.name) });
     res.status(200).setHeader("cache-control", "no-store").type("application/json").send(discoveryResponse(snap, typeUrl, d.resource_names));
   };
 

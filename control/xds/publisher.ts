@@ -22,6 +22,8 @@ export interface XdsPublisher {
    * invalid input, an older version, or the version already served (same version = same state).
    */
   publish(input: unknown): BuildResult & { published: boolean };
+  /** Calls `listener` after each newly served snapshot (the ADS server pushes from it). Returns the unsubscribe. */
+  subscribe(listener: (snapshot: XdsSnapshot) => void): () => void;
 }
 
 export function createXdsPublisher(opts: { logger?: XdsLogger; options?: Partial<XdsBuildOptions> } = {}): XdsPublisher {
@@ -29,6 +31,7 @@ export function createXdsPublisher(opts: { logger?: XdsLogger; options?: Partial
   /** The input of every deployment as last served, by id: what a blamed deployment falls back to. */
   let lastGood = new Map<string, unknown>();
   const log = opts.logger;
+  const listeners = new Set<(snapshot: XdsSnapshot) => void>();
 
   function serve(r: BuildResult, input: unknown): BuildResult & { published: boolean } {
     if (!r.ok) return { ...r, published: false };
@@ -39,11 +42,22 @@ export function createXdsPublisher(opts: { logger?: XdsLogger; options?: Partial
     cur = r.snapshot;
     lastGood = new Map(deploymentsOf(input).map((d) => [idOf(d), d] as const).filter(([id]) => id !== undefined) as [string, unknown][]);
     log?.debug("xds snapshot published", { version: cur.version, clusters: cur.clusters.length });
+    for (const l of listeners) {
+      try {
+        l(cur);
+      } catch (e) {
+        log?.error("xds snapshot listener failed", { error: (e as Error)?.message ?? String(e) });
+      }
+    }
     return { ...r, published: true };
   }
 
   return {
     current: () => cur,
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
     publish(input) {
       const r = buildXdsSnapshot(input, opts.options);
       for (const w of r.warnings) log?.warn("xds snapshot warning", { path: w.path, message: w.message });

@@ -63,7 +63,8 @@ const SPECIAL_JSON = new Set([
 
 const TYPED_STRUCTS = new Set(["udpa.type.v1.TypedStruct", "xds.type.v3.TypedStruct"]);
 
-const RANGES: Record<string, [bigint, bigint]> = {
+/** Protobuf integer kinds and their ranges (also used by the xDS encoder, control/xds/proto.ts). */
+export const INT_RANGES: Record<string, [bigint, bigint]> = {
   int32: [-(2n ** 31n), 2n ** 31n - 1n],
   sint32: [-(2n ** 31n), 2n ** 31n - 1n],
   sfixed32: [-(2n ** 31n), 2n ** 31n - 1n],
@@ -385,7 +386,7 @@ export class Walker {
         return bad("a number");
       }
       default: {
-        const range = RANGES[kind];
+        const range = INT_RANGES[kind];
         if (!range) return bad(`a known scalar type`);
         let n: bigint | undefined;
         if (typeof v === "number" && Number.isInteger(v)) {
@@ -433,7 +434,7 @@ export class Walker {
 const elementType = (f: protobuf.Field): string => (f.resolvedType ? typeName(f.resolvedType) : f.type);
 
 function normalizeScalar(kind: string, v: unknown): unknown {
-  if (RANGES[kind]) {
+  if (INT_RANGES[kind]) {
     if (typeof v === "number" && Number.isInteger(v)) return BigInt(v);
     if (typeof v === "string" && /^-?\d+$/.test(v)) return BigInt(v);
     return undefined;
@@ -444,7 +445,7 @@ function normalizeScalar(kind: string, v: unknown): unknown {
 
 function defaultOf(f: protobuf.Field): unknown {
   if (f.resolvedType instanceof protobuf.Enum) return 0;
-  if (RANGES[f.type]) return 0n;
+  if (INT_RANGES[f.type]) return 0n;
   if (f.type === "double" || f.type === "float") return 0;
   if (f.type === "bool") return false;
   return ""; // string, bytes
