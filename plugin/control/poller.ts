@@ -1,6 +1,8 @@
 // Polls the control service for the routing table (long poll with ETag). At most one call in flight
 // per VM; only the lease holder calls (see lease.ts). Failures keep the last table and back off:
 // 100 ms, doubling, up to poll_interval_ms (the root ticks faster than that until its first table).
+// Each poll names this Envoy (`x-gateway-node: <node.id>`) when it has a usable node id, so the control
+// service sends only what this Envoy has ACKed over xDS (issue 17; control/src/routing-table/node-view.ts).
 import { Config } from "../config";
 import { ByteWriter, utf8 } from "../abi/bytes";
 import { callToken, httpCall } from "../abi/http_call";
@@ -13,6 +15,26 @@ const AUTHORITY = utf8(":authority");
 const AUTHORIZATION = utf8("authorization");
 const IF_NONE_MATCH = utf8("if-none-match");
 const ACCEPT = utf8("accept");
+const NODE = utf8("x-gateway-node");
+/** The control service looks up at most this much of a node id (control/xds/nodes.ts). */
+const MAX_NODE_ID: i32 = 1024;
+
+/**
+ * The node id as a header value, or null when it cannot be one: empty, longer than MAX_NODE_ID, or with a
+ * byte outside visible ASCII (a space, a control or non-ASCII byte: Envoy's header checks, and trimming by
+ * HTTP, would make it another id). Without it the control service sends the complete table.
+ */
+export function nodeHeaderValue(id: ArrayBuffer | null): ArrayBuffer | null {
+  if (id === null) return null;
+  const n = id.byteLength;
+  if (n == 0 || n > MAX_NODE_ID) return null;
+  const p = changetype<usize>(id);
+  for (let i = 0; i < n; i++) {
+    const c = load<u8>(p + <usize>i);
+    if (c < 0x21 || c > 0x7e) return null;
+  }
+  return id;
+}
 const JSON_TYPE = utf8("application/json");
 
 /** Grace beyond the call timeout before a lost response stops blocking new polls. */
@@ -29,8 +51,11 @@ export class Poller {
   private path: ArrayBuffer;
   private authority: ArrayBuffer;
   private bearer: ArrayBuffer | null = null;
+  /** This Envoy's node id (validated by nodeHeaderValue), sent as x-gateway-node; null: not sent. */
+  private node: ArrayBuffer | null = null;
 
-  constructor(private config: Config) {
+  constructor(private config: Config, node: ArrayBuffer | null = null) {
+    this.node = nodeHeaderValue(node);
     this.path = new ByteWriter(64).str(config.tablePath).str("?wait=").uint(<u64>config.longPollSeconds).toBuffer();
     this.authority = utf8(config.controlAuthority);
     const tok = config.controlToken;
@@ -48,6 +73,8 @@ export class Poller {
     const pairs: ArrayBuffer[] = [METHOD, GET, PATH, this.path, AUTHORITY, this.authority, ACCEPT, JSON_TYPE];
     const bearer = this.bearer;
     if (bearer !== null) { pairs.push(AUTHORIZATION); pairs.push(bearer); }
+    const node = this.node;
+    if (node !== null) { pairs.push(NODE); pairs.push(node); }
     if (version > 0) {
       pairs.push(IF_NONE_MATCH);
       pairs.push(new ByteWriter(24).byte(0x22).uint(version).byte(0x22).toBuffer());

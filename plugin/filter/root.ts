@@ -101,7 +101,9 @@ export class GatewayRoot extends RootContext {
     const prevSender = this.telemetry;
     if (prevSender !== null) sender.continueFrom(prevSender);
     this.telemetry = sender;
-    this.poller = new Poller(c);
+    // Envoy's node id (bootstrap node.id; absent → not sent): the control service orders this Envoy's
+    // table after its own xDS ACKs.
+    this.poller = new Poller(c, getProperty(NODE_ID));
     if (old !== null) logInfo("plugin reconfigured; rebuilding the routing table from shared data");
     // Another VM (or this Envoy's previous configuration) may hold a table already: route by it now.
     this.manager!.syncFromShared();

@@ -73,6 +73,8 @@ export interface GatewayOptions {
   logLevel?: "trace" | "debug" | "info" | "warn" | "error" | "critical";
   bufferLimitBytes?: number;
   wasm?: string;
+  /** The host's bootstrap node.id (property `node.id`); absent: not configured. */
+  nodeId?: string;
 }
 
 export async function gateway(o: GatewayOptions = {}): Promise<Host> {
@@ -84,6 +86,7 @@ export async function gateway(o: GatewayOptions = {}): Promise<Host> {
     allowOnHeadersStopIteration: true,
     logLevel: o.logLevel ?? "info",
     ...(o.bufferLimitBytes !== undefined ? { bufferLimitBytes: o.bufferLimitBytes } : {}),
+    ...(o.nodeId !== undefined ? { nodeId: o.nodeId } : {}),
   });
   if (o.table !== undefined) {
     answerPoll(host, { status: 200, body: typeof o.table === "string" ? o.table : JSON.stringify(o.table) });

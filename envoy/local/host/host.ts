@@ -57,6 +57,8 @@ export class ProxyWasmHost {
   onHttpCall: ((call: HttpCall) => void) | undefined;
 
   readonly vmId: string;
+  /** The bootstrap's node.id (property `node.id` in every context); undefined: not configured. */
+  readonly nodeId: string | undefined;
   readonly clusters: ReadonlySet<string>;
   readonly allowOnHeadersStopIteration: boolean;
   readonly bufferLimitBytes: number;
@@ -81,6 +83,7 @@ export class ProxyWasmHost {
     private readonly module: WebAssembly.Module,
   ) {
     this.vmId = options.vmId ?? "";
+    this.nodeId = options.nodeId;
     this.clusters = new Set(options.clusters ?? []);
     this.allowOnHeadersStopIteration = options.allowOnHeadersStopIteration ?? false;
     this.bufferLimitBytes = options.bufferLimitBytes ?? 1 << 20;

@@ -22,6 +22,11 @@ export interface HostOptions {
   vmConfiguration?: string | Uint8Array;
   /** vm_config.vm_id: namespace of shared data and queues. Default "". */
   vmId?: string;
+  /**
+   * The bootstrap's `node.id` (or `--service-node`): property `node.id` in every context, root contexts
+   * included (Envoy reads it from LocalInfo, not from a stream). Default: not configured (NotFound).
+   */
+  nodeId?: string;
   /** Filter config root_id (property plugin_root_id). Default "". */
   rootId?: string;
   /** Filter config name (property plugin_name). Default "". */

@@ -868,6 +868,10 @@ export class WorkerVm {
         return Buffer.from(root.plugin?.rootId ?? "");
       case "plugin_vm_id":
         return Buffer.from(this.host.vmId);
+      case "node.id":
+        // Envoy: the LocalInfo node (bootstrap node.id), readable from root contexts too (context.cc FindValue).
+        if (this.host.nodeId !== undefined) return Buffer.from(this.host.nodeId);
+        break;
     }
     const v = this.host.properties.get(path);
     return v === undefined ? undefined : serializeProperty(v);
