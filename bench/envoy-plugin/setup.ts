@@ -8,8 +8,9 @@
 // cluster → a local port, absolute wasm path, plugin configuration checked against contract 2), then
 // changed only as follows, so the variants differ in the wasm filter and nothing else:
 //   - all: no access log (one stdout line per request would be measured too, and piped into this
-//     process); CDS polled every XDS_REFRESH (the control mock's EDS too) instead of 5 s, so the 100
-//     clusters' REST polls add little background CPU to the windows;
+//     process); the REST fallback (envoy/snippets/xds-rest.yaml: the control mock serves REST xDS
+//     only, no ADS) with CDS polled every XDS_REFRESH (the control mock's EDS too) instead of 5 s, so
+//     the 100 clusters' REST polls add little background CPU to the windows;
 //   - router / noop (no plugin to choose the route): the client sends the routing headers the plugin
 //     would set (x-gateway-cluster, x-gateway-destination-endpoint, x-model-deployment,
 //     x-model-instance). The header_mutation filter stays in the chain with the same number of
@@ -79,7 +80,7 @@ type Doc = Record<string, any>;
 
 /** The bootstrap of one variant (see the header of this file for what differs from envoy/bootstrap.yaml). */
 export function benchBootstrap(v: Variant, ports: BootstrapPorts, nodeId = `bench-envoy-plugin-${v.id}`): Doc {
-  const { bootstrap } = e2eBootstrap({ nodeId, pluginToken: BENCH_TOKEN, wasmPath: v.wasm ?? PLUGIN_WASM, plugin: v.plugin, ...ports });
+  const { bootstrap } = e2eBootstrap({ nodeId, pluginToken: BENCH_TOKEN, wasmPath: v.wasm ?? PLUGIN_WASM, plugin: v.plugin, xds: "rest", ...ports });
   const at = locate(bootstrap);
   delete at.hcm.access_log;
   at.cdsSource.refresh_delay = XDS_REFRESH;

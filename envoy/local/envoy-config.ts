@@ -1,7 +1,9 @@
 /**
  * Real Envoy for `npm start`: find an Envoy ≥ 1.35 and derive a bootstrap for the local ports from the one
  * we ship (envoy/bootstrap.yaml), so the local run uses exactly the production configuration except for
- * addresses, the plugin path and token, and the passthrough upstream.
+ * addresses, the plugin path and token, and the passthrough upstream. Clusters come over ADS from the
+ * control service's gRPC port (as shipped), or — without an ADS port — by the documented REST fallback
+ * (envoy/snippets/xds-rest.yaml in place of dynamic_resources, the ADS cluster dropped).
  */
 import { spawnSync } from "node:child_process";
 import { accessSync, constants, readFileSync } from "node:fs";
@@ -10,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
 
 const BOOTSTRAP = fileURLToPath(new URL("../bootstrap.yaml", import.meta.url));
+const REST_XDS = fileURLToPath(new URL("../snippets/xds-rest.yaml", import.meta.url));
 export const MIN_ENVOY: [number, number] = [1, 35];
 
 /** An executable on PATH (like `which`), or null. */
@@ -54,6 +57,8 @@ export interface LocalEnvoyOptions {
   adminPort: number;
   controlHost: string;
   controlPort: number;
+  /** The control service's ADS (gRPC) port; null/absent: the REST fallback (Envoy polls controlPort). */
+  adsPort?: number | null;
   pluginToken: string;
   wasmPath: string;
   passthroughUrl: string | null;
@@ -75,9 +80,17 @@ export function localEnvoyBootstrap(o: LocalEnvoyOptions): Obj {
   pluginConfig.control_token = o.pluginToken;
   wasm.configuration.value = JSON.stringify(pluginConfig);
 
-  const clusters: Obj[] = b.static_resources.clusters;
-  const control = clusters.find((c) => c.name === "gateway_control")!;
+  const control = (b.static_resources.clusters as Obj[]).find((c) => c.name === "gateway_control")!;
   control.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address = { address: o.controlHost, port_value: o.controlPort };
+  const adsName: string = b.dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name;
+  if (o.adsPort !== undefined && o.adsPort !== null) {
+    const ads = (b.static_resources.clusters as Obj[]).find((c) => c.name === adsName)!;
+    ads.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address = { address: o.controlHost, port_value: o.adsPort };
+  } else {
+    b.dynamic_resources = parse(readFileSync(REST_XDS, "utf8")) as Obj;
+    b.static_resources.clusters = (b.static_resources.clusters as Obj[]).filter((c) => c.name !== adsName);
+  }
+  const clusters: Obj[] = b.static_resources.clusters;
 
   const vhost = hcm.route_config.virtual_hosts[0];
   const routes: Obj[] = vhost.routes;

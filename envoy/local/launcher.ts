@@ -19,6 +19,8 @@ import { DEFAULT_PLUGIN_WASM, startLocalDataPlane, type LocalDataPlane } from ".
 import { findEnvoy, localEnvoyBootstrap, which } from "./envoy-config.js";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
+/** The control service's ADS port when `npm start` runs a real Envoy (envoy/bootstrap.yaml's gateway_xds port). */
+export const DEFAULT_ADS_PORT = 18_000;
 
 /** A problem the user can fix: printed without a stack trace, exit code 1. */
 export class LaunchError extends Error {}
@@ -308,6 +310,16 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
     const configuredPlugin = firstOf(env.CONTROL_PLUGIN_TOKENS);
     const keptPlugin = configuredPlugin === undefined ? keptToken(secrets, "plugin-token", say) : null;
     const pluginToken = configuredPlugin ?? keptPlugin!.token;
+    // The data plane is chosen first: a real Envoy gets its clusters over ADS (envoy/bootstrap.yaml),
+    // so the control service then serves gRPC on CONTROL_XDS_GRPC_PORT (default 18000, the shipped
+    // bootstrap's; set it empty for the REST fallback). The local data plane needs no clusters: ADS stays
+    // off unless CONTROL_XDS_GRPC_PORT is set.
+    const choice = env.GATEWAY_DATA_PLANE ?? "auto";
+    if (!["auto", "local", "envoy"].includes(choice)) throw new LaunchError("GATEWAY_DATA_PLANE must be auto, local or envoy");
+    const envoy = choice === "local" ? null : findEnvoy(env);
+    if (choice === "envoy" && !envoy?.usable) throw new LaunchError(`GATEWAY_DATA_PLANE=envoy but no Envoy ≥ 1.35 found (${envoy ? `${envoy.bin}: ${envoy.version ?? "unknown version"}` : "set ENVOY_BIN or put envoy on PATH"})`);
+    if (envoy && !envoy.usable) say(`envoy      ${envoy.bin} is ${envoy.version ?? "of unknown version"}; the gateway needs ≥ 1.35: using the local data plane`);
+    const adsPortEnv = env.CONTROL_XDS_GRPC_PORT ?? (envoy?.usable ? String(DEFAULT_ADS_PORT) : undefined);
     const loaded = loadConfig({
       LOG_LEVEL: "info",
       ...env,
@@ -316,13 +328,18 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
       CONTROL_PORT: String(controlPort),
       CONTROL_ADMIN_TOKENS: env.CONTROL_ADMIN_TOKENS || adminToken,
       CONTROL_PLUGIN_TOKENS: env.CONTROL_PLUGIN_TOKENS || pluginToken,
+      ...(adsPortEnv !== undefined ? { CONTROL_XDS_GRPC_PORT: adsPortEnv } : {}),
     });
     if (!loaded.ok) throw new LaunchError(`invalid control configuration:\n${loaded.issues.map((i) => `  ${i.path || "(env)"}: ${i.message}`).join("\n")}`);
     if (!(await portFree(controlPort, controlHost))) throw new LaunchError(`CONTROL_PORT ${controlPort} on ${controlHost} is in use; set CONTROL_PORT to a free port`);
+    const grpc = loaded.config.xdsGrpc;
+    if (grpc && grpc.port !== 0 && !(await portFree(grpc.port, grpc.host))) {
+      throw new LaunchError(`CONTROL_XDS_GRPC_PORT ${grpc.port} on ${grpc.host} (the control service's ADS port) is in use; set CONTROL_XDS_GRPC_PORT to a free port, or to nothing (CONTROL_XDS_GRPC_PORT=) for REST xDS`);
+    }
     const controlLog = logFile("control.log");
     const control: Control = await startControl(loaded.config, { logSink: (l) => controlLog.write(l + "\n") });
     stops.push(() => control.stop());
-    say(`control    ${control.url} (log: ${join(logDir, "control.log")})`);
+    say(`control    ${control.url}${control.adsPort !== null ? `, ADS (xDS over gRPC) on port ${control.adsPort}` : ""} (log: ${join(logDir, "control.log")})`);
 
     // ---------------------------------------------------------------- plugin
     if (!existsSync(DEFAULT_PLUGIN_WASM)) {
@@ -333,11 +350,6 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
 
     // ---------------------------------------------------------------- data plane
     if (!(await portFree(listenPort, listenHost))) throw new LaunchError(`GATEWAY_PORT ${listenPort} on ${listenHost} is in use; set GATEWAY_PORT to a free port`);
-    const choice = env.GATEWAY_DATA_PLANE ?? "auto";
-    if (!["auto", "local", "envoy"].includes(choice)) throw new LaunchError("GATEWAY_DATA_PLANE must be auto, local or envoy");
-    const envoy = choice === "local" ? null : findEnvoy(env);
-    if (choice === "envoy" && !envoy?.usable) throw new LaunchError(`GATEWAY_DATA_PLANE=envoy but no Envoy ≥ 1.35 found (${envoy ? `${envoy.bin}: ${envoy.version ?? "unknown version"}` : "set ENVOY_BIN or put envoy on PATH"})`);
-    if (envoy && !envoy.usable) say(`envoy      ${envoy.bin} is ${envoy.version ?? "of unknown version"}; the gateway needs ≥ 1.35: using the local data plane`);
 
     let url: string;
     let dp: LocalDataPlane | null = null;
@@ -345,7 +357,7 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
     if (envoy?.usable) {
       const adminPort = env.ENVOY_ADMIN_PORT ? Number(env.ENVOY_ADMIN_PORT) : await freePort();
       envoyAdminPort = adminPort;
-      const doc = localEnvoyBootstrap({ listenHost, listenPort, adminPort, controlHost, controlPort: control.port, pluginToken, wasmPath: DEFAULT_PLUGIN_WASM, passthroughUrl });
+      const doc = localEnvoyBootstrap({ listenHost, listenPort, adminPort, controlHost, controlPort: control.port, adsPort: control.adsPort, pluginToken, wasmPath: DEFAULT_PLUGIN_WASM, passthroughUrl });
       const v = validateBootstrap(doc);
       if (!v.ok) throw new LaunchError(`generated Envoy bootstrap does not validate:\n${v.errors.map(formatIssue).join("\n")}`);
       const dir = join(dataDir, "envoy");
@@ -363,7 +375,7 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
       );
       if (gone) throw new LaunchError(`envoy exited at start; see ${join(logDir, "envoy.log")} (config: ${file})`);
       url = `http://${listenHost}:${listenPort}`;
-      say(`envoy      ${envoy.bin} ${envoy.version} (config: ${file}, admin: http://127.0.0.1:${adminPort}, log: ${join(logDir, "envoy.log")})`);
+      say(`envoy      ${envoy.bin} ${envoy.version} (config: ${file}, clusters ${control.adsPort !== null ? "over ADS" : "by REST polling"}, admin: http://127.0.0.1:${adminPort}, log: ${join(logDir, "envoy.log")})`);
     } else {
       const dpLog = logFile("dataplane.log");
       dp = await startLocalDataPlane({

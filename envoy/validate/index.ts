@@ -85,7 +85,10 @@ const pick = (o: Record<string, unknown>, snake: string, camel: string): unknown
 
 /**
  * Checks Envoy makes when it loads a bootstrap, beyond the protos: unique static cluster/listener
- * names, and xDS/gRPC config sources that name a *static, non-EDS* cluster.
+ * names, and xDS/gRPC config sources that name a *static, non-EDS* cluster. Two more of our own (so the
+ * mistake shows before an Envoy runs the file; whether Envoy refuses them at load is not verified): a
+ * config source set to `ads: {}` needs `dynamic_resources.ads_config`, and an `envoy_grpc` xDS cluster
+ * must speak HTTP/2 (gRPC runs over HTTP/2 only; Envoy's default upstream protocol is HTTP/1.1).
  */
 export function bootstrapReferences(doc: unknown): Issue[] {
   const issues: Issue[] = [];
@@ -99,6 +102,7 @@ export function bootstrapReferences(doc: unknown): Issue[] {
     if (byName.has(name)) issues.push({ path: `static_resources.clusters[${i}].name`, message: `duplicate static cluster name "${name}"` });
     byName.set(name, c);
   });
+  const dr = obj(pick(b, "dynamic_resources", "dynamicResources"));
   const listenerNames = new Set<string>();
   arr(sr.listeners).map(obj).forEach((l, i) => {
     if (typeof l.name !== "string") return;
@@ -112,13 +116,23 @@ export function bootstrapReferences(doc: unknown): Issue[] {
     arr(pick(acs, "grpc_services", "grpcServices")).forEach((g, i) => {
       const eg = obj(pick(obj(g), "envoy_grpc", "envoyGrpc"));
       const name = pick(eg, "cluster_name", "clusterName");
-      if (name) refer(name, `${path}.grpc_services[${i}].envoy_grpc.cluster_name`);
+      if (name) {
+        const at = `${path}.grpc_services[${i}].envoy_grpc.cluster_name`;
+        refer(name, at);
+        const c = typeof name === "string" ? byName.get(name) : undefined;
+        if (c && !speaksHttp2(c)) {
+          issues.push({ path: at, message: `gRPC config source cluster "${String(name)}" does not speak HTTP/2: give it typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].explicit_http_config.http2_protocol_options (gRPC needs HTTP/2)` });
+        }
+      }
     });
   };
   /** `src` is a ConfigSource at `path`. */
   const checkSource = (src: unknown, path: string): void => {
     const acs = pick(obj(src), "api_config_source", "apiConfigSource");
     if (acs) checkApiSource(obj(acs), `${path}.api_config_source`);
+    if (pick(obj(src), "ads", "ads") !== undefined && !pick(dr, "ads_config", "adsConfig")) {
+      issues.push({ path: `${path}.ads`, message: "config source uses ADS, but dynamic_resources.ads_config is not set" });
+    }
   };
   const refer = (name: unknown, path: string): void => {
     if (typeof name !== "string") return;
@@ -127,7 +141,6 @@ export function bootstrapReferences(doc: unknown): Issue[] {
     else if (c.type === "EDS") issues.push({ path, message: `config source cluster "${name}" must not be an EDS cluster` });
   };
 
-  const dr = obj(pick(b, "dynamic_resources", "dynamicResources"));
   for (const [snake, camel] of [
     ["cds_config", "cdsConfig"],
     ["lds_config", "ldsConfig"],
@@ -143,6 +156,16 @@ export function bootstrapReferences(doc: unknown): Issue[] {
     if (src) checkSource(src, `static_resources.clusters[${i}].eds_cluster_config.eds_config`);
   });
   return issues;
+}
+
+/** A cluster configured for HTTP/2 upstream: explicit http2 options (or the deprecated cluster field), or ALPN over TLS. */
+function speaksHttp2(c: Record<string, unknown>): boolean {
+  if (pick(c, "http2_protocol_options", "http2ProtocolOptions") !== undefined) return true;
+  const opts = obj(obj(pick(c, "typed_extension_protocol_options", "typedExtensionProtocolOptions"))["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]);
+  const explicit = obj(pick(opts, "explicit_http_config", "explicitHttpConfig"));
+  if (pick(explicit, "http2_protocol_options", "http2ProtocolOptions") !== undefined) return true;
+  const auto = pick(opts, "auto_config", "autoConfig");
+  return auto !== undefined && pick(c, "transport_socket", "transportSocket") !== undefined;
 }
 
 export function formatIssue(i: Issue): string {

@@ -5,12 +5,16 @@
  *   xDS sources naming a static non-EDS cluster);
  * - the shipped envoy/bootstrap.yaml with only the intended values changed (same structure);
  * - consistent with itself: the plugin configuration satisfies contract 2, its control cluster is
- *   the static cluster CDS polls, the route's cluster_header and the strip filter's headers are the
- *   plugin's, the strip runs before the plugin, the retry policy walks the plugin's fallbacks.
- * And the control plane Envoy would talk to, run for real (Redis, control service, mock instances,
- * the e2e's deployments): the CDS/EDS answers Envoy would get for a token-less REST poll, validated,
- * every cluster's EDS source resolving to the bootstrap's static control cluster, endpoints being the
- * very ip:port strings the plugin puts in x-gateway-destination-endpoint.
+ *   the static HTTP/1.1 cluster the plugin calls, CDS comes over ADS from a separate static HTTP/2
+ *   cluster at the control's gRPC port, the route's cluster_header and the strip filter's headers are
+ *   the plugin's, the strip runs before the plugin, the retry policy walks the plugin's fallbacks;
+ * - the REST fallback (`xds: "rest"`): the shipped bootstrap with envoy/snippets/xds-rest.yaml as its
+ *   dynamic_resources and the ADS cluster dropped, nothing else changed, valid, polling the control cluster.
+ * And the control plane Envoy would talk to, run for real (Redis, control service with ADS, mock
+ * instances, the e2e's deployments): the CDS/EDS Envoy gets over an ADS stream (token-less, from
+ * loopback) and by a token-less REST poll, validated, every cluster's EDS source usable by that
+ * bootstrap (ADS: the same stream; REST: the static control cluster), endpoints being the very ip:port
+ * strings the plugin puts in x-gateway-destination-endpoint.
  * Also the admin-output parsers the e2e waits with, on documents validated against admin.v3 protos.
  */
 import assert from "node:assert/strict";
@@ -18,14 +22,17 @@ import { existsSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { formatIssue, validateBootstrap, validateDiscoveryResponse, validateMessage, TYPE_URLS } from "../../envoy/validate/index.js";
 import { routeRetryPolicy } from "../../control/xds/build.js";
+import { loadXdsProto } from "../../control/xds/proto.js";
+import { RawAds } from "../xds/ads-client.js";
 import { waitFor } from "../support/redis.js";
-import { E2E_PLUGIN_SETTINGS, HCM, STRIP_FILTER, WASM_FILTER, WASM_PATH, e2eBootstrap, loadShippedBootstrap, locate } from "./support/bootstrap.js";
+import { E2E_PLUGIN_SETTINGS, HCM, STRIP_FILTER, WASM_FILTER, WASM_PATH, e2eBootstrap, loadRestXdsSnippet, loadShippedBootstrap, locate } from "./support/bootstrap.js";
 import { parseClusters, parseStats, pluginStat } from "./support/envoy.js";
 import { DEPLOYMENTS, PLUGIN, startStack, type Stack } from "./support/stack.js";
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
-const PORTS = { adminPort: 19901, listenerPort: 19000, controlPort: 18080, saasPort: 18443 };
-const generate = (ports = PORTS) => e2eBootstrap({ nodeId: "e2e-envoy-test", pluginToken: PLUGIN, ...ports });
+const PORTS = { adminPort: 19901, listenerPort: 19000, controlPort: 18080, adsPort: 18001, saasPort: 18443 };
+const generate = (ports: typeof PORTS & { xds?: "ads" | "rest" } = PORTS) => e2eBootstrap({ nodeId: "e2e-envoy-test", pluginToken: PLUGIN, ...ports });
+const proto = loadXdsProto();
 
 /**
  * Leaf paths where two JSON values differ. Array elements carrying a `name` are addressed by it
@@ -75,6 +82,7 @@ describe("e2e bootstrap: generated from envoy/bootstrap.yaml, valid without Envo
       `${WASM}.vm_config.code.local.filename`,
       `${WASM}.configuration.value`,
       `${C(names.controlCluster)}.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value`,
+      `${C(names.xdsCluster)}.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value`,
       `${C(names.saasCluster)}.type`, // LOGICAL_DNS → STATIC
       `${C(names.saasCluster)}.dns_lookup_family`, // removed
       `${C(names.saasCluster)}.transport_socket`, // removed: the stand-in speaks plain HTTP
@@ -82,6 +90,28 @@ describe("e2e bootstrap: generated from envoy/bootstrap.yaml, valid without Envo
       `${C(names.saasCluster)}.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value`,
     ];
     assert.deepEqual(diffPaths(shipped, bootstrap).sort(), expected.sort());
+  });
+
+  test("the REST fallback: envoy/snippets/xds-rest.yaml as dynamic_resources, the ADS cluster dropped, nothing else; valid", () => {
+    const ads = generate();
+    const rest = e2eBootstrap({ nodeId: "e2e-envoy-test", pluginToken: PLUGIN, ...PORTS, xds: "rest" });
+    assert.equal(rest.names.transport, "rest");
+    assert.equal(rest.names.xdsCluster, rest.names.controlCluster);
+    const r = validateBootstrap(rest.bootstrap);
+    assert.deepEqual(r.errors.map(formatIssue), []);
+    assert.deepEqual(r.warnings.map(formatIssue), []);
+    const changed = diffPaths(ads.bootstrap, rest.bootstrap).sort();
+    assert.ok(changed.length > 0 && changed.every((p) => p.startsWith("dynamic_resources.") || p.startsWith(`static_resources.clusters[name=${ads.names.xdsCluster}]`)), changed.join("\n"));
+    assert.equal(rest.bootstrap.static_resources.clusters.some((c: { name: string }) => c.name === ads.names.xdsCluster), false);
+    assert.deepEqual(rest.bootstrap.dynamic_resources, loadRestXdsSnippet());
+    const at = locate(rest.bootstrap);
+    assert.equal(at.transport, "rest");
+    assert.equal(at.cdsSource.api_type, "REST");
+    assert.deepEqual(at.cdsSource.cluster_names, [rest.plugin.control_cluster]);
+  });
+
+  test("ADS needs the control's gRPC port: generation without adsPort is refused", () => {
+    assert.throws(() => e2eBootstrap({ nodeId: "x", pluginToken: PLUGIN, adminPort: 1, listenerPort: 2, controlPort: 3, saasPort: 4 }), /adsPort/);
   });
 
   test("plugin configuration: contract 2, the shipped settings + token + test timings", () => {
@@ -98,13 +128,24 @@ describe("e2e bootstrap: generated from envoy/bootstrap.yaml, valid without Envo
   test("the pieces fit: control cluster, headers, filter order, retries, wasm file, SaaS stand-in", () => {
     const { bootstrap, plugin, names } = generate();
     const at = locate(bootstrap);
-    // The plugin's control cluster is the static cluster CDS polls, pointing at the control service.
+    // The plugin's control cluster: static, HTTP/1.1 (no protocol options), at the control's HTTP port.
     assert.equal(names.controlCluster, plugin.control_cluster);
-    assert.deepEqual(at.cdsSource.cluster_names, [plugin.control_cluster]);
-    assert.equal(at.cdsSource.api_type, "REST");
     const control = at.cluster(plugin.control_cluster);
     assert.equal(control.type, "STATIC");
+    assert.equal(control.typed_extension_protocol_options, undefined, "the plugin's http_calls must stay HTTP/1.1");
     assert.deepEqual(control.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address, { address: "127.0.0.1", port_value: PORTS.controlPort });
+    // CDS over ADS (and each cluster's EDS on the same stream), from a static HTTP/2 cluster at the gRPC port.
+    assert.equal(names.transport, "ads");
+    assert.equal(at.transport, "ads");
+    assert.deepEqual(at.cds, { resource_api_version: "V3", ads: {}, initial_fetch_timeout: "5s" });
+    assert.equal(at.cdsSource.api_type, "GRPC");
+    assert.equal(at.cdsSource.transport_api_version, "V3");
+    assert.deepEqual(at.cdsSource.grpc_services.map((g: any) => g.envoy_grpc.cluster_name), [names.xdsCluster]);
+    assert.notEqual(names.xdsCluster, names.controlCluster);
+    const xds = at.cluster(names.xdsCluster);
+    assert.equal(xds.type, "STATIC");
+    assert.deepEqual(xds.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].explicit_http_config, { http2_protocol_options: {} });
+    assert.deepEqual(xds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address, { address: "127.0.0.1", port_value: PORTS.adsPort });
     // The route the plugin's headers select, and the retries that walk its fallback list.
     assert.deepEqual(at.gatewayRoute.match.headers, [{ name: plugin.cluster_header, present_match: true }]);
     assert.equal(at.gatewayRoute.route.cluster_header, plugin.cluster_header);
@@ -155,8 +196,45 @@ describe("the control plane the e2e's Envoy talks to (real control service, no E
     return { status: r.status, text, body: text === "" ? null : (JSON.parse(text) as any) };
   };
 
-  test("CDS + EDS for the e2e's deployments: token-less from loopback, proto-valid, wired to the bootstrap", async () => {
-    const { bootstrap, plugin } = generate({ ...PORTS, controlPort: stack.controlPort });
+  test("ADS: CDS + EDS for the e2e's deployments over one stream, token-less from loopback, proto-valid, wired to the bootstrap", async () => {
+    const { bootstrap } = generate({ ...PORTS, controlPort: stack.controlPort, adsPort: stack.adsPort });
+    const table = await stack.table();
+    const ads = new RawAds(`127.0.0.1:${stack.adsPort}`);
+    try {
+      // As Envoy opens the stream: the node (set_node_on_first_message_only), a wildcard CDS request.
+      ads.send({ version_info: "", node: bootstrap.node, resource_names: [], type_url: TYPE_URLS.cluster, response_nonce: "" });
+      let cds = await ads.next(5_000, "CDS over ADS");
+      while (cds.version_info !== String(table.version)) cds = await ads.next(5_000, "CDS at the table's version");
+      assert.equal(cds.type_url, TYPE_URLS.cluster);
+      const clusters = cds.resources.map((a) => proto.anyToJson({ type_url: a.type_url, value: a.value }) as any);
+      assert.deepEqual(validateDiscoveryResponse({ version_info: cds.version_info, type_url: cds.type_url, resources: clusters }).errors.map(formatIssue), []);
+      assert.deepEqual(clusters.map((c) => c.name).sort(), table.deployments.map((d) => d.cluster).sort());
+      // Each cluster's endpoints come over the same stream (the bootstrap has no other EDS source for them).
+      for (const c of clusters) assert.deepEqual(c.eds_cluster_config.eds_config, { resource_api_version: "V3", ads: {} }, c.name);
+      const withClusters = structuredClone(bootstrap);
+      withClusters.static_resources.clusters.push(...clusters.map(({ "@type": _t, ...rest }) => rest));
+      assert.deepEqual(validateBootstrap(withClusters).errors.map(formatIssue), []);
+      // ACK (same nonce, that version), then EDS for every cluster learned.
+      ads.send({ version_info: cds.version_info, resource_names: [], type_url: TYPE_URLS.cluster, response_nonce: cds.nonce });
+      const names = clusters.map((c) => c.eds_cluster_config.service_name ?? c.name).sort();
+      ads.send({ version_info: "", resource_names: names, type_url: TYPE_URLS.clusterLoadAssignment, response_nonce: "" });
+      const eds = await ads.next(5_000, "EDS over ADS");
+      assert.equal(eds.type_url, TYPE_URLS.clusterLoadAssignment);
+      assert.equal(eds.version_info, String(table.version));
+      const clas = eds.resources.map((a) => proto.anyToJson({ type_url: a.type_url, value: a.value }) as any);
+      assert.deepEqual(clas.map((c) => c.cluster_name).sort(), names);
+      for (const d of table.deployments) {
+        const cla = clas.find((c) => c.cluster_name === d.cluster);
+        const addresses = cla.endpoints.flatMap((g: any) => g.lb_endpoints.map((e: any) => `${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}`));
+        assert.deepEqual(addresses.sort(), d.instances.map((i) => i.address).sort(), d.id);
+      }
+    } finally {
+      ads.close();
+    }
+  });
+
+  test("REST fallback: CDS + EDS for the e2e's deployments, token-less from loopback, proto-valid, wired to the bootstrap", async () => {
+    const { bootstrap, plugin } = generate({ ...PORTS, controlPort: stack.controlPort, xds: "rest" });
     const table = await stack.table();
     // xDS is built from the same snapshot as the table: wait until it serves that version.
     let cds = await poll("/v3/discovery:clusters", bootstrap.node, TYPE_URLS.cluster);

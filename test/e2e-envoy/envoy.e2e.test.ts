@@ -67,9 +67,19 @@ describe("real Envoy", () => {
 
   test("the traffic e2e's generated bootstrap (support/bootstrap.ts), --mode validate", { skip }, () => {
     assert.ok(existsSync(join(REPO, "build/plugin.wasm")), "build/plugin.wasm missing: npm run build:plugin");
-    const { bootstrap } = e2eBootstrap({ nodeId: "validate", adminPort: 19901, listenerPort: 19000, controlPort: 18080, saasPort: 18443, pluginToken: "plugin-token-0123456789abcdef" });
+    const { bootstrap } = e2eBootstrap({ nodeId: "validate", adminPort: 19901, listenerPort: 19000, controlPort: 18080, adsPort: 18000, saasPort: 18443, pluginToken: "plugin-token-0123456789abcdef" });
     const dir = mkdtempSync(join(tmpdir(), "envoy-e2e-"));
     const file = join(dir, "e2e-bootstrap.json");
+    writeFileSync(file, JSON.stringify(bootstrap));
+    const r = envoy(["--mode", "validate", "-c", file, "--log-level", "warn"]);
+    assert.equal(r.status, 0, r.out);
+  });
+
+  test("the REST fallback (envoy/snippets/xds-rest.yaml in the bootstrap), --mode validate", { skip }, () => {
+    assert.ok(existsSync(join(REPO, "build/plugin.wasm")), "build/plugin.wasm missing: npm run build:plugin");
+    const { bootstrap } = e2eBootstrap({ nodeId: "validate", adminPort: 19901, listenerPort: 19000, controlPort: 18080, xds: "rest", saasPort: 18443, pluginToken: "plugin-token-0123456789abcdef" });
+    const dir = mkdtempSync(join(tmpdir(), "envoy-e2e-"));
+    const file = join(dir, "e2e-bootstrap-rest.json");
     writeFileSync(file, JSON.stringify(bootstrap));
     const r = envoy(["--mode", "validate", "-c", file, "--log-level", "warn"]);
     assert.equal(r.status, 0, r.out);

@@ -128,7 +128,7 @@ describe("model gateway through a real Envoy", { timeout: 600_000 }, () => {
     assert.ok(existsSync(WASM_PATH), "build/plugin.wasm missing: npm run build:plugin");
     stack = await startStack();
     const [adminPort, listenerPort] = (await distinctFreePorts(2)) as [number, number];
-    gen = e2eBootstrap({ nodeId: `gw-e2e-${process.pid}`, adminPort, listenerPort, controlPort: stack.controlPort, saasPort: stack.saas.port, pluginToken: PLUGIN });
+    gen = e2eBootstrap({ nodeId: `gw-e2e-${process.pid}`, adminPort, listenerPort, controlPort: stack.controlPort, adsPort: stack.adsPort, saasPort: stack.saas.port, pluginToken: PLUGIN });
     const v = validateBootstrap(gen.bootstrap);
     assert.deepEqual(v.errors.map(formatIssue), [], "the generated bootstrap must pass envoy/validate before Envoy sees it");
     envoy = await startEnvoy({ bin, bootstrap: gen.bootstrap, adminPort, listenerPort, concurrency: 1 });

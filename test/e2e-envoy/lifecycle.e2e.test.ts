@@ -235,7 +235,7 @@ function quantiles(xs: number[]): string {
 // Runs everywhere: the LDS bootstrap and documents.
 
 describe("LDS e2e bootstrap: the e2e bootstrap with its listener from a file, valid without Envoy", () => {
-  const PORTS = { adminPort: 19901, listenerPort: 19000, controlPort: 18080, saasPort: 18443 };
+  const PORTS = { adminPort: 19901, listenerPort: 19000, controlPort: 18080, adsPort: 18000, saasPort: 18443 };
   const LDS_PATH = "/var/tmp/gw-e2e/lds.json";
   const gen = (plugin?: Partial<PluginConfigInput>) => e2eBootstrap({ nodeId: "e2e-lds-test", pluginToken: PLUGIN, ...PORTS, ...(plugin ? { plugin } : {}) });
 
@@ -379,7 +379,7 @@ describe("plugin VM lifecycle through a real Envoy", { timeout: 600_000 }, () =>
   };
 
   const generate = (adminPort: number, listenerPort: number, plugin?: Partial<PluginConfigInput>): E2eBootstrap =>
-    e2eBootstrap({ nodeId: `gw-e2e-life-${process.pid}-${listenerPort}`, adminPort, listenerPort, controlPort: S().controlPort, saasPort: S().saas.port, pluginToken: PLUGIN, ...(plugin ? { plugin } : {}) });
+    e2eBootstrap({ nodeId: `gw-e2e-life-${process.pid}-${listenerPort}`, adminPort, listenerPort, controlPort: S().controlPort, adsPort: S().adsPort, saasPort: S().saas.port, pluginToken: PLUGIN, ...(plugin ? { plugin } : {}) });
 
   const validated = (b: unknown, what: string) => {
     const v = validateBootstrap(b);

@@ -147,7 +147,7 @@ async function distinctFreePorts(n: number): Promise<number[]> {
 
 describe("e2e bootstrap: what the OpenAI-path tests rely on (runs everywhere)", () => {
   test("local_reply_config mappers, the passthrough route's reach, the buffer limits", () => {
-    const gen = e2eBootstrap({ nodeId: "openai-e2e-check", adminPort: 19901, listenerPort: 19000, controlPort: 18080, saasPort: 18443, pluginToken: PLUGIN, plugin: { max_body_bytes: PLUGIN_MAX_BODY } });
+    const gen = e2eBootstrap({ nodeId: "openai-e2e-check", adminPort: 19901, listenerPort: 19000, controlPort: 18080, adsPort: 18000, saasPort: 18443, pluginToken: PLUGIN, plugin: { max_body_bytes: PLUGIN_MAX_BODY } });
     assert.deepEqual(validateBootstrap(gen.bootstrap).errors.map(formatIssue), []);
     const ms = mappers(gen.bootstrap);
     const nr = byFlag(ms, "NR");
@@ -233,6 +233,7 @@ describe("OpenAI request path through a real Envoy", { timeout: 300_000 }, () =>
       adminPort,
       listenerPort,
       controlPort: stack.controlPort,
+      adsPort: stack.adsPort,
       saasPort: stack.saas.port,
       pluginToken: PLUGIN,
       plugin: { max_body_bytes: PLUGIN_MAX_BODY },

@@ -32,7 +32,7 @@ const bootstrapCases: Case[] = [
   { name: "unknown field inside the wasm typed_config's PluginConfig", break: (d) => set(d, `${WASM}.config.fail_mode`, "open"), path: `${WASM}.config.fail_mode`, message: /unknown field "fail_mode" in envoy\.extensions\.wasm\.v3\.PluginConfig/ },
   { name: "unknown field inside vm_config", break: (d) => set(d, `${WASM}.config.vm_config.runtime_name`, "v8"), path: `${WASM}.config.vm_config.runtime_name`, message: /unknown field "runtime_name" in envoy\.extensions\.wasm\.v3\.VmConfig/ },
   { name: "unknown field inside the router's typed_config", break: (d) => set(d, `${HCM}.http_filters[2].typed_config.bogus`, true), path: `${HCM}.http_filters[2].typed_config.bogus`, message: /unknown field "bogus" in envoy\.extensions\.filters\.http\.router\.v3\.Router/ },
-  { name: "unknown field in an upstream TLS context", break: (d) => set(d, "static_resources.clusters[1].transport_socket.typed_config.common_tls_context.verify", true), path: "static_resources.clusters[1].transport_socket.typed_config.common_tls_context.verify", message: /unknown field "verify" in envoy\.extensions\.transport_sockets\.tls\.v3\.CommonTlsContext/ },
+  { name: "unknown field in an upstream TLS context", break: (d) => set(d, "static_resources.clusters[2].transport_socket.typed_config.common_tls_context.verify", true), path: "static_resources.clusters[2].transport_socket.typed_config.common_tls_context.verify", message: /unknown field "verify" in envoy\.extensions\.transport_sockets\.tls\.v3\.CommonTlsContext/ },
   { name: "snake_case and lowerCamelCase of one field together", break: (d) => set(d, "staticResources", {}), path: "staticResources", message: /given twice \(as "static_resources" and "staticResources"\)/ },
   // @type resolution.
   { name: "unknown @type", break: (d) => set(d, `${FILTER_ANY}.@type`, "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasmm"), path: `${FILTER_ANY}.@type`, message: /unknown @type "type\.googleapis\.com\/envoy\.extensions\.filters\.http\.wasm\.v3\.Wasmm"/ },
@@ -44,15 +44,15 @@ const bootstrapCases: Case[] = [
   { name: "bad enum name (cluster type)", break: (d) => set(d, "static_resources.clusters[0].type", "STATICC"), path: "static_resources.clusters[0].type", message: /invalid value "STATICC" for enum envoy\.config\.cluster\.v3\.Cluster\.DiscoveryType/ },
   { name: "undefined enum number where defined_only", break: (d) => set(d, "static_resources.clusters[0].type", 42), path: "static_resources.clusters[0].type", message: /42 is not a defined value/ },
   { name: "bad enum in the overlay's failure_policy", break: (d) => set(d, `${WASM}.config.failure_policy`, "FAIL_SOMETIMES"), path: `${WASM}.config.failure_policy`, message: /invalid value "FAIL_SOMETIMES" for enum envoy\.extensions\.wasm\.v3\.FailurePolicy/ },
-  { name: "bad enum in ApiConfigSource", break: (d) => set(d, "dynamic_resources.cds_config.api_config_source.api_type", "REST_JSON"), path: "dynamic_resources.cds_config.api_config_source.api_type", message: /invalid value "REST_JSON"/ },
+  { name: "bad enum in ApiConfigSource", break: (d) => set(d, "dynamic_resources.ads_config.api_type", "REST_JSON"), path: "dynamic_resources.ads_config.api_type", message: /invalid value "REST_JSON"/ },
   // Oneofs.
   { name: "two oneof members (cluster and cluster_header)", break: (d) => set(d, `${ROUTES}[0].route.cluster`, "x"), path: `${ROUTES}[0].route`, message: /oneof "cluster_specifier" .* only one of .* got cluster and cluster_header/ },
   { name: "two oneof members across naming styles (prefix and path)", break: (d) => set(d, `${ROUTES}[1].match.path`, "/v1/x"), path: `${ROUTES}[1].match`, message: /oneof "path_specifier"/ },
   { name: "required oneof left empty (route without action)", break: (d) => del(d, `${ROUTES}[1].route`), path: `${ROUTES}[1]`, message: /oneof "action" of envoy\.config\.route\.v3\.Route is required/ },
-  { name: "required oneof left empty (DataSource of the CA bundle)", break: (d) => set(d, "static_resources.clusters[1].transport_socket.typed_config.common_tls_context.validation_context.trusted_ca", {}), path: "static_resources.clusters[1].transport_socket.typed_config.common_tls_context.validation_context.trusted_ca", message: /oneof "specifier" of envoy\.config\.core\.v3\.DataSource is required/ },
+  { name: "required oneof left empty (DataSource of the CA bundle)", break: (d) => set(d, "static_resources.clusters[2].transport_socket.typed_config.common_tls_context.validation_context.trusted_ca", {}), path: "static_resources.clusters[2].transport_socket.typed_config.common_tls_context.validation_context.trusted_ca", message: /oneof "specifier" of envoy\.config\.core\.v3\.DataSource is required/ },
   // Durations.
   { name: "duration without unit", break: (d) => set(d, "static_resources.clusters[0].connect_timeout", "1"), path: "static_resources.clusters[0].connect_timeout", message: /invalid Duration string "1"/ },
-  { name: "duration in minutes (proto3-JSON only knows seconds)", break: (d) => set(d, "dynamic_resources.cds_config.api_config_source.refresh_delay", "1m"), path: "dynamic_resources.cds_config.api_config_source.refresh_delay", message: /invalid Duration/ },
+  { name: "duration in minutes (proto3-JSON only knows seconds)", break: (d) => set(d, "dynamic_resources.cds_config.initial_fetch_timeout", "1m"), path: "dynamic_resources.cds_config.initial_fetch_timeout", message: /invalid Duration/ },
   { name: "duration as a number", break: (d) => set(d, `${HCM}.stream_idle_timeout`, 300), path: `${HCM}.stream_idle_timeout`, message: /invalid Duration number 300/ },
   { name: "duration with more than nanosecond precision", break: (d) => set(d, "static_resources.clusters[0].connect_timeout", "0.0000000001s"), path: "static_resources.clusters[0].connect_timeout", message: /invalid Duration/ },
   { name: "duration rule gt 0 (connect_timeout 0s)", break: (d) => set(d, "static_resources.clusters[0].connect_timeout", "0s"), path: "static_resources.clusters[0].connect_timeout", message: /must be > 0s/ },
@@ -73,8 +73,11 @@ const bootstrapCases: Case[] = [
   { name: "list given an object", break: (d) => set(d, "static_resources.clusters", { gateway_control: {} }), path: "static_resources.clusters", message: /expected an array \(repeated envoy\.config\.cluster\.v3\.Cluster\)/ },
   { name: "string given a number", break: (d) => set(d, "node.id", 1), path: "node.id", message: /expected a string/ },
   // Cross-references Envoy checks at startup.
-  { name: "xDS config source naming a cluster that is not static", break: (d) => set(d, "dynamic_resources.cds_config.api_config_source.cluster_names", ["control"]), path: "dynamic_resources.cds_config.api_config_source.cluster_names[0]", message: /not a static cluster/ },
-  { name: "duplicate static cluster names", break: (d) => set(d, "static_resources.clusters[1].name", "gateway_control"), path: "static_resources.clusters[1].name", message: /duplicate static cluster name/ },
+  { name: "xDS config source naming a cluster that is not static", break: (d) => set(d, "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name", "control"), path: "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name", message: /not a static cluster/ },
+  { name: "ADS over a cluster left at HTTP/1.1 (gRPC needs HTTP/2)", break: (d) => del(d, "static_resources.clusters[1].typed_extension_protocol_options"), path: "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name", message: /does not speak HTTP\/2/ },
+  { name: "ADS pointed at the plugin's HTTP/1.1 control cluster", break: (d) => set(d, "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name", "gateway_control"), path: "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name", message: /"gateway_control" does not speak HTTP\/2/ },
+  { name: "CDS over ADS without ads_config", break: (d) => del(d, "dynamic_resources.ads_config"), path: "dynamic_resources.cds_config.ads", message: /ads_config is not set/ },
+  { name: "duplicate static cluster names", break: (d) => set(d, "static_resources.clusters[2].name", "gateway_control"), path: "static_resources.clusters[2].name", message: /duplicate static cluster name/ },
 ];
 
 describe("broken bootstraps fail at the right path", () => {

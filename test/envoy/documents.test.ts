@@ -20,7 +20,7 @@ describe("shipped Envoy documents", () => {
   const files = shippedDocuments();
 
   test("the ones we promise are there", () => {
-    for (const f of ["envoy/bootstrap.yaml", "envoy/per-deployment-cluster.example.yaml", "envoy/snippets/envoy-ingress.yaml", "envoy/snippets/istio.yaml", "envoy/snippets/envoy-gateway.yaml"]) {
+    for (const f of ["envoy/bootstrap.yaml", "envoy/per-deployment-cluster.example.yaml", "envoy/snippets/envoy-ingress.yaml", "envoy/snippets/istio.yaml", "envoy/snippets/envoy-gateway.yaml", "envoy/snippets/xds-rest.yaml"]) {
       assert.ok(files.includes(f), `${f} missing`);
     }
   });
@@ -107,6 +107,38 @@ describe("plugin configuration embedded in the documents", () => {
     }
     // In Istio the control cluster is Istio's own outbound cluster for the control Service.
     assert.match(istio.spec.pluginConfig.control_cluster, /^outbound\|\d+\|\|[a-z0-9.-]+$/);
+  });
+});
+
+describe("xDS transport: ADS as shipped, REST as the documented fallback", () => {
+  test("the bootstrap takes CDS (and, through the clusters it serves, EDS) over ADS from a static HTTP/2 cluster", () => {
+    const b = bootstrap();
+    assert.deepEqual(b.dynamic_resources.cds_config.ads, {});
+    const ads = b.dynamic_resources.ads_config;
+    assert.equal(ads.api_type, "GRPC");
+    assert.equal(ads.transport_api_version, "V3");
+    const name = ads.grpc_services[0].envoy_grpc.cluster_name;
+    const cluster = b.static_resources.clusters.find((c: { name: string }) => c.name === name);
+    assert.equal(cluster.type, "STATIC");
+    assert.deepEqual(cluster.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].explicit_http_config, { http2_protocol_options: {} });
+    // The plugin's control cluster is another one, left at HTTP/1.1 (the control's HTTP API).
+    const plugin = PluginConfig.parse(JSON.parse(get(b, PLUGIN_CONFIG_JSON)));
+    assert.notEqual(plugin.control_cluster, name);
+    assert.equal(b.static_resources.clusters.find((c: { name: string }) => c.name === plugin.control_cluster).typed_extension_protocol_options, undefined);
+  });
+
+  test("envoy/snippets/xds-rest.yaml in place of dynamic_resources (ADS cluster dropped) makes a valid bootstrap polling the plugin's control cluster", () => {
+    const b = bootstrap();
+    const adsCluster = b.dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name;
+    const [rest] = docs("envoy/snippets/xds-rest.yaml");
+    b.dynamic_resources = rest;
+    b.static_resources.clusters = b.static_resources.clusters.filter((c: { name: string }) => c.name !== adsCluster);
+    const r = validateBootstrap(b);
+    assert.ok(r.ok, show(r));
+    assert.deepEqual(r.warnings, []);
+    const plugin = PluginConfig.parse(JSON.parse(get(b, PLUGIN_CONFIG_JSON)));
+    assert.deepEqual(rest!.cds_config.api_config_source.cluster_names, [plugin.control_cluster]);
+    assert.equal(rest!.cds_config.api_config_source.api_type, "REST");
   });
 });
 

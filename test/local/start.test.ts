@@ -209,4 +209,19 @@ describe("Envoy bootstrap for a local run (used when envoy ≥ 1.35 is installed
       }
     });
   }
+
+  test("with the control's ADS port (npm start with Envoy: CONTROL_XDS_GRPC_PORT, default 18000): clusters over ADS from gateway_xds; without it the REST fallback", () => {
+    const ads = localEnvoyBootstrap({ ...base, adsPort: 18123, passthroughUrl: null });
+    const v = validateBootstrap(ads);
+    assert.ok(v.ok, v.errors.map(formatIssue).join("\n"));
+    assert.deepEqual(ads.dynamic_resources.cds_config.ads, {});
+    const name = ads.dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name;
+    const xds = ads.static_resources.clusters.find((c: { name: string }) => c.name === name);
+    assert.deepEqual(xds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address, { address: "127.0.0.1", port_value: 18123 });
+    const rest = localEnvoyBootstrap({ ...base, adsPort: null, passthroughUrl: null });
+    assert.ok(validateBootstrap(rest).ok);
+    assert.equal(rest.dynamic_resources.ads_config, undefined);
+    assert.deepEqual(rest.dynamic_resources.cds_config.api_config_source.cluster_names, ["gateway_control"]);
+    assert.equal(rest.static_resources.clusters.some((c: { name: string }) => c.name === name), false);
+  });
 });

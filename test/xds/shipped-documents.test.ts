@@ -1,12 +1,14 @@
 /**
  * The builder and the Envoy documents we ship say the same thing: the per-deployment example is
- * what the builder produces for that deployment, the EDS config source is the bootstrap's CDS one,
+ * what the builder produces for that deployment, the EDS config source is the bootstrap's ADS (as the
+ * ADS server rewrites it) or the REST fallback's CDS one (as the builder writes it),
  * and every copy of the route retry_policy equals routeRetryPolicy() (one definition, kept by this
  * test).
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { PluginConfig } from "../../control/contracts/plugin-config.js";
+import { adsCluster } from "../../control/xds/ads.js";
 import { buildXdsSnapshot, routeRetryPolicy } from "../../control/xds/build.js";
 import { bootstrap, docs, get, WASM } from "../envoy/support.js";
 import { exampleDeployment } from "./fixtures.js";
@@ -55,11 +57,14 @@ describe("xds builder vs the shipped Envoy documents", () => {
     assert.throws(() => assertContains(built.snapshot.endpoints[0], { endpoints: [] }));
   });
 
-  test("EDS config source = the bootstrap's CDS config source (same control cluster, same polling)", () => {
+  test("EDS config source: over ADS the bootstrap's (the same stream); over REST the fallback's CDS source (same control cluster, same polling)", () => {
     const cds = get(bootstrap(), "dynamic_resources.cds_config");
+    const overAds = adsCluster(built.snapshot.clusters[0]!).eds_cluster_config as { eds_config: Record<string, unknown> };
+    assert.deepEqual(overAds.eds_config, { resource_api_version: cds.resource_api_version, ads: cds.ads });
+    const rest = docs("envoy/snippets/xds-rest.yaml")[0]!.cds_config;
     const eds = built.snapshot.clusters[0]!.eds_cluster_config.eds_config;
-    assert.deepEqual(eds.api_config_source, cds.api_config_source);
-    assert.equal(eds.resource_api_version, cds.resource_api_version);
+    assert.deepEqual(eds.api_config_source, rest.api_config_source);
+    assert.equal(eds.resource_api_version, rest.resource_api_version);
   });
 
   test("every retry_policy in envoy/ equals routeRetryPolicy(max_fallbacks)", () => {

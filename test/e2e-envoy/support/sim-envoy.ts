@@ -16,21 +16,49 @@
  *   - override_host: attempt j takes the next listed address present in the cluster (no health
  *     check), then round robin over hosts without failure flags (lowest priority with any);
  *     retries on connect failure / reset before a response, `num_retries` from the route;
- *   - REST-JSON CDS/EDS polling of the control cluster (refresh_delay, 304), active HTTP health checks;
+ *   - clusters from the control service, by the transport the bootstrap names:
+ *       ADS (cds_config `ads: {}`, dynamic_resources.ads_config GRPC → its static cluster): one gRPC
+ *       StreamAggregatedResources stream (state of the world), messages in Envoy's v3 protos
+ *       (control/xds/proto.ts). Cited (envoyproxy.io/docs/envoy/latest/api-docs/xds_protocol, read from
+ *       envoyproxy/envoy docs/root/api-docs/xds_protocol.rst): the first request of a stream carries
+ *       the node (every request unless set_node_on_first_message_only) and, per type, the last version
+ *       accepted with no nonce (nonces do not survive a stream); Envoy subscribes to CDS as a wildcard
+ *       (empty resource_names); every response is ACKed (same nonce, its version_info) or NACKed (same
+ *       nonce, the previous version, error_detail — code INTERNAL as grpc_mux_impl.cc sets it), a
+ *       response failing validation (envoy/validate, as the REST path does) changes nothing; CDS is
+ *       state of the world (a cluster missing is removed); EDS names the ClusterLoadAssignments of
+ *       the clusters learned by CDS, updated in one request after each CDS answer, answers for names
+ *       not subscribed are ignored and a missing name changes nothing; after a stream ends,
+ *       reconnect with jittered exponential backoff from 0.5 s up to 30 s
+ *       (envoy/config/subscription_factory.h RetryInitialDelayMs / RetryMaxDelayMs; the exact jitter
+ *       formula is ours). Cited from Envoy's source (cluster_manager_impl.cc updateClusterCounts):
+ *       once initialised, CDS is paused while any cluster warms, so the CDS ACK (or NACK) goes out only
+ *       when every cluster is warm. Inferred, not cited: the order of our EDS request and CDS ACK after
+ *       a CDS answer, and that the EDS request of a new stream is sent right after the CDS one;
+ *       REST-JSON (cds_config.api_config_source): CDS and per-cluster EDS polling of the control
+ *       cluster (refresh_delay + 0–100 % jitter, 304);
+ *   - cluster warming (arch overview "Cluster warming"; xds_protocol "Resource warming"): a cluster
+ *     added or updated by CDS is unusable (a request naming it gets 503 NC when it is new; an updated
+ *     one's predecessor keeps serving) until its first EDS answer arrived (or the EDS initial fetch
+ *     timeout, default 15 s) and its first active health-check round is done; then it is swapped in;
+ *   - active HTTP health checks (hosts added by EDS start pending until their first check);
  *   - admin /ready, /clusters?format=json, /stats?filter= (plugin stats under "wasmcustom.");
  *   - a listener from LDS in a file (dynamic_resources.lds_config.path_config_source, read at start and
  *     again when a file is moved onto the path): of an update only the plugin configuration is applied
  *     (the host's configuration update: canary, then a new root in every VM; refused → update_rejected),
  *     every stream at once (no connections, no draining filter chains).
- * Not modelled: HTTP/2, circuit breakers, outlier detection, panic thresholds, timeouts, TLS, workers > 1
- * share one listener socket here too (requests go to worker 0).
+ * Not modelled: HTTP/2 on the listener, circuit breakers, outlier detection, panic thresholds, timeouts,
+ * TLS, delta xDS, LDS/RDS over ADS, xDS resource TTLs, the 15 s does-not-exist timeout of a named EDS
+ * resource after warming; workers > 1 share one listener socket here too (requests go to worker 0).
  */
 import { createServer, request as httpRequest, Agent, type IncomingMessage, type ServerResponse } from "node:http";
 import { readFileSync, watch } from "node:fs";
 import { basename, dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { parseDocuments } from "../../../envoy/validate/documents.js";
-import { formatIssue, validateAnyResource, validateBootstrap } from "../../../envoy/validate/index.js";
+import * as grpc from "@grpc/grpc-js";
+import { formatIssue, TYPE_URLS, validateAnyResource, validateBootstrap } from "../../../envoy/validate/index.js";
+import { loadXdsProto } from "../../../control/xds/proto.js";
 import { ProxyWasmHost } from "../../../envoy/local/host/index.js";
 import type { HttpCall } from "../../../envoy/local/host/types.js";
 import { HCM, STRIP_FILTER, locate } from "./bootstrap.js";
@@ -88,7 +116,6 @@ for (const c of at.clusters) {
   const sa = c.load_assignment?.endpoints?.[0]?.lb_endpoints?.[0]?.endpoint?.address?.socket_address;
   if (sa) staticAddr.set(c.name, `${sa.address}:${sa.port_value}`);
 }
-const controlCluster = at.cdsSource.cluster_names[0] as string;
 
 // ---------------------------------------------------------------------------------------------
 // The plugin in the test host; http_call → static clusters; the virtual clock follows real time.
@@ -138,6 +165,8 @@ host = await ProxyWasmHost.start({
   bufferLimitBytes: at.listener.per_connection_buffer_limit_bytes ?? 1 << 20,
   now: Date.now(),
   logLevel: "info",
+  // Envoy's LocalInfo node id: property node.id in root contexts too (the plugin's poller names its Envoy).
+  ...(typeof boot.node?.id === "string" && boot.node.id !== "" ? { nodeId: boot.node.id } : {}),
   properties: { "node.id": boot.node?.id ?? "" },
   onHttpCall: (c) => forwardCall(c),
 });
@@ -154,7 +183,7 @@ setInterval(() => {
 }, 10);
 
 // ---------------------------------------------------------------------------------------------
-// CDS / EDS / health checks.
+// Clusters: CDS / EDS (over ADS or REST), warming, health checks.
 interface SimHost {
   address: string;
   priority: number;
@@ -169,19 +198,131 @@ interface SimCluster {
   name: string;
   cfg: Record<string, any>;
   hosts: Map<string, SimHost>;
+  /** Its first EDS answer arrived (or the EDS initial fetch timeout passed). */
   edsDone: boolean;
   edsVersion: string;
   rejected: number;
   rr: number;
   stop: boolean;
+  edsTimer?: NodeJS.Timeout;
 }
+/** Clusters routing sees (Envoy's active clusters). */
 const dynamic = new Map<string, SimCluster>();
+/** Added or updated by CDS, not usable yet: waiting for their EDS answer and first health-check round. */
+const warming = new Map<string, SimCluster>();
 let cdsVersion = "";
 let cdsDone = false;
 let cdsRejected = 0;
+let cdsSuccess = 0;
+/** Envoy's init is done (first /ready): from then on a warming cluster holds the CDS ACK (below). */
+let initialized = false;
+/** The ADS client (null: REST polling). */
+let ads: ReturnType<typeof startAds> | null = null;
+
+const TYPE_CDS = TYPE_URLS.cluster;
+const TYPE_EDS = TYPE_URLS.clusterLoadAssignment;
+const cdsOverAds = at.transport === "ads";
+/** The static cluster of the xDS server: REST polls go there, or the ADS stream. */
+const xdsCluster = at.xdsCluster as string;
+if (!staticAddr.has(xdsCluster)) {
+  process.stderr.write(`sim-envoy: the xDS config source names cluster "${xdsCluster}", which is not a static cluster\n`);
+  process.exit(1);
+}
+const edsName = (c: SimCluster): string => c.cfg.eds_cluster_config?.service_name ?? c.name;
+const edsOverAds = (c: SimCluster): boolean => c.cfg.eds_cluster_config?.eds_config?.ads !== undefined;
+
+/** Envoy's checks of a Cluster beyond its protos that matter here: an EDS source it can use. */
+function clusterProblem(c: Record<string, any>): string | null {
+  const eds = c.eds_cluster_config?.eds_config;
+  if (!eds) return null;
+  if (eds.ads !== undefined) return cdsOverAds || boot.dynamic_resources?.ads_config ? null : `cluster '${c.name}': eds_config uses ADS but the bootstrap has no ads_config`;
+  const names: string[] = eds.api_config_source?.cluster_names ?? [];
+  const missing = names.find((n) => !staticAddr.has(n));
+  return missing ? `cluster '${c.name}': eds_config names cluster '${missing}', which is not a static cluster` : null;
+}
+
+/** A CDS answer (state of the world): null when applied, else why it is rejected (nothing changes then). */
+function applyCds(resources: Record<string, any>[], version: string): string | null {
+  const seen = new Set<string>();
+  for (const r of resources) {
+    const v = validateAnyResource(r);
+    if (!v.ok) return v.errors.map(formatIssue).join("; ");
+    if (r["@type"] !== TYPE_CDS) return `resource of type ${String(r["@type"])} in a CDS answer`;
+    if (seen.has(r.name)) return `duplicate cluster ${r.name} found`;
+    seen.add(r.name);
+    const p = clusterProblem(r);
+    if (p) return p;
+  }
+  for (const r of resources) {
+    const cur = warming.get(r.name) ?? dynamic.get(r.name);
+    if (cur && JSON.stringify(cur.cfg) === JSON.stringify(r)) continue;
+    const prev = warming.get(r.name);
+    if (prev) stopCluster(prev);
+    // Added or updated: a new cluster warms; an updated one's predecessor keeps serving meanwhile.
+    const sc: SimCluster = { name: r.name, cfg: r, hosts: new Map(), edsDone: false, edsVersion: "", rejected: 0, rr: 0, stop: false };
+    warming.set(r.name, sc);
+    log(`cds: add/update cluster '${r.name}' (warming)`);
+    const edsCfg = r.eds_cluster_config?.eds_config ?? {};
+    sc.edsTimer = setTimeout(() => {
+      if (sc.stop || sc.edsDone) return;
+      log(`eds: cluster '${sc.name}' initial fetch timeout: initialized without endpoints`);
+      edsApplied(sc);
+    }, seconds(edsCfg.initial_fetch_timeout, 15) * 1000);
+    if (!edsOverAds(sc)) void pollEds(sc);
+  }
+  for (const [n, c] of [...dynamic]) if (!seen.has(n)) (stopCluster(c), dynamic.delete(n), log(`cds: removed cluster '${n}'`));
+  for (const [n, c] of [...warming]) if (!seen.has(n)) (stopCluster(c), warming.delete(n));
+  cdsVersion = version;
+  cdsSuccess++;
+  cdsDone = true;
+  return null;
+}
+
+function stopCluster(c: SimCluster): void {
+  c.stop = true;
+  clearTimeout(c.edsTimer);
+}
+
+/** A ClusterLoadAssignment for `c`; hosts keep their health state across updates (Envoy #27900). */
+function applyEds(c: SimCluster, cla: Record<string, any> | undefined, version: string): void {
+  const next = new Map<string, SimHost>();
+  for (const g of cla?.endpoints ?? []) {
+    for (const e of g.lb_endpoints ?? []) {
+      const sa = e.endpoint.address.socket_address;
+      const address = `${sa.address}:${sa.port_value}`;
+      const old = c.hosts.get(address);
+      next.set(address, { ...(old ?? { pending: true, failed: false, fails: 0, oks: 0 }), address, priority: g.priority ?? 0, weight: e.load_balancing_weight ?? 1, eds: e.health_status ?? "HEALTHY" });
+    }
+  }
+  c.hosts = next;
+  c.edsVersion = version;
+  if (!c.edsDone) edsApplied(c);
+}
+
+/** First endpoints (or the fetch timeout): the health checker starts; its first round ends the warming. */
+function edsApplied(c: SimCluster): void {
+  c.edsDone = true;
+  clearTimeout(c.edsTimer);
+  if (!c.cfg.health_checks?.[0]) return warmed(c);
+  void healthRound(c).then(() => {
+    warmed(c);
+    setTimeout(() => void healthLoop(c), seconds(c.cfg.health_checks[0].interval, 5) * 1000);
+  });
+}
+
+/** Warming done: the cluster becomes usable (replacing its predecessor at once). */
+function warmed(c: SimCluster): void {
+  if (c.stop || warming.get(c.name) !== c) return;
+  warming.delete(c.name);
+  const old = dynamic.get(c.name);
+  if (old) stopCluster(old);
+  dynamic.set(c.name, c);
+  log(`cds: cluster '${c.name}' warmed (${c.hosts.size} hosts)`);
+  if (warming.size === 0) ads?.warmingDone();
+}
 
 async function xds(path: string, typeUrl: string, version: string, names: string[]): Promise<{ status: number; body: any }> {
-  const addr = staticAddr.get(controlCluster)!;
+  const addr = staticAddr.get(xdsCluster)!;
   const r = await fetch(`http://${addr}${path}`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -196,27 +337,12 @@ const jitter = (s: number) => s * 1000 * (1 + Math.random());
 
 async function pollCds(): Promise<void> {
   try {
-    const r = await xds("/v3/discovery:clusters", "type.googleapis.com/envoy.config.cluster.v3.Cluster", cdsVersion, []);
+    const r = await xds("/v3/discovery:clusters", TYPE_CDS, cdsVersion, []);
     if (r.status === 200) {
-      const bad = r.body.resources.map((c: unknown) => validateAnyResource(c)).filter((v: { ok: boolean }) => !v.ok);
-      if (bad.length > 0) {
+      const why = applyCds(r.body.resources, r.body.version_info);
+      if (why !== null) {
         cdsRejected++;
-        log(`REST config for /v3/discovery:clusters rejected: ${bad[0].errors.map(formatIssue).join("; ")}`);
-      } else {
-        const names = new Set<string>();
-        for (const c of r.body.resources) {
-          names.add(c.name);
-          const old = dynamic.get(c.name);
-          if (old && JSON.stringify(old.cfg) === JSON.stringify(c)) continue;
-          if (old) old.stop = true;
-          const sc: SimCluster = { name: c.name, cfg: c, hosts: old?.hosts ?? new Map(), edsDone: false, edsVersion: "", rejected: 0, rr: 0, stop: false };
-          dynamic.set(c.name, sc);
-          void pollEds(sc);
-          void healthLoop(sc);
-          log(`cds: add/update cluster '${c.name}'`);
-        }
-        for (const [n, c] of dynamic) if (!names.has(n)) (c.stop = true), dynamic.delete(n);
-        cdsVersion = r.body.version_info;
+        log(`REST config for /v3/discovery:clusters rejected: ${why}`);
       }
     }
     cdsDone = true;
@@ -230,29 +356,23 @@ async function pollEds(c: SimCluster): Promise<void> {
   if (c.stop) return;
   const src = c.cfg.eds_cluster_config.eds_config.api_config_source;
   try {
-    const r = await xds("/v3/discovery:endpoints", "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment", c.edsVersion, [c.cfg.eds_cluster_config.service_name ?? c.name]);
+    const r = await xds("/v3/discovery:endpoints", TYPE_EDS, c.edsVersion, [edsName(c)]);
+    if (c.stop) return;
     if (r.status === 200) {
       const cla = r.body.resources[0];
-      const next = new Map<string, SimHost>();
-      for (const g of cla?.endpoints ?? []) {
-        for (const e of g.lb_endpoints) {
-          const sa = e.endpoint.address.socket_address;
-          const address = `${sa.address}:${sa.port_value}`;
-          const old = c.hosts.get(address);
-          next.set(address, { ...(old ?? { pending: true, failed: false, fails: 0, oks: 0 }), address, priority: g.priority ?? 0, weight: e.load_balancing_weight ?? 1, eds: e.health_status ?? "HEALTHY" });
-        }
-      }
-      c.hosts = next;
-      c.edsVersion = r.body.version_info;
-    }
-    c.edsDone = true;
+      const v = cla ? validateAnyResource(cla) : null;
+      if (v && !v.ok) {
+        c.rejected++;
+        log(`REST config for /v3/discovery:endpoints (${c.name}) rejected: ${v.errors.map(formatIssue).join("; ")}`);
+      } else applyEds(c, cla, r.body.version_info);
+    } else if (r.status === 304 && !c.edsDone) edsApplied(c);
   } catch (e) {
     log(`REST update for /v3/discovery:endpoints (${c.name}) failed: ${String(e)}`);
   }
   setTimeout(() => void pollEds(c), jitter(seconds(src.refresh_delay, 5)));
 }
 
-async function healthLoop(c: SimCluster): Promise<void> {
+async function healthRound(c: SimCluster): Promise<void> {
   const hc = c.cfg.health_checks?.[0];
   if (!hc || c.stop) return;
   const timeout = seconds(hc.timeout, 1) * 1000;
@@ -282,10 +402,186 @@ async function healthLoop(c: SimCluster): Promise<void> {
       h.pending = false;
     }),
   );
+}
+
+async function healthLoop(c: SimCluster): Promise<void> {
+  const hc = c.cfg.health_checks?.[0];
+  if (!hc || c.stop) return;
+  await healthRound(c);
   setTimeout(() => void healthLoop(c), seconds(hc.interval, 5) * 1000);
 }
 
-void pollCds();
+// ---------------------------------------------------------------------------------------------
+// ADS: one gRPC stream (StreamAggregatedResources, state of the world) for CDS and EDS, when the
+// bootstrap's cds_config says `ads: {}`. Protocol as envoyproxy.io/docs/envoy/latest/api-docs/xds_protocol
+// documents it (see the header); messages encoded with Envoy's protos (control/xds/proto.ts).
+const ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+/** Envoy's NACK status code (grpc_mux_impl.cc: error_detail code INTERNAL). */
+const GRPC_INTERNAL = 13;
+
+interface DiscoveryRequestOut {
+  version_info: string;
+  node?: unknown;
+  resource_names: string[];
+  type_url: string;
+  response_nonce: string;
+  error_detail?: { code: number; message: string };
+}
+
+function startAds() {
+  const adsConfig = boot.dynamic_resources.ads_config as Record<string, any>;
+  const proto = loadXdsProto();
+  const addr = staticAddr.get(xdsCluster)!;
+  const nodeOnFirstOnly = adsConfig.set_node_on_first_message_only === true;
+  const metadata = new grpc.Metadata();
+  for (const m of (adsConfig.grpc_services?.[0]?.initial_metadata ?? []) as { key: string; value: string }[]) metadata.add(m.key, m.value);
+  const client = new grpc.Client(addr, grpc.credentials.createInsecure());
+  let call: grpc.ClientDuplexStream<DiscoveryRequestOut, any> | null = null;
+  let firstOnStream = true;
+  let retries = 0;
+  let stopped = false;
+  const eds = { version: "", nonce: "", names: [] as string[], rejected: 0 };
+  /** The CDS request owed (ACK or NACK); held while a cluster warms, once init is done (see header). */
+  let cdsOwed: DiscoveryRequestOut | null = null;
+  let cdsNonce = "";
+  const stats = { connected: 0, streams: 0 };
+
+  const send = (req: DiscoveryRequestOut) => {
+    if (!call) return;
+    if (!nodeOnFirstOnly || firstOnStream) req.node = boot.node;
+    firstOnStream = false;
+    call.write(req);
+  };
+  const flushCds = () => {
+    if (!cdsOwed || !call) return;
+    if (initialized && warming.size > 0) return;
+    const r = cdsOwed;
+    cdsOwed = null;
+    send(r);
+  };
+  const edsNames = () => [...new Set([...warming.values(), ...dynamic.values()].filter(edsOverAds).map(edsName))].sort();
+
+  /** The response's resources as JSON, or why they cannot be read (then the response is NACKed). */
+  function decodeResources(resp: any): { docs: Record<string, any>[]; why: string | null } {
+    try {
+      return { docs: (resp.resources as { type_url: string; value: Uint8Array }[]).map((a) => proto.anyToJson(a)), why: null };
+    } catch (e) {
+      return { docs: [], why: `cannot decode a resource: ${String(e)}` };
+    }
+  }
+
+  function onCds(resp: any): void {
+    const decoded = decodeResources(resp);
+    const docs = decoded.docs;
+    let why = decoded.why;
+    why ??= applyCds(docs, String(resp.version_info));
+    cdsNonce = String(resp.nonce);
+    if (why !== null) {
+      cdsRejected++;
+      log(`gRPC config for ${TYPE_CDS} rejected: ${why}`);
+      cdsOwed = { version_info: cdsVersion, resource_names: [], type_url: TYPE_CDS, response_nonce: cdsNonce, error_detail: { code: GRPC_INTERNAL, message: why.slice(0, 4096) } };
+    } else {
+      // EDS, paused while CDS applies, resumes with every ADS-EDS cluster's name (one request).
+      const names = edsNames();
+      if (names.join("\n") !== eds.names.join("\n")) {
+        eds.names = names;
+        send({ version_info: eds.version, resource_names: names, type_url: TYPE_EDS, response_nonce: eds.nonce });
+      }
+      cdsOwed = { version_info: cdsVersion, resource_names: [], type_url: TYPE_CDS, response_nonce: cdsNonce };
+    }
+    flushCds();
+  }
+
+  function onEds(resp: any): void {
+    const decoded = decodeResources(resp);
+    const docs = decoded.docs;
+    let why = decoded.why;
+    const seen = new Set<string>();
+    for (const d of docs) {
+      if (why) break;
+      const v = validateAnyResource(d);
+      if (!v.ok) why = v.errors.map(formatIssue).join("; ");
+      else if (d["@type"] !== TYPE_EDS) why = `resource of type ${String(d["@type"])} in an EDS answer`;
+      else if (seen.has(d.cluster_name)) why = `duplicate ClusterLoadAssignment ${d.cluster_name}`;
+      seen.add(d.cluster_name);
+    }
+    if (why !== null) {
+      eds.rejected++;
+      for (const c of [...warming.values(), ...dynamic.values()]) if (seen.has(edsName(c))) c.rejected++;
+      log(`gRPC config for ${TYPE_EDS} rejected: ${why}`);
+      eds.nonce = String(resp.nonce);
+      send({ version_info: eds.version, resource_names: eds.names, type_url: TYPE_EDS, response_nonce: eds.nonce, error_detail: { code: GRPC_INTERNAL, message: why.slice(0, 4096) } });
+      return;
+    }
+    const version = String(resp.version_info);
+    // Only subscribed names count (an extra one is ignored); a subscribed name missing changes nothing.
+    for (const d of docs) {
+      for (const c of [...warming.values(), ...dynamic.values()]) if (edsOverAds(c) && edsName(c) === d.cluster_name) applyEds(c, d, version);
+    }
+    eds.version = version;
+    eds.nonce = String(resp.nonce);
+    send({ version_info: eds.version, resource_names: eds.names, type_url: TYPE_EDS, response_nonce: eds.nonce });
+  }
+
+  function connect(): void {
+    if (stopped) return;
+    firstOnStream = true;
+    cdsOwed = null;
+    // Nonces do not survive a stream.
+    cdsNonce = "";
+    eds.nonce = "";
+    const c = client.makeBidiStreamRequest<DiscoveryRequestOut, any>(
+      ADS_METHOD,
+      (m) => Buffer.from(proto.DiscoveryRequest.encode(proto.DiscoveryRequest.fromObject(m as unknown as Record<string, unknown>)).finish()),
+      (b) => proto.DiscoveryResponse.toObject(proto.DiscoveryResponse.decode(b), { longs: String, enums: String, defaults: true }),
+      metadata,
+    );
+    call = c;
+    stats.streams++;
+    c.on("metadata", () => void (stats.connected = 1));
+    c.on("data", (resp: any) => {
+      if (call !== c) return;
+      stats.connected = 1;
+      retries = 0;
+      if (resp.type_url === TYPE_CDS) onCds(resp);
+      else if (resp.type_url === TYPE_EDS) onEds(resp);
+      else log(`ads: response of unsubscribed type ${String(resp.type_url)} ignored`);
+    });
+    c.on("error", () => undefined);
+    c.on("status", (st: grpc.StatusObject) => {
+      if (call !== c) return;
+      call = null;
+      stats.connected = 0;
+      if (stopped) return;
+      // Envoy's backoff: jittered exponential from 500 ms, at most 30 s (envoy/config/subscription_factory.h).
+      const ceiling = Math.min(500 * 2 ** retries, 30_000);
+      retries++;
+      const delay = Math.floor(Math.random() * ceiling);
+      log(`StreamAggregatedResources gRPC config stream to ${xdsCluster} closed: ${st.code}, ${st.details}; retrying in ${delay} ms`);
+      setTimeout(connect, delay);
+    });
+    // A new stream: a request per subscribed type, with the last accepted version and no nonce
+    // (nonces do not survive a stream).
+    send({ version_info: cdsVersion, resource_names: [], type_url: TYPE_CDS, response_nonce: "" });
+    if (eds.names.length > 0) send({ version_info: eds.version, resource_names: eds.names, type_url: TYPE_EDS, response_nonce: "" });
+  }
+
+  connect();
+  return {
+    warmingDone: flushCds,
+    stats: () => [`control_plane.connected_state: ${stats.connected}`, `cluster_manager.ads.streams_opened: ${stats.streams}`, `cluster_manager.eds.update_rejected: ${eds.rejected}`],
+    stop() {
+      stopped = true;
+      call?.cancel();
+      client.close();
+    },
+  };
+}
+
+ads = cdsOverAds ? startAds() : null;
+if (!cdsOverAds) void pollCds();
+// cds_config.initial_fetch_timeout: Envoy initialises (and listens) without its first CDS answer.
+setTimeout(() => void (cdsDone = true), seconds(at.cds.initial_fetch_timeout, 15) * 1000);
 
 // LDS file updates: a move onto the path → the new plugin configuration, or a rejection.
 const lds = { success: ldsPath ? 1 : 0, rejected: 0, modified: 0 };
@@ -312,7 +608,14 @@ if (ldsPath) {
     }
   });
 }
-const ready = () => cdsDone && [...dynamic.values()].every((c) => c.edsDone && [...c.hosts.values()].every((h) => !h.pending));
+const ready = (): boolean => {
+  const r = cdsDone && warming.size === 0 && [...dynamic.values()].every((c) => c.edsDone);
+  if (r && !initialized) {
+    initialized = true;
+    ads?.warmingDone();
+  }
+  return r;
+};
 
 // ---------------------------------------------------------------------------------------------
 // Listener.
@@ -495,7 +798,9 @@ const adminAddr = boot.admin.address.socket_address;
 createServer((req, res) => {
   const u = new URL(req.url ?? "/", "http://admin");
   if (u.pathname === "/ready") {
-    res.writeHead(ready() ? 200 : 503).end(ready() ? "LIVE\n" : "PRE_INITIALIZING\n");
+    // LIVE once initialised; clusters warming later (CDS updates) do not change it, as in Envoy.
+    const live = initialized || ready();
+    res.writeHead(live ? 200 : 503).end(live ? "LIVE\n" : "PRE_INITIALIZING\n");
     return;
   }
   if (u.pathname === "/clusters") {
@@ -520,7 +825,13 @@ createServer((req, res) => {
   }
   if (u.pathname === "/stats") {
     const re = new RegExp(u.searchParams.get("filter") ?? "");
-    const lines: string[] = [`cluster_manager.cds.update_rejected: ${cdsRejected}`];
+    const lines: string[] = [
+      `cluster_manager.cds.update_rejected: ${cdsRejected}`,
+      `cluster_manager.cds.update_success: ${cdsSuccess}`,
+      `cluster_manager.active_clusters: ${staticAddr.size + dynamic.size}`,
+      `cluster_manager.warming_clusters: ${warming.size}`,
+      ...(ads?.stats() ?? []),
+    ];
     for (const c of dynamic.values()) lines.push(`cluster.${c.name}.update_rejected: ${c.rejected}`);
     if (ldsPath) {
       lines.push(`listener_manager.lds.update_success: ${lds.success}`, `listener_manager.lds.update_rejected: ${lds.rejected}`);
@@ -538,6 +849,7 @@ createServer((req, res) => {
 
 log(`SIMULATED Envoy (not Envoy) serving ${listenerAddr.address}:${listenerAddr.port_value}, admin ${adminAddr.address}:${adminAddr.port_value}; filters ${HCM} / ${STRIP_FILTER}`);
 process.on("SIGTERM", () => {
+  ads?.stop();
   host.shutdown();
   process.exit(0);
 });

@@ -170,6 +170,8 @@ export interface Stack {
   redis: RedisServer;
   control: Replica;
   controlPort: number;
+  /** The control service's ADS (gRPC) port: the e2e bootstrap's gateway_xds. */
+  adsPort: number;
   saas: SaasStandIn;
   /** "<deployment>/<instance>" → its mock. */
   mocks: Map<string, MockOpenAI>;
@@ -233,8 +235,11 @@ export async function startStack(opts: { deployments?: readonly DeploymentSpec[]
     const saas = await startSaasStandIn();
     started.push(saas);
     const control = await startReplica(redis.url, {
-      // Envoy's REST xDS polls carry no token: loopback peers may poll without one (the default, made explicit).
+      // Envoy's xDS (its ADS stream, or the REST fallback's polls) carries no token: loopback peers may
+      // subscribe without one (the default, made explicit).
       XDS_ALLOW_FROM: "127.0.0.1/32,::1/128",
+      // ADS (xDS over gRPC) on an ephemeral port: the shipped bootstrap's gateway_xds points there.
+      CONTROL_XDS_GRPC_PORT: "0",
       LOG_LEVEL: "debug",
     });
     started.push({ close: () => control.stop() });
@@ -259,6 +264,7 @@ export async function startStack(opts: { deployments?: readonly DeploymentSpec[]
       redis,
       control,
       controlPort: control.control.port,
+      adsPort: control.control.adsPort!,
       saas,
       mocks,
       mock(key) {
