@@ -15,6 +15,11 @@
  * unless max_tokens / max_completion_tokens cut it first (finish_reason "length"). A stream's 200 head goes
  * out at once; its first chunk (the role) and the tokens follow after `latencyMs`, `interTokenLatencyMs` apart.
  *
+ * Capacity (issue 18): `maxNumSeqs` slots, a FIFO queue beyond them (vllm:num_requests_running / _waiting),
+ * and with `tokensPerSecond` a decode rate per slot, so a request's service time is `latencyMs` + its prompt's
+ * prefill cost + its generated tokens / rate — an overloaded instance queues like one. Every generation
+ * answers with `x-mock-queue-time-ms` and `x-mock-service-time-ms` (QUEUE_TIME_HEADER, SERVICE_TIME_HEADER).
+ *
  * Behaviour is switchable at run time: `mock.set({ mode: "wrong_model" })`.
  * Modes: ok, wrong_model (serves `<model>-other`), error_5xx (every API call → 500, /health → 503),
  * hang (accepts and never answers), unhealthy (only /health → 503, the API still works).
@@ -62,7 +67,26 @@ export interface MockOptions {
   embeddingDim?: number;
   /** KV-cache capacity in tokens, for vllm:kv_cache_usage_perc; default 16 × maxModelLen. */
   kvCacheTokens?: number;
+  /**
+   * Decode rate of one sequence slot, tokens/s: with it set (> 0) a generation's service time — from its
+   * admission to a slot until its last token — is `latencyMs` + prompt tokens / `prefillTokensPerSecond` +
+   * generated tokens / `tokensPerSecond`, token k due at prefill + k / rate (deadlines, so timer overshoot
+   * does not accumulate); `interTokenLatencyMs` is then unused. With `maxNumSeqs` slots and the FIFO queue
+   * beyond them this is an engine with a real capacity (issue 18). Default 0: off.
+   */
+  tokensPerSecond?: number;
+  /** Prefill rate, prompt tokens/s (the prompt's cost before the first token); default 0: no prompt cost. */
+  prefillTokensPerSecond?: number;
 }
+
+/**
+ * Response headers of every generation and embedding (not part of vLLM's API; a client subtracts the engine's
+ * own time from its latency): the time the request waited for a slot, and its service time in the slot —
+ * measured for a non-streamed answer (admission → last token), planned for a stream (its head goes out
+ * before the tokens). Milliseconds, 3 decimals.
+ */
+export const QUEUE_TIME_HEADER = "x-mock-queue-time-ms";
+export const SERVICE_TIME_HEADER = "x-mock-service-time-ms";
 
 export interface RecordedRequest {
   method: string;
@@ -515,6 +539,8 @@ export async function startMockOpenAI(opts: MockOptions): Promise<MockOpenAI> {
     strictContentType: opts.strictContentType ?? false,
     embeddingDim: opts.embeddingDim ?? 32,
     kvCacheTokens: opts.kvCacheTokens ?? 16 * (opts.maxModelLen ?? 8192),
+    tokensPerSecond: opts.tokensPerSecond ?? 0,
+    prefillTokensPerSecond: opts.prefillTokensPerSecond ?? 0,
   } as MockOpenAI["options"];
   /** Without an explicit root, the card's root follows the served name (also after set({ model })). */
   let rootFollowsModel = opts.root === undefined;
@@ -568,6 +594,7 @@ export async function startMockOpenAI(opts: MockOptions): Promise<MockOpenAI> {
   const admit = async (promptTokens: number, res: ServerResponse) => {
     const arrived = performance.now();
     const queued = await acquire();
+    const admitted = performance.now();
     const m = metrics;
     m.kvTokens += promptTokens;
     m.prefixQueries += promptTokens;
@@ -590,6 +617,11 @@ export async function startMockOpenAI(opts: MockOptions): Promise<MockOpenAI> {
     if (res.destroyed) finish("abort"); // the client left while the request waited
     else res.once("close", () => finish("abort"));
     return {
+      promptTokens,
+      /** The timing headers: the queue time, and the service time so far (or `plannedMs`, for a stream's head). */
+      timing(plannedMs?: number): Record<string, string> {
+        return { [QUEUE_TIME_HEADER]: (queued * 1000).toFixed(3), [SERVICE_TIME_HEADER]: (plannedMs ?? performance.now() - admitted).toFixed(3) };
+      },
       aborted: () => res.destroyed || !res.writable,
       /** One engine step: `k` tokens generated (one per choice; EOS included). */
       step(k: number): void {
@@ -608,14 +640,49 @@ export async function startMockOpenAI(opts: MockOptions): Promise<MockOpenAI> {
   };
   type Engine = Awaited<ReturnType<typeof admit>>;
 
-  /** Runs a generation's steps (k tokens each) with the configured latencies; false when the client went away. */
-  const generate = async (n: number, k: number, eng: Engine, each: (step: number) => void = () => {}): Promise<boolean> => {
-    if (options.latencyMs > 0) await sleep(options.latencyMs);
-    for (let s = 0; s < n; s++) {
-      if (s > 0 && options.interTokenLatencyMs > 0) await sleep(options.interTokenLatencyMs);
-      if (eng.aborted()) break;
-      eng.step(k);
-      each(s);
+  /** Time before the first token: `latencyMs` plus the prompt's prefill cost. */
+  const prefillMs = (promptTokens: number) =>
+    options.latencyMs + (options.prefillTokensPerSecond > 0 ? (1000 * promptTokens) / options.prefillTokensPerSecond : 0);
+  /** The service time a generation of n steps will take in its slot (the stream head's header). */
+  const plannedMs = (n: number, promptTokens: number) =>
+    options.tokensPerSecond > 0 ? prefillMs(promptTokens) + (1000 * n) / options.tokensPerSecond : prefillMs(promptTokens) + Math.max(0, n - 1) * options.interTokenLatencyMs;
+
+  /**
+   * Runs a generation's steps (k tokens each) with the configured latencies; false when the client went away.
+   * `each` (streams) sees every step as it happens; without it (a non-streamed answer, seen only whole) the
+   * paced steps are coalesced to at most one timer per 20 ms, the last one exactly on time.
+   */
+  const generate = async (n: number, k: number, eng: Engine, each?: (step: number) => void): Promise<boolean> => {
+    if (options.tokensPerSecond > 0) {
+      const start = performance.now();
+      const first = start + prefillMs(eng.promptTokens);
+      const per = 1000 / options.tokensPerSecond;
+      const due = (s: number) => first + (s + 1) * per;
+      const end = n > 0 ? due(n - 1) : first;
+      const minWait = each ? 0 : 20;
+      let s = 0;
+      for (;;) {
+        if (eng.aborted()) break;
+        const t = performance.now();
+        const next = s < n ? due(s) : end;
+        if (next > t) {
+          await sleep(Math.min(Math.max(next, t + minWait), end) - t);
+          continue;
+        }
+        if (s >= n) break;
+        eng.step(k);
+        each?.(s);
+        s++;
+      }
+    } else {
+      const prefill = prefillMs(eng.promptTokens);
+      if (prefill > 0) await sleep(prefill);
+      for (let s = 0; s < n; s++) {
+        if (s > 0 && options.interTokenLatencyMs > 0) await sleep(options.interTokenLatencyMs);
+        if (eng.aborted()) break;
+        eng.step(k);
+        each?.(s);
+      }
     }
     if (!eng.aborted()) return true;
     eng.finish("abort");
@@ -626,9 +693,9 @@ export async function startMockOpenAI(opts: MockOptions): Promise<MockOpenAI> {
    * The head of a stream goes out at once, before the first token: vLLM returns a Starlette StreamingResponse,
    * whose stream_response sends http.response.start before iterating the generator (and uvicorn writes it).
    */
-  const sse = (res: ServerResponse) => {
+  const sse = (res: ServerResponse, extra: Record<string, string> = {}) => {
     if (res.destroyed) return;
-    res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", ...engineHeaders() });
+    res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", ...engineHeaders(), ...extra });
     res.flushHeaders();
   };
   const event = (res: ServerResponse, data: unknown) => {
@@ -728,6 +795,7 @@ export async function startMockOpenAI(opts: MockOptions): Promise<MockOpenAI> {
       const content = p.pieces.join("");
       return send(res, {
         status: 200,
+        headers: eng.timing(),
         body: {
           id,
           object: "chat.completion",
@@ -758,7 +826,7 @@ export async function startMockOpenAI(opts: MockOptions): Promise<MockOpenAI> {
     const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => ({ id, object: "chat.completion.chunk", created, model, choices, ...extra });
     // stream_options.continuous_usage_stats: every chunk carries the usage of its choice so far.
     const running = (generated: number) => (so?.include && so.continuous ? { usage: usage(promptTokens, generated) } : {});
-    sse(res);
+    sse(res, eng.timing(plannedMs(st.length, promptTokens)));
     const ok = await generate(st.length, n, eng, (s) => {
       // The role chunks come with the first engine output (serving.py: `if first_iteration:`), i.e. after the TTFT.
       if (s === 0) {
@@ -829,6 +897,7 @@ export async function startMockOpenAI(opts: MockOptions): Promise<MockOpenAI> {
       const text = p.pieces.join("");
       return send(res, {
         status: 200,
+        headers: eng.timing(),
         body: {
           id,
           object: "text_completion",
@@ -854,7 +923,7 @@ export async function startMockOpenAI(opts: MockOptions): Promise<MockOpenAI> {
         },
       });
     }
-    sse(res);
+    sse(res, eng.timing(plannedMs(st.length, promptTotal)));
     const ok = await generate(st.length, choices, eng, (s) => {
       const last = s === st.length - 1;
       for (let i = 0; i < choices; i++) {
@@ -923,6 +992,7 @@ export async function startMockOpenAI(opts: MockOptions): Promise<MockOpenAI> {
     });
     send(res, {
       status: 200,
+      headers: eng.timing(),
       body: { id: `embd-${requestId(req)}`, object: "list", created: now(), model: servedModel(), data, usage: fullUsage(promptTotal, 0) },
     });
   };
@@ -1105,6 +1175,8 @@ A mock engine that answers like vLLM's OpenAI-compatible server, serving exactly
   --root PATH                the model card's root (vLLM's model path); default: the model name
   --max-model-len N          context window; default 8192
   --max-num-seqs N           requests generating at once, the rest wait; default 256
+  --tokens-per-second N      decode rate per slot: service time = prefill + generated tokens / N; default 0 (off)
+  --prefill-tokens-per-second N  prompt cost: prompt tokens / N before the first token; default 0 (none)
   --embedding-dim N          /v1/embeddings vector size; default 32
   --base-path P              API base path; default /v1
   --engine E                 vllm | sglang | tgi | ollama | generic; default vllm
@@ -1131,6 +1203,8 @@ export async function runCli(argv: string[]): Promise<MockOpenAI | null> {
       root: { type: "string" },
       "max-model-len": { type: "string" },
       "max-num-seqs": { type: "string" },
+      "tokens-per-second": { type: "string" },
+      "prefill-tokens-per-second": { type: "string" },
       "embedding-dim": { type: "string" },
       "base-path": { type: "string" },
       engine: { type: "string" },
@@ -1166,6 +1240,8 @@ export async function runCli(argv: string[]): Promise<MockOpenAI | null> {
     root: values.root,
     maxModelLen: int("max-model-len", values["max-model-len"]),
     maxNumSeqs: int("max-num-seqs", values["max-num-seqs"]),
+    tokensPerSecond: int("tokens-per-second", values["tokens-per-second"]),
+    prefillTokensPerSecond: int("prefill-tokens-per-second", values["prefill-tokens-per-second"]),
     embeddingDim: int("embedding-dim", values["embedding-dim"]),
     basePath: values["base-path"],
     engine: oneOf("engine", values.engine, ["vllm", "sglang", "tgi", "ollama", "generic"] as const),
