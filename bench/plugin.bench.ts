@@ -54,7 +54,8 @@ const NO_OBSERVE = { telemetry_interval_ms: 0, passive_failures: 0 };
 type Host = Awaited<ReturnType<typeof ProxyWasmHost.start>>;
 
 /** `served`: every deployment's engine serves another name ("served-N"): requests naming model-N are rewritten. */
-function routingTable(deployments: number, instances: number, served = false): string {
+/** `only`: every deployment uses this strategy (default: round_robin, weighted_round_robin, failover in turn). */
+function routingTable(deployments: number, instances: number, served = false, only?: string): string {
   const deps = [];
   const models: Record<string, string> = {};
   for (let d = 0; d < deployments; d++) {
@@ -62,7 +63,7 @@ function routingTable(deployments: number, instances: number, served = false): s
     for (let i = 0; i < instances; i++) {
       inst.push({ id: `i${i}`, address: `10.${d >> 8}.${d & 255}.${i + 1}:8000`, base_path: "/v1", weight: 1 + (i % 3), priority: i % 2, region: "r", state: i === 1 ? "draining" : "active" });
     }
-    const strategy = ["round_robin", "weighted_round_robin", "failover"][d % 3];
+    const strategy = only ?? ["round_robin", "weighted_round_robin", "failover"][d % 3];
     deps.push({ id: `dep-${d}`, cluster: `gw.dep-${d}`, strategy, on_unavailable: "fail", ...(served ? { served_name: `served-${d}` } : {}), instances: inst });
     models[`model-${d}`] = `dep-${d}`;
   }
@@ -280,6 +281,19 @@ function caseSpecs(): CaseSpec[] {
     id: "plugin-100x10-served", name: "plugin 100×10 routed, served-name rewrite",
     wasm: PLUGIN, doc: routingTable(100, 10, true), config: NO_OBSERVE, upstream: undefined, deployments: 100, base: "floor",
   });
+  // Strategies compared on the same 100×10 table (weights 1–3, two tiers, one draining instance each):
+  // least_request and latency (plugin/strategy/load.ts) against weighted round robin. Goal ≤ 1.3× its cost.
+  for (const strategy of ["weighted_round_robin", "least_request", "latency"]) {
+    const doc = routingTable(100, 10, false, strategy);
+    for (const observed of [false, true]) {
+      specs.push({
+        id: `plugin-100x10-${strategy}${observed ? "-upstream" : ""}`,
+        name: `plugin 100×10 ${strategy} ${observed ? "routed+upstream" : "routed"}`,
+        wasm: PLUGIN, doc, config: observed ? {} : NO_OBSERVE, upstream: observed ? UPSTREAM : undefined, deployments: 100,
+        base: observed ? "floor-upstream" : "floor",
+      });
+    }
+  }
   const [d, i] = SIZES[SIZES.length - 1]!;
   specs.push({
     id: `plugin-${d}x${i}-upstream-3`, name: `plugin ${d}×${i} routed+upstream, 3 models`,

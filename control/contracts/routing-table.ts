@@ -74,7 +74,25 @@ export const BasePath = z
   .regex(/^(?:\/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*$/, "empty or '/segment…' without a trailing slash, query or fragment");
 
 export const InstanceState = z.enum(["active", "draining", "ejected"]);
-export const Strategy = z.enum(["round_robin", "weighted_round_robin", "failover"]);
+/**
+ * How the plugin picks among a deployment's eligible instances:
+ * - `round_robin`, `weighted_round_robin` (nginx's smooth WRR): tiers (`priority`) ignored;
+ * - `failover`: the lowest tier with an eligible instance, rotated (smooth WRR when its weights differ);
+ * - `least_request`: per Envoy worker, the in-flight requests per instance; two instances sampled in
+ *   proportion to their weight, the one with the higher `weight / (in_flight + 1)` wins (Envoy's
+ *   LEAST_REQUEST P2C; its dynamic weight with active_request_bias 1). Lowest eligible tier only.
+ * - `latency`: peak-EWMA (Finagle/Linkerd) of each instance's time to first byte × (in_flight + 1),
+ *   over the weight; two weighted samples, the cheaper wins; new/re-admitted instances start on
+ *   probation at the deployment's slowest recent time. Lowest eligible tier only.
+ *
+ * Compatibility (decision): `least_request` and `latency` were added without bumping `schema` (it stays
+ * 1). Every field keeps its meaning, and a plugin that does not know a strategy value refuses the whole
+ * table (validation is whole-document) and keeps routing with its last adopted table (logging the
+ * refusal), which is the safe outcome a `schema` bump would give too — but a bump would also make those
+ * plugins refuse tables that use only the old strategies. So: upgrade the plugins before setting a
+ * deployment to one of the new strategies; until then, old plugins keep the previous table version.
+ */
+export const Strategy = z.enum(["round_robin", "weighted_round_robin", "failover", "least_request", "latency"]);
 export const UnavailablePolicy = z.enum(["fail", "panic"]);
 
 export const TableInstance = z.object({

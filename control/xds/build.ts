@@ -207,12 +207,13 @@ export function endpointWeight(strategy: Strategy, inst: Pick<XdsInstance, "weig
 }
 
 /**
- * Envoy priority of each instance: failover tiers renumbered densely (0, 1, 2… in order of the
- * instances' `priority`); the other strategies ignore tiers (as the plugin does) → all 0.
+ * Envoy priority of each instance: the tiers of the strategies that respect them (failover,
+ * least_request, latency) renumbered densely (0, 1, 2… in order of the instances' `priority`);
+ * round_robin and weighted_round_robin ignore tiers (as the plugin does) → all 0.
  */
 export function envoyPriorities(d: Pick<XdsDeployment, "strategy" | "instances">): Map<string, number> {
   const out = new Map<string, number>();
-  if (d.strategy !== "failover") {
+  if (d.strategy === "round_robin" || d.strategy === "weighted_round_robin") {
     for (const i of d.instances) out.set(i.id, 0);
     return out;
   }

@@ -3,7 +3,10 @@
 // writes, the route-cache clear and two counters.
 import { Config } from "../config";
 import { Deployment, RoutingTable } from "../table/routing_table";
-import { hotNext, HOT_N } from "../strategy/hot";
+import { hotNext, HOT_KIND, HOT_N } from "../strategy/hot";
+import { HOT_LAT, HOT_LR, loadNext } from "../strategy/load";
+import { StatsRegistry, Rec } from "../telemetry/stats";
+import { nowNs } from "../abi/time";
 import { HotFlag, hotRecord, HotRec } from "../table/hot_block";
 import { gotLen, gotPtr, headerGet, headerRelease, headerRemove, headerReplace } from "../abi/headers";
 import { callForeign } from "../abi/foreign";
@@ -67,15 +70,23 @@ export let routedPick: i32 = -1;
 export let routedBlock: usize = 0;
 /** The picked entry's HotFlag bits of the last successful routeTo (0 if none). */
 export let routedFlags: u8 = 0;
+/** least_request / latency: the stats slot whose in-flight count the last routeTo raised (-1: none). */
+export let routedLoadSlot: i32 = -1;
+/** The hot block kind of the last successful routeTo (HOT_LAT: the stream feeds the pick's EWMA). */
+export let routedKind: u32 = 0;
+/** The clock (ns) the last routeTo picked at: `now` as given, or read for latency (0: not read). */
+export let routedNowNs: u64 = 0;
 
 /**
  * Picks an instance of `d` and sets the output headers. Returns false if a local reply was sent.
  * `fast`: fastHot(d) as the model's slot had it — the request then reads the hot block only, not `d`.
  */
-export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize): bool {
+export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize, reg: StatsRegistry, now: u64): bool {
   routedPick = -1;
   routedBlock = 0;
   routedFlags = 0;
+  routedLoadSlot = -1;
+  routedKind = 0;
   let b = fast;
   if (b != 0) countRequestHot(t, d, b);
   else {
@@ -92,7 +103,14 @@ export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize):
   }
   // Everything below reads the deployment's hot block (table/hot_block.ts): picker state, the
   // position's entry and its header values, in a few adjacent cache lines.
-  const pos = hotNext(b);
+  const kind = load<u32>(b, HOT_KIND);
+  let pos: i32;
+  if (kind < HOT_LR) pos = hotNext(b);
+  else {
+    if (now == 0 && kind == HOT_LAT) now = nowNs();
+    pos = loadNext(b, reg, now);
+  }
+  routedNowNs = now;
   if (pos < 0 || pos >= load<i32>(b, HOT_N)) return true; // defensive; pickers stay in range
   const rec = hotRecord(b, pos);
   // replace (not add): a client's copy of any of these headers must never survive.
@@ -120,9 +138,17 @@ export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize):
   callForeign(CLEAR_ROUTE_CACHE, 0, 0);
   // A pick (collectPicks adds it to the instance's counter).
   store<u32>(rec, load<u32>(rec, HotRec.PICKS) + 1, HotRec.PICKS);
+  if (kind >= HOT_LR) {
+    // In flight until the stream ends (GatewayStream.release): the pick's own record.
+    const slot = load<i32>(rec, HotRec.SLOT);
+    const r = reg.record(slot);
+    store<i32>(r, load<i32>(r, Rec.IN_FLIGHT) + 1, Rec.IN_FLIGHT);
+    routedLoadSlot = slot;
+  }
   routedPick = pos;
   routedBlock = b;
   routedFlags = flags;
+  routedKind = kind;
   return true;
 }
 

@@ -7,7 +7,8 @@ import { bufLen, bufPtr, bufferRelease, getBufferBytes } from "../abi/buffers";
 import { incrementMetric } from "../abi/metrics";
 import { utf8 } from "../abi/bytes";
 import { modelFound, modelLen, modelPtr, modelTokenEnd, modelTokenStart, scanForModel, ScanResult } from "../json/model_scanner";
-import { replyBadBody, replyTooLarge, routedBlock, routedFlags, routedPick, routeTo, stripRoutingHeaders, unknownModel } from "./router";
+import { replyBadBody, replyTooLarge, routedBlock, routedFlags, routedKind, routedLoadSlot, routedNowNs, routedPick, routeTo, stripRoutingHeaders, unknownModel } from "./router";
+import { HOT_LAT, observeLatency } from "../strategy/load";
 import { needsRename, rewriteModel } from "./served_name";
 import { checkPath } from "./paths";
 import { HotFlag } from "../table/hot_block";
@@ -53,6 +54,12 @@ export class GatewayStream extends StreamContext {
   routedHot: ArrayBuffer | null = null;
   routedPos: i32 = -1;
   routedTable: RoutingTable | null = null;
+  /** The upstream result is observed in on_log (telemetry / passive ejection were on when routed). */
+  observing: bool = false;
+  /** least_request / latency: the pick's stats slot, in flight until release() (-1: none). */
+  loadSlot: i32 = -1;
+  /** latency: the pick's time to first byte feeds its peak-EWMA (strategy/load.ts). */
+  feedsLatency: bool = false;
   startNs: u64 = 0;
   /** Time to the response headers (µs); -1 until they come. */
   ttfbUs: i64 = -1;
@@ -75,8 +82,18 @@ export class GatewayStream extends StreamContext {
     this.rewriting = false;
   }
 
-  /** Lets go of what routing kept for on_log. */
+  /**
+   * Lets go of what routing kept for on_log; ends the pick's in-flight count (on_log, else when the
+   * pooled context is reset: a stream that never logged still ends exactly once).
+   */
   private release(): void {
+    const slot = this.loadSlot;
+    if (slot >= 0) {
+      this.root.observer.registry.endFlight(slot);
+      this.loadSlot = -1;
+    }
+    this.feedsLatency = false;
+    this.observing = false;
     const t = this.routedTable;
     if (t !== null) t.observing--;
     this.routedTable = null;
@@ -88,20 +105,29 @@ export class GatewayStream extends StreamContext {
    * the model slot's aux word (fastHot(d), or 0).
    */
   private route(c: Config, table: RoutingTable, d: Deployment, fast: usize): bool {
-    if (!c.observes) return routeTo(c, table, d, fast);
-    const now = nowNs();
-    this.startNs = now;
-    const returnAt = fast != 0 ? load<u64>(fast, HOT_RETURN_AT) : d.nextReturnAt;
-    if (returnAt <= now / 1_000_000) {
-      this.root.observer.restoreDue(now / 1_000_000, d);
-      fast = fastHot(d); // rebuilt: a new block
+    const reg = this.root.observer.registry;
+    const observes = c.observes;
+    let now: u64 = 0;
+    if (observes) {
+      now = nowNs();
+      const returnAt = fast != 0 ? load<u64>(fast, HOT_RETURN_AT) : d.nextReturnAt;
+      if (returnAt <= now / 1_000_000) {
+        this.root.observer.restoreDue(now / 1_000_000, d);
+        fast = fastHot(d); // rebuilt: a new block
+      }
     }
-    const ok = routeTo(c, table, d, fast);
+    const ok = routeTo(c, table, d, fast, reg, now);
     const b = routedBlock;
-    if (ok && routedPick >= 0 && b != 0) {
+    // Kept for on_log when observing, and for the load-aware strategies (their in-flight count ends
+    // there; holding the table keeps the pick's stats slot its own meanwhile, stats.ts "Slot lifetime").
+    if (ok && routedPick >= 0 && b != 0 && (observes || routedLoadSlot >= 0)) {
+      this.startNs = routedNowNs;
       this.routedHot = changetype<ArrayBuffer>(b); // the block routeTo picked from: routedPick is in its range
       this.routedPos = routedPick;
       this.routedTable = table;
+      this.observing = observes;
+      this.loadSlot = routedLoadSlot;
+      this.feedsLatency = routedKind == HOT_LAT;
       table.observing++;
     }
     return ok;
@@ -130,9 +156,14 @@ export class GatewayStream extends StreamContext {
   }
 
   onResponseHeaders(numHeaders: u32, endOfStream: bool): u32 {
-    if (this.routedHot !== null && this.ttfbUs < 0) {
+    const hot = this.routedHot;
+    if (hot !== null && this.ttfbUs < 0) {
       const now = nowNs();
-      this.ttfbUs = now > this.startNs ? <i64>((now - this.startNs) / 1000) : 0;
+      const ns = now > this.startNs ? now - this.startNs : 0;
+      this.ttfbUs = <i64>(ns / 1000);
+      if (this.feedsLatency && this.loadSlot >= 0) {
+        observeLatency(changetype<usize>(hot), this.root.observer.registry, this.loadSlot, <f64>ns / 1000.0, now);
+      }
     }
     return Action.Continue;
   }
@@ -140,7 +171,7 @@ export class GatewayStream extends StreamContext {
   onLog(): void {
     const hot = this.routedHot;
     if (hot === null) return;
-    this.root.observer.observe(this.routedTable, hot, this.routedPos, this.ttfbUs);
+    if (this.observing) this.root.observer.observe(this.routedTable, hot, this.routedPos, this.ttfbUs);
     this.release();
   }
 

@@ -7,7 +7,7 @@
 // candidates or, for failover, over its first tier (failover.ts rotates that tier with one of them).
 //
 // Hot block header (i32/u32 words), then the picker state, then the position entries (table/hot_block.ts):
-//   0 kind (HOT_RR | HOT_SWRR | HOT_SEQ)   4 m: candidates rotated (HOT_SEQ: sequence length)
+//   0 kind (HOT_RR | HOT_SWRR | HOT_SEQ | load.ts's HOT_LR | HOT_LAT: picked by loadNext, not hotNext)   4 m: candidates rotated (HOT_SEQ: sequence length)
 //   8 RR / HOT_SEQ cursor | SWRR total of weights
 //   12 n: positions              16 offset of the position entries   20 bytes per entry
 //   24 requests not yet collected (filter/metrics.ts)   28 pad

@@ -20,6 +20,20 @@ export namespace StrategyKind {
   export const RoundRobin: u8 = 0;
   export const WeightedRoundRobin: u8 = 1;
   export const Failover: u8 = 2;
+  /** least_request: weighted power of two choices on this worker's in-flight counts (strategy/load.ts). */
+  export const LeastRequest: u8 = 3;
+  /** latency: peak-EWMA of time to first byte × (in-flight + 1), power of two choices (strategy/load.ts). */
+  export const Latency: u8 = 4;
+}
+
+/** Strategies that pick by load and respect failover tiers (strategy/load.ts). */
+@inline export function isLoadAware(kind: u8): bool {
+  return kind == StrategyKind.LeastRequest || kind == StrategyKind.Latency;
+}
+
+/** Strategies whose candidates are sorted by priority tier and picked from the lowest tier only. */
+@inline export function isTiered(kind: u8): bool {
+  return kind == StrategyKind.Failover || isLoadAware(kind);
 }
 
 export class DocInstance {
@@ -116,7 +130,9 @@ function deployment(v: JsonValue | null, path: string): DocDeployment | null {
   if (s.str == "round_robin") out.strategy = StrategyKind.RoundRobin;
   else if (s.str == "weighted_round_robin") out.strategy = StrategyKind.WeightedRoundRobin;
   else if (s.str == "failover") out.strategy = StrategyKind.Failover;
-  else { tableError = path + ".strategy: expected \"round_robin\", \"weighted_round_robin\" or \"failover\""; return null; }
+  else if (s.str == "least_request") out.strategy = StrategyKind.LeastRequest;
+  else if (s.str == "latency") out.strategy = StrategyKind.Latency;
+  else { tableError = path + ".strategy: expected \"round_robin\", \"weighted_round_robin\", \"failover\", \"least_request\" or \"latency\""; return null; }
   const u = v.get("on_unavailable");
   if (u === null || !u.isString() || (u.str != "fail" && u.str != "panic")) { tableError = path + ".on_unavailable: expected \"fail\" or \"panic\""; return null; }
   out.panic = u.str == "panic";

@@ -2,12 +2,13 @@
 // document; everything a request needs is precomputed here: model → deployment map keyed by bytes,
 // the candidate list per deployment (eligible instances, or the panic set), a picker, and for every
 // pick position the finished endpoint header value (pick + fallbacks) and path-rewrite decision.
-import { DocDeployment, DocInstance, InstanceState, StrategyKind, TableDoc } from "./document";
+import { DocDeployment, DocInstance, InstanceState, isLoadAware, isTiered, TableDoc } from "./document";
 import { BytesMap, setSlotAux, slotValue } from "./bytes_map";
 import { Picker } from "../strategy/picker";
 import { makePicker } from "../strategy/factory";
 import { buildHot, collectPicks } from "./hot_block";
 import { HOT_RETURN_AT } from "../strategy/hot";
+import { seedOf, seedStampOf } from "../strategy/load";
 import { ByteWriter, utf8 } from "../abi/bytes";
 import { NO_METRIC } from "../abi/metrics";
 import { InstanceStats, StatsRegistry } from "../telemetry/stats";
@@ -147,6 +148,9 @@ export class Deployment {
   apiPrefix: string = "";
   maxFallbacks: i32 = 0;
   start: u32 = 0;
+  /** latency's probation value (strategy/load.ts SEED), carried from block to block and across versions. */
+  seedUs: f64 = 0;
+  seedStamp: u64 = 0;
 
   requestsMetric: u32 = NO_METRIC;
   noEligibleMetric: u32 = NO_METRIC;
@@ -229,6 +233,7 @@ function sortByPriority(list: Instance[]): Instance[] {
  */
 export function rebuildDeployment(dep: Deployment, nowMs: u64): void {
   collectPicks(dep); // the hot block is replaced: keep its counts
+  keepSeed(dep, dep.hot);
   let cands = new Array<Instance>();
   let nextReturn = u64.MAX_VALUE;
   let excluded = 0;
@@ -267,16 +272,18 @@ export function rebuildDeployment(dep: Deployment, nowMs: u64): void {
     publishHot(dep);
     return;
   }
-  if (dep.strategy == StrategyKind.Failover) cands = sortByPriority(cands);
+  if (isTiered(dep.strategy)) cands = sortByPriority(cands);
 
   const n = cands.length;
   const weights = new StaticArray<i32>(n);
   const priorities = new StaticArray<i32>(n);
+  const slots = new StaticArray<i32>(n);
   for (let i = 0; i < n; i++) {
     unchecked(weights[i] = unchecked(cands[i]).doc.weight);
     unchecked(priorities[i] = unchecked(cands[i]).doc.priority);
+    unchecked(slots[i] = unchecked(cands[i]).stats.slot);
   }
-  const picker = makePicker(dep.strategy, weights, priorities, dep.start);
+  const picker = makePicker(dep.strategy, weights, priorities, dep.start, slots, dep.seedUs, dep.seedStamp);
   dep.picker = picker;
 
   const positions = new StaticArray<Position>(n);
@@ -310,6 +317,17 @@ export function rebuildDeployment(dep: Deployment, nowMs: u64): void {
   store<u64>(changetype<usize>(hot), dep.nextReturnAt, HOT_RETURN_AT);
   dep.hot = hot;
   publishHot(dep);
+}
+
+/** Keeps the larger (as of its own clock, not decayed here) of `dep`'s seed and the one in block `hot`. */
+function keepSeed(dep: Deployment, hot: ArrayBuffer | null): void {
+  if (hot === null || !isLoadAware(dep.strategy)) return;
+  const b = changetype<usize>(hot);
+  const s = seedOf(b);
+  if (s > dep.seedUs) {
+    dep.seedUs = s;
+    dep.seedStamp = seedStampOf(b);
+  }
 }
 
 /**
@@ -352,6 +370,11 @@ function compileDeployment(d: DocDeployment, apiPrefix: string, maxFallbacks: i3
   for (let i = 0; i < d.instances.length; i++) {
     const di = unchecked(d.instances[i]);
     const stats = registry.take(next, d.id, di.id, di.address);
+    // latency: the deployment's probation value from its previous version (the stats' previous owner).
+    const prev = stats.owner;
+    if (prev !== null && prev !== dep) keepSeed(dep, prev.hot);
+    // Re-admitted by the control service (or new to it): on probation until it answers (strategy/load.ts).
+    if (di.state == InstanceState.Active && stats.controlState != InstanceState.Active) registry.setProbation(stats.slot);
     stats.owner = dep;
     // The control service re-admitted an instance this worker had passively ejected: the verdict is
     // newer than the failures, so the exclusion ends now (the API and every worker agree at once).

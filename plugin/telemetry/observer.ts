@@ -253,6 +253,7 @@ export class Observer {
       if (s.ejectedUntil > nowMs) { i++; continue; }
       s.ejectedUntil = 0;
       reg.setStreak(s.slot, 0);
+      reg.setProbation(s.slot); // latency: back on probation (strategy/load.ts)
       reg.setEjected(s.slot, false);
       incrementMetric(s.ejectedGauge, -1);
       unchecked(list[i] = unchecked(list[list.length - 1]));

@@ -27,6 +27,16 @@ export namespace Rec {
   @inline export const LATENCY_SUM_US: usize = 16;
   @inline export const EJECTED: usize = 24;
   @inline export const BUCKETS: usize = 32;
+  // Load state of the load-aware strategies (strategy/load.ts), after the histogram (to byte 112);
+  // never sent, never cleared by a batch (clearCounts), zero for a new record:
+  /** i32 requests routed to the instance by this worker whose stream has not ended (least_request, latency). */
+  @inline export const IN_FLIGHT: usize = 88;
+  /** u32 1 once the instance answered since it was added or re-admitted (0: on probation, latency). */
+  @inline export const SAMPLED: usize = 92;
+  /** f64 peak-EWMA of the time to first byte (µs) as of EWMA_STAMP (latency). */
+  @inline export const EWMA_US: usize = 96;
+  /** u64 clock (ns) of EWMA_US's last update. */
+  @inline export const EWMA_STAMP: usize = 104;
 }
 
 export class InstanceStats {
@@ -202,6 +212,18 @@ export class StatsRegistry {
   @inline setStreak(slot: i32, v: i32): void { store<i32>(this.at(slot), v, Rec.STREAK); }
   @inline ejected(slot: i32): bool { return load<u32>(this.at(slot), Rec.EJECTED) != 0; }
   @inline setEjected(slot: i32, yes: bool): void { store<u32>(this.at(slot), yes ? 1 : 0, Rec.EJECTED); }
+
+  /** Record address for the load-aware pick (strategy/load.ts): in bounds for any slot (see at()). */
+  @inline record(slot: i32): usize { return this.at(slot); }
+  @inline inFlight(slot: i32): i32 { return load<i32>(this.at(slot), Rec.IN_FLIGHT); }
+  /** A stream routed to `slot` ended: −1, never below 0. */
+  @inline endFlight(slot: i32): void {
+    const r = this.at(slot);
+    const n = load<i32>(r, Rec.IN_FLIGHT);
+    store<i32>(r, n > 0 ? n - 1 : 0, Rec.IN_FLIGHT);
+  }
+  /** Puts the instance on probation (latency): its cost is the deployment's slowest until it answers. */
+  @inline setProbation(slot: i32): void { store<u32>(this.at(slot), 0, Rec.SAMPLED); }
 
   /** Zeroes the telemetry counters (not the passive state) once they were put in a batch. */
   clearCounts(slot: i32): void {

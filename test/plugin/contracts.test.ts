@@ -106,7 +106,7 @@ test("wasm and zod agree on 1,500 mutated tables and configurations", async () =
 const SAMPLE_VALUES: unknown[] = [
   0, 1, -1, 1.5, 65535, 65536, 255, 256, 10000, 10001, 1e21, "", " ", "a", "A-b_c.9", "-x", "10.0.0.1:80", "10.0.0.256:80",
   "010.0.0.1:80", "[fd00::1]:8080", "[]:80", "1.2.3.4:0", "/v1", "/v1/", "//", "/a b", "active", "ejected", "draining",
-  "failover", "round_robin", "weighted_round_robin", "fail", "panic", "passthrough", "reject", true, false, null, [], {},
+  "failover", "round_robin", "weighted_round_robin", "least_request", "latency", "fail", "panic", "passthrough", "reject", true, false, null, [], {},
   "x".repeat(65), "x".repeat(129), "x".repeat(257), "X-Upper", "lower-case", "ü", "/v1?x", "a\u0000b",
   "authorization", "Bearer sk-1", "Bearer  sk-1", " Bearer", "Bearer ", "a\tb", "a b c", "k".repeat(4200), "k".repeat(4201),
 ];

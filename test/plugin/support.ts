@@ -26,7 +26,7 @@ export interface InstanceSpec {
 export interface DeploymentSpec {
   id: string;
   cluster?: string;
-  strategy?: "round_robin" | "weighted_round_robin" | "failover";
+  strategy?: "round_robin" | "weighted_round_robin" | "failover" | "least_request" | "latency";
   on_unavailable?: "fail" | "panic";
   /** The name the engine serves (contract 1 `served_name`); absent: none. */
   served_name?: string;
