@@ -43,6 +43,7 @@ import { createHealthView } from "./health/view.js";
 import { createMetrics } from "./metrics.js";
 import { createEventHub } from "./events/hub.js";
 import { notifyingDeploymentStore, notifyingHealthStore } from "./events/hooks.js";
+import { xdsEvents } from "./events/xds.js";
 
 export interface Control {
   url: string;
@@ -120,6 +121,9 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
   const xds = createXdsPublisher({ logger: log.child({ component: "xds" }) });
   // What each Envoy has (ADS ACK/NACK, REST polls): GET /v1/dataplanes, /metrics.
   const xdsNodes = createXdsNodes({ logger: log.child({ component: "xds" }) });
+  // …and on GET /v1/events: every NACK with its message (`xds.nack`), and `dataplanes` (re-read, ≤ 1/s) when
+  // a node connects, disconnects, ACKs or NACKs. Local: each replica reports the Envoys connected to it.
+  const xdsStream = xdsEvents({ nodes: xdsNodes, emit: (e) => hub.local(e), replica: config.replicaId, log: log.child({ component: "events" }) });
   // Issue 17: a plugin naming its Envoy gets the table that Envoy has ACKed (created before the first publish: it indexes every snapshot).
   const tableViews = createTableViews({
     nodes: xdsNodes,
@@ -273,6 +277,7 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     async crash() {
       // The process is gone: its connections drop first, so nothing it had is released or finished.
       prober.halt();
+      xdsStream.stop();
       hub.stop();
       redis.disconnect();
       sub.disconnect();
@@ -287,6 +292,7 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     },
     stop() {
       stopping ??= (async () => {
+        xdsStream.stop();
         hub.stop();
         // Envoys get UNAVAILABLE and reconnect (to another replica) at once.
         await ads?.stop();

@@ -11,16 +11,22 @@
  * re-reads that deployment (debounced, one request per deployment per burst). `stats` (once per
  * telemetry bucket) re-reads the list once — P95, error rate and last probe are window statistics
  * that move without events — and the charts of open instances. Nothing polls on its own timer.
+ *
+ * Data planes (GET /v1/dataplanes: the Envoys this control replica serves over xDS): read on every
+ * (re)connect of the stream, on `xds.nack` (an Envoy rejected a configuration: also announced, and shown
+ * at the top of the page while it lasts), on `dataplanes` (a node connected, disconnected, ACKed or
+ * NACKed; at most one per second), on `stats` and `resync`.
  */
 import { ApiError, createApi, followStream, seg } from "./api.js";
 import { byId, fill, h } from "./dom.js";
 import { describeError, field, num, openDialog, showIssues } from "./dialog.js";
-import { POLICIES, STRATEGIES, cardId, checkText, deploymentCard, evidenceList, instKey, modelItems, stateBadge } from "./views.js";
+import { POLICIES, STRATEGIES, cardId, checkText, dataplaneItems, deploymentCard, evidenceList, instKey, modelItems, nackedTypes, stateBadge, xdsTypeName } from "./views.js";
 
 const TOKEN_KEY = "gateway.control.token";
 
 /** @type {{ token: string | null, role: string | null, deployments: Map<string, any>, models: Map<string, any>, open: Set<string>,
- *   timelines: Map<string, any>, histories: Map<string, any>, abort: AbortController | null, watchers: Set<() => void>, loaded: boolean }} */
+ *   timelines: Map<string, any>, histories: Map<string, any>, abort: AbortController | null, watchers: Set<() => void>, loaded: boolean,
+ *   dataplanes: any | { error: string } | null }} */
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY),
   role: null,
@@ -32,6 +38,7 @@ const state = {
   abort: null,
   watchers: new Set(),
   loaded: false,
+  dataplanes: null,
 };
 const api = createApi(() => state.token);
 const isAdmin = () => state.role === "admin";
@@ -151,6 +158,8 @@ function signOut(message) {
   state.loaded = false;
   state.deployments.clear();
   state.open.clear();
+  state.dataplanes = null;
+  dataplanesSeq++;
   sessionStorage.removeItem(TOKEN_KEY);
   delete document.body.dataset.role;
   for (const d of document.querySelectorAll("dialog")) /** @type {HTMLDialogElement} */ (d).close();
@@ -158,6 +167,7 @@ function signOut(message) {
   byId("session").hidden = true;
   byId("sign-in").hidden = false;
   fill(byId("deployments"));
+  renderDataplanes();
   byId("token-error").textContent = message ?? "";
   byId("token").focus();
 }
@@ -171,6 +181,8 @@ function onStatus(s, info) {
   // First connection: read everything now that no change can be missed. Reconnections: the server
   // replays what was missed (Last-Event-ID) or sends `resync`.
   if (s === "live" && info?.first) void loadAll();
+  // `dataplanes` notifications are never replayed: read the data planes on every (re)connect.
+  if (s === "live") void loadDataplanes();
 }
 
 // ───────────────────────────── data ─────────────────────────────
@@ -185,6 +197,15 @@ function scheduleFull() {
   fullTimer = window.setTimeout(() => {
     fullTimer = 0;
     void loadAll();
+    void loadDataplanes();
+  }, 100);
+}
+let dataplanesTimer = 0;
+function scheduleDataplanes() {
+  if (dataplanesTimer) return;
+  dataplanesTimer = window.setTimeout(() => {
+    dataplanesTimer = 0;
+    void loadDataplanes();
   }, 100);
 }
 /** @param {string} id */
@@ -219,6 +240,23 @@ async function loadAll() {
     if (e instanceof ApiError && e.status === 401) return signOut("Your token is no longer accepted. Sign in again.");
     banner(`Could not load deployments: ${describeError(e)}`);
   }
+}
+
+let dataplanesSeq = 0;
+/** GET /v1/dataplanes; an answer overtaken by a later request is dropped. */
+async function loadDataplanes() {
+  const seq = ++dataplanesSeq;
+  /** @type {any} */
+  let next;
+  try {
+    next = (await api("GET", "/v1/dataplanes")).data;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return signOut("Your token is no longer accepted. Sign in again.");
+    next = { error: `Could not load the data planes: ${describeError(e)}` };
+  }
+  if (seq !== dataplanesSeq || !state.token) return;
+  state.dataplanes = next;
+  renderDataplanes();
 }
 
 /** `a` is a later revision of the same deployment than `b` (not one deleted and created again). @param {any} a @param {any} b */
@@ -282,6 +320,12 @@ function onEvent(e) {
     case "stats":
       if (!document.hidden) scheduleFull();
       return;
+    case "xds.nack":
+      scheduleDataplanes();
+      announce(`Envoy ${e.node} rejected ${e.resource === "clusters" ? "CDS" : e.resource === "endpoints" ? "EDS" : "a"} ${e.version === null ? "configuration" : `version ${e.version}`}.`);
+      return;
+    case "dataplanes":
+      return scheduleDataplanes();
     case "resync":
       return scheduleFull();
     default:
@@ -360,6 +404,44 @@ function renderSummary() {
   const parts = [`${state.deployments.size} deployment${state.deployments.size === 1 ? "" : "s"}`, `${all.length} instance${all.length === 1 ? "" : "s"}`];
   for (const st of ["active", "ejected", "pending", "draining", "unreachable"]) if (by[st]) parts.push(`${by[st]} ${st}`);
   byId("summary").textContent = state.loaded ? parts.join(" · ") : "Loading…";
+}
+
+/** The Data planes section, and the alert at the top while an Envoy's last response is NACKed. */
+function renderDataplanes() {
+  const dp = state.dataplanes;
+  const list = byId("dataplanes");
+  const note = byId("dataplanes-note");
+  if (dp === null) {
+    fill(list, state.token ? h("li", { class: "muted" }, "Loading…") : null);
+    note.textContent = "";
+  } else if ("error" in dp) {
+    fill(list, h("li", { class: "muted" }, dp.error));
+  } else {
+    note.textContent = `The Envoys that stream xDS from or poll control replica ${dp.replica} (each replica lists its own): what each has ACKed, and any configuration it rejected.`;
+    fill(list, dataplaneItems(dp, Date.now()));
+  }
+  // The alert: one line per connected Envoy whose last response is NACKed (at most 3), with the first part of
+  // its message. (One that is gone may stream from another replica now; the section still shows its NACK.)
+  const alert = byId("xds-alert");
+  const rejecting = dp && !("error" in dp) ? dp.dataplanes.filter((/** @type {any} */ n) => n.connected && nackedTypes(n).length > 0) : [];
+  /** @type {string[]} */
+  const lines = rejecting.slice(0, 3).map((/** @type {any} */ n) => {
+    const t = nackedTypes(n)[0];
+    const msg = t.nacked.message.length > 200 ? `${t.nacked.message.slice(0, 199)}…` : t.nacked.message;
+    return `Envoy ${n.id} rejected ${xdsTypeName(t)} ${t.nacked.version === null ? "configuration" : `version ${t.nacked.version}`} and keeps ${t.nacked.accepted_version === "" ? "no configuration" : `version ${t.nacked.accepted_version}`}${msg ? `: ${msg}` : ""}`;
+  });
+  if (rejecting.length > 3) lines.push(`…and ${rejecting.length - 3} more.`);
+  const key = lines.join("\n");
+  if (alert.dataset.key === key) return; // unchanged: do not announce it again
+  alert.dataset.key = key;
+  alert.hidden = lines.length === 0;
+  if (lines.length === 0) return fill(alert);
+  fill(
+    alert,
+    h("p", { class: "xds-alert-title" }, rejecting.length === 1 ? "An Envoy rejected its configuration" : `${rejecting.length} Envoys rejected their configuration`),
+    lines.map((l) => h("p", { class: "xds-alert-line" }, l)),
+    h("button", { type: "button", class: "btn btn-quiet", dataset: { key: "show-dataplanes" }, onclick: () => byId("dataplanes-section").focus() }, "Show data planes"),
+  );
 }
 
 /** @param {string | null} msg */

@@ -11,6 +11,8 @@ export const STRATEGIES = /** @type {const} */ ([
   ["round_robin", "Round robin"],
   ["weighted_round_robin", "Weighted round robin"],
   ["failover", "Failover by tier"],
+  ["least_request", "Least requests (in flight)"],
+  ["latency", "Lowest latency (peak EWMA)"],
 ]);
 export const POLICIES = /** @type {const} */ ([
   ["fail", "Fail fast (503)"],
@@ -438,4 +440,101 @@ function migrations(d, ctx) {
       );
     }),
   );
+}
+
+// ───────────────────────────── data planes (GET /v1/dataplanes) ─────────────────────────────
+// Node ids, clusters, user agents and NACK messages come from the Envoys: like everything else they are
+// only ever put in the page as text.
+
+/** CDS / EDS, else the type URL's last segment. @param {any} t a type status */
+export const xdsTypeName = (t) => (t.resource === "clusters" ? "CDS" : t.resource === "endpoints" ? "EDS" : String(t.type_url).slice(String(t.type_url).lastIndexOf(".") + 1));
+
+/** The types whose last response the node rejected. @param {any} n a data plane */
+export const nackedTypes = (n) => n.types.filter((/** @type {any} */ t) => t.state === "nacked" && t.nacked);
+
+/** @param {string | null} v */
+const versionText = (v) => (v === null ? "a version (not known over REST)" : `version ${v}`);
+/** @param {string} v */
+const keptText = (v) => (v === "" ? "keeps nothing yet" : `keeps version ${v}`);
+
+/** @param {any} n @param {number} now */
+function connectionFacts(n, now) {
+  if (n.connected) {
+    return [
+      h("span", { class: "badge state-active" }, "Connected"),
+      n.connected_since ? h("span", { class: "sub", title: clock(n.connected_since) }, ` since ${clock(n.connected_since)}`) : null,
+    ];
+  }
+  const gone = n.disconnected_at ?? n.last_seen;
+  return [h("span", { class: "badge state-gone" }, "Gone"), h("span", { class: "sub", title: clock(gone) }, ` since ${clock(gone)} (${ago(gone, now)})`)];
+}
+
+/** One type's line: what is ACKed, what was sent last, and the state of that response. @param {any} t */
+function typeLine(t) {
+  const state = t.state === "nacked" ? ["NACKed", "state-ejected"] : t.state === "acked" ? ["ACKed", "state-active"] : t.state === "pending" ? ["Waiting for ACK", "state-pending"] : ["–", ""];
+  return h(
+    "li",
+    { class: "dp-type", dataset: { type: xdsTypeName(t), state: t.state ?? "none" } },
+    h("span", { class: "dp-type-name" }, xdsTypeName(t)),
+    h("span", { class: "dp-acked" }, t.acked ? `ACKed version ${t.acked.version}` : "nothing ACKed yet"),
+    t.last_sent && t.last_sent.version !== t.acked?.version ? h("span", { class: "sub" }, `sent version ${t.last_sent.version}`) : null,
+    h("span", { class: `badge ${state[1]}` }, state[0]),
+    t.nacks_total > 0 ? h("span", { class: "sub" }, `${t.nacks_total} NACK${t.nacks_total === 1 ? "" : "s"}`) : null,
+  );
+}
+
+/** A NACK: the version rejected, the one kept, Envoy's message. @param {any} t @param {boolean} current */
+function nackBox(t, current) {
+  const x = t.nacked;
+  return h(
+    "div",
+    { class: current ? "nack" : "nack nack-old", role: "group", "aria-label": `${xdsTypeName(t)} ${current ? "rejected" : "rejected earlier"}` },
+    h(
+      "p",
+      { class: "nack-title" },
+      current ? h("strong", {}, `Rejected ${xdsTypeName(t)} ${versionText(x.version)}`) : h("span", {}, `Earlier: rejected ${xdsTypeName(t)} ${versionText(x.version)}, since accepted a newer one`),
+      ` — ${keptText(x.accepted_version)} · `,
+      h("time", { datetime: x.at }, clock(x.at)),
+      x.code ? h("span", { class: "sub" }, ` · code ${x.code}`) : null,
+    ),
+    h("p", { class: "nack-message" }, x.message === "" ? "(no message)" : x.message),
+  );
+}
+
+/**
+ * The data planes this control replica serves: per Envoy its id, transport, connection, per type the
+ * ACKed version and a NACK with its message. Connected nodes with a current NACK first, gone ones last.
+ * @param {any} list a DataplaneList @param {number} now
+ */
+export function dataplaneItems(list, now) {
+  if (list.dataplanes.length === 0) return [h("li", { class: "muted" }, "No Envoy has connected to this control replica over xDS (ADS or REST) in the last 15 minutes.")];
+  const rank = (/** @type {any} */ n) => (!n.connected ? 2 : nackedTypes(n).length > 0 ? 0 : 1);
+  const nodes = [...list.dataplanes].sort((a, b) => rank(a) - rank(b) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return nodes.map((n) => {
+    const nacked = nackedTypes(n);
+    const earlier = n.types.filter((/** @type {any} */ t) => t.nacked && t.state !== "nacked");
+    return h(
+      "li",
+      { class: `dataplane${nacked.length > 0 ? " dp-nacked" : ""}${n.connected ? "" : " dp-gone"}`, "aria-label": `Data plane ${n.id}`, dataset: { transport: n.transport, connected: String(n.connected) } },
+      h(
+        "div",
+        { class: "dp-head" },
+        h("code", { class: "dp-id" }, n.id),
+        h("span", { class: "badge" }, n.transport === "ads" ? "ADS" : "REST"),
+        ...connectionFacts(n, now),
+      ),
+      h(
+        "p",
+        { class: "meta" },
+        n.cluster ? h("span", {}, "cluster ", h("code", {}, n.cluster)) : null,
+        n.user_agent ? h("span", {}, n.user_agent) : null,
+        h("span", {}, n.acked_version === null ? "no complete configuration yet" : `has version ${n.acked_version} completely`),
+        n.transport === "ads" && n.streams > 1 ? h("span", {}, `${n.streams} streams`) : null,
+        n.connected ? null : h("span", {}, `last seen ${ago(n.last_seen, now)}`),
+      ),
+      nacked.map((/** @type {any} */ t) => nackBox(t, true)),
+      h("ul", { class: "dp-types" }, n.types.filter((/** @type {any} */ t) => t.resource !== "other" || t.state !== null).map(typeLine)),
+      earlier.map((/** @type {any} */ t) => nackBox(t, false)),
+    );
+  });
 }

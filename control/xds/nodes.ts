@@ -80,6 +80,13 @@ export interface AckEvent {
   at: string;
 }
 
+/** Anything a data-plane view shows changed for `node` (a stream opened or ended, an ACK, a NACK, a REST node appeared). */
+export interface NodeChange {
+  node: string;
+  kind: "connected" | "disconnected" | "acked" | "nacked";
+  at: string;
+}
+
 export interface XdsNodes {
   /** An ADS stream of `node` opened. */
   connect(node: NodeIdentity): void;
@@ -105,6 +112,8 @@ export interface XdsNodes {
   counts(): { ads: number; rest: number };
   onNack(cb: (e: NackEvent) => void): () => void;
   onAck(cb: (e: AckEvent) => void): () => void;
+  /** Called after every change listed in NodeChange (after the onAck / onNack listeners); not for responses sent. */
+  onChange(cb: (e: NodeChange) => void): () => void;
 }
 
 export interface XdsNodesOptions {
@@ -163,6 +172,7 @@ export function createXdsNodes(opts: XdsNodesOptions = {}): XdsNodes {
   const nodes = new Map<string, NodeRecord>();
   const nackListeners = new Set<(e: NackEvent) => void>();
   const ackListeners = new Set<(e: AckEvent) => void>();
+  const changeListeners = new Set<(e: NodeChange) => void>();
   const iso = (t: number): string => new Date(t).toISOString();
 
   const isConnected = (r: NodeRecord, t: number): boolean => (r.streams > 0 ? true : r.transport === "rest" && r.disconnectedAt === null && t - r.lastSeen <= restActiveMs);
@@ -271,6 +281,7 @@ export function createXdsNodes(opts: XdsNodesOptions = {}): XdsNodes {
     s.acks++;
     const acked_version = refreshComplete(r, t);
     emit(ackListeners, { node: r.id, transport: r.transport, type_url: typeUrl, version, acked_version, at: iso(t) });
+    emit(changeListeners, { node: r.id, kind: "acked", at: iso(t) });
   }
 
   function doNack(r: NodeRecord, typeUrl: string, n: { version: string | null; accepted_version: string; message: string; code: number }, t: number): void {
@@ -280,6 +291,7 @@ export function createXdsNodes(opts: XdsNodesOptions = {}): XdsNodes {
     s.state = "nacked";
     s.nacks++;
     emit(nackListeners, { node: r.id, cluster: r.cluster, transport: r.transport, type_url: typeUrl, version: n.version, accepted_version: n.accepted_version, message, code: n.code, at: iso(t) });
+    emit(changeListeners, { node: r.id, kind: "nacked", at: iso(t) });
   }
 
   function status(r: NodeRecord, t: number): NodeStatus {
@@ -325,6 +337,7 @@ export function createXdsNodes(opts: XdsNodesOptions = {}): XdsNodes {
       r.streams++;
       r.lastSeen = t;
       r.disconnectedAt = null;
+      emit(changeListeners, { node: r.id, kind: "connected", at: iso(t) });
     },
     disconnect(nodeId) {
       const r = nodes.get(nodeId.slice(0, MAX_ID));
@@ -333,6 +346,7 @@ export function createXdsNodes(opts: XdsNodesOptions = {}): XdsNodes {
       r.streams--;
       r.lastSeen = t;
       if (r.streams === 0) r.disconnectedAt = t;
+      emit(changeListeners, { node: r.id, kind: "disconnected", at: iso(t) });
     },
     subscribed(nodeId, typeUrl, names) {
       const r = nodes.get(nodeId.slice(0, MAX_ID));
@@ -375,6 +389,7 @@ export function createXdsNodes(opts: XdsNodesOptions = {}): XdsNodes {
       if (!wasConnected) r.connectedSince = t;
       r.lastSeen = t;
       r.disconnectedAt = null;
+      if (!wasConnected) emit(changeListeners, { node: r.id, kind: "connected", at: iso(t) });
       const s = typeState(r, p.typeUrl);
       const isEds = p.typeUrl === TYPE_URL.clusterLoadAssignment;
       s.subscribed = isEds ? (p.resourceNames.length === 0 ? { wildcard: true, names: 0 } : { wildcard: false, names: p.resourceNames.length }) : null;
@@ -438,6 +453,10 @@ export function createXdsNodes(opts: XdsNodesOptions = {}): XdsNodes {
     onAck(cb) {
       ackListeners.add(cb);
       return () => void ackListeners.delete(cb);
+    },
+    onChange(cb) {
+      changeListeners.add(cb);
+      return () => void changeListeners.delete(cb);
     },
   };
 }

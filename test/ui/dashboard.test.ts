@@ -11,7 +11,9 @@
  *   - a sign-in link (`#token=…`) signs in and leaves the address bar clean; a create (and a scale-up) whose
  *     instances all fail their connectivity test shows what each test saw, then "create anyway";
  *   - phone width (390 px): no horizontal overflow;
- *   - viewer token: the same data, no action buttons.
+ *   - viewer token: the same data, no action buttons;
+ *   - data planes (issue 17): a raw ADS client's NACK shows live in the Data planes view and the alert at the
+ *     top, with Envoy's message and the rejected and kept versions, as text (the id and message carry markup).
  * A small loop plays the gateway's part for the chart (telemetry batches, contract 3, with the plugin
  * token). Screenshots: test/ui/artifacts/*.png. Waits are conditions, never fixed sleeps.
  *
@@ -26,6 +28,9 @@ import { LATENCY_BUCKETS_MS } from "../../control/contracts/telemetry.js";
 import { ADMIN, PLUGIN, VIEWER, registerModel, startReplica, waitFor, withRedis, type Replica } from "../control/harness.js";
 import { closedPortUrl, startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import type { RedisServer } from "../support/redis.js";
+import { TYPE_URL } from "../../control/xds/build.js";
+import { DataplaneList } from "../../control/xds/dataplanes.js";
+import { RawAds } from "../xds/ads-client.js";
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 const ARTIFACTS = fileURLToPath(new URL("./artifacts/", import.meta.url));
@@ -48,7 +53,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
   before(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     redis = await withRedis();
-    control = await startReplica(redis.url, { TELEMETRY_BUCKET_MS: "2000", EVENTS_HEARTBEAT_MS: "1000", LOG_LEVEL: "warn" });
+    control = await startReplica(redis.url, { TELEMETRY_BUCKET_MS: "2000", EVENTS_HEARTBEAT_MS: "1000", LOG_LEVEL: "warn", CONTROL_XDS_GRPC_PORT: "0" });
     for (let k = 0; k < 4; k++) mocks.push(await startMockOpenAI({ model: "llama-3.1-8b", latencyMs: 2 + k }));
     [m1, m2, m3, m4] = mocks as [MockOpenAI, MockOpenAI, MockOpenAI, MockOpenAI];
     await registerModel(control.api, "llama-3.1-8b", { display_name: "Llama 3.1 8B Instruct", aliases: ["llama"] });
@@ -539,6 +544,73 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     assert.equal(await actions.count(), 0);
     await page.screenshot({ path: `${ARTIFACTS}viewer-laptop.png`, fullPage: true });
     await ctx.close();
+  });
+
+  test("data planes: an Envoy's NACK shows live with its message and the rejected version (viewer; untrusted text stays text)", async (t) => {
+    await ensureLlamaProd();
+    const CDS = TYPE_URL.cluster;
+    const { ctx, page } = await open(1280, 900, VIEWER);
+    const raw = new RawAds(`127.0.0.1:${control.control.adsPort}`);
+    try {
+      await page.getByRole("heading", { name: "Data planes" }).waitFor({ timeout: T });
+      // Both come from the Envoy: markup in them must reach the page as text.
+      const node = 'edge-1 <img src=x onerror="window.__xss=1">';
+      const message = 'gRPC config for type.googleapis.com/envoy.config.cluster.v3.Cluster rejected: <b>bad</b> <script>window.__xss=2</script>';
+      raw.send({ node: { id: node, cluster: "edge" }, type_url: CDS });
+      const c0 = await raw.next(T, "the first CDS response");
+      raw.send({ version_info: c0.version_info, type_url: CDS, response_nonce: c0.nonce });
+      const item = page.getByRole("listitem", { name: `Data plane ${node}`, exact: true });
+      await item.locator(`.dp-type[data-type="CDS"][data-state="acked"]`, { hasText: `ACKed version ${c0.version_info}` }).waitFor({ timeout: T });
+      assert.equal(await item.locator(".dp-id").textContent(), node);
+      await item.locator(".badge", { hasText: "Connected" }).waitFor({ timeout: T });
+      assert.equal(await item.locator(".badge", { hasText: /^ADS$/ }).count(), 1);
+
+      // A new version (a settings change), pushed; the Envoy refuses it and keeps c0's.
+      const cds = async () => DataplaneList.parse((await control.api("GET", "/v1/dataplanes", { token: VIEWER })).body).dataplanes.find((d) => d.id === node)?.types.find((x) => x.type_url === CDS);
+      assert.equal((await control.api("PATCH", "/v1/deployments/llama-prod", { body: { on_unavailable: "panic" } })).status, 200);
+      let pushed = await raw.next(T, "the push of the new version");
+      let sent = 0;
+      for (;;) {
+        sent = performance.now();
+        raw.send({ version_info: c0.version_info, type_url: CDS, response_nonce: pushed.nonce, error_detail: { code: 3, message } });
+        const v = pushed.version_info;
+        await waitFor(async () => raw.pending() > 0 || (await cds())?.nacked?.version === v, T, "the NACK recorded");
+        if ((await cds())?.nacked?.version === v && raw.pending() === 0) break;
+        pushed = await raw.next(); // a newer version was pushed meanwhile: refuse that one
+      }
+      const nack = item.locator(".nack:not(.nack-old)");
+      await nack.locator(".nack-title", { hasText: `Rejected CDS version ${pushed.version_info} — keeps version ${c0.version_info}` }).waitFor({ timeout: T });
+      t.diagnostic(`NACK shown on the page ${(performance.now() - sent).toFixed(0)} ms after it was sent`);
+      assert.equal(await nack.locator(".nack-message").textContent(), message, "Envoy's message, verbatim");
+      // The page heard the xds.nack event itself (not only a re-read on a stats tick): it announced it.
+      await page.locator("#announcer p", { hasText: `Envoy ${node} rejected CDS version ${pushed.version_info}.` }).waitFor({ state: "attached", timeout: T });
+      assert.equal(await item.locator(`.dp-type[data-type="CDS"]`).getAttribute("data-state"), "nacked");
+      // Prominent: the alert at the top names the Envoy, the version and the message.
+      const alert = page.locator("#xds-alert");
+      await alert.waitFor({ timeout: T });
+      const alertText = (await alert.textContent()) ?? "";
+      assert.ok(alertText.includes(`Envoy ${node} rejected CDS version ${pushed.version_info} and keeps version ${c0.version_info}: ${message}`), alertText);
+      // Nothing from the Envoy was parsed as HTML.
+      assert.equal(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss), undefined);
+      assert.equal(await page.locator("#dataplanes img, #dataplanes b, #dataplanes script, #xds-alert img, #xds-alert b, #xds-alert script").count(), 0);
+      await page.screenshot({ path: `${ARTIFACTS}dataplanes-nack-laptop.png`, fullPage: true });
+      // At phone width the long id and message wrap: no horizontal overflow.
+      await page.setViewportSize({ width: 390, height: 844 });
+      const overflow = await page.evaluate(() => ({ doc: document.documentElement.scrollWidth, vw: window.innerWidth }));
+      assert.ok(overflow.doc <= overflow.vw, `no horizontal overflow: ${JSON.stringify(overflow)}`);
+      await page.setViewportSize({ width: 1280, height: 900 });
+
+      // The Envoy goes away: shown gone (since when), its NACK still shown in the list; the alert, about
+      // connected Envoys only, goes.
+      raw.close();
+      await item.locator(".badge", { hasText: "Gone" }).waitFor({ timeout: T });
+      assert.match((await item.locator(".dp-head").textContent()) ?? "", /Gone since .+ \(\d+ s ago\)/);
+      assert.equal(await nack.count(), 1);
+      await alert.waitFor({ state: "hidden", timeout: T });
+    } finally {
+      raw.close();
+      await ctx.close();
+    }
   });
 
   test("admin: delete the deployment with confirmation; every open page follows", async () => {

@@ -3,8 +3,9 @@
  *
  * - Source: the `changes` channel on Redis (every replica publishes what its writes changed, every
  *   replica's hub receives it: a client sees changes made through any replica), plus what each replica
- *   derives itself: the routing-table version (from `table:changed`) and a `stats` tick per telemetry
- *   bucket (the window statistics moved; never replayed).
+ *   derives itself: the routing-table version (from `table:changed`), a `stats` tick per telemetry
+ *   bucket (the window statistics moved; never replayed), and what the Envoys connected to this replica
+ *   did (`xds.nack`; `dataplanes`, coalesced and never replayed: events/xds.ts).
  * - Ids: `<epoch>-<seq>`, epoch = this hub's start. The last `replay` events are kept: a client that
  *   reconnects to the same replica with `Last-Event-ID` gets what it missed; anyone else gets `resync`
  *   (re-read everything). A new stream starts with its position (`id:`) and the `retry:` delay.
@@ -87,8 +88,9 @@ export function createEventHub(opts: HubOptions): EventHub {
   };
 
   const deliver = (e: StreamEvent) => {
-    if (e.type === "stats" || e.type === "resync") {
-      broadcast(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`); // no id: never replayed
+    if (e.type === "stats" || e.type === "resync" || e.type === "dataplanes") {
+      // No id: never replayed (re-read hints that carry no change; they would only push real changes out of the ring).
+      broadcast(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
       return;
     }
     const n = ++seq;

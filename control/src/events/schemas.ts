@@ -70,6 +70,31 @@ export const TableHeld = z
       .describe("Empty: every deployment publishes again"),
   })
   .describe("The set of deployments the routing table cannot carry as stored changed (each replica sends its own)");
+/** Bounds of what an Envoy supplies in an `xds.nack` event (the full message, up to 4,096 characters, is in GET /v1/dataplanes). */
+export const NACK_EVENT_LIMITS = { node: 1024, cluster: 1024, typeUrl: 256, version: 64, message: 1024 } as const;
+
+export const XdsNack = z
+  .object({
+    type: z.literal("xds.nack"),
+    at: z.string().describe("When the NACK was received (ISO 8601, the receiving replica's clock)"),
+    replica: z.string().describe("The control replica the Envoy streams from or polls: each replica reports the Envoys connected to it"),
+    node: z.string().max(NACK_EVENT_LIMITS.node).describe("Envoy's node.id (as the Envoy sent it: untrusted text)"),
+    cluster: z.string().max(NACK_EVENT_LIMITS.cluster).describe("Envoy's node.cluster"),
+    transport: z.enum(["ads", "rest"]),
+    type_url: z.string().max(NACK_EVENT_LIMITS.typeUrl),
+    resource: z.enum(["clusters", "endpoints", "other"]).describe("clusters (CDS), endpoints (EDS)"),
+    version: z.string().max(NACK_EVENT_LIMITS.version).nullable().describe("The version rejected (null when not known: REST)"),
+    accepted_version: z.string().max(NACK_EVENT_LIMITS.version).describe("The version the Envoy keeps (\"\": nothing accepted yet)"),
+    message: z.string().max(NACK_EVENT_LIMITS.message).describe("Envoy's error_detail.message, cut to 1,024 characters (GET /v1/dataplanes has up to 4,096)"),
+    message_truncated: z.boolean(),
+    code: z.number().int().describe("error_detail.code (a gRPC status code)"),
+  })
+  .describe("An Envoy connected to this replica rejected an xDS response (NACK: Envoy keeps its previous configuration). At most 20 per second per replica; beyond, only `dataplanes` tells");
+export const DataplanesChanged = z
+  .object({ type: z.literal("dataplanes"), at, replica: z.string().describe("The replica whose xDS nodes changed") })
+  .describe(
+    "Something GET /v1/dataplanes shows changed on this replica (an Envoy connected or disconnected, ACKed or NACKed): re-read it. Coalesced: at most one per second per replica; never replayed (re-read on every (re)connect)",
+  );
 export const StatsTick = z
   .object({ type: z.literal("stats"), at, bucket_ms: z.number().int() })
   .describe("Sent once per telemetry bucket: window statistics (P95, error rate, last probe) may have changed; never replayed");
@@ -87,6 +112,8 @@ export const StreamEvent = z.discriminatedUnion("type", [
   MigrationProgress,
   TableVersion,
   TableHeld,
+  XdsNack,
+  DataplanesChanged,
   StatsTick,
   Resync,
 ]);
