@@ -200,7 +200,9 @@ await bounded(
           url: `${url}/v1/chat/completions`,
           headers: { "x-model": S.model },
           async prepare() {
-            const r = await env!.api("PATCH", `/v1/deployments/${dep}`, { body: { strategy: row.strategy } });
+            // load_aware reads the engines' /metrics on the probe beat (issue 18): on, with a short beat.
+            const signals = row.strategy === "load_aware" ? { load_signals: true, health_check: { interval_seconds: 0.25, timeout_seconds: 0.2 } } : {};
+            const r = await env!.api("PATCH", `/v1/deployments/${dep}`, { body: { strategy: row.strategy, ...signals } });
             if (r.status !== 200) return `the control refuses strategy ${row.strategy} (${r.status} ${JSON.stringify(r.body?.error?.message ?? r.text).slice(0, 160)})`;
             for (let i = 0; i < bases.length; i++) {
               const w = await env!.api("PATCH", `/v1/deployments/${dep}/instances/i${i}`, { body: { weight: row.weights === "capacity" ? S.slots[i]! / g : 1 } });

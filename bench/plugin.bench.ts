@@ -55,7 +55,8 @@ type Host = Awaited<ReturnType<typeof ProxyWasmHost.start>>;
 
 /** `served`: every deployment's engine serves another name ("served-N"): requests naming model-N are rewritten. */
 /** `only`: every deployment uses this strategy (default: round_robin, weighted_round_robin, failover in turn). */
-function routingTable(deployments: number, instances: number, served = false, only?: string): string {
+/** `affinity`: every deployment has session affinity on the x-session-id header (plugin/strategy/affinity.ts). */
+function routingTable(deployments: number, instances: number, served = false, only?: string, affinity = false): string {
   const deps = [];
   const models: Record<string, string> = {};
   for (let d = 0; d < deployments; d++) {
@@ -64,7 +65,7 @@ function routingTable(deployments: number, instances: number, served = false, on
       inst.push({ id: `i${i}`, address: `10.${d >> 8}.${d & 255}.${i + 1}:8000`, base_path: "/v1", weight: 1 + (i % 3), priority: i % 2, region: "r", state: i === 1 ? "draining" : "active" });
     }
     const strategy = only ?? ["round_robin", "weighted_round_robin", "failover"][d % 3];
-    deps.push({ id: `dep-${d}`, cluster: `gw.dep-${d}`, strategy, on_unavailable: "fail", ...(served ? { served_name: `served-${d}` } : {}), instances: inst });
+    deps.push({ id: `dep-${d}`, cluster: `gw.dep-${d}`, strategy, on_unavailable: "fail", ...(served ? { served_name: `served-${d}` } : {}), ...(affinity ? { affinity: { source: "header", header: "x-session-id" } } : {}), instances: inst });
     models[`model-${d}`] = `dep-${d}`;
   }
   return JSON.stringify({ schema: 1, version: 1, models, deployments: deps });
@@ -86,11 +87,12 @@ async function start(wasm: string | WebAssembly.Module, doc: string | null, conf
   return host;
 }
 
-function headerSets(deployments: number, withModel: boolean): Headers[] {
+function headerSets(deployments: number, withModel: boolean, session = false): Headers[] {
   const out: Headers[] = [];
   for (let k = 0; k < 256; k++) {
     const h: Headers = [[":method", "POST"], [":path", "/v1/chat/completions"], [":authority", "gw"], [":scheme", "http"], ["content-type", "application/json"], ["user-agent", "bench"]];
     if (withModel) h.push(["x-model", `model-${(k * 7919) % deployments}`]);
+    if (session) h.push(["x-session-id", `3f2b8c1e-5d4a-4e7b-9c0d-${(k * 104729).toString(16).padStart(12, "0")}`]);
     out.push(h);
   }
   return out;
@@ -255,6 +257,8 @@ interface CaseSpec {
   deployments: number;
   /** Models the requests name (default: spread over min(256, deployments)). */
   models?: number;
+  /** Requests carry an x-session-id (a UUID-like key, 256 distinct). */
+  session?: boolean;
   base: string | null;
 }
 
@@ -294,6 +298,16 @@ function caseSpecs(): CaseSpec[] {
       });
     }
   }
+  // Session affinity (plugin/strategy/affinity.ts) on weighted round robin's table: every request keyed
+  // by x-session-id (one more header read, rendezvous over the tier). Goal ≤ 1.3× weighted round robin.
+  for (const observed of [false, true]) {
+    specs.push({
+      id: `plugin-100x10-affinity${observed ? "-upstream" : ""}`,
+      name: `plugin 100×10 weighted_round_robin + affinity (keyed) ${observed ? "routed+upstream" : "routed"}`,
+      wasm: PLUGIN, doc: routingTable(100, 10, false, "weighted_round_robin", true), config: observed ? {} : NO_OBSERVE,
+      upstream: observed ? UPSTREAM : undefined, deployments: 100, session: true, base: observed ? "floor-upstream" : "floor",
+    });
+  }
   const [d, i] = SIZES[SIZES.length - 1]!;
   specs.push({
     id: `plugin-${d}x${i}-upstream-3`, name: `plugin ${d}×${i} routed+upstream, 3 models`,
@@ -323,7 +337,7 @@ async function main(): Promise<void> {
   for (const s of specs) {
     const plugin = s.wasm === PLUGIN;
     const host = await start(plugin ? pluginModule : s.wasm, s.doc, s.config);
-    const sets = headerSets(s.models ?? s.deployments, true);
+    const sets = headerSets(s.models ?? s.deployments, true, s.session === true);
     let alloc = "-";
     let mallocs = "-";
     const withBody = s.id === "noop" || (plugin && s.upstream === undefined);
@@ -335,7 +349,7 @@ async function main(): Promise<void> {
       const stubProbe = stub.request({ headers: sets[0]!, response: { status: 200 } });
       if (!stubProbe.upstreamHeaders?.some(([k]) => k === "x-gateway-destination-endpoint")) throw new Error(`stub: ${s.name}: table not adopted`);
       const a = allocations(stub, sets, s.upstream);
-      const b = withBody ? bodyAllocations(stub, headerSets(s.deployments, false), bodies) : null;
+      const b = withBody ? bodyAllocations(stub, headerSets(s.deployments, false, s.session === true), bodies) : null;
       stub.shutdown();
       alloc = b ? `${a.bytes.toFixed(2)} / ${b.bytes.toFixed(2)}` : a.bytes.toFixed(2);
       mallocs = b ? `${a.mallocs.toFixed(2)} / ${b.mallocs.toFixed(2)}` : a.mallocs.toFixed(2);
@@ -343,7 +357,7 @@ async function main(): Promise<void> {
     const c: Case = {
       id: s.id, name: s.name, table: s.doc === null ? "-" : `${(s.doc.length / 1024).toFixed(0)} KB`, host, bare: null,
       base: s.base === null ? null : byId.get(s.base)!, upstream: s.upstream,
-      headerSets: sets, bodySets: withBody ? headerSets(s.deployments, false) : null, bodies,
+      headerSets: sets, bodySets: withBody ? headerSets(s.deployments, false, s.session === true) : null, bodies,
       hdr: [], body: [], alloc, mallocs,
     };
     byId.set(s.id, c);

@@ -26,6 +26,10 @@ export const TABLE_LIMITS = {
   maxAuthorizationLength: 4_200,
   maxExtraPaths: 32,
   maxExtraPathLength: 128,
+  /** An instance's `load.score` (requests waiting + KV usage) at most. */
+  maxLoadScore: 1_000_000,
+  /** An instance's `load.interval_ms` at most (one hour). */
+  maxLoadIntervalMs: 3_600_000,
 } as const;
 
 /** Same character set as instance/deployment ids everywhere in the product. */
@@ -91,9 +95,44 @@ export const InstanceState = z.enum(["active", "draining", "ejected"]);
  * refusal), which is the safe outcome a `schema` bump would give too — but a bump would also make those
  * plugins refuse tables that use only the old strategies. So: upgrade the plugins before setting a
  * deployment to one of the new strategies; until then, old plugins keep the previous table version.
+ * - `load_aware`: the engine's own load as the control service scraped it (an instance's `load`, below)
+ *   combined with the in-flight requests of this worker: two weighted samples, the cheaper
+ *   (in_flight × w_min/w + 1) × (1 + score) wins; when either sample has no fresh score (absent, or
+ *   older than 3 × its `interval_ms`) the pair is compared as `least_request` does. Lowest eligible tier
+ *   only. Same compatibility rule as the two above (plugins first).
  */
-export const Strategy = z.enum(["round_robin", "weighted_round_robin", "failover", "least_request", "latency"]);
+export const Strategy = z.enum(["round_robin", "weighted_round_robin", "failover", "least_request", "latency", "load_aware"]);
 export const UnavailablePolicy = z.enum(["fail", "panic"]);
+
+/** A request header name as Envoy's header maps hold it: a lower-case HTTP token (no pseudo-headers). */
+export const AffinityHeaderName = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[a-z0-9!#$%&'*+.^_`|~-]+$/, "a lower-case HTTP header name");
+/** Default of `affinity.load_factor` (c in Mirrokni, Thorup & Zadimoghaddam's bounded loads). */
+export const AFFINITY_DEFAULT_LOAD_FACTOR = 1.25;
+/**
+ * c: an instance takes an affine request only while its in-flight count (per Envoy worker) is below
+ * ceil(c × (in-flight of the tier + 1) × its weight / the tier's weights); 1..10, default 1.25.
+ */
+const LoadFactor = z.number().min(1).max(10);
+/**
+ * Session affinity (optional, per deployment): requests carrying a key — the value of a request header,
+ * or the body's top-level "user" string — go to the instance that wins weighted rendezvous hashing
+ * (highest random weight) of the key over the instances the base strategy picks from (the lowest eligible
+ * tier for failover/least_request/latency, every candidate otherwise), so a conversation returns to the
+ * instance holding its KV prefix cache and adding or removing an instance remaps only its share. Bounded
+ * load ("Consistent Hashing with Bounded Loads", Mirrokni, Thorup, Zadimoghaddam, SODA 2018): an
+ * instance over ceil(load_factor × average) in flight is skipped for the next in hash order. Requests
+ * without a key use `strategy`. `user` needs the body: only body-routed requests (no model header) have it.
+ * Added without bumping `schema` (as least_request/latency): plugins that predate it ignore the field
+ * and route by `strategy` alone.
+ */
+export const Affinity = z.discriminatedUnion("source", [
+  z.object({ source: z.literal("header"), header: AffinityHeaderName, load_factor: LoadFactor.optional() }),
+  z.object({ source: z.literal("user"), load_factor: LoadFactor.optional() }),
+]);
 
 export const TableInstance = z.object({
   id: Id,
@@ -115,6 +154,22 @@ export const TableInstance = z.object({
     .min(1)
     .max(TABLE_LIMITS.maxAuthorizationLength)
     .regex(/^[\x21-\x7e]+(?: [\x21-\x7e]+)*$/, "printable ASCII, single spaces between words")
+    .optional(),
+  /**
+   * The engine's own load (deployments with `load_signals`), scraped from the instance's Prometheus
+   * /metrics by the control service on its probe beat: `score` = requests waiting + KV-cache usage (0..1),
+   * so 0 is idle, below 1 nothing is queued, each queued request adds 1; `at_ms` = when it was scraped
+   * (Unix ms, the control service's clock); `interval_ms` = how often a fresh score is expected. A
+   * consumer ignores a score older than 3 × interval_ms (stale load must not attract traffic). Absent:
+   * no signal (load_signals off, unknown engine, failed scrape). Load-only changes are coalesced: at most
+   * one table version per load publish interval (control/src/health/load.ts).
+   */
+  load: z
+    .object({
+      score: z.number().min(0).max(TABLE_LIMITS.maxLoadScore),
+      at_ms: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+      interval_ms: z.number().int().min(1).max(TABLE_LIMITS.maxLoadIntervalMs),
+    })
     .optional(),
 });
 
@@ -143,6 +198,8 @@ export const TableDeployment = z.object({
    * "responses". A routed request on any other path gets 404 and is never forwarded.
    */
   extra_paths: z.array(ExtraPath).max(TABLE_LIMITS.maxExtraPaths).optional(),
+  /** Session affinity by a header or the body's "user" (see Affinity); absent: none. */
+  affinity: Affinity.optional(),
   instances: z.array(TableInstance).max(TABLE_LIMITS.maxInstancesPerDeployment),
 });
 
@@ -203,6 +260,7 @@ export type TableInstance = z.infer<typeof TableInstance>;
 export type InstanceState = z.infer<typeof InstanceState>;
 export type Strategy = z.infer<typeof Strategy>;
 export type UnavailablePolicy = z.infer<typeof UnavailablePolicy>;
+export type Affinity = z.infer<typeof Affinity>;
 
 /** The ETag for a table version: a strong validator, quoted per RFC 9110. */
 export function tableEtag(version: number): string {

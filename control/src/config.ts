@@ -43,6 +43,8 @@ export const EnvSchema = z.object({
   WORKER_INTERVAL_MS: int(10, 60_000, 1_000),
   /** How often each replica looks for due health probes (0 disables the prober). */
   PROBE_TICK_MS: int(0, 60_000, 500),
+  /** Engine load signals: at most one load-triggered routing-table version per this many ms (all replicas). */
+  LOAD_PUBLISH_MS: int(50, 600_000, 1_000),
   /** Lease on a deployment's background work; a crashed replica's work is taken over after this. */
   LEASE_MS: int(200, 600_000, 30_000),
   /** Safety-net re-read of the routing table (pub/sub is the fast path). */
@@ -138,6 +140,7 @@ export interface Config {
   allowLinkLocal: boolean;
   workerIntervalMs: number;
   probeTickMs: number;
+  loadPublishMs: number;
   leaseMs: number;
   tableRefreshMs: number;
   dnsRefreshMs: number;
@@ -198,6 +201,7 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
     allowLinkLocal: e.ALLOW_LINK_LOCAL,
     workerIntervalMs: e.WORKER_INTERVAL_MS,
     probeTickMs: e.PROBE_TICK_MS,
+    loadPublishMs: e.LOAD_PUBLISH_MS,
     leaseMs: e.LEASE_MS,
     tableRefreshMs: e.TABLE_REFRESH_MS,
     dnsRefreshMs: e.DNS_REFRESH_MS,

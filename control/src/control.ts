@@ -23,6 +23,7 @@ import { createPreflight, verdictBoundMs } from "./connectivity/preflight.js";
 import { createLeaseStore } from "./jobs/lease-store.js";
 import { createWorker } from "./jobs/worker.js";
 import { createProber } from "./jobs/prober.js";
+import { createLoadStore } from "./health/load.js";
 import { createCas } from "./redis/cas.js";
 import { createCommandClient, createSubscriber } from "./redis/client.js";
 import { createKeys } from "./redis/keys.js";
@@ -165,6 +166,8 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     telemetry,
     metrics,
     tickMs: config.probeTickMs,
+    loads: createLoadStore({ redis, keys, publishMs: config.loadPublishMs }),
+    loadPublishMs: config.loadPublishMs,
     leaseMs: config.leaseMs,
     replica: config.replicaId,
     log: log.child({ component: "prober" }),

@@ -13,6 +13,7 @@ export const STRATEGIES = /** @type {const} */ ([
   ["failover", "Failover by tier"],
   ["least_request", "Least requests (in flight)"],
   ["latency", "Lowest latency (peak EWMA)"],
+  ["load_aware", "Load-aware (engine load signals)"],
 ]);
 export const POLICIES = /** @type {const} */ ([
   ["fail", "Fail fast (503)"],

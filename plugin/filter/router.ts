@@ -3,7 +3,8 @@
 // writes, the route-cache clear and two counters.
 import { Config } from "../config";
 import { Deployment, RoutingTable } from "../table/routing_table";
-import { hotNext, HOT_KIND, HOT_N } from "../strategy/hot";
+import { hotNext, HOT_AFFINITY, HOT_KIND, HOT_N } from "../strategy/hot";
+import { affinityNext } from "../strategy/affinity";
 import { HOT_LAT, HOT_LR, loadNext } from "../strategy/load";
 import { StatsRegistry, Rec } from "../telemetry/stats";
 import { nowNs } from "../abi/time";
@@ -70,7 +71,7 @@ export let routedPick: i32 = -1;
 export let routedBlock: usize = 0;
 /** The picked entry's HotFlag bits of the last successful routeTo (0 if none). */
 export let routedFlags: u8 = 0;
-/** least_request / latency: the stats slot whose in-flight count the last routeTo raised (-1: none). */
+/** least_request / latency / affinity: the stats slot whose in-flight count the last routeTo raised (-1: none). */
 export let routedLoadSlot: i32 = -1;
 /** The hot block kind of the last successful routeTo (HOT_LAT: the stream feeds the pick's EWMA). */
 export let routedKind: u32 = 0;
@@ -80,8 +81,11 @@ export let routedNowNs: u64 = 0;
 /**
  * Picks an instance of `d` and sets the output headers. Returns false if a local reply was sent.
  * `fast`: fastHot(d) as the model's slot had it — the request then reads the hot block only, not `d`.
+ * `userPtr`/`userLen`: the body's top-level "user" (body-routed requests; 0: none), session affinity's key
+ * when the deployment's affinity source is "user".
  */
-export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize, reg: StatsRegistry, now: u64): bool {
+export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize, reg: StatsRegistry, now: u64,
+  userPtr: usize = 0, userLen: usize = 0): bool {
   routedPick = -1;
   routedBlock = 0;
   routedFlags = 0;
@@ -104,10 +108,13 @@ export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize, 
   // Everything below reads the deployment's hot block (table/hot_block.ts): picker state, the
   // position's entry and its header values, in a few adjacent cache lines.
   const kind = load<u32>(b, HOT_KIND);
-  let pos: i32;
-  if (kind < HOT_LR) pos = hotNext(b);
+  // Session affinity first (strategy/affinity.ts): a keyed request's pick; -1 = no key, the base strategy.
+  const affinity = load<u32>(b, HOT_AFFINITY);
+  let pos: i32 = affinity != 0 ? affinityNext(b, reg, userPtr, userLen) : -1;
+  if (pos >= 0) {} // picked by key
+  else if (kind < HOT_LR) pos = hotNext(b);
   else {
-    if (now == 0 && kind == HOT_LAT) now = nowNs();
+    if (now == 0 && kind >= HOT_LAT) now = nowNs(); // latency, load_aware
     pos = loadNext(b, reg, now);
   }
   routedNowNs = now;
@@ -138,7 +145,7 @@ export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize, 
   callForeign(CLEAR_ROUTE_CACHE, 0, 0);
   // A pick (collectPicks adds it to the instance's counter).
   store<u32>(rec, load<u32>(rec, HotRec.PICKS) + 1, HotRec.PICKS);
-  if (kind >= HOT_LR) {
+  if (kind >= HOT_LR || affinity != 0) {
     // In flight until the stream ends (GatewayStream.release): the pick's own record.
     const slot = load<i32>(rec, HotRec.SLOT);
     const r = reg.record(slot);

@@ -6,7 +6,7 @@ import { gotLen, gotPtr, headerDetach, headerGet, headerRelease } from "../abi/h
 import { bufLen, bufPtr, bufferRelease, getBufferBytes } from "../abi/buffers";
 import { incrementMetric } from "../abi/metrics";
 import { utf8 } from "../abi/bytes";
-import { modelFound, modelLen, modelPtr, modelTokenEnd, modelTokenStart, scanForModel, ScanResult } from "../json/model_scanner";
+import { modelFound, modelLen, modelPtr, modelTokenEnd, modelTokenStart, scanForModel, ScanResult, userLen, userPtr } from "../json/model_scanner";
 import { replyBadBody, replyTooLarge, routedBlock, routedFlags, routedKind, routedLoadSlot, routedNowNs, routedPick, routeTo, stripRoutingHeaders, unknownModel } from "./router";
 import { HOT_LAT, observeLatency } from "../strategy/load";
 import { needsRename, rewriteModel } from "./served_name";
@@ -104,7 +104,7 @@ export class GatewayStream extends StreamContext {
    * routeTo, plus what observing the upstream result needs (telemetry / passive ejection). `fast`:
    * the model slot's aux word (fastHot(d), or 0).
    */
-  private route(c: Config, table: RoutingTable, d: Deployment, fast: usize): bool {
+  private route(c: Config, table: RoutingTable, d: Deployment, fast: usize, up: usize, ul: usize): bool {
     const reg = this.root.observer.registry;
     const observes = c.observes;
     let now: u64 = 0;
@@ -116,7 +116,7 @@ export class GatewayStream extends StreamContext {
         fast = fastHot(d); // rebuilt: a new block
       }
     }
-    const ok = routeTo(c, table, d, fast, reg, now);
+    const ok = routeTo(c, table, d, fast, reg, now, up, ul);
     const b = routedBlock;
     // Kept for on_log when observing, and for the load-aware strategies (their in-flight count ends
     // there; holding the table keeps the pick's stats slot its own meanwhile, stats.ts "Slot lifetime").
@@ -134,7 +134,8 @@ export class GatewayStream extends StreamContext {
   }
 
   /** The model's deployment and hot block (slot of the table's model map), then route or unknownModel. */
-  private routeModel(c: Config, table: RoutingTable | null, ptr: usize, len: usize): bool {
+  /** `up`/`ul`: the body's "user" (session affinity's key; 0 when header-routed). */
+  private routeModel(c: Config, table: RoutingTable | null, ptr: usize, len: usize, up: usize = 0, ul: usize = 0): bool {
     if (table === null && !c.beforeFirstTablePassthrough) {
       // No table yet: whether the model is ours is unknown, and passing it through would send a prompt
       // meant for our own GPUs down the fall-through (SaaS) route.
@@ -149,7 +150,7 @@ export class GatewayStream extends StreamContext {
       incrementMetric(this.root.metrics.pathRefused);
       return false;
     }
-    const ok = this.route(c, table, d, <usize>slotAux(slot));
+    const ok = this.route(c, table, d, <usize>slotAux(slot), up, ul);
     // Only deployments reached by names other than the served one look further (one flag test otherwise).
     if (ok && (routedFlags & HotFlag.RENAMES) != 0 && needsRename(d, ptr, len)) this.renameTo = d;
     return ok;
@@ -294,7 +295,7 @@ export class GatewayStream extends StreamContext {
       bufferRelease();
       return this.noModel(c, table);
     }
-    const ok = this.routeModel(c, table, modelPtr, modelLen);
+    const ok = this.routeModel(c, table, modelPtr, modelLen, userPtr, userLen);
     const d = this.renameTo;
     if (ok && d !== null) rewriteModel(d, bufPtr, bufLen, modelTokenStart, modelTokenEnd);
     bufferRelease();

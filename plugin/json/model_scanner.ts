@@ -21,6 +21,12 @@ export let modelLen: usize = 0;
 /** After Ok with modelFound: the model's JSON string token in the scanned bytes, from its opening quote to past its closing one. */
 export let modelTokenStart: usize = 0;
 export let modelTokenEnd: usize = 0;
+/**
+ * After Ok: the last top-level "user" member's raw string content (between the quotes, escapes not
+ * decoded: session affinity hashes it as sent), userLen 0 when absent, empty or not a string.
+ */
+export let userPtr: usize = 0;
+export let userLen: usize = 0;
 
 const S_VALUE: i32 = 0;
 const S_KEY: i32 = 1;
@@ -73,6 +79,11 @@ function hasBackslash(p: usize, n: usize): bool {
   return false;
 }
 
+/** Is the key (raw bytes between quotes) "user"? (an escaped spelling of it is not recognized) */
+@inline function isUserKey(p: usize, n: usize): bool {
+  return n == 4 && load<u32>(p) == 0x72657375; // "user", little-endian
+}
+
 /** Is the key (raw bytes between quotes) "model", escapes decoded? */
 function isModelKey(p: usize, n: usize): bool {
   if (n == 5) {
@@ -88,6 +99,8 @@ export function scanForModel(ptr: usize, len: usize): i32 {
   modelFound = false;
   modelPtr = 0;
   modelLen = 0;
+  userPtr = 0;
+  userLen = 0;
   let rawModelPtr: usize = 0;
   let rawModelLen: usize = 0;
   let rawModelEscaped = false;
@@ -96,6 +109,7 @@ export function scanForModel(ptr: usize, len: usize): i32 {
   let depth: i32 = 0;
   let state = S_VALUE;
   let pendingModel = false;
+  let pendingUser = false;
 
   while (true) {
     // skip whitespace
@@ -121,6 +135,7 @@ export function scanForModel(ptr: usize, len: usize): i32 {
       const kp = p + 1;
       const kn = <usize>close - kp;
       pendingModel = depth == 1 && isModelKey(kp, kn);
+      pendingUser = depth == 1 && isUserKey(kp, kn);
       p = <usize>close + 1;
       while (p < end && isWs(<u32>load<u8>(p))) p++;
       if (p >= end || load<u8>(p) != 0x3a) return ScanResult.Malformed;
@@ -131,6 +146,10 @@ export function scanForModel(ptr: usize, len: usize): i32 {
     // S_VALUE
     const isModelValue = pendingModel;
     pendingModel = false;
+    // A later non-string "user" replaces an earlier one, as for "model" (JSON.parse keeps the last).
+    if (pendingUser) { userPtr = 0; userLen = 0; }
+    const isUserValue = pendingUser;
+    pendingUser = false;
     if (c == 0x7b || c == 0x5b) {
       if (isModelValue) modelFound = false;
       if (depth >= MAX_DEPTH) return ScanResult.TooDeep;
@@ -152,6 +171,9 @@ export function scanForModel(ptr: usize, len: usize): i32 {
         rawModelEscaped = hasBackslash(rawModelPtr, rawModelLen);
         modelTokenStart = p;
         modelTokenEnd = <usize>close + 1;
+      } else if (isUserValue) {
+        userPtr = p + 1;
+        userLen = <usize>close - userPtr;
       }
       p = <usize>close + 1;
       state = S_AFTER;

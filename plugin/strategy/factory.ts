@@ -3,7 +3,7 @@ import { Picker } from "./picker";
 import { RoundRobin } from "./round_robin";
 import { SmoothWeightedRoundRobin } from "./weighted_round_robin";
 import { Failover } from "./failover";
-import { HOT_LAT, HOT_LR, LoadPicker } from "./load";
+import { HOT_LA, HOT_LAT, HOT_LR, LoadPicker } from "./load";
 import { isLoadAware, StrategyKind } from "../table/document";
 
 function allEqual(w: StaticArray<i32>, n: i32): bool {
@@ -27,7 +27,7 @@ export function makePicker(kind: u8, weights: StaticArray<i32>, priorities: Stat
     const tw = new StaticArray<i32>(tier);
     const ts = new StaticArray<i32>(tier);
     for (let i = 0; i < tier; i++) { unchecked(tw[i] = weights[i]); unchecked(ts[i] = slots[i]); }
-    const inner = new LoadPicker(kind == StrategyKind.LeastRequest ? HOT_LR : HOT_LAT, tw, ts, start, seedUs, seedStamp);
+    const inner = new LoadPicker(kind == StrategyKind.LeastRequest ? HOT_LR : kind == StrategyKind.LoadAware ? HOT_LA : HOT_LAT, tw, ts, start, seedUs, seedStamp);
     return new Failover(n, tier, inner);
   }
   if (kind == StrategyKind.Failover && n > 0) {

@@ -10,7 +10,8 @@
 //   0 kind (HOT_RR | HOT_SWRR | HOT_SEQ | load.ts's HOT_LR | HOT_LAT: picked by loadNext, not hotNext)   4 m: candidates rotated (HOT_SEQ: sequence length)
 //   8 RR / HOT_SEQ cursor | SWRR total of weights
 //   12 n: positions              16 offset of the position entries   20 bytes per entry
-//   24 requests not yet collected (filter/metrics.ts)   28 pad
+//   24 requests not yet collected (filter/metrics.ts)
+//   28 offset of the session-affinity section (strategy/affinity.ts), 0 = none
 //   32 u64 the deployment's nextReturnAt (earliest end of a passive ejection), as of this block
 //   40.. SWRR: m × (weight, current score); HOT_SEQ: m × u8, the picks of one period
 // Smooth WRR is periodic: when its period is short, the compiler writes the picks of one period
@@ -25,6 +26,7 @@ export const HOT_SEQ: u32 = 2;
 @inline export const HOT_RECORDS: usize = 16;
 @inline export const HOT_STRIDE: usize = 20;
 @inline export const HOT_REQUESTS: usize = 24;
+@inline export const HOT_AFFINITY: usize = 28;
 @inline export const HOT_RETURN_AT: usize = 32;
 @inline export const HOT_STATE: usize = 40;
 

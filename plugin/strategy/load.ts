@@ -39,7 +39,17 @@
 // and errs on the side of not flooding; the in-flight factor still sends it traffic as soon as the
 // others are busier.
 //
-// Hot block state (after the header, strategy/hot.ts; HOT_KIND = HOT_LR | HOT_LAT, HOT_M = tier size,
+// load_aware — the engine's own load, as the control service scraped it from the instance's /metrics
+// (contract 1, an instance's `load.score`: requests waiting + KV-cache usage, control/src/health/load.ts),
+// combined with this worker's in-flight count: cost = (in-flight × w_min/w + 1) × (1 + score), the
+// cheaper of the two weighted samples wins. The score is global but up to an interval old; the in-flight
+// count is this worker's own and current, so a burst this worker sends is seen at once. The score is
+// written into the instance's stats record when a table is compiled (Rec.LOAD_SCORE, LOAD_UNTIL_MS =
+// scraped at + 3 × interval). Stale data must not attract traffic (decision): when either sample has no
+// fresh score (absent, or past LOAD_UNTIL_MS by this worker's clock) the pair is compared by in-flight
+// counts only, exactly as least_request — a stale low score never makes an instance look cheap.
+//
+// Hot block state (after the header, strategy/hot.ts; HOT_KIND = HOT_LR | HOT_LAT | HOT_LA, HOT_M = tier size,
 // HOT_CURSOR = the tier's lowest weight):
 //   40 f64 SEED: the deployment's slowest recent time to first byte (µs) as of 48 u64 its clock (ns)
 //   56.. m × 16 bytes: u32 alias threshold, i32 alias, i32 weight, i32 stats slot
@@ -49,6 +59,7 @@ import { Rec, StatsRegistry } from "../telemetry/stats";
 
 export const HOT_LR: u32 = 3;
 export const HOT_LAT: u32 = 4;
+export const HOT_LA: u32 = 5;
 @inline const SEED_US: usize = HOT_STATE;
 @inline const SEED_STAMP: usize = HOT_STATE + 8;
 @inline const ENTRIES: usize = HOT_STATE + 16;
@@ -99,9 +110,16 @@ export function seedRng(seed: u64): void {
   return (ewma + 1.0) * (<f64>load<i32>(r, Rec.IN_FLIGHT) * rel + 1.0);
 }
 
+/** load_aware: the fresh score of record `r` at `nowMs`, or -1 (none, or stale). */
+@inline function freshScore(r: usize, nowMs: u64): f64 {
+  const s = load<f64>(r, Rec.LOAD_SCORE);
+  return s >= 0 && nowMs < load<u64>(r, Rec.LOAD_UNTIL_MS) ? s : -1.0;
+}
+
 /**
- * The pick of a load-aware hot block at `b` (HOT_KIND HOT_LR or HOT_LAT): an index in [0, m). Reads the
- * two samples' stats records through `reg`; allocates nothing; `nowNs` is read only for latency.
+ * The pick of a load-aware hot block at `b` (HOT_KIND HOT_LR, HOT_LAT or HOT_LA): an index in [0, m).
+ * Reads the two samples' stats records through `reg`; allocates nothing; `nowNs` is read only for
+ * latency and load_aware.
  */
 export function loadNext(b: usize, reg: StatsRegistry, nowNs: u64): i32 {
   const m = load<i32>(b, HOT_M);
@@ -120,7 +138,20 @@ export function loadNext(b: usize, reg: StatsRegistry, nowNs: u64): i32 {
   const wj = load<i32>(ej, 8);
   const ri = reg.record(load<i32>(ei, 12));
   const rj = reg.record(load<i32>(ej, 12));
-  if (load<u32>(b, HOT_KIND) == HOT_LR) {
+  const kind = load<u32>(b, HOT_KIND);
+  if (kind == HOT_LA) {
+    const nowMs = nowNs / 1_000_000;
+    const si = freshScore(ri, nowMs);
+    const sj = freshScore(rj, nowMs);
+    if (si >= 0 && sj >= 0) {
+      const wmin = <f64>load<i32>(b, HOT_CURSOR);
+      const ci = (<f64>load<i32>(ri, Rec.IN_FLIGHT) * (wmin / <f64>wi) + 1.0) * (1.0 + si);
+      const cj = (<f64>load<i32>(rj, Rec.IN_FLIGHT) * (wmin / <f64>wj) + 1.0) * (1.0 + sj);
+      return cj < ci ? j : i;
+    }
+    // No fresh score for one of them: least_request's comparison (below).
+  }
+  if (kind != HOT_LAT) {
     // j wins when it has fewer in-flight requests per unit of weight: aj/wj < ai/wi (cross-multiplied).
     const ai = <i64>load<i32>(ri, Rec.IN_FLIGHT);
     const aj = <i64>load<i32>(rj, Rec.IN_FLIGHT);
@@ -164,12 +195,12 @@ export function observeLatency(b: usize, reg: StatsRegistry, slot: i32, us: f64,
 export function seedOf(b: usize): f64 {
   if (b == 0) return 0;
   const k = load<u32>(b, HOT_KIND);
-  return k == HOT_LR || k == HOT_LAT ? load<f64>(b, SEED_US) : 0;
+  return k == HOT_LR || k == HOT_LAT || k == HOT_LA ? load<f64>(b, SEED_US) : 0;
 }
 export function seedStampOf(b: usize): u64 {
   if (b == 0) return 0;
   const k = load<u32>(b, HOT_KIND);
-  return k == HOT_LR || k == HOT_LAT ? load<u64>(b, SEED_STAMP) : 0;
+  return k == HOT_LR || k == HOT_LAT || k == HOT_LA ? load<u64>(b, SEED_STAMP) : 0;
 }
 
 /**

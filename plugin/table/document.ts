@@ -6,7 +6,7 @@ import { jsonError, parseJson } from "../json/parser";
 import { isIntIn } from "../config";
 import {
   MAX_CLUSTER_LENGTH, MAX_DEPLOYMENTS, MAX_INSTANCES_PER_DEPLOYMENT, MAX_MODEL_NAMES, MAX_PRIORITY,
-  MAX_REGION_LENGTH, MAX_SAFE_INTEGER, MAX_TABLE_DEPTH, MAX_WEIGHT, ROUTING_TABLE_SCHEMA, MAX_EXTRA_PATHS,
+  MAX_REGION_LENGTH, MAX_SAFE_INTEGER, MAX_LOAD_SCORE, MAX_LOAD_INTERVAL_MS, MAX_TABLE_DEPTH, MAX_WEIGHT, ROUTING_TABLE_SCHEMA, MAX_EXTRA_PATHS,
 } from "./limits";
 import { isAddress, isAuthorization, isBasePath, isExtraPath, isId, isModelName, isPrintableAscii, isServedName } from "./patterns";
 
@@ -24,16 +24,41 @@ export namespace StrategyKind {
   export const LeastRequest: u8 = 3;
   /** latency: peak-EWMA of time to first byte × (in-flight + 1), power of two choices (strategy/load.ts). */
   export const Latency: u8 = 4;
+  /** load_aware: the control service's engine load score × this worker's in-flight counts, P2C (strategy/load.ts). */
+  export const LoadAware: u8 = 5;
 }
 
 /** Strategies that pick by load and respect failover tiers (strategy/load.ts). */
 @inline export function isLoadAware(kind: u8): bool {
-  return kind == StrategyKind.LeastRequest || kind == StrategyKind.Latency;
+  return kind == StrategyKind.LeastRequest || kind == StrategyKind.Latency || kind == StrategyKind.LoadAware;
 }
 
 /** Strategies whose candidates are sorted by priority tier and picked from the lowest tier only. */
 @inline export function isTiered(kind: u8): bool {
   return kind == StrategyKind.Failover || isLoadAware(kind);
+}
+
+/** Session affinity's key source (contract 1 `affinity.source`); None = no affinity. */
+export namespace AffinitySource {
+  export const None: u8 = 0;
+  export const Header: u8 = 1;
+  export const User: u8 = 2;
+}
+/** Default and range of `affinity.load_factor` (contract 1). */
+export const AFFINITY_DEFAULT_LOAD_FACTOR: f64 = 1.25;
+
+/** A lower-case HTTP token (contract 1 AffinityHeaderName), 1..128. */
+function isAffinityHeader(s: string): bool {
+  const n = s.length;
+  if (n < 1 || n > 128) return false;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if ((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39)) continue;
+    // ! # $ % & ' * + - . ^ _ ` | ~
+    if (c == 0x21 || (c >= 0x23 && c <= 0x27) || c == 0x2a || c == 0x2b || c == 0x2d || c == 0x2e || c == 0x5e || c == 0x5f || c == 0x60 || c == 0x7c || c == 0x7e) continue;
+    return false;
+  }
+  return true;
 }
 
 export class DocInstance {
@@ -46,6 +71,10 @@ export class DocInstance {
   state: u8 = InstanceState.Active;
   /** The `authorization` header value sent to this instance; "" = none (a present value is never empty). A secret: never logged. */
   authorization: string = "";
+  /** `load` (engine load signals): score ≥ 0, or -1 when absent; scraped at loadAtMs (Unix ms), expected every loadIntervalMs. */
+  loadScore: f64 = -1;
+  loadAtMs: u64 = 0;
+  loadIntervalMs: u64 = 0;
 }
 
 export class DocDeployment {
@@ -59,6 +88,10 @@ export class DocDeployment {
   forwardCredentials: bool = false;
   /** extra_paths: served paths besides the OpenAI inference API, relative to the API prefix. */
   extraPaths: string[] = [];
+  /** affinity: the key's source (AffinitySource), the header name (source header), c. */
+  affinitySource: u8 = AffinitySource.None;
+  affinityHeader: string = "";
+  affinityLoadFactor: f64 = AFFINITY_DEFAULT_LOAD_FACTOR;
   instances: DocInstance[] = [];
 }
 
@@ -113,6 +146,19 @@ function instance(v: JsonValue | null, path: string): DocInstance | null {
     if (!auth.isString() || !isAuthorization(auth.str)) { tableError = path + ".authorization: expected printable ASCII words separated by single spaces (1..4200)"; return null; }
     out.authorization = auth.str;
   }
+  const ld = v.get("load");
+  if (ld !== null) {
+    if (!ld.isObject()) { tableError = path + ".load: " + problemType("an object", ld); return null; }
+    const sc = ld.get("score");
+    if (sc === null || !sc.isNumber() || !(sc.num >= 0 && sc.num <= MAX_LOAD_SCORE)) { tableError = path + ".load.score: expected a number in 0..1000000"; return null; }
+    const at = ld.get("at_ms");
+    if (at === null || !isIntIn(at, 0, MAX_SAFE_INTEGER)) { tableError = path + ".load.at_ms: expected an integer ≥ 0"; return null; }
+    const iv = ld.get("interval_ms");
+    if (iv === null || !isIntIn(iv, 1, MAX_LOAD_INTERVAL_MS)) { tableError = path + ".load.interval_ms: expected an integer in 1..3600000"; return null; }
+    out.loadScore = sc.num;
+    out.loadAtMs = <u64>at.num;
+    out.loadIntervalMs = <u64>iv.num;
+  }
   return out;
 }
 
@@ -132,7 +178,8 @@ function deployment(v: JsonValue | null, path: string): DocDeployment | null {
   else if (s.str == "failover") out.strategy = StrategyKind.Failover;
   else if (s.str == "least_request") out.strategy = StrategyKind.LeastRequest;
   else if (s.str == "latency") out.strategy = StrategyKind.Latency;
-  else { tableError = path + ".strategy: expected \"round_robin\", \"weighted_round_robin\", \"failover\", \"least_request\" or \"latency\""; return null; }
+  else if (s.str == "load_aware") out.strategy = StrategyKind.LoadAware;
+  else { tableError = path + ".strategy: expected \"round_robin\", \"weighted_round_robin\", \"failover\", \"least_request\", \"latency\" or \"load_aware\""; return null; }
   const u = v.get("on_unavailable");
   if (u === null || !u.isString() || (u.str != "fail" && u.str != "panic")) { tableError = path + ".on_unavailable: expected \"fail\" or \"panic\""; return null; }
   out.panic = u.str == "panic";
@@ -154,6 +201,24 @@ function deployment(v: JsonValue | null, path: string): DocDeployment | null {
       const e = xp.at(k);
       if (e === null || !e.isString() || !isExtraPath(e.str)) { tableError = path + ".extra_paths[" + k.toString() + "]: expected lower-case segments of letters, digits, '.', '_' or '-', separated by '/' (1..128)"; return null; }
       out.extraPaths.push(e.str);
+    }
+  }
+  const af = v.get("affinity");
+  if (af !== null) {
+    const ap = path + ".affinity";
+    if (!af.isObject()) { tableError = ap + ": " + problemType("an object", af); return null; }
+    const src = af.get("source");
+    if (src === null || !src.isString() || (src.str != "header" && src.str != "user")) { tableError = ap + ".source: expected \"header\" or \"user\""; return null; }
+    if (src.str == "header") {
+      const h = af.get("header");
+      if (h === null || !h.isString() || !isAffinityHeader(h.str)) { tableError = ap + ".header: expected a lower-case HTTP header name (1..128)"; return null; }
+      out.affinitySource = AffinitySource.Header;
+      out.affinityHeader = h.str;
+    } else out.affinitySource = AffinitySource.User; // a "header" member is ignored, as zod strips it
+    const lf = af.get("load_factor");
+    if (lf !== null) {
+      if (!lf.isNumber() || !(lf.num >= 1.0 && lf.num <= 10.0)) { tableError = ap + ".load_factor: expected a number in 1..10"; return null; }
+      out.affinityLoadFactor = lf.num;
     }
   }
   const insts = v.get("instances");

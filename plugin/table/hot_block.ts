@@ -23,7 +23,8 @@
 // The stats slots are telemetry/stats.ts records: on_log counts into them without touching a Position,
 // Instance or InstanceStats object. A slot stays its instance's while a stream can still count into
 // it (stats.ts, "Slot lifetime").
-import { HOT_N, HOT_RECORDS, HOT_REQUESTS, HOT_STATE, HOT_STRIDE } from "../strategy/hot";
+import { HOT_AFFINITY, HOT_N, HOT_RECORDS, HOT_REQUESTS, HOT_STATE, HOT_STRIDE } from "../strategy/hot";
+import { AffinityPlan } from "../strategy/affinity";
 import { Picker } from "../strategy/picker";
 import { Deployment, Position } from "./routing_table";
 
@@ -58,7 +59,8 @@ export namespace HotFlag {
   return b + <usize>load<u32>(b, HOT_RECORDS) + <usize>pos * <usize>load<u32>(b, HOT_STRIDE);
 }
 
-export function buildHot(picker: Picker, positions: StaticArray<Position>): ArrayBuffer {
+/** `affinity`: the session-affinity section, after the picker state (null: none). */
+export function buildHot(picker: Picker, positions: StaticArray<Position>, affinity: AffinityPlan | null = null): ArrayBuffer {
   const n = positions.length;
   let stride = HotRec.SIZE;
   for (let k = 0; k < n; k++) {
@@ -68,12 +70,21 @@ export function buildHot(picker: Picker, positions: StaticArray<Position>): Arra
     if (e > stride) stride = e;
   }
   stride = (stride + 63) & ~<usize>63;
-  const head = HOT_STATE + <usize>picker.hotStateBytes();
+  let head = HOT_STATE + <usize>picker.hotStateBytes();
+  let affinityAt: usize = 0;
+  if (affinity !== null) {
+    affinityAt = (head + 7) & ~<usize>7;
+    head = affinityAt + affinity.bytes();
+  }
   // The block's own address is only 16-byte aligned: 63 spare bytes let the entries start on a line.
   const hot = new ArrayBuffer(<i32>(head + 63 + <usize>n * stride));
   const b = changetype<usize>(hot);
   const records = ((b + head + 63) & ~<usize>63) - b; // in [head, head + 63]: every entry fits
   picker.writeHot(b);
+  if (affinity !== null) {
+    affinity.write(b + affinityAt);
+    store<u32>(b, <u32>affinityAt, HOT_AFFINITY);
+  }
   store<i32>(b, n, HOT_N);
   store<u32>(b, <u32>records, HOT_RECORDS);
   store<u32>(b, <u32>stride, HOT_STRIDE);

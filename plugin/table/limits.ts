@@ -15,5 +15,8 @@ export const MAX_REGION_LENGTH: i32 = 64;
 /** An instance's `authorization` value: "Bearer " + an API key of at most 4,096 characters. */
 export const MAX_AUTHORIZATION_LENGTH: i32 = 4200;
 export const MAX_SAFE_INTEGER: f64 = 9007199254740991;
+/** An instance's `load.score` at most, `load.interval_ms` at most (contract 1: maxLoadScore, maxLoadIntervalMs). */
+export const MAX_LOAD_SCORE: f64 = 1000000;
+export const MAX_LOAD_INTERVAL_MS: f64 = 3600000;
 /** JSON nesting accepted in a table document (unknown fields may nest; 64 levels is plenty). */
 export const MAX_TABLE_DEPTH: i32 = 64;

@@ -2,7 +2,8 @@
 // document; everything a request needs is precomputed here: model → deployment map keyed by bytes,
 // the candidate list per deployment (eligible instances, or the panic set), a picker, and for every
 // pick position the finished endpoint header value (pick + fallbacks) and path-rewrite decision.
-import { DocDeployment, DocInstance, InstanceState, isLoadAware, isTiered, TableDoc } from "./document";
+import { AffinitySource, DocDeployment, DocInstance, InstanceState, isLoadAware, isTiered, TableDoc } from "./document";
+import { AffinityPlan, instanceSeed } from "../strategy/affinity";
 import { BytesMap, setSlotAux, slotValue } from "./bytes_map";
 import { Picker } from "../strategy/picker";
 import { makePicker } from "../strategy/factory";
@@ -34,6 +35,8 @@ export class Instance {
   picksMetric: u32 = NO_METRIC;
   picksMetricDefined: bool = false;
   deployment: Deployment;
+  /** Session affinity: the hash of the id (strategy/affinity.ts), the instance's place in every key's order. */
+  affinitySeed: u64 = 0;
 
   constructor(public deploymentId: string, public doc: DocInstance, stats: InstanceStats, deployment: Deployment) {
     this.id = doc.id;
@@ -43,6 +46,7 @@ export class Instance {
     if (doc.authorization.length > 0) this.authorizationBytes = utf8(doc.authorization);
     this.stats = stats;
     this.deployment = deployment;
+    this.affinitySeed = instanceSeed(this.idBytes);
   }
 }
 
@@ -142,6 +146,10 @@ export class Deployment {
   forwardCredentials: bool = false;
   /** extra_paths as UTF-8 (relative to the API prefix). */
   extraPaths: ArrayBuffer[] = [];
+  /** Session affinity (strategy/affinity.ts): the key's source (AffinitySource.None: off), header name, c. */
+  affinitySource: u8 = AffinitySource.None;
+  affinityHeader: ArrayBuffer | null = null;
+  affinityLoadFactor: f64 = 0;
 
   // What a rebuild needs (the candidate set changes when an instance is passively ejected or returns).
   strategy: u8;
@@ -313,10 +321,34 @@ export function rebuildDeployment(dep: Deployment, nowMs: u64): void {
     unchecked(positions[pos] = new Position(pick, w.toBuffer(), pick.doc.basePath != dep.apiPrefix, hosts, dep.clusterBytes, dep.idBytes));
   }
   dep.positions = positions;
-  const hot = buildHot(picker, positions);
+  const hot = buildHot(picker, positions, affinityPlan(dep, cands));
   store<u64>(changetype<usize>(hot), dep.nextReturnAt, HOT_RETURN_AT);
   dep.hot = hot;
   publishHot(dep);
+}
+
+/**
+ * Session affinity's instances (strategy/affinity.ts): the base strategy's pick set — the lowest tier
+ * for tiered strategies (cands sorted by priority), every candidate otherwise. null: no affinity.
+ */
+function affinityPlan(dep: Deployment, cands: Instance[]): AffinityPlan | null {
+  if (dep.affinitySource == AffinitySource.None) return null;
+  const n = cands.length;
+  let m = n;
+  if (isTiered(dep.strategy)) {
+    m = 1;
+    while (m < n && unchecked(cands[m]).doc.priority == unchecked(cands[0]).doc.priority) m++;
+  }
+  const seeds = new StaticArray<u64>(m);
+  const weights = new StaticArray<i32>(m);
+  const slots = new StaticArray<i32>(m);
+  for (let i = 0; i < m; i++) {
+    const c = unchecked(cands[i]);
+    unchecked(seeds[i] = c.affinitySeed);
+    unchecked(weights[i] = c.doc.weight);
+    unchecked(slots[i] = c.stats.slot);
+  }
+  return new AffinityPlan(dep.affinitySource, dep.affinityLoadFactor, dep.affinityHeader, seeds, weights, slots);
 }
 
 /** Keeps the larger (as of its own clock, not decayed here) of `dep`'s seed and the one in block `hot`. */
@@ -357,6 +389,9 @@ function compileDeployment(d: DocDeployment, apiPrefix: string, maxFallbacks: i3
   registry: StatsRegistry, next: Map<string, InstanceStats>, nowMs: u64, renames: bool): Deployment {
   const dep = new Deployment(d);
   dep.forwardCredentials = d.forwardCredentials;
+  dep.affinitySource = d.affinitySource;
+  if (d.affinitySource == AffinitySource.Header) dep.affinityHeader = utf8(d.affinityHeader);
+  dep.affinityLoadFactor = d.affinityLoadFactor;
   for (let i = 0; i < d.extraPaths.length; i++) dep.extraPaths.push(utf8(unchecked(d.extraPaths[i])));
   if (d.servedName.length > 0) {
     dep.servedNameBytes = utf8(d.servedName);
@@ -375,6 +410,8 @@ function compileDeployment(d: DocDeployment, apiPrefix: string, maxFallbacks: i3
     if (prev !== null && prev !== dep) keepSeed(dep, prev.hot);
     // Re-admitted by the control service (or new to it): on probation until it answers (strategy/load.ts).
     if (di.state == InstanceState.Active && stats.controlState != InstanceState.Active) registry.setProbation(stats.slot);
+    // load_aware: the engine's load score as of this table, stale 3 intervals after its scrape (strategy/load.ts).
+    registry.setLoad(stats.slot, di.loadScore, di.loadAtMs + 3 * di.loadIntervalMs);
     stats.owner = dep;
     // The control service re-admitted an instance this worker had passively ejected: the verdict is
     // newer than the failures, so the exclusion ends now (the API and every worker agree at once).

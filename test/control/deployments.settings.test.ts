@@ -68,4 +68,41 @@ describe("deployment settings in the routing table", () => {
     }
     assert.equal((await inTable()).version, before.version);
   });
+
+  test("affinity: PATCH sets it (the table carries it as given), invalid values 400 naming the field, null removes it", async () => {
+    assert.equal((await inTable()).d.affinity, undefined);
+    const set = await c.api("PATCH", "/v1/deployments/small", { body: { affinity: { source: "header", header: "x-session-id", load_factor: 1.5 } } });
+    assert.equal(set.status, 200, set.text);
+    assert.deepEqual(set.body.affinity, { source: "header", header: "x-session-id", load_factor: 1.5 });
+    const on = await inTable();
+    assert.deepEqual(on.d.affinity, { source: "header", header: "x-session-id", load_factor: 1.5 });
+    for (const [body, field] of [
+      [{ affinity: { source: "cookie" } }, "affinity"],
+      [{ affinity: { source: "header" } }, "affinity.header"],
+      [{ affinity: { source: "header", header: "X-Session" } }, "affinity.header"],
+      [{ affinity: { source: "user", load_factor: 0.5 } }, "affinity.load_factor"],
+      [{ affinity: { source: "user", load_facter: 2 } }, "affinity"],
+    ] as const) {
+      const r = await c.api("PATCH", "/v1/deployments/small", { body });
+      assert.equal(r.status, 400, r.text);
+      assert.ok(JSON.stringify(r.body).includes(field), `${JSON.stringify(body)}: ${r.text.slice(0, 300)}`);
+    }
+    assert.equal((await inTable()).version, on.version);
+    const user = await c.api("PATCH", "/v1/deployments/small", { body: { affinity: { source: "user" } } });
+    assert.equal(user.status, 200, user.text);
+    assert.deepEqual((await inTable()).d.affinity, { source: "user" });
+    const off = await c.api("PATCH", "/v1/deployments/small", { body: { affinity: null } });
+    assert.equal(off.status, 200, off.text);
+    assert.equal(off.body.affinity, undefined);
+    assert.equal((await inTable()).d.affinity, undefined);
+  });
+
+  test("affinity at create", async () => {
+    await registerModel(c.api, "chat-aff", { served_name: "Qwen/Qwen2.5-7B-Instruct" });
+    const r = await c.api("POST", "/v1/deployments", { body: { id: "aff", model: "chat-aff", affinity: { source: "user", load_factor: 2 }, instances: [{ id: "a", url: mock.url }], allow_unreachable: true } });
+    assert.ok(r.status === 201 || r.status === 202, r.text);
+    assert.deepEqual(r.body.affinity, { source: "user", load_factor: 2 });
+    const t = await table(c.api);
+    assert.deepEqual(t.deployments.find((x: { id: string }) => x.id === "aff").affinity, { source: "user", load_factor: 2 });
+  });
 });

@@ -32,6 +32,8 @@ export interface DeploymentSpec {
   served_name?: string;
   forward_client_credentials?: boolean;
   extra_paths?: string[];
+  /** Session affinity (contract 1 `affinity`); absent: none. */
+  affinity?: { source: "header"; header: string; load_factor?: number } | { source: "user"; load_factor?: number };
   instances: InstanceSpec[];
 }
 
@@ -51,6 +53,7 @@ export function table(version: number, deployments: DeploymentSpec[], models?: R
       ...(d.served_name !== undefined ? { served_name: d.served_name } : {}),
       ...(d.forward_client_credentials !== undefined ? { forward_client_credentials: d.forward_client_credentials } : {}),
       ...(d.extra_paths !== undefined ? { extra_paths: d.extra_paths } : {}),
+      ...(d.affinity !== undefined ? { affinity: d.affinity } : {}),
       instances: d.instances.map((i) => ({
         id: i.id,
         address: i.address ?? `10.${(addressSeq >> 8) & 255}.${addressSeq++ & 255}.1:8000`,

@@ -29,6 +29,8 @@ export interface ConnectivityTester {
   probe(target: Target, opts: { path: string; timeoutMs: number; apiKey: string | null; signal?: AbortSignal }): Promise<ProbeOutcome>;
   /** A 1-token chat completion (POST {base}/chat/completions, max_tokens 1) → 2xx with choices. */
   probeCompletion(target: Target, opts: { model: string; timeoutMs: number; apiKey: string | null; signal?: AbortSignal }): Promise<ProbeOutcome>;
+  /** GET {scheme}://{host}:{port}/metrics (Prometheus text, engine load signals): the body of a 2xx, at most `maxBytes`. */
+  scrapeMetrics?(target: Target, opts: { timeoutMs: number; maxBytes: number; apiKey: string | null; signal?: AbortSignal }): Promise<{ ok: true; body: string } | { ok: false; error: string }>;
 }
 
 const DETAIL_MAX = 300;
@@ -181,6 +183,18 @@ export function createConnectivityTester(deps: {
           if (e.code === "aborted") throw e;
           return result({ address: r.address, latency_ms: { models: modelsMs, completion: completionMs, total: Math.round(now() - started) }, error: { code: e.code, message: e.message } });
         }
+        throw e;
+      }
+    },
+    async scrapeMetrics(target, opts) {
+      const r = await resolve(target.host, target.port);
+      if (!r.ok) return { ok: false, error: r.message };
+      try {
+        const res = await pinnedRequest({ scheme: target.scheme, host: target.host, port: target.port, ip: r.ip, method: "GET", path: "/metrics", headers: { ...authHeaders(opts.apiKey), accept: "text/plain" }, timeoutMs: opts.timeoutMs, signal: opts.signal, maxBodyBytes: opts.maxBytes });
+        if (res.status < 200 || res.status > 299) return { ok: false, error: `status ${res.status}` };
+        return { ok: true, body: res.body };
+      } catch (e) {
+        if (e instanceof RequestFailed) return { ok: false, error: e.code };
         throw e;
       }
     },

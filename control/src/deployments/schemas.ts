@@ -4,7 +4,7 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
-import { BasePath, ExtraPath, Id, Strategy, TABLE_LIMITS, UnavailablePolicy } from "../../contracts/routing-table.js";
+import { AffinityHeaderName, BasePath, ExtraPath, Id, Strategy, TABLE_LIMITS, UnavailablePolicy } from "../../contracts/routing-table.js";
 import { InstanceHealth } from "../health/schemas.js";
 
 export interface ParsedUrl {
@@ -195,6 +195,24 @@ const ExtraPaths = z
   .refine((a) => new Set(a).size === a.length, "duplicate path")
   .describe("Paths under the API prefix this deployment serves besides chat/completions, completions, embeddings and models, e.g. rerank, score, audio/transcriptions, responses");
 
+/** Engine load signals (issue 18): scrape each instance's Prometheus /metrics on its probe beat. */
+const LoadSignals = z
+  .boolean()
+  .describe("Read each instance's Prometheus /metrics (vLLM: requests waiting, KV-cache usage) on its probe beat and publish a load score in the routing table for the load_aware strategy (default false). A failed scrape never ejects.");
+
+/** Session affinity (contract 1 `affinity`), unknown keys refused. */
+const AffinityLoadFactor = z
+  .number()
+  .min(1)
+  .max(10)
+  .describe("c of consistent hashing with bounded loads: an instance over ceil(c × average in flight) is skipped for the next in hash order (default 1.25)");
+export const DeploymentAffinity = z
+  .discriminatedUnion("source", [
+    z.object({ source: z.literal("header"), header: AffinityHeaderName.describe("Request header carrying the session key, lower-case, e.g. x-session-id"), load_factor: AffinityLoadFactor.optional() }).strict(),
+    z.object({ source: z.literal("user"), load_factor: AffinityLoadFactor.optional() }).strict(),
+  ])
+  .describe("Session affinity: requests with the same key (a header, or the body's top-level \"user\" — body-routed requests only) go to the same instance while it is eligible and under its load bound; requests without a key use the strategy");
+
 export const DeploymentCreate = z
   .object({
     id: Id.optional().describe("Generated when absent"),
@@ -203,6 +221,8 @@ export const DeploymentCreate = z
     on_unavailable: UnavailablePolicy.default("fail").describe("All instances unhealthy: fail (503) or panic (use them anyway)"),
     forward_client_credentials: ForwardCredentials.default(false),
     extra_paths: ExtraPaths.default([]),
+    affinity: DeploymentAffinity.optional(),
+    load_signals: LoadSignals.default(false),
     health_check: HealthCheck.prefault({}),
     instances: z.array(InstanceCreate).max(TABLE_LIMITS.maxInstancesPerDeployment).default([]),
     allow_unreachable: AllowUnreachable,
@@ -223,6 +243,8 @@ export const DeploymentUpdate = z
     on_unavailable: UnavailablePolicy.optional(),
     forward_client_credentials: ForwardCredentials.optional(),
     extra_paths: ExtraPaths.optional(),
+    affinity: DeploymentAffinity.nullable().optional().describe("null removes the affinity"),
+    load_signals: LoadSignals.optional(),
     health_check: HealthCheckPatch.optional(),
   })
   .strict();
@@ -324,6 +346,9 @@ export const Deployment = z.object({
   on_unavailable: UnavailablePolicy,
   forward_client_credentials: ForwardCredentials.default(false),
   extra_paths: ExtraPaths.default([]),
+  affinity: DeploymentAffinity.optional(),
+  /** Absent in documents written before it existed (and in test doubles): off. */
+  load_signals: LoadSignals.optional(),
   // Stored documents written before a field existed get its default when read; one written under the
   // looser path rule of before stays readable (a PATCH fixes it).
   health_check: z.object({ ...withDefaults(), path: z.string().max(256).regex(/^\/[^\s?#]*$/).default(HEALTH_DEFAULTS.path) }),

@@ -222,6 +222,8 @@ export function createDeploymentService(deps: {
         on_unavailable: input.on_unavailable,
         forward_client_credentials: input.forward_client_credentials,
         extra_paths: input.extra_paths,
+        ...(input.affinity !== undefined ? { affinity: input.affinity } : {}),
+        load_signals: input.load_signals,
         health_check: input.health_check,
         instances: [],
         migrations: [],
@@ -260,6 +262,9 @@ export function createDeploymentService(deps: {
         if (patch.on_unavailable !== undefined) next.on_unavailable = patch.on_unavailable;
         if (patch.forward_client_credentials !== undefined) next.forward_client_credentials = patch.forward_client_credentials;
         if (patch.extra_paths !== undefined) next.extra_paths = patch.extra_paths;
+        if (patch.affinity === null) delete next.affinity;
+        else if (patch.affinity !== undefined) next.affinity = patch.affinity;
+        if (patch.load_signals !== undefined) next.load_signals = patch.load_signals;
         if (patch.health_check !== undefined) next.health_check = { ...cur.health_check, ...patch.health_check };
         // Nothing changes: answer the current document, write nothing (no new table version, no event).
         if (sameDocument(cur, next)) return null;

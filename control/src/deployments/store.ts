@@ -19,6 +19,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { ChainableCommander, Redis } from "ioredis";
 import type { z } from "zod";
 import { AppError } from "../http/errors.js";
+import { loadField } from "../health/load.js";
 import { TABLE_LIMITS } from "../../contracts/routing-table.js";
 import type { Logger } from "../log.js";
 import { errorFields } from "../log.js";
@@ -89,7 +90,11 @@ export interface DeploymentStore {
 const FIELDS = Object.keys(Deployment.shape) as (keyof Deployment)[];
 function assemble(head: DeploymentHead, instances: Instance[]): Deployment {
   const out: Record<string, unknown> = {};
-  for (const k of FIELDS) out[k] = k === "instances" ? instances : (head as Record<string, unknown>)[k];
+  for (const k of FIELDS) {
+    const v = k === "instances" ? instances : (head as Record<string, unknown>)[k];
+    // Optional fields a document does not have stay absent (as Deployment.parse answers them).
+    if (v !== undefined) out[k] = v;
+  }
   return out as Deployment;
 }
 
@@ -368,6 +373,8 @@ export function createDeploymentStore(deps: { redis: Redis; keys: Keys; commit: 
           .op("HDEL", keys.modelDeployment, cur.deployment.model_id)
           .op("SREM", keys.work, id);
         applyKeys(txn, id, { del: cur.deployment.instances.map((i) => i.id) });
+        // Its instances' engine load scores (health/load.ts) go with it.
+        for (const i of cur.deployment.instances) txn.op("HDEL", keys.load, loadField(id, i.id));
         txn.bump();
         return { txn, result: undefined };
       }, commit);

@@ -32,6 +32,7 @@ import { servedNameOf, type Model } from "../models/schemas.js";
 import type { TelemetryStore } from "../telemetry/store.js";
 import { errorRate, errorsOf, quantile, round } from "../telemetry/window.js";
 import type { Lease, LeaseStore } from "./lease-store.js";
+import { loadField, loadScore, MAX_METRICS_BYTES, parseLoadMetrics, type LoadStore } from "../health/load.js";
 
 const PROBED = new Set(["active", "ejected"]);
 const hasProbed = (d: Deployment) => d.instances.some((i) => PROBED.has(i.state));
@@ -102,7 +103,11 @@ export function createProber(deps: {
   /** `updateInstance` writes a verdict as one instance's change; without it (test doubles), `update`. */
   store: Pick<DeploymentStore, "get" | "list" | "update" | "getApiKey"> & Partial<Pick<DeploymentStore, "updateInstance">>;
   models: { get(id: string): Promise<Model | null> };
-  tester: Pick<ConnectivityTester, "probe" | "probeCompletion">;
+  tester: Pick<ConnectivityTester, "probe" | "probeCompletion"> & Pick<ConnectivityTester, "scrapeMetrics">;
+  /** Engine load scores (deployments with load_signals; health/load.ts). Absent: no scrape. */
+  loads?: Pick<LoadStore, "write"> & Partial<Pick<LoadStore, "drop">>;
+  /** At most one load-triggered table version per this many ms (every replica); default 1000. */
+  loadPublishMs?: number;
   leases: LeaseStore;
   health: HealthStore;
   telemetry: Pick<TelemetryStore, "recordProbe" | "window">;
@@ -248,6 +253,13 @@ export function createProber(deps: {
       : await tester.probe(inst, { ...opts, path: kind === "models" ? `${inst.base_path}/models` : hc.path });
     const latency = performance.now() - t0;
     answered();
+    // Engine load signals (health/load.ts), after the probe and apart from it: a failed, slow or unparsable
+    // scrape never changes the probe's outcome, never ejects; it publishes nothing (the last score ages out).
+    if (d.load_signals && inst.state === "active" && deps.loads && tester.scrapeMetrics) {
+      void scrapeLoad(d, inst, apiKey, h).catch((e: unknown) => {
+        if (!abort.signal.aborted) log.debug("load scrape failed", { deployment: d.id, instance: inst.id, ...errorFields(e) });
+      });
+    }
     if (!mine(d.id, h)) return; // the lease lapsed meanwhile: the new holder decides
     const result: ProbeResult = { ok: r.ok, at: new Date().toISOString(), kind, latency_ms: round(latency)!, error: r.error };
     const prev = st.recent[0];
@@ -277,6 +289,17 @@ export function createProber(deps: {
       await verdict(d, inst, st, "active", "probes_passed", { probes: st.recent.slice(0, hc.healthy_threshold), healthy_threshold: hc.healthy_threshold });
     }
     await health.saveState(d.id, inst.id, st);
+  }
+
+  async function scrapeLoad(d: Deployment, inst: Instance, apiKey: string | null, h: Held): Promise<void> {
+    const hc = d.health_check;
+    const r = await tester.scrapeMetrics!(inst, { timeoutMs: hc.timeout_seconds * 1000, maxBytes: MAX_METRICS_BYTES, apiKey, signal: abort.signal });
+    if (!r.ok || !mine(d.id, h)) return;
+    const signals = parseLoadMetrics(r.body);
+    if (signals === null) return; // unknown engine, garbage: no signal
+    const publishMs = deps.loadPublishMs ?? 1_000;
+    const entry = { score: loadScore(signals), at_ms: Date.now(), interval_ms: Math.max(Math.round(hc.interval_seconds * 1000), Math.round(publishMs)) };
+    await deps.loads!.write([{ deployment: d.id, instance: inst.id, entry }]);
   }
 
   /** Traffic thresholds over the window (error rate, P95); the last active instance is never ejected for slowness. */
@@ -336,6 +359,7 @@ export function createProber(deps: {
     if (gone.length > 0) {
       for (const id of gone) m.delete(id);
       await health.dropStates(d.id, d.instances.map((i) => i.id));
+      await deps.loads?.drop?.(gone.map((id) => loadField(d.id, id))).catch(() => undefined);
     }
     return m;
   }

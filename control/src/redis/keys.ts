@@ -20,6 +20,8 @@
  *   <p>tm-seen:<source>     zset    telemetry seqs already merged for a sender (last 1024, TTL)
  *   <p>health:<dep>         hash    instance id → prober state JSON (consecutive counts, last probes, reason)
  *   <p>events:<dep>/<inst>  list    instance event timeline, newest first (capped, TTL)
+ *   <p>instance-load        hash    <dep>/<inst> → engine load score JSON (health/load.ts)
+ *   <p>load-throttle        string  present (PX) while a load-triggered version bump is throttled
  */
 export interface Keys {
   version: string;
@@ -38,6 +40,8 @@ export interface Keys {
   telemetrySeen(source: string): string;
   health(deployment: string): string;
   events(deployment: string, instance: string): string;
+  load: string;
+  loadThrottle: string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -58,5 +62,7 @@ export function createKeys(prefix: string): Keys {
     telemetrySeen: (source) => `${prefix}tm-seen:${source}`,
     health: (dep) => `${prefix}health:${dep}`,
     events: (dep, inst) => `${prefix}events:${dep}/${inst}`,
+    load: `${prefix}instance-load`,
+    loadThrottle: `${prefix}load-throttle`,
   };
 }

@@ -7,6 +7,10 @@ import { RoutingTable, type TableDeployment, type TableInstance } from "../../co
 import type { Deployment, Instance } from "../deployments/schemas.js";
 import { modelNames, servedNameOf, type Model } from "../models/schemas.js";
 import type { TableEntry } from "./assemble.js";
+import type { LoadEntry } from "../health/load.js";
+
+/** Engine load scores by `<deployment>/<instance>` (health/load.ts). */
+export type Loads = ReadonlyMap<string, LoadEntry>;
 
 export const clusterName = (deploymentId: string) => `gw.${deploymentId}`;
 
@@ -15,11 +19,14 @@ const TABLE_STATES = new Set(["active", "draining", "ejected"]);
 /** Upstream API keys by `<deployment>/<instance>` (the `instance-api-keys` hash). */
 export type ApiKeys = Readonly<Record<string, string>>;
 
-function tableInstance(d: Deployment, i: Instance, apiKeys: ApiKeys): TableInstance | null {
+function tableInstance(d: Deployment, i: Instance, apiKeys: ApiKeys, loads?: Loads): TableInstance | null {
   if (!TABLE_STATES.has(i.state) || i.address === null) return null;
   const t: TableInstance = { id: i.id, address: i.address, base_path: i.base_path, weight: i.weight, priority: i.priority, region: i.region, state: i.state as TableInstance["state"] };
   const key = apiKeys[`${d.id}/${i.id}`];
   if (key !== undefined) t.authorization = `Bearer ${key}`;
+  // Only with load_signals on (a score left in Redis after it was turned off is not published).
+  const load = d.load_signals ? loads?.get(`${d.id}/${i.id}`) : undefined;
+  if (load !== undefined) t.load = { score: load.score, at_ms: load.at_ms, interval_ms: load.interval_ms };
   return t;
 }
 
@@ -42,7 +49,7 @@ export function onePerAddress(instances: TableInstance[]): TableInstance[] {
   return instances.filter((i) => keep.get(i.address.toLowerCase()) === i);
 }
 
-export function tableDeployment(d: Deployment, apiKeys: ApiKeys = {}): TableDeployment {
+export function tableDeployment(d: Deployment, apiKeys: ApiKeys = {}, loads?: Loads): TableDeployment {
   return {
     id: d.id,
     cluster: clusterName(d.id),
@@ -51,7 +58,8 @@ export function tableDeployment(d: Deployment, apiKeys: ApiKeys = {}): TableDepl
     // Only when set: tables of deployments without them stay as they were.
     ...(d.forward_client_credentials ? { forward_client_credentials: true } : {}),
     ...(d.extra_paths && d.extra_paths.length > 0 ? { extra_paths: d.extra_paths } : {}),
-    instances: onePerAddress(d.instances.map((i) => tableInstance(d, i, apiKeys)).filter((i): i is TableInstance => i !== null)),
+    ...(d.affinity ? { affinity: d.affinity } : {}),
+    instances: onePerAddress(d.instances.map((i) => tableInstance(d, i, apiKeys, loads)).filter((i): i is TableInstance => i !== null)),
   };
 }
 
@@ -69,14 +77,14 @@ export function withoutSecrets(t: RoutingTable): RoutingTable {
 }
 
 /** Each deployment's table entry (its model's names with it), sorted by deployment id. */
-export function tableEntries(models: Model[], deployments: Deployment[], apiKeys: ApiKeys = {}): TableEntry[] {
+export function tableEntries(models: Model[], deployments: Deployment[], apiKeys: ApiKeys = {}, loads?: Loads): TableEntry[] {
   const byId = new Map(models.map((m) => [m.id, m]));
   const sorted = [...deployments].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return sorted.map((d) => {
     const m = byId.get(d.model_id);
     // The engine's name rides with the deployment: the plugin rewrites requests that used another name.
-    if (!m) return { deployment: tableDeployment(d, apiKeys), names: [] };
-    return { deployment: { ...tableDeployment(d, apiKeys), served_name: servedNameOf(m) }, names: [...modelNames(m)].sort() };
+    if (!m) return { deployment: tableDeployment(d, apiKeys, loads), names: [] };
+    return { deployment: { ...tableDeployment(d, apiKeys, loads), served_name: servedNameOf(m) }, names: [...modelNames(m)].sort() };
   });
 }
 

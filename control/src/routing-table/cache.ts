@@ -115,7 +115,7 @@ export function createTableCache(deps: {
       }
       return;
     }
-    const assembled = assembleTable(snap.version, tableEntries(snap.models, snap.deployments, snap.apiKeys), lastGood);
+    const assembled = assembleTable(snap.version, tableEntries(snap.models, snap.deployments, snap.apiKeys, snap.loads), lastGood);
     const valid = TableSchema.safeParse(assembled.table);
     if (!valid.success) {
       // Not expected (every entry was checked on its own): keep the whole last table rather than serve this.

@@ -8,6 +8,7 @@ import { readDeployments } from "../deployments/store.js";
 import { Model } from "../models/schemas.js";
 import { storeCall } from "../redis/client.js";
 import type { Keys } from "../redis/keys.js";
+import { parseLoadHash, type LoadEntry } from "../health/load.js";
 
 export interface Snapshot {
   version: number;
@@ -15,6 +16,8 @@ export interface Snapshot {
   deployments: Deployment[];
   /** Upstream API keys by `<deployment>/<instance>`: secrets, for the plugin's view of the table only. */
   apiKeys: Record<string, string>;
+  /** Engine load scores by `<deployment>/<instance>` (health/load.ts); absent in older test doubles. */
+  loads?: ReadonlyMap<string, LoadEntry>;
 }
 
 export interface TableStore {
@@ -38,12 +41,12 @@ export function createTableStore(deps: { redis: Redis; keys: Keys }): TableStore
       // One MULTI: the version, the models, the API keys, every deployment head and every instance hash.
       const { deployments, extra } = await readDeployments(redis, keys, {
         known,
-        extra: (m) => m.get(keys.version).hvals(keys.models).hgetall(keys.apiKeys),
+        extra: (m) => m.get(keys.version).hvals(keys.models).hgetall(keys.apiKeys).hgetall(keys.load),
       });
       known = deployments.map((d) => d.id);
       const version = Number(extra[0] ?? 0);
       const models = (extra[1] as string[]).map((r) => Model.parse(JSON.parse(r)));
-      return { version, models, deployments, apiKeys: (extra[2] ?? {}) as Record<string, string> };
+      return { version, models, deployments, apiKeys: (extra[2] ?? {}) as Record<string, string>, loads: parseLoadHash((extra[3] ?? {}) as Record<string, string>) };
     }),
   };
 }
