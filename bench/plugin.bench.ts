@@ -33,7 +33,7 @@ import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import asc from "assemblyscript/asc";
-import { ProxyWasmHost } from "../envoy/local/host/index.js";
+import { DEFAULT_NOW_MS, ProxyWasmHost } from "../envoy/local/host/index.js";
 import { machineEnd, machineLines, machineStart, markdownTable, writeResult } from "./support.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -56,13 +56,15 @@ type Host = Awaited<ReturnType<typeof ProxyWasmHost.start>>;
 /** `served`: every deployment's engine serves another name ("served-N"): requests naming model-N are rewritten. */
 /** `only`: every deployment uses this strategy (default: round_robin, weighted_round_robin, failover in turn). */
 /** `affinity`: every deployment has session affinity on the x-session-id header (plugin/strategy/affinity.ts). */
+/** load_aware: every instance carries a fresh engine load score (scraped at the host's start time, every 60 s). */
 function routingTable(deployments: number, instances: number, served = false, only?: string, affinity = false): string {
   const deps = [];
   const models: Record<string, string> = {};
   for (let d = 0; d < deployments; d++) {
     const inst = [];
     for (let i = 0; i < instances; i++) {
-      inst.push({ id: `i${i}`, address: `10.${d >> 8}.${d & 255}.${i + 1}:8000`, base_path: "/v1", weight: 1 + (i % 3), priority: i % 2, region: "r", state: i === 1 ? "draining" : "active" });
+      const load = only === "load_aware" ? { load: { score: ((d * 7 + i * 13) % 10) / 4, at_ms: DEFAULT_NOW_MS, interval_ms: 60_000 } } : {};
+      inst.push({ id: `i${i}`, address: `10.${d >> 8}.${d & 255}.${i + 1}:8000`, base_path: "/v1", weight: 1 + (i % 3), priority: i % 2, region: "r", state: i === 1 ? "draining" : "active", ...load });
     }
     const strategy = only ?? ["round_robin", "weighted_round_robin", "failover"][d % 3];
     deps.push({ id: `dep-${d}`, cluster: `gw.dep-${d}`, strategy, on_unavailable: "fail", ...(served ? { served_name: `served-${d}` } : {}), ...(affinity ? { affinity: { source: "header", header: "x-session-id" } } : {}), instances: inst });
@@ -286,8 +288,9 @@ function caseSpecs(): CaseSpec[] {
     wasm: PLUGIN, doc: routingTable(100, 10, true), config: NO_OBSERVE, upstream: undefined, deployments: 100, base: "floor",
   });
   // Strategies compared on the same 100×10 table (weights 1–3, two tiers, one draining instance each):
-  // least_request and latency (plugin/strategy/load.ts) against weighted round robin. Goal ≤ 1.3× its cost.
-  for (const strategy of ["weighted_round_robin", "least_request", "latency"]) {
+  // least_request, latency and load_aware (plugin/strategy/load.ts; load_aware with fresh scores, so the
+  // score path, not its stale fallback) against weighted round robin. Goal ≤ 1.3× its cost.
+  for (const strategy of ["weighted_round_robin", "least_request", "latency", "load_aware"]) {
     const doc = routingTable(100, 10, false, strategy);
     for (const observed of [false, true]) {
       specs.push({

@@ -10,7 +10,8 @@
 // own second choice) and adding one takes exactly the keys it now wins — its weight's share — with no
 // virtual nodes, no table to build per version and no imbalance from ring arcs; weights are exact. The
 // price, O(m) hashes per keyed request over the m instances picked from, is bounded (m ≤ 1024, one
-// multiply-xorshift mix each, one log for unequal weights) and small for real deployments (m ≲ 32).
+// multiply-xorshift mix each, for unequal weights a polynomial −ln and a multiply by the precomputed
+// 1/w) and small for real deployments (m ≲ 32).
 // Instances are identified by their id (stable across table versions and workers), not their position.
 //
 // Bounded load — "Consistent Hashing with Bounded Loads" (Mirrokni, Thorup, Zadimoghaddam, SODA 2018;
@@ -18,7 +19,8 @@
 // over the instances picked from and load factor c (default 1.25), an instance of weight w (of a total
 // W) takes the request only while its in-flight count is below ceil(c × (L + 1) × w / W); otherwise the
 // next instance in the key's hash order is tried. "Next in hash order that has room" is the highest
-// score among the instances with room, so one pass finds it. The capacities sum to ≥ c(L + 1) > L, so
+// score among the instances with room. The pass that finds the key's first choice also sums L, so a
+// second pass runs only when that choice is over its bound. The capacities sum to ≥ c(L + 1) > L, so
 // some instance always has room. In-flight counts are this worker's (telemetry/stats.ts Rec.IN_FLIGHT,
 // kept for every deployment with affinity, whatever its strategy): the bound is per Envoy worker.
 //
@@ -30,7 +32,7 @@
 // Hot block section (at the u32 offset HOT_AFFINITY of the block header, 8-aligned; 0 = no affinity):
 //   0 u32 source (AffinitySource)   4 i32 m   8 f64 c   16 u32 the header name (an ArrayBuffer the
 //   Deployment owns)   20 u32 1 = equal weights   24 i32 total weight   28 pad
-//   32.. m × 16: u64 instance seed (hash of its id), i32 weight, i32 stats slot
+//   32.. m × 24: u64 instance seed (hash of its id), f64 1 / weight, i32 weight, i32 stats slot
 // The pick allocates nothing: the header's value is the host's copy (freed at once), the body's "user"
 // is read in place by the model scan (json/model_scanner.ts).
 import { HOT_AFFINITY } from "./hot";
@@ -46,6 +48,10 @@ import { AffinitySource } from "../table/document";
 @inline const A_EQUAL: usize = 20;
 @inline const A_TOTAL: usize = 24;
 @inline const A_ENTRIES: usize = 32;
+@inline const A_ENTRY: usize = 24;
+@inline const A_INV_W: usize = 8;
+@inline const A_W: usize = 16;
+@inline const A_SLOT: usize = 20;
 
 const K1: u64 = 0x9E3779B97F4A7C15;
 const K2: u64 = 0xC2B2AE3D27D4EB4F;
@@ -88,10 +94,27 @@ export function instanceSeed(id: ArrayBuffer): u64 {
   return fmix64(key ^ seed);
 }
 
-/** Weighted rendezvous score w / −ln(u), u in (0, 1) from the 53 high bits of the hash. */
-@inline function weightedScore(x: u64, w: i32): f64 {
-  const u = (<f64>(x >> 11) + 0.5) * 1.1102230246251565e-16; // 2^-53
-  return <f64>w / -Math.log(u);
+// −ln(u) for the weighted score, without Math.log (decision, issue 18: one log per instance was most of
+// a keyed request's own cost). u = (h + 0.5) · 2^-53, h = the hash's 53 high bits, so −ln(u) =
+// (53 − e) · ln 2 − ln(mant) with y = h + 0.5 = mant · 2^e, mant in [√½, √2): ln(mant) = 2·atanh(t),
+// t = (mant − 1)/(mant + 1), |t| ≤ 0.172, by its series to t¹¹ (the rest < 5e-11 · |2t|): relative
+// error < 1e-10 over the whole range (u near 1 included: e = 53 there and only ln(mant) remains), far
+// below the gap between two instances' scores except for keys on a knife edge, so keys map as with
+// Math.log and the weights are honoured as exactly. Monotonic in h up to that error; always > 0.
+@inline const LN2: f64 = 0.6931471805599453;
+@inline const SQRT2: f64 = 1.4142135623730951;
+
+/** −ln(u) for u = ((x >> 11) + 0.5) · 2^-53 in (0, 1): > 0, finite. */
+@inline export function negLogUnit(x: u64): f64 {
+  const y = <f64>(x >> 11) + 0.5; // [0.5, 2^53): exact
+  const bits = reinterpret<u64>(y);
+  let e = <i32>(bits >> 52) - 1023;
+  let mant = reinterpret<f64>((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000); // [1, 2)
+  if (mant > SQRT2) { mant *= 0.5; e++; }
+  const t = (mant - 1.0) / (mant + 1.0);
+  const s = t * t;
+  const lnMant = 2.0 * t * (1.0 + s * (0.3333333333333333 + s * (0.2 + s * (0.14285714285714285 + s * (0.1111111111111111 + s * 0.09090909090909091)))));
+  return <f64>(53 - e) * LN2 - lnMant;
 }
 
 /** Is there a key? Its hash in `affinityKey`. */
@@ -116,7 +139,9 @@ function readKey(a: usize, userPtr: usize, userLen: usize): bool {
 
 /**
  * The pick for a keyed request from the affinity section of hot block `b` (HOT_AFFINITY ≠ 0): a position
- * in [0, m), or -1 when the request has no key (the base strategy picks). Bounded work: two passes over m.
+ * in [0, m), or -1 when the request has no key (the base strategy picks). One pass finds the key's first
+ * choice and the in-flight total L; only when that choice is over its bound does a second pass look for
+ * the best with room (bounded work: two passes over m, no allocation).
  */
 export function affinityNext(b: usize, reg: StatsRegistry, userPtr: usize, userLen: usize): i32 {
   const a = b + <usize>load<u32>(b, HOT_AFFINITY);
@@ -125,36 +150,52 @@ export function affinityNext(b: usize, reg: StatsRegistry, userPtr: usize, userL
   if (m == 1) return 0;
   const key = affinityKey;
   const e0 = a + A_ENTRIES;
-  // In flight over the instances picked from.
+  const end = e0 + <usize>m * A_ENTRY;
+  const c = load<f64>(a, A_C);
   let total: i64 = 0;
-  for (let i = 0; i < m; i++) total += <i64>load<i32>(reg.record(load<i32>(e0 + (<usize>i << 4), 12)), Rec.IN_FLIGHT);
-  const scaled = load<f64>(a, A_C) * <f64>(total + 1);
-  let best = -1;
-  let any = 0;
   if (load<u32>(a, A_EQUAL) != 0) {
-    const cap = <i64>Math.ceil(scaled / <f64>m);
+    // Equal weights: the hash itself orders the instances (no log).
     let bestX: u64 = 0;
-    let anyX: u64 = 0;
-    for (let i = 0; i < m; i++) {
-      const e = e0 + (<usize>i << 4);
+    let bestE = e0;
+    let bestF: i32 = 0;
+    for (let e = e0; e < end; e += A_ENTRY) {
+      const f = load<i32>(reg.record(load<i32>(e, A_SLOT)), Rec.IN_FLIGHT);
+      total += <i64>f;
       const x = affinityHash(key, load<u64>(e));
-      if (x > anyX || i == 0) { anyX = x; any = i; }
-      if (<i64>load<i32>(reg.record(load<i32>(e, 12)), Rec.IN_FLIGHT) < cap && (best < 0 || x > bestX)) { bestX = x; best = i; }
+      if (x > bestX || e == e0) { bestX = x; bestE = e; bestF = f; }
     }
-  } else {
-    const perWeight = scaled / <f64>load<i32>(a, A_TOTAL);
-    let bestS: f64 = -1;
-    let anyS: f64 = -1;
+    const cap = <i64>Math.ceil(c * <f64>(total + 1) / <f64>m);
+    if (<i64>bestF < cap) return <i32>((bestE - e0) / A_ENTRY);
+    // Over its bound: the next in the key's order with room (some instance has: the caps sum to > L).
+    let best = -1;
+    bestX = 0;
     for (let i = 0; i < m; i++) {
-      const e = e0 + (<usize>i << 4);
-      const w = load<i32>(e, 8);
-      const s = weightedScore(affinityHash(key, load<u64>(e)), w);
-      if (s > anyS) { anyS = s; any = i; }
-      const cap = <i64>Math.ceil(perWeight * <f64>w);
-      if (s > bestS && <i64>load<i32>(reg.record(load<i32>(e, 12)), Rec.IN_FLIGHT) < cap) { bestS = s; best = i; }
+      const e = e0 + <usize>i * A_ENTRY;
+      const x = affinityHash(key, load<u64>(e));
+      if (<i64>load<i32>(reg.record(load<i32>(e, A_SLOT)), Rec.IN_FLIGHT) < cap && (best < 0 || x > bestX)) { bestX = x; best = i; }
     }
+    return best >= 0 ? best : <i32>((bestE - e0) / A_ENTRY); // rounding aside
   }
-  return best >= 0 ? best : any; // some instance always has room; rounding aside
+  // Weighted: the highest w / −ln(u) is the lowest −ln(u) / w = −ln(u) × (1/w), 1/w precomputed.
+  let bestS: f64 = Infinity;
+  let bestE = e0;
+  let bestF: i32 = 0;
+  for (let e = e0; e < end; e += A_ENTRY) {
+    const f = load<i32>(reg.record(load<i32>(e, A_SLOT)), Rec.IN_FLIGHT);
+    total += <i64>f;
+    const s = negLogUnit(affinityHash(key, load<u64>(e))) * load<f64>(e, A_INV_W);
+    if (s < bestS) { bestS = s; bestE = e; bestF = f; }
+  }
+  const perWeight = c * <f64>(total + 1) / <f64>load<i32>(a, A_TOTAL);
+  if (<i64>bestF < <i64>Math.ceil(perWeight * <f64>load<i32>(bestE, A_W))) return <i32>((bestE - e0) / A_ENTRY);
+  let best = -1;
+  bestS = Infinity;
+  for (let i = 0; i < m; i++) {
+    const e = e0 + <usize>i * A_ENTRY;
+    const s = negLogUnit(affinityHash(key, load<u64>(e))) * load<f64>(e, A_INV_W);
+    if (s < bestS && <i64>load<i32>(reg.record(load<i32>(e, A_SLOT)), Rec.IN_FLIGHT) < <i64>Math.ceil(perWeight * <f64>load<i32>(e, A_W))) { bestS = s; best = i; }
+  }
+  return best >= 0 ? best : <i32>((bestE - e0) / A_ENTRY); // rounding aside
 }
 
 /** Compile-time side: what the section holds, written by table/hot_block.ts buildHot. */
@@ -170,7 +211,7 @@ export class AffinityPlan {
   ) {}
 
   bytes(): usize {
-    return A_ENTRIES + (<usize>this.seeds.length << 4);
+    return A_ENTRIES + <usize>this.seeds.length * A_ENTRY;
   }
 
   /** Writes the section at `a` (8-aligned, inside the block). */
@@ -191,10 +232,12 @@ export class AffinityPlan {
     store<u32>(a, equal ? 1 : 0, A_EQUAL);
     store<i32>(a, total, A_TOTAL);
     for (let i = 0; i < m; i++) {
-      const e = a + A_ENTRIES + (<usize>i << 4);
+      const e = a + A_ENTRIES + <usize>i * A_ENTRY;
+      const w = unchecked(this.weights[i]);
       store<u64>(e, unchecked(this.seeds[i]));
-      store<i32>(e, unchecked(this.weights[i]), 8);
-      store<i32>(e, unchecked(this.slots[i]), 12);
+      store<f64>(e, w > 0 ? 1.0 / <f64>w : Infinity, A_INV_W); // weights are ≥ 1 (contract 1)
+      store<i32>(e, w, A_W);
+      store<i32>(e, unchecked(this.slots[i]), A_SLOT);
     }
   }
 }
