@@ -16,6 +16,11 @@
  * (re)connect of the stream, on `xds.nack` (an Envoy rejected a configuration: also announced, and shown
  * at the top of the page while it lasts), on `dataplanes` (a node connected, disconnected, ACKed or
  * NACKed; at most one per second), on `stats` and `resync`.
+ *
+ * Engine load (issue 18): the deployments API does not carry it; the routing table (GET /v1/routing-table,
+ * viewers may read it) gives each instance's `load` score. Read with the list (first connection, `stats`,
+ * `resync`, coming back to the tab) and on `table` (a new version: load-only changes are coalesced to at
+ * most one per publish interval by the control service); an answer overtaken by a later read is dropped.
  */
 import { ApiError, createApi, followStream, seg } from "./api.js";
 import { byId, fill, h } from "./dom.js";
@@ -26,7 +31,7 @@ const TOKEN_KEY = "gateway.control.token";
 
 /** @type {{ token: string | null, role: string | null, deployments: Map<string, any>, models: Map<string, any>, open: Set<string>,
  *   timelines: Map<string, any>, histories: Map<string, any>, abort: AbortController | null, watchers: Set<() => void>, loaded: boolean,
- *   dataplanes: any | { error: string } | null }} */
+ *   dataplanes: any | { error: string } | null, loads: Map<string, { score: number, at_ms: number, interval_ms: number }> }} */
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY),
   role: null,
@@ -39,6 +44,7 @@ const state = {
   watchers: new Set(),
   loaded: false,
   dataplanes: null,
+  loads: new Map(),
 };
 const api = createApi(() => state.token);
 const isAdmin = () => state.role === "admin";
@@ -160,6 +166,8 @@ function signOut(message) {
   state.open.clear();
   state.dataplanes = null;
   dataplanesSeq++;
+  state.loads = new Map();
+  tableSeq++;
   sessionStorage.removeItem(TOKEN_KEY);
   delete document.body.dataset.role;
   for (const d of document.querySelectorAll("dialog")) /** @type {HTMLDialogElement} */ (d).close();
@@ -180,7 +188,10 @@ function onStatus(s, info) {
   if (s === "unauthorized") return signOut("Your token is no longer accepted. Sign in again.");
   // First connection: read everything now that no change can be missed. Reconnections: the server
   // replays what was missed (Last-Event-ID) or sends `resync`.
-  if (s === "live" && info?.first) void loadAll();
+  if (s === "live" && info?.first) {
+    void loadAll();
+    void loadTable();
+  }
   // `dataplanes` notifications are never replayed: read the data planes on every (re)connect.
   if (s === "live") void loadDataplanes();
 }
@@ -198,6 +209,7 @@ function scheduleFull() {
     fullTimer = 0;
     void loadAll();
     void loadDataplanes();
+    void loadTable();
   }, 100);
 }
 let dataplanesTimer = 0;
@@ -207,6 +219,14 @@ function scheduleDataplanes() {
     dataplanesTimer = 0;
     void loadDataplanes();
   }, 100);
+}
+let tableTimer = 0;
+function scheduleTable() {
+  if (tableTimer) return;
+  tableTimer = window.setTimeout(() => {
+    tableTimer = 0;
+    void loadTable();
+  }, 150);
 }
 /** @param {string} id */
 function scheduleOne(id) {
@@ -257,6 +277,41 @@ async function loadDataplanes() {
   if (seq !== dataplanesSeq || !state.token) return;
   state.dataplanes = next;
   renderDataplanes();
+}
+
+let tableSeq = 0;
+/**
+ * GET /v1/routing-table for the instances' engine load (`load`, absent without a signal). An answer
+ * overtaken by a later request is dropped; a failed read keeps what was shown (scores carry their own age,
+ * so they turn "stale" by themselves). Re-renders only when a score changed.
+ */
+async function loadTable() {
+  const seq = ++tableSeq;
+  /** @type {any} */
+  let table;
+  try {
+    table = (await api("GET", "/v1/routing-table")).data;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return signOut("Your token is no longer accepted. Sign in again.");
+    return;
+  }
+  if (seq !== tableSeq || !state.token || !table || !Array.isArray(table.deployments)) return;
+  /** @type {Map<string, { score: number, at_ms: number, interval_ms: number }>} */
+  const next = new Map();
+  for (const d of table.deployments) {
+    for (const i of d.instances ?? []) {
+      const l = i.load;
+      if (l && typeof l.score === "number" && typeof l.at_ms === "number" && typeof l.interval_ms === "number") {
+        next.set(instKey(d.id, i.id), { score: l.score, at_ms: l.at_ms, interval_ms: l.interval_ms });
+      }
+    }
+  }
+  const same = next.size === state.loads.size && [...next].every(([k, v]) => {
+    const o = state.loads.get(k);
+    return o !== undefined && o.score === v.score && o.at_ms === v.at_ms && o.interval_ms === v.interval_ms;
+  });
+  state.loads = next;
+  if (!same && state.loaded) renderAll();
 }
 
 /** `a` is a later revision of the same deployment than `b` (not one deleted and created again). @param {any} a @param {any} b */
@@ -328,6 +383,8 @@ function onEvent(e) {
       return scheduleDataplanes();
     case "resync":
       return scheduleFull();
+    case "table":
+      return scheduleTable();
     default:
       return; // table versions and anything newer: nothing to show
   }
@@ -359,6 +416,7 @@ function viewCtx() {
     open: state.open,
     timelines: state.timelines,
     histories: state.histories,
+    loads: state.loads,
     now: Date.now(),
     on: {
       toggle, addInstance: addInstanceDialog, settings: settingsDialog, remove: deleteDialog, editInstance: editInstanceDialog, migrate: migrateDialog,
@@ -872,15 +930,25 @@ function settingsDialog(d) {
   const strategy = field({ label: "Strategy", path: "strategy", options: STRATEGIES.map(([v, l]) => [v, l]), value: d.strategy });
   const policy = field({ label: "When no instance is healthy", path: "on_unavailable", options: POLICIES.map(([v, l]) => [v, l]), value: d.on_unavailable });
   const health = healthFields(d.health_check);
+  const loadSignals = /** @type {HTMLInputElement} */ (h("input", { type: "checkbox", id: `load-signals-${d.id}`, name: "load_signals", dataset: { path: "load_signals" }, checked: d.load_signals === true, "aria-describedby": `load-signals-${d.id}-hint` }));
   let rev = etag(d);
   openDialog({
     title: `Settings of ${depName(d.id)}`,
     wide: true,
-    body: [h("div", { class: "grid grid-2" }, strategy.wrap, policy.wrap), health.box],
+    body: [
+      h("div", { class: "grid grid-2" }, strategy.wrap, policy.wrap),
+      h(
+        "div",
+        { class: "field" },
+        h("div", { class: "check" }, loadSignals, h("label", { for: loadSignals.id }, "Engine load signals")),
+        h("p", { class: "hint", id: `load-signals-${d.id}-hint` }, "Read each instance's /metrics (requests waiting, KV-cache usage) on its probe beat and publish a load score for the load-aware strategy. A failed read never ejects."),
+      ),
+      health.box,
+    ],
     submitLabel: "Save",
     async onSubmit() {
       try {
-        await api("PATCH", `/v1/deployments/${seg(d.id)}`, { body: { strategy: strategy.input.value, on_unavailable: policy.input.value, health_check: health.value() }, ifMatch: rev });
+        await api("PATCH", `/v1/deployments/${seg(d.id)}`, { body: { strategy: strategy.input.value, on_unavailable: policy.input.value, load_signals: loadSignals.checked, health_check: health.value() }, ifMatch: rev });
         scheduleOne(d.id);
         announce(`Settings of ${depName(d.id)} saved.`);
       } catch (e) {

@@ -62,6 +62,26 @@ export function gpuText(i) {
   if (i.gpu_count != null) return `${i.gpu_count} GPU${i.gpu_count === 1 ? "" : "s"}`;
   return `${i.gpu_memory_gb} GB`;
 }
+/** A load score as text: 2 decimals below 1, 1 below 100, whole above. @param {number} score */
+export const fmtScore = (score) => (score < 1 ? score.toFixed(2) : score < 100 ? score.toFixed(1) : String(Math.round(score)));
+/**
+ * An instance's engine load as the routing table carries it (issue 18): "score 2.3 · 1 s ago"; "stale"
+ * when older than 3 × its interval (the plugin ignores it then); "—" when absent.
+ * @param {{ score: number, at_ms: number, interval_ms: number } | undefined} load @param {number} now
+ * @returns {{ text: string, stale: boolean | null }}
+ */
+export function loadText(load, now) {
+  if (!load) return { text: "—", stale: null };
+  const age = ago(new Date(load.at_ms).toISOString(), now);
+  const stale = now - load.at_ms > 3 * load.interval_ms;
+  return { text: `score ${fmtScore(load.score)} · ${stale ? `stale (${age})` : age}`, stale };
+}
+/** A deployment's session affinity, read-only text. @param {any} a */
+export function affinityText(a) {
+  if (!a) return "no session affinity";
+  const src = a.source === "header" ? `header ${a.header}` : a.source === "user" ? "body's \"user\"" : String(a.source);
+  return `affinity by ${src} · load factor ${a.load_factor ?? 1.25}`;
+}
 /** @param {string} state */
 export const stateBadge = (state) => h("span", { class: `badge state-${state}` }, /** @type {any} */ (STATE_TEXT)[state] ?? state);
 
@@ -132,7 +152,7 @@ export function explain(e) {
  *   editInstance(d: any, i: any): void, migrate(d: any, i: any): void, stopMigration(d: any, m: any): void, removeInstance(d: any, i: any): void,
  *   retest(d: any, i: any): void, editModel(m: any): void, removeModel(m: any): void }} Actions
  * @typedef {{ admin: boolean, models: Map<string, any>, open: Set<string>, timelines: Map<string, any[] | { error: string }>,
- *   histories: Map<string, any>, now: number, on: Actions }} ViewCtx
+ *   histories: Map<string, any>, loads: Map<string, { score: number, at_ms: number, interval_ms: number }>, now: number, on: Actions }} ViewCtx
  */
 
 /**
@@ -202,6 +222,8 @@ export function deploymentCard(d, ctx) {
           h("span", {}, label(STRATEGIES, d.strategy)),
           h("span", {}, d.on_unavailable === "panic" ? "panic when none healthy" : "fail fast when none healthy"),
           h("span", {}, `probe every ${hc.interval_seconds} s · eject after ${hc.unhealthy_threshold} · re-add after ${hc.healthy_threshold}`),
+          h("span", { class: "load-signals", dataset: { on: String(d.load_signals === true) } }, `load signals ${d.load_signals ? "on" : "off"}`),
+          h("span", { class: "affinity" }, affinityText(d.affinity)),
         ),
         h("p", { class: "meta counts" }, Object.entries(counts).map(([st, n]) => h("span", { class: `count state-text-${st}` }, `${n} ${/** @type {any} */ (STATE_TEXT)[st].toLowerCase()}`))),
       ),
@@ -237,6 +259,7 @@ export function deploymentCard(d, ctx) {
               h("th", { scope: "col", class: "num", title: `Traffic P95 over the last ${hc.window_seconds} s` }, "P95"),
               h("th", { scope: "col", class: "num", title: `Upstream 5xx and connect failures over the last ${hc.window_seconds} s` }, "Errors"),
               h("th", { scope: "col" }, "Last probe"),
+              h("th", { scope: "col", title: "Engine load from its metrics (requests waiting + KV-cache usage), with its age; deployments with load signals on" }, "Load"),
             ),
           ),
           ...d.instances.map((/** @type {any} */ i) => instanceRows(d, i, ctx)),
@@ -297,8 +320,19 @@ function instanceRows(d, i, ctx) {
           ? h("span", { class: lp.ok ? "probe-ok" : "probe-bad", title: clock(lp.at) }, `${lp.ok ? "ok" : lp.error ?? "failed"} · ${fmtMs(lp.latency_ms)} · ${ago(lp.at, ctx.now)}`)
           : "–",
       ),
+      loadCell(ctx.loads.get(key), ctx.now),
     ),
-    h("tr", { class: "detail-row", hidden: !open }, h("td", { colspan: "9", id: panelId }, open ? details(d, i, ctx) : null)),
+    h("tr", { class: "detail-row", hidden: !open }, h("td", { colspan: "10", id: panelId }, open ? details(d, i, ctx) : null)),
+  );
+}
+
+/** @param {{ score: number, at_ms: number, interval_ms: number } | undefined} load @param {number} now */
+function loadCell(load, now) {
+  const { text, stale } = loadText(load, now);
+  return h(
+    "td",
+    { "data-label": "Load", class: stale === null ? "load" : stale ? "load load-stale" : "load", title: load ? `scraped ${clock(new Date(load.at_ms).toISOString())}, every ${load.interval_ms / 1000} s` : undefined },
+    text,
   );
 }
 

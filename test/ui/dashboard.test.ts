@@ -13,7 +13,9 @@
  *   - phone width (390 px): no horizontal overflow;
  *   - viewer token: the same data, no action buttons;
  *   - data planes (issue 17): a raw ADS client's NACK shows live in the Data planes view and the alert at the
- *     top, with Envoy's message and the rejected and kept versions, as text (the id and message carry markup).
+ *     top, with Envoy's message and the rejected and kept versions, as text (the id and message carry markup);
+ *   - engine load (issue 18): a deployment with load signals (a mock vLLM's /metrics) shows a numeric score
+ *     per instance, one without shows "—"; an admin turns load signals on in the settings dialog.
  * A small loop plays the gateway's part for the chart (telemetry batches, contract 3, with the plugin
  * token). Screenshots: test/ui/artifacts/*.png. Waits are conditions, never fixed sleeps.
  *
@@ -610,6 +612,58 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     } finally {
       raw.close();
       await ctx.close();
+    }
+  });
+
+  test("engine load (issue 18): a deployment with load signals shows each instance's score and age; one without shows —; an admin turns them on", async () => {
+    const withLoad = await startMockOpenAI({ model: "load-on" });
+    const without = await startMockOpenAI({ model: "load-off" });
+    mocks.push(withLoad, without);
+    const hc = { interval_seconds: 0.2, timeout_seconds: 0.5, unhealthy_threshold: 2, healthy_threshold: 2, window_seconds: 30 };
+    await registerModel(control.api, "load-on");
+    await registerModel(control.api, "load-off");
+    const on = await control.api("POST", "/v1/deployments", {
+      body: { id: "load-on", model: "load-on", strategy: "load_aware", load_signals: true, affinity: { source: "header", header: "x-session-id", load_factor: 1.5 }, health_check: hc, instances: [{ url: withLoad.url }] },
+    });
+    assert.equal(on.status, 201, on.text);
+    const off = await control.api("POST", "/v1/deployments", { body: { id: "load-off", model: "load-off", strategy: "least_request", health_check: hc, instances: [{ url: without.url }] } });
+    assert.equal(off.status, 201, off.text);
+    const viewer = await open(1280, 900, VIEWER);
+    const { ctx, page } = await open(1280, 900, ADMIN);
+    try {
+      const a = await instanceOf("load-on", withLoad.url);
+      const b = await instanceOf("load-off", without.url);
+      const loadCell = (p: Page, dep: string, inst: string) => row(p, dep, inst).locator('[data-label="Load"]');
+      // The mock serves vLLM's /metrics: the control service scrapes it and the table carries a score.
+      for (const p of [page, viewer.page]) {
+        await waitFor(async () => /^score \d+(\.\d+)? · \d+ s ago$/.test((await loadCell(p, "load-on", a).textContent()) ?? ""), T, "a numeric load score with its age");
+      }
+      const meta = async (p: Page, dep: string) => (await p.locator(`#dep-${dep} .dep-head .meta`).first().textContent()) ?? "";
+      assert.match(await meta(viewer.page, "load-on"), /load signals on/);
+      assert.match(await meta(viewer.page, "load-on"), /affinity by header x-session-id · load factor 1\.5/);
+      assert.match(await meta(viewer.page, "load-off"), /load signals off/);
+      assert.match(await meta(viewer.page, "load-off"), /no session affinity/);
+      // Its instance is in the table (active) but without load signals: no score.
+      await waitFor(async () => ((await control.api("GET", "/v1/routing-table")).body.deployments ?? []).some((d: { id: string; instances: unknown[] }) => d.id === "load-off" && d.instances.length === 1), T, "load-off in the table");
+      assert.equal(await loadCell(page, "load-off", b).textContent(), "—");
+      assert.equal(await loadCell(viewer.page, "load-off", b).textContent(), "—");
+
+      // An admin turns load signals on in the settings dialog: PATCH load_signals, then a score shows.
+      await page.locator("#dep-load-off").getByRole("button", { name: "Settings" }).click();
+      const dlg = page.getByRole("dialog", { name: /^Settings of / });
+      const box = dlg.getByRole("checkbox", { name: "Engine load signals" });
+      assert.equal(await box.isChecked(), false);
+      await box.check();
+      await dlg.getByRole("button", { name: "Save" }).click();
+      await dlg.waitFor({ state: "detached", timeout: T });
+      assert.equal((await control.api("GET", "/v1/deployments/load-off")).body.load_signals, true);
+      await waitFor(async () => /load signals on/.test(await meta(viewer.page, "load-off")), T, "load signals on, live in another page");
+      await waitFor(async () => /^score \d+(\.\d+)? · \d+ s ago$/.test((await loadCell(viewer.page, "load-off", b).textContent()) ?? ""), T, "a score once turned on");
+      await page.screenshot({ path: `${ARTIFACTS}load-signals.png`, fullPage: true });
+    } finally {
+      await ctx.close();
+      await viewer.ctx.close();
+      for (const id of ["load-on", "load-off"]) await control.api("DELETE", `/v1/deployments/${id}`);
     }
   });
 
