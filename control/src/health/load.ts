@@ -31,6 +31,7 @@
 import type { Redis } from "ioredis";
 import { TABLE_LIMITS } from "../../contracts/routing-table.js";
 import { storeCall } from "../redis/client.js";
+import { LUA_NEXT_TABLE_VERSION } from "../redis/cas.js";
 
 /** The body of /metrics read at most (a vLLM /metrics with histograms is ~50-150 kB). */
 export const MAX_METRICS_BYTES = 1024 * 1024;
@@ -123,15 +124,10 @@ export function loadScore(s: LoadSignals): number {
 /** Redis field of an instance's load entry. */
 export const loadField = (deploymentId: string, instanceId: string) => `${deploymentId}/${instanceId}`;
 
-const SCRIPT = `
+const SCRIPT = `${LUA_NEXT_TABLE_VERSION}
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then
-  local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-  -- Complete tables have even versions (routing-table/node-view.ts), as in redis/cas.ts.
-  local v = cur + 2 - cur % 2
-  redis.call('SET', KEYS[1], tostring(v))
-  redis.call('PUBLISH', ARGV[1], tostring(v))
-  return v
+  return next_table_version(KEYS[1], ARGV[1])
 end
 return 0
 `;

@@ -23,7 +23,21 @@ import type { Redis } from "ioredis";
 import { AppError } from "../http/errors.js";
 import { mayHaveRun, outcomeUnknown, storeUnavailable } from "./client.js";
 
-const SCRIPT = `
+/**
+ * Lua: moves the table version to the next even number and publishes it, returning it. Complete tables
+ * have even versions (a node's filtered view of V is V - 1: routing-table/node-view.ts). One definition
+ * for every script that moves the version (commits here, coalesced load scores in health/load.ts).
+ */
+export const LUA_NEXT_TABLE_VERSION = `
+local function next_table_version(key, channel)
+  local v = redis.call('INCR', key)
+  if v % 2 == 1 then v = redis.call('INCR', key) end
+  redis.call('PUBLISH', channel, tostring(v))
+  return v
+end
+`;
+
+const SCRIPT = `${LUA_NEXT_TABLE_VERSION}
 local spec = cjson.decode(ARGV[1])
 local function arg(i) return ARGV[i + 2] end
 local fence
@@ -53,10 +67,7 @@ for _, o in ipairs(spec.o) do
 end
 local v = 0
 if spec.v then
-  -- Complete tables have even versions (a node's filtered view of V is V - 1: routing-table/node-view.ts).
-  v = redis.call('INCR', KEYS[spec.v])
-  if v % 2 == 1 then v = redis.call('INCR', KEYS[spec.v]) end
-  redis.call('PUBLISH', ARGV[2], tostring(v))
+  v = next_table_version(KEYS[spec.v], ARGV[2])
 end
 if fence and #spec.o > 0 then
   fence.applied = true

@@ -82,11 +82,12 @@ export function assembleTable(version: number, entries: TableEntry[], lastGood: 
     else valid.push(e);
   }
   // Established first: unchanged names were in one valid table together, so they fit together again.
-  const established = valid.filter((e) => {
+  const established: TableEntry[] = [];
+  const rest: TableEntry[] = [];
+  for (const e of valid) {
     const prev = lastGood.get(e.deployment.id);
-    return prev !== undefined && sameNames(prev.names, e.names);
-  });
-  const rest = valid.filter((e) => !established.includes(e));
+    (prev !== undefined && sameNames(prev.names, e.names) ? established : rest).push(e);
+  }
   for (const e of established) {
     if (fits(e)) admit(e.deployment.id, e);
     else holdBack(e.deployment.id, ["models: a model name is also claimed by another deployment"]);
