@@ -21,7 +21,7 @@
 // (completions each engine finished). Output: a markdown table and bench/results/balance-<date>.json.
 import { controlVersion, startEnv, type Env } from "../test/local/support.js";
 import { PLUGIN, registerModel } from "../test/control/harness.js";
-import { bounded, fmt, machineEnd, machineLines, machineStart, markdownTable, pct, sleep, writeResult } from "./support.js";
+import { bounded, fmt, machineEnd, machineLines, machineStart, markdownTable, pct, sleep, stopInOrder, writeResult } from "./support.js";
 import { forkChild, type Child } from "./gateway/ipc.js";
 import type { Arrival, Outcome, RunArgs } from "./balance/loadgen.proc.js";
 import { findBin, startHaproxy, startNginx, type Proxy } from "./balance/proxies.js";
@@ -140,21 +140,14 @@ process.on("exit", () => {
 
 await bounded(
   LIMIT_MS,
-  async () => {
-    for (const [what, stop] of [
+  () =>
+    stopInOrder([
       ["load generator", () => loadgen?.stop()],
-      ...proxies.map((p) => ["proxy", () => p.stop()] as const),
+      ...proxies.map((p): [string, () => Promise<void>] => ["proxy", () => p.stop()]),
       ["local data plane", () => dp?.stop()],
       ["control + Redis", () => env?.stop()],
       ["mocks", () => mocks?.stop()],
-    ] as Array<[string, () => Promise<void> | undefined]>) {
-      try {
-        await stop();
-      } catch (e) {
-        console.error(`stopping ${what} failed: ${e instanceof Error ? e.message : String(e)}`);
-      }
-    }
-  },
+    ]),
   async () => {
     const machine = machineStart();
     const t0 = Date.now();

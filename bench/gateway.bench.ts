@@ -45,7 +45,7 @@
 // Output: machine lines, a markdown table, bench/results/gateway-<date>.json (raw numbers + the table).
 import { controlVersion, deploy, startEnv, type Env } from "../test/local/support.js";
 import { PLUGIN } from "../test/control/harness.js";
-import { bounded, fmt, machineEnd, machineLines, machineStart, markdownTable, writeResult } from "./support.js";
+import { bounded, fmt, machineEnd, machineLines, machineStart, markdownTable, stopInOrder, writeResult } from "./support.js";
 import { forkChild, type Child } from "./gateway/ipc.js";
 import type { RunArgs, RunResult } from "./gateway/loadgen.proc.js";
 import { findNginx, startNginx, type Nginx } from "./gateway/nginx.js";
@@ -154,23 +154,15 @@ process.on("exit", () => {
 
 await bounded(
   LIMIT_MS,
-  async () => {
-    const steps: Array<[string, () => Promise<void> | undefined]> = [
+  () =>
+    stopInOrder([
       ["load generator", () => loadgen?.stop()],
       ["Portkey", () => portkey?.stop()],
       ["nginx", () => nginx?.stop()],
       ["local data plane", () => dpChild?.stop()],
       ["control + Redis", () => env?.stop()],
       ["upstreams", () => upstreams?.stop()],
-    ];
-    for (const [what, stop] of steps) {
-      try {
-        await stop();
-      } catch (e) {
-        console.error(`stopping ${what} failed: ${e instanceof Error ? e.message : String(e)}`);
-      }
-    }
-  },
+    ]),
   async () => {
     const machine = machineStart();
     const t0 = Date.now();

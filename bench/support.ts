@@ -119,6 +119,17 @@ export function trimRequests(ms: MockOpenAI[], keep = 200): void {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Stops what a bench started, in order; one that fails to stop is reported and the rest still stop. */
+export async function stopInOrder(steps: Array<[what: string, stop: () => Promise<void> | undefined]>): Promise<void> {
+  for (const [what, stop] of steps) {
+    try {
+      await stop();
+    } catch (e) {
+      console.error(`stopping ${what} failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+}
+
 /**
  * Runs `body`, then `cleanup` whatever happens; past `limitMs` (or on SIGINT/SIGTERM) runs `cleanup`
  * and exits 1, so a hung bench never leaves Redis, control, mocks or the data plane behind.

@@ -2,31 +2,14 @@
 // a central queue in HAProxy, the floor) and nginx (`least_conn`), Debian's packages, each our own
 // instance: config generated into a temp dir, run in the foreground on a free 127.0.0.1 port, no root
 // needed, stopped and removed at the end. Equal weights: they must find capacity by their own counts.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
+import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { freePort } from "../../envoy/local/ports.js";
+import { checkConfig, findBin, runProxy, versionOf, type ProxyProcess } from "../proxy-process.js";
 
-export interface Proxy {
-  url: string;
-  version: string;
-  pid: number;
-  logTail(): string;
-  stop(): Promise<void>;
-  killNow(): void;
-}
-
-/** `name` on PATH (Debian: /usr/sbin), or null; HAPROXY_BIN / NGINX_BIN override. */
-export function findBin(name: "haproxy" | "nginx"): string | null {
-  const override = process.env[`${name.toUpperCase()}_BIN`];
-  if (override) return existsSync(override) ? override : null;
-  for (const d of [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/usr/local/sbin"]) {
-    if (d !== "" && existsSync(join(d, name))) return join(d, name);
-  }
-  return null;
-}
+export type Proxy = ProxyProcess;
+export { findBin };
 
 export interface Upstream {
   port: number;
@@ -87,80 +70,14 @@ ${upstreams.map((u) => `    server 127.0.0.1:${u.port};`).join("\n")}
 `;
 }
 
-function versionOf(bin: string, flag: string): string {
-  const v = spawnSync(bin, [flag], { encoding: "utf8" });
-  const text = `${v.stdout ?? ""}${v.stderr ?? ""}`;
-  return /(?:HAProxy version|nginx version: nginx\/)\s*(\S+)/.exec(text)?.[1] ?? "unknown";
-}
-
-async function listening(port: number): Promise<boolean> {
-  return new Promise((r) => {
-    const s = connect(port, "127.0.0.1");
-    s.once("connect", () => (s.destroy(), r(true)));
-    s.once("error", () => r(false));
-  });
-}
-
-async function run(name: string, bin: string, version: string, dir: string, port: number, args: string[], logFile: string): Promise<Proxy> {
-  const cp: ChildProcess = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
-  let err = "";
-  cp.stderr!.setEncoding("utf8");
-  cp.stderr!.on("data", (s: string) => (err = (err + s).slice(-4_000)));
-  let exited = false;
-  const exitedP = new Promise<void>((r) => cp.once("exit", () => ((exited = true), r())));
-  const within = (ms: number) => Promise.race([exitedP.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
-  const logTail = () => {
-    let log = "";
-    try {
-      log = readFileSync(logFile, "utf8");
-    } catch {
-      // none yet
-    }
-    return (err + log).slice(-4_000);
-  };
-  const deadline = Date.now() + 10_000;
-  while (!(await listening(port))) {
-    if (exited || Date.now() > deadline) {
-      const tail = logTail();
-      cp.kill("SIGKILL");
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`${name} did not start: ${tail}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    url: `http://127.0.0.1:${port}`,
-    version,
-    pid: cp.pid ?? -1,
-    logTail,
-    async stop() {
-      if (!exited) {
-        cp.kill("SIGTERM");
-        if (!(await within(3_000))) {
-          cp.kill("SIGKILL");
-          await within(2_000);
-        }
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-    killNow() {
-      if (!exited) cp.kill("SIGKILL");
-    },
-  };
-}
-
 export async function startHaproxy(bin: string, upstreams: Upstream[], timeoutS: number): Promise<Proxy> {
   const dir = mkdtempSync(join(tmpdir(), "balance-haproxy-"));
   const port = await freePort();
   const conf = join(dir, "haproxy.cfg");
   writeFileSync(conf, haproxyConfig(port, upstreams, timeoutS));
-  const check = spawnSync(bin, ["-c", "-q", "-f", conf], { encoding: "utf8" });
-  if (check.status !== 0) {
-    rmSync(dir, { recursive: true, force: true });
-    throw new Error(`haproxy -c refused the generated config: ${(check.stderr ?? "").trim()}`);
-  }
+  checkConfig("haproxy", bin, ["-c", "-q", "-f", conf], dir);
   // -db: foreground, no daemon; logs (none configured) would go to stderr.
-  return run("haproxy", bin, versionOf(bin, "-v"), dir, port, ["-db", "-f", conf], join(dir, "none.log"));
+  return runProxy("haproxy", bin, versionOf(bin, "-v"), dir, port, ["-db", "-f", conf], join(dir, "none.log"));
 }
 
 export async function startNginx(bin: string, upstreams: Upstream[], timeoutS: number): Promise<Proxy> {
@@ -170,10 +87,6 @@ export async function startNginx(bin: string, upstreams: Upstream[], timeoutS: n
   const conf = join(dir, "nginx.conf");
   const errorLog = join(dir, "error.log");
   writeFileSync(conf, nginxConfig(dir, port, upstreams, timeoutS));
-  const check = spawnSync(bin, ["-t", "-q", "-p", dir, "-e", errorLog, "-c", conf], { encoding: "utf8" });
-  if (check.status !== 0) {
-    rmSync(dir, { recursive: true, force: true });
-    throw new Error(`nginx -t refused the generated config: ${(check.stderr ?? "").trim()}`);
-  }
-  return run("nginx", bin, versionOf(bin, "-v"), dir, port, ["-p", dir, "-e", errorLog, "-c", conf, "-g", `daemon off; pid ${dir}/nginx.pid;`], errorLog);
+  checkConfig("nginx", bin, ["-t", "-q", "-p", dir, "-e", errorLog, "-c", conf], dir);
+  return runProxy("nginx", bin, versionOf(bin, "-v"), dir, port, ["-p", dir, "-e", errorLog, "-c", conf, "-g", `daemon off; pid ${dir}/nginx.pid;`], errorLog);
 }

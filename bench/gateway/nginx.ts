@@ -4,35 +4,16 @@
 // round robin, the same algorithm family as our weighted_round_robin) with keep-alive connections to the
 // upstreams (HTTP/1.1, `Connection: ""`), no retries of POSTs (nginx's default), no request/response
 // changes: the cheapest correct reverse proxy, i.e. what proxying alone costs.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
-import { connect } from "node:net";
-import { freePort } from "../../test/support/redis.js";
+import { join } from "node:path";
+import { freePort } from "../../envoy/local/ports.js";
+import { checkConfig, findBin, runProxy, versionOf, type ProxyProcess } from "../proxy-process.js";
 
-export interface Nginx {
-  url: string;
-  version: string;
-  bin: string;
-  dir: string;
-  pid: number;
-  errorLogTail(): string;
-  stop(): Promise<void>;
-  killNow(): void;
-}
+export type Nginx = ProxyProcess;
 
-/** The nginx binary on PATH (Debian: /usr/sbin/nginx), or null. */
-export function findNginx(): string | null {
-  const override = process.env.NGINX_BIN;
-  if (override) return existsSync(override) ? override : null;
-  for (const d of (process.env.PATH ?? "").split(delimiter)) {
-    if (d === "") continue;
-    const p = join(d, "nginx");
-    if (existsSync(p)) return p;
-  }
-  return null;
-}
+/** The nginx binary on PATH (Debian: /usr/sbin/nginx), or null; NGINX_BIN overrides. */
+export const findNginx = (): string | null => findBin("nginx");
 
 export function nginxConfig(dir: string, port: number, upstreams: Array<{ port: number; weight: number }>, connections: number): string {
   const root = process.getuid?.() === 0;
@@ -73,76 +54,12 @@ ${upstreams.map((u) => `    server 127.0.0.1:${u.port} weight=${u.weight};`).joi
 }
 
 export async function startNginx(bin: string, upstreams: Array<{ port: number; weight: number }>, connections: number): Promise<Nginx> {
-  const v = spawnSync(bin, ["-v"], { encoding: "utf8" });
-  const version = ((v.stderr ?? "") + (v.stdout ?? "")).trim().replace(/^nginx version:\s*/, "").replace(/^nginx\//, "") || "unknown";
   const dir = mkdtempSync(join(tmpdir(), "gw-bench-nginx-"));
   chmodSync(dir, 0o755); // the worker runs as nobody when we are root
   const port = await freePort();
   const conf = join(dir, "nginx.conf");
+  const errorLog = join(dir, "error.log");
   writeFileSync(conf, nginxConfig(dir, port, upstreams, connections));
-  const test = spawnSync(bin, ["-t", "-q", "-p", dir, "-e", join(dir, "error.log"), "-c", conf], { encoding: "utf8" });
-  if (test.status !== 0) {
-    rmSync(dir, { recursive: true, force: true });
-    throw new Error(`nginx -t refused the generated config: ${(test.stderr ?? "").trim()}`);
-  }
-  const cp: ChildProcess = spawn(bin, ["-p", dir, "-e", join(dir, "error.log"), "-c", conf, "-g", "daemon off;"], { stdio: ["ignore", "ignore", "pipe"] });
-  let err = "";
-  cp.stderr!.setEncoding("utf8");
-  cp.stderr!.on("data", (s: string) => (err = (err + s).slice(-4_000)));
-  let exited = false;
-  const exitedP = new Promise<void>((r) => cp.once("exit", () => ((exited = true), r())));
-  const within = (ms: number) => Promise.race([exitedP.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
-  const errorLogTail = () => {
-    try {
-      return (err + readFileSync(join(dir, "error.log"), "utf8")).slice(-4_000);
-    } catch {
-      return err;
-    }
-  };
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (exited) {
-      const tail = errorLogTail();
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`nginx exited at start: ${tail}`);
-    }
-    const up = await new Promise<boolean>((r) => {
-      const s = connect(port, "127.0.0.1");
-      s.once("connect", () => (s.destroy(), r(true)));
-      s.once("error", () => r(false));
-    });
-    if (up) break;
-    if (Date.now() > deadline) {
-      cp.kill("SIGKILL");
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error("nginx not listening within 10 s");
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  let removed = false;
-  const remove = () => {
-    if (!removed) rmSync(dir, { recursive: true, force: true });
-    removed = true;
-  };
-  return {
-    url: `http://127.0.0.1:${port}`,
-    version,
-    bin,
-    dir,
-    pid: cp.pid ?? -1,
-    errorLogTail,
-    async stop() {
-      if (!exited) {
-        cp.kill("SIGTERM"); // fast shutdown of master and worker
-        if (!(await within(3_000))) {
-          cp.kill("SIGKILL");
-          await within(2_000);
-        }
-      }
-      remove();
-    },
-    killNow() {
-      if (!exited) cp.kill("SIGKILL");
-    },
-  };
+  checkConfig("nginx", bin, ["-t", "-q", "-p", dir, "-e", errorLog, "-c", conf], dir);
+  return runProxy("nginx", bin, versionOf(bin, "-v"), dir, port, ["-p", dir, "-e", errorLog, "-c", conf, "-g", "daemon off;"], errorLog);
 }

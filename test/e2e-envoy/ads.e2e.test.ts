@@ -55,6 +55,12 @@ interface Seen {
   detail: string;
 }
 
+/** The probe has seen enough: a first routed answer and AFTER_ROUTED answers after it. */
+const routedAndHeld = (s: Seen[]): boolean => {
+  const first = s.findIndex((x) => x.kind === "routed");
+  return first >= 0 && s.length - first > AFTER_ROUTED;
+};
+
 /** Envoy's 503 for a cluster it does not have: local_reply_config gives details cluster_not_found as the code; sim-envoy says "no cluster". */
 const isNoCluster = (r: Sent): boolean => r.status === 503 && (/cluster_not_found/.test(r.text) || r.text === "no cluster");
 
@@ -176,10 +182,7 @@ describe("clusters over ADS through a real Envoy", () => {
             assert.equal(res.status, 201, res.text);
             return performance.now();
           },
-          (s) => {
-            const first = s.findIndex((x) => x.kind === "routed");
-            return first >= 0 && s.length - first > AFTER_ROUTED;
-          },
+          routedAndHeld,
         );
         const counts = summary(seen);
         const first = seen.findIndex((x) => x.kind === "routed");
@@ -226,10 +229,7 @@ describe("clusters over ADS through a real Envoy", () => {
           assert.equal(res.status, 201, res.text);
           return performance.now();
         },
-        (s) => {
-          const first = s.findIndex((x) => x.kind === "routed");
-          return first >= 0 && s.length - first > AFTER_ROUTED;
-        },
+        routedAndHeld,
       );
       const counts = summary(seen);
       const first = seen.findIndex((x) => x.kind === "routed");
