@@ -17,6 +17,13 @@ async function mock(o: Partial<MockOptions> = {}): Promise<MockOpenAI> {
   return m;
 }
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+async function until(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error("condition not met in time");
+    await sleep(1);
+  }
+}
 /** Prompt tokens of CHAT under the mock's chat template: BOS + generation prompt (5) + one message (5 + 1 word). */
 const CHAT_PROMPT_TOKENS = 11;
 
@@ -83,25 +90,34 @@ describe("mock engine capacity", () => {
 
   test("the queue is FIFO: with one slot requests finish in the order they arrived", async () => {
     const m = await mock({ maxNumSeqs: 1, tokensPerSecond: 500 });
+    // A long request holds the only slot; each of the 8 is sent once the one before it is counted as
+    // waiting, so arrival order is known without relying on timing.
+    const blocker = chat(m, 100);
+    await until(() => m.stats().running === 1);
     const pending: Promise<{ id: number; done: number; queueMs: number }>[] = [];
     for (let i = 0; i < 8; i++) {
       pending.push(chat(m, 10, { id: `r${i}`, stream: i % 3 === 0 }).then((r) => ({ id: i, done: r.done, queueMs: r.queueMs })));
-      await sleep(3); // arrival order is the send order
+      await until(() => m.stats().waiting === i + 1);
     }
+    const blockerDone = (await blocker).done;
     const results = await Promise.all(pending);
     const order = [...results].sort((a, b) => a.done - b.done).map((r) => r.id);
     assert.deepEqual(order, [0, 1, 2, 3, 4, 5, 6, 7]);
-    for (let i = 2; i < results.length; i++) assert.ok(results[i]!.queueMs > results[i - 1]!.queueMs, "each waited longer than the one before");
+    // One at a time after the blocker: r0 starts when the blocker ends (before the client sees it), then
+    // seven more services of 20 ms each; with two slots it would be about half that.
+    const span = Math.max(...results.map((r) => r.done)) - blockerDone;
+    assert.ok(span >= 7 * 20 - 2, `the eight were served one after the other (${span.toFixed(1)} ms)`);
+    assert.ok(results.every((r) => r.queueMs > 0), "all eight waited");
   });
 
   test("/metrics reports running and waiting truthfully while loaded, and 0 / 0 after", async () => {
     const m = await mock({ maxNumSeqs: 2, tokensPerSecond: 100 });
     const work = Promise.all(Array.from({ length: 5 }, (_, i) => chat(m, 40, { stream: i === 4 }))); // 400 ms each
-    await sleep(100);
+    await until(() => m.stats().waiting === 3);
     const g = await gauges(m);
     assert.deepEqual({ running: g.running, waiting: g.waiting }, { running: 2, waiting: 3 });
     assert.ok(g.kv > 0, "the running sequences hold KV cache");
-    await sleep(400); // the first two done, the next two running
+    await until(() => m.stats().waiting === 1); // the first two done, the next two running
     const g2 = await gauges(m);
     assert.deepEqual({ running: g2.running, waiting: g2.waiting }, { running: 2, waiting: 1 });
     await work;
@@ -125,10 +141,12 @@ describe("mock engine capacity", () => {
     const all = await Promise.all(Array.from({ length: 4 }, () => chat(m, 50)));
     const one = 10 + CHAT_PROMPT_TOKENS + 200;
     for (const r of all) assert.ok(r.ms < one + 60 && r.queueMs === 0, `parallel in 4 slots: ${r.ms.toFixed(1)} ms`);
-    // Queued behind a full engine, the service time stays the same; the queue time grows.
-    const five = await Promise.all(Array.from({ length: 5 }, () => chat(m, 50)));
-    const queued = five.filter((r) => r.queueMs > 0);
-    assert.equal(queued.length, 1);
-    assert.ok(queued[0]!.queueMs >= one - 5 && queued[0]!.serviceMs < one + 25, `queued ${queued[0]!.queueMs} ms, then served in ${queued[0]!.serviceMs} ms`);
+    // Queued behind a full engine, the service time stays the same and the wait shows as queue time.
+    const four = Promise.all(Array.from({ length: 4 }, () => chat(m, 50)));
+    await until(() => m.stats().running === 4);
+    const fifth = await chat(m, 50);
+    assert.ok((await four).every((r) => r.queueMs === 0));
+    assert.ok(fifth.queueMs > 0 && fifth.queueMs <= one + 5, `queued ${fifth.queueMs} ms behind the four`);
+    assert.ok(fifth.serviceMs >= one - 0.5 && fifth.serviceMs < one + 25, `then served in ${fifth.serviceMs} ms`);
   });
 });
