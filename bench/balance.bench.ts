@@ -10,7 +10,8 @@
 // (default 0.15) long generations (BENCH_LONG_TOKENS, 384), the rest short (BENCH_SHORT_TOKENS, 32). The
 // same seeded schedule for every row. Each request times out after BENCH_TIMEOUT_S (default 15) s.
 // Rows (ROWS below, keyed by name; BENCH_ROWS selects a subset):
-//   ours: the local data plane (envoy/local: build/plugin.wasm on our proxy-wasm host, own process, fed by
+//   ours: the local data plane (envoy/local: build/plugin.wasm on our proxy-wasm host, own process with
+//   BENCH_DP_WORKERS workers — default one per core, like Envoy's --concurrency — fed by
 //   the control service + Redis), one deployment per row with the row's strategy and weights ("capacity":
 //   proportional to slots; "equal"); a strategy the control refuses is skipped with its answer.
 //   HAProxy `balance leastconn`; nginx `least_conn` (Debian packages; skipped with a message if absent);
@@ -19,6 +20,7 @@
 // p99 wait = latency − the engine's service time (queueing in the engine or the balancer, plus proxying:
 // the part a balancer controls), its ratio to weighted round robin's in the same run, share per instance
 // (completions each engine finished). Output: a markdown table and bench/results/balance-<date>.json.
+import { availableParallelism } from "node:os";
 import { controlVersion, startEnv, type Env } from "../test/local/support.js";
 import { PLUGIN, registerModel } from "../test/control/harness.js";
 import { bounded, fmt, machineEnd, machineLines, machineStart, markdownTable, pct, sleep, stopInOrder, writeResult } from "./support.js";
@@ -43,6 +45,8 @@ const S = {
   longTokens: Math.round(num("BENCH_LONG_TOKENS", 384, 1, 4_000)),
   longShare: num("BENCH_LONG_SHARE", 0.15, 0, 1),
   seed: Math.round(num("BENCH_SEED", 18, 0, 2 ** 31)),
+  /** Data-plane workers (one VM each, as Envoy's --concurrency): one per core by default. */
+  workers: Math.round(num("BENCH_DP_WORKERS", availableParallelism(), 1, 64)),
   model: "bench-balance",
 };
 if (S.slots.length < 2 || S.slots.some((s) => !Number.isInteger(s) || s < 1 || s > 1_000)) throw new Error("BENCH_SLOTS must be integers in 1..1000");
@@ -185,6 +189,7 @@ await bounded(
         BENCH_CONTROL_URL: env.control.url,
         BENCH_PLUGIN_TOKEN: PLUGIN,
         BENCH_TABLE_VERSION: String(await controlVersion(env)),
+        BENCH_DP_WORKERS: String(S.workers),
       });
       const url = (dp.ready as { url: string }).url;
       for (const row of ours) {
@@ -329,7 +334,8 @@ await bounded(
     console.log(
       `balance: ${S.slots.length} capacity mocks (slots ${S.slots.join(",")}, ${S.tokensPerSecond} tokens/s per slot), open-loop Poisson ${rate.toFixed(1)} req/s ` +
         `(${(S.load * 100).toFixed(0)} % of ${capacityRps.toFixed(1)}/s) for ${S.durationS} s = ${SCHEDULE.length} requests per row, ` +
-        `${(100 * (1 - S.longShare)).toFixed(0)} % max_tokens ${S.shortTokens} / ${(100 * S.longShare).toFixed(0)} % ${S.longTokens}; timeout ${S.timeoutS} s; wall ${wall.toFixed(1)} s`,
+        `${(100 * (1 - S.longShare)).toFixed(0)} % max_tokens ${S.shortTokens} / ${(100 * S.longShare).toFixed(0)} % ${S.longTokens}; timeout ${S.timeoutS} s; ` +
+        `ours: ${S.workers} data-plane worker${S.workers === 1 ? "" : "s"} (BENCH_DP_WORKERS; one VM each, per-worker in-flight counts); wall ${wall.toFixed(1)} s`,
     );
     for (const l of machineLines(machine)) console.log(l);
     console.log(markdownTable(head, rowsOut));

@@ -30,6 +30,8 @@ export const TABLE_LIMITS = {
   maxLoadScore: 1_000_000,
   /** An instance's `load.interval_ms` at most (one hour). */
   maxLoadIntervalMs: 3_600_000,
+  /** An instance's `load.capacity` (requests the engine runs at once) at most. */
+  maxLoadCapacity: 100_000,
 } as const;
 
 /** Same character set as instance/deployment ids everywhere in the product. */
@@ -162,13 +164,17 @@ export const TableInstance = z.object({
    * (Unix ms, the control service's clock); `interval_ms` = how often a fresh score is expected. A
    * consumer ignores a score older than 3 × interval_ms (stale load must not attract traffic). Absent:
    * no signal (load_signals off, unknown engine, failed scrape). Load-only changes are coalesced: at most
-   * one table version per load publish interval (control/src/health/load.ts).
+   * one table version per load publish interval (control/src/health/load.ts). `capacity` (optional): how
+   * many requests the engine runs at once, as learned from its gauges — the running count seen while
+   * requests waited (its slots: --max-num-seqs or what its KV cache holds), or at least the most it was
+   * seen running; absent until the engine was seen running anything.
    */
   load: z
     .object({
       score: z.number().min(0).max(TABLE_LIMITS.maxLoadScore),
       at_ms: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
       interval_ms: z.number().int().min(1).max(TABLE_LIMITS.maxLoadIntervalMs),
+      capacity: z.number().int().min(1).max(TABLE_LIMITS.maxLoadCapacity).optional(),
     })
     .optional(),
 });

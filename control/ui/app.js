@@ -31,7 +31,7 @@ const TOKEN_KEY = "gateway.control.token";
 
 /** @type {{ token: string | null, role: string | null, deployments: Map<string, any>, models: Map<string, any>, open: Set<string>,
  *   timelines: Map<string, any>, histories: Map<string, any>, abort: AbortController | null, watchers: Set<() => void>, loaded: boolean,
- *   dataplanes: any | { error: string } | null, loads: Map<string, { score: number, at_ms: number, interval_ms: number }> }} */
+ *   dataplanes: any | { error: string } | null, loads: Map<string, { score: number, at_ms: number, interval_ms: number, capacity?: number }> }} */
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY),
   role: null,
@@ -296,19 +296,19 @@ async function loadTable() {
     return;
   }
   if (seq !== tableSeq || !state.token || !table || !Array.isArray(table.deployments)) return;
-  /** @type {Map<string, { score: number, at_ms: number, interval_ms: number }>} */
+  /** @type {Map<string, { score: number, at_ms: number, interval_ms: number, capacity?: number }>} */
   const next = new Map();
   for (const d of table.deployments) {
     for (const i of d.instances ?? []) {
       const l = i.load;
       if (l && typeof l.score === "number" && typeof l.at_ms === "number" && typeof l.interval_ms === "number") {
-        next.set(instKey(d.id, i.id), { score: l.score, at_ms: l.at_ms, interval_ms: l.interval_ms });
+        next.set(instKey(d.id, i.id), { score: l.score, at_ms: l.at_ms, interval_ms: l.interval_ms, ...(typeof l.capacity === "number" ? { capacity: l.capacity } : {}) });
       }
     }
   }
   const same = next.size === state.loads.size && [...next].every(([k, v]) => {
     const o = state.loads.get(k);
-    return o !== undefined && o.score === v.score && o.at_ms === v.at_ms && o.interval_ms === v.interval_ms;
+    return o !== undefined && o.score === v.score && o.at_ms === v.at_ms && o.interval_ms === v.interval_ms && o.capacity === v.capacity;
   });
   state.loads = next;
   if (!same && state.loaded) renderAll();

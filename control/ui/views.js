@@ -65,16 +65,18 @@ export function gpuText(i) {
 /** A load score as text: 2 decimals below 1, 1 below 100, whole above. @param {number} score */
 export const fmtScore = (score) => (score < 1 ? score.toFixed(2) : score < 100 ? score.toFixed(1) : String(Math.round(score)));
 /**
- * An instance's engine load as the routing table carries it (issue 18): "score 2.3 · 1 s ago"; "stale"
- * when older than 3 × its interval (the plugin ignores it then); "—" when absent.
- * @param {{ score: number, at_ms: number, interval_ms: number } | undefined} load @param {number} now
+ * An instance's engine load as the routing table carries it (issue 18): "score 2.3 · 12 slots · 1 s ago"
+ * (slots: the capacity the control service learned, when known); "stale" when older than 3 × its interval
+ * (the plugin ignores it then); "—" when absent.
+ * @param {{ score: number, at_ms: number, interval_ms: number, capacity?: number } | undefined} load @param {number} now
  * @returns {{ text: string, stale: boolean | null }}
  */
 export function loadText(load, now) {
   if (!load) return { text: "—", stale: null };
   const age = ago(new Date(load.at_ms).toISOString(), now);
   const stale = now - load.at_ms > 3 * load.interval_ms;
-  return { text: `score ${fmtScore(load.score)} · ${stale ? `stale (${age})` : age}`, stale };
+  const slots = load.capacity === undefined ? "" : ` · ${load.capacity} slot${load.capacity === 1 ? "" : "s"}`;
+  return { text: `score ${fmtScore(load.score)}${slots} · ${stale ? `stale (${age})` : age}`, stale };
 }
 /** A deployment's session affinity, read-only text. @param {any} a */
 export function affinityText(a) {

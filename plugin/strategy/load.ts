@@ -40,14 +40,22 @@
 // others are busier.
 //
 // load_aware — the engine's own load, as the control service scraped it from the instance's /metrics
-// (contract 1, an instance's `load.score`: requests waiting + KV-cache usage, control/src/health/load.ts),
-// combined with this worker's in-flight count: cost = (in-flight × w_min/w + 1) × (1 + score), the
-// cheaper of the two weighted samples wins. The score is global but up to an interval old; the in-flight
-// count is this worker's own and current, so a burst this worker sends is seen at once. The score is
-// written into the instance's stats record when a table is compiled (Rec.LOAD_SCORE, LOAD_UNTIL_MS =
-// scraped at + 3 × interval). Stale data must not attract traffic (decision): when either sample has no
-// fresh score (absent, or past LOAD_UNTIL_MS by this worker's clock) the pair is compared by in-flight
-// counts only, exactly as least_request — a stale low score never makes an instance look cheap.
+// (contract 1, an instance's `load`: `score` = requests waiting + KV-cache usage, `capacity` = requests it
+// runs at once as learned from its gauges; control/src/health/load.ts), combined with this worker's
+// in-flight count. The score is global but up to an interval old; the in-flight count is this worker's own
+// and current, so a burst this worker sends is seen at once. Both are written into the instance's stats
+// record when a table is compiled (Rec.LOAD_SCORE, LOAD_CAPACITY, LOAD_UNTIL_MS = scraped at + 3 × interval).
+// - Every candidate with a fresh score and a capacity (capacityPick): cost = (in-flight + 1 + score) /
+//   (capacity × weight) — the requests ahead of this one per slot, the engine's queue included — least wins,
+//   over all candidates of the tier when there are at most LA_SCAN (from a random start, so ties spread),
+//   else over two weighted samples. Decision: scanning a small tier is "join the shortest queue", which
+//   measured far better than two choices on 4 unequal engines (bench:balance); the per-worker in-flight
+//   counts (updated at once) keep workers from herding on one stale score.
+// - Otherwise, both samples with fresh scores: cost = (in-flight × w_min/w + 1) × (1 + score), the cheaper
+//   of two weighted samples.
+// - Stale data must not attract traffic (decision): when either sample has no fresh score (absent, or
+//   past LOAD_UNTIL_MS by this worker's clock) the pair is compared by in-flight counts only, exactly as
+//   least_request — a stale low score never makes an instance look cheap.
 //
 // Hot block state (after the header, strategy/hot.ts; HOT_KIND = HOT_LR | HOT_LAT | HOT_LA, HOT_M = tier size,
 // HOT_CURSOR = the tier's lowest weight):
@@ -112,8 +120,35 @@ export function seedRng(seed: u64): void {
 
 /** load_aware: the fresh score of record `r` at `nowMs`, or -1 (none, or stale). */
 @inline function freshScore(r: usize, nowMs: u64): f64 {
-  const s = load<f64>(r, Rec.LOAD_SCORE);
+  const s = <f64>load<f32>(r, Rec.LOAD_SCORE);
   return s >= 0 && nowMs < load<u64>(r, Rec.LOAD_UNTIL_MS) ? s : -1.0;
+}
+
+/** Candidates load_aware compares all of (more: two weighted samples). */
+export const LA_SCAN: i32 = 16;
+
+/**
+ * load_aware with every candidate's capacity known and score fresh: the least (in-flight + 1 + score) per
+ * unit of capacity × weight, over all candidates (m ≤ LA_SCAN, from a random start so ties spread) or two
+ * weighted samples; -1 when a candidate lacks a fresh score or a capacity.
+ */
+function capacityPick(b: usize, reg: StatsRegistry, m: i32, nowMs: u64): i32 {
+  let best = -1;
+  let bestCost = Infinity;
+  const n = m <= LA_SCAN ? m : 2;
+  let k = m <= LA_SCAN ? <i32>(((rngNext() & 0xFFFFFFFF) * <u64>m) >> 32) : sample(b, m);
+  for (let t = 0; t < n; t++) {
+    const e = b + ENTRIES + (<usize>k << ENTRY_SHIFT);
+    const r = reg.record(load<i32>(e, 12));
+    const s = freshScore(r, nowMs);
+    const cap = <f64>load<f32>(r, Rec.LOAD_CAPACITY);
+    if (s < 0 || cap <= 0) return -1;
+    const cost = (<f64>load<i32>(r, Rec.IN_FLIGHT) + 1.0 + s) / (cap * <f64>load<i32>(e, 8));
+    if (cost < bestCost) { bestCost = cost; best = k; }
+    if (m <= LA_SCAN) { k++; if (k >= m) k = 0; }
+    else { const j = sample(b, m); k = j == k ? (k + 1 < m ? k + 1 : 0) : j; }
+  }
+  return best;
 }
 
 /**
@@ -124,6 +159,11 @@ export function seedRng(seed: u64): void {
 export function loadNext(b: usize, reg: StatsRegistry, nowNs: u64): i32 {
   const m = load<i32>(b, HOT_M);
   if (m <= 1) return 0;
+  const kind = load<u32>(b, HOT_KIND);
+  if (kind == HOT_LA) {
+    const p = capacityPick(b, reg, m, nowNs / 1_000_000);
+    if (p >= 0) return p;
+  }
   const i = sample(b, m);
   let j = sample(b, m);
   if (j == i) {
@@ -138,7 +178,6 @@ export function loadNext(b: usize, reg: StatsRegistry, nowNs: u64): i32 {
   const wj = load<i32>(ej, 8);
   const ri = reg.record(load<i32>(ei, 12));
   const rj = reg.record(load<i32>(ej, 12));
-  const kind = load<u32>(b, HOT_KIND);
   if (kind == HOT_LA) {
     const nowMs = nowNs / 1_000_000;
     const si = freshScore(ri, nowMs);

@@ -6,7 +6,7 @@ import { jsonError, parseJson } from "../json/parser";
 import { isIntIn } from "../config";
 import {
   MAX_CLUSTER_LENGTH, MAX_DEPLOYMENTS, MAX_INSTANCES_PER_DEPLOYMENT, MAX_MODEL_NAMES, MAX_PRIORITY,
-  MAX_REGION_LENGTH, MAX_SAFE_INTEGER, MAX_LOAD_SCORE, MAX_LOAD_INTERVAL_MS, MAX_TABLE_DEPTH, MAX_WEIGHT, ROUTING_TABLE_SCHEMA, MAX_EXTRA_PATHS,
+  MAX_REGION_LENGTH, MAX_SAFE_INTEGER, MAX_LOAD_SCORE, MAX_LOAD_INTERVAL_MS, MAX_LOAD_CAPACITY, MAX_TABLE_DEPTH, MAX_WEIGHT, ROUTING_TABLE_SCHEMA, MAX_EXTRA_PATHS,
 } from "./limits";
 import { isAddress, isAuthorization, isBasePath, isExtraPath, isId, isModelName, isPrintableAscii, isServedName } from "./patterns";
 
@@ -75,6 +75,8 @@ export class DocInstance {
   loadScore: f64 = -1;
   loadAtMs: u64 = 0;
   loadIntervalMs: u64 = 0;
+  /** `load.capacity`: requests the engine runs at once as the control service learned it; 0 = unknown. */
+  loadCapacity: i32 = 0;
 }
 
 export class DocDeployment {
@@ -155,9 +157,12 @@ function instance(v: JsonValue | null, path: string): DocInstance | null {
     if (at === null || !isIntIn(at, 0, MAX_SAFE_INTEGER)) { tableError = path + ".load.at_ms: expected an integer ≥ 0"; return null; }
     const iv = ld.get("interval_ms");
     if (iv === null || !isIntIn(iv, 1, MAX_LOAD_INTERVAL_MS)) { tableError = path + ".load.interval_ms: expected an integer in 1..3600000"; return null; }
+    const cap = ld.get("capacity");
+    if (cap !== null && !isIntIn(cap, 1, MAX_LOAD_CAPACITY)) { tableError = path + ".load.capacity: expected an integer in 1..100000"; return null; }
     out.loadScore = sc.num;
     out.loadAtMs = <u64>at.num;
     out.loadIntervalMs = <u64>iv.num;
+    out.loadCapacity = cap !== null ? <i32>cap.num : 0;
   }
   return out;
 }

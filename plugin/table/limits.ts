@@ -18,5 +18,7 @@ export const MAX_SAFE_INTEGER: f64 = 9007199254740991;
 /** An instance's `load.score` at most, `load.interval_ms` at most (contract 1: maxLoadScore, maxLoadIntervalMs). */
 export const MAX_LOAD_SCORE: f64 = 1000000;
 export const MAX_LOAD_INTERVAL_MS: f64 = 3600000;
+/** An instance's `load.capacity` at most (contract 1: maxLoadCapacity). */
+export const MAX_LOAD_CAPACITY: f64 = 100000;
 /** JSON nesting accepted in a table document (unknown fields may nest; 64 levels is plenty). */
 export const MAX_TABLE_DEPTH: i32 = 64;

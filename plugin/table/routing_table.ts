@@ -411,7 +411,7 @@ function compileDeployment(d: DocDeployment, apiPrefix: string, maxFallbacks: i3
     // Re-admitted by the control service (or new to it): on probation until it answers (strategy/load.ts).
     if (di.state == InstanceState.Active && stats.controlState != InstanceState.Active) registry.setProbation(stats.slot);
     // load_aware: the engine's load score as of this table, stale 3 intervals after its scrape (strategy/load.ts).
-    registry.setLoad(stats.slot, di.loadScore, di.loadAtMs + 3 * di.loadIntervalMs);
+    registry.setLoad(stats.slot, di.loadScore, di.loadCapacity, di.loadAtMs + 3 * di.loadIntervalMs);
     stats.owner = dep;
     // The control service re-admitted an instance this worker had passively ejected: the verdict is
     // newer than the failures, so the exclusion ends now (the API and every worker agree at once).

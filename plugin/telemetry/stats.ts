@@ -37,8 +37,10 @@ export namespace Rec {
   @inline export const EWMA_US: usize = 96;
   /** u64 clock (ns) of EWMA_US's last update. */
   @inline export const EWMA_STAMP: usize = 104;
-  /** f64 the engine load score of the latest compiled table (load_aware; -1: none), written when compiled. */
+  /** f32 the engine load score of the latest compiled table (load_aware; -1: none), written when compiled. */
   @inline export const LOAD_SCORE: usize = 112;
+  /** f32 the engine's capacity (requests at once) of the latest compiled table (load_aware; 0: unknown). */
+  @inline export const LOAD_CAPACITY: usize = 116;
   /** u64 Unix ms after which LOAD_SCORE is stale (scraped at + 3 × interval; 0: none). Record ends at 128. */
   @inline export const LOAD_UNTIL_MS: usize = 120;
 }
@@ -229,9 +231,10 @@ export class StatsRegistry {
   /** Puts the instance on probation (latency): its cost is the deployment's slowest until it answers. */
   @inline setProbation(slot: i32): void { store<u32>(this.at(slot), 0, Rec.SAMPLED); }
   /** The instance's engine load score as the latest compiled table has it (load_aware); score < 0: none. */
-  setLoad(slot: i32, score: f64, untilMs: u64): void {
+  setLoad(slot: i32, score: f64, capacity: i32, untilMs: u64): void {
     const r = this.at(slot);
-    store<f64>(r, score, Rec.LOAD_SCORE);
+    store<f32>(r, <f32>score, Rec.LOAD_SCORE);
+    store<f32>(r, score < 0 ? 0 : <f32>capacity, Rec.LOAD_CAPACITY);
     store<u64>(r, score < 0 ? 0 : untilMs, Rec.LOAD_UNTIL_MS);
   }
 

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
-import { loadScore, MAX_METRICS_BYTES, parseLoadMetrics } from "../../control/src/health/load.js";
+import { learnCapacity, loadScore, MAX_METRICS_BYTES, parseLoadMetrics, parseLoadHash } from "../../control/src/health/load.js";
 import { createConnectivityTester } from "../../control/src/connectivity/tester.js";
 import type { RedisServer } from "../support/redis.js";
 import { registerModel, startReplica, table, waitFor, withRedis, type Replica } from "./harness.js";
@@ -42,6 +42,23 @@ describe("load signals: parsing", () => {
     assert.deepEqual(tgi, { engine: "tgi", waiting: 7, running: 3, kv: null });
     assert.equal(loadScore(tgi!), 7);
   });
+  test("capacity: the running count while requests wait; otherwise at least the most seen running", () => {
+    const s = (running: number, waiting: number) => ({ engine: "vllm" as const, running, waiting, kv: 0.5 });
+    assert.equal(learnCapacity(undefined, s(0, 0)), undefined, "nothing seen running: unknown");
+    assert.equal(learnCapacity(undefined, s(3, 0)), 3, "it ran 3 at once: at least 3");
+    assert.equal(learnCapacity(3, s(2, 0)), 3, "running fewer without a queue says nothing new");
+    assert.equal(learnCapacity(3, s(7, 0)), 7);
+    assert.equal(learnCapacity(12, s(4, 2)), 4, "requests wait while 4 run: 4 is all it runs now (KV-bound)");
+    assert.equal(learnCapacity(4, s(0, 5)), 4, "a queue with nothing running (engine stalled) changes nothing");
+    assert.equal(learnCapacity(undefined, s(1e9, 1)), 100_000, "capped by the contract");
+    assert.equal(learnCapacity(undefined, s(2.6, 0)), 3, "an integer");
+  });
+  test("stored load entries: a capacity out of range is dropped, the score kept", () => {
+    const entry = (capacity: unknown) => JSON.stringify({ score: 1, at_ms: 5, interval_ms: 1000, capacity });
+    const m = parseLoadHash({ "d/a": entry(12), "d/b": entry(0), "d/c": entry(1.5), "d/e": entry("12"), "d/f": entry(100_001) });
+    assert.deepEqual(m.get("d/a"), { score: 1, at_ms: 5, interval_ms: 1000, capacity: 12 });
+    for (const k of ["d/b", "d/c", "d/e", "d/f"]) assert.deepEqual(m.get(k), { score: 1, at_ms: 5, interval_ms: 1000 }, k);
+  });
   test("unknown engine, garbage, negative or non-numeric values → no signal", () => {
     for (const text of ["", "ollama_whatever 3\n", "\u0000\u0001garbage{{{", "vllm:num_requests_waiting NaN\n", "vllm:num_requests_waiting -1\n",
       "vllm:num_requests_waiting{model_name=\"m\" 3\n", "vllm:num_requests_waiting\n", "vllm:num_requests_waiting abc\n", "<html>502 Bad Gateway</html>"]) {
@@ -69,7 +86,7 @@ describe("load signals: parsing", () => {
   });
 });
 
-type Inst = { id: string; state: string; load?: { score: number; at_ms: number; interval_ms: number } };
+type Inst = { id: string; state: string; load?: { score: number; at_ms: number; interval_ms: number; capacity?: number } };
 const instancesOf = async (c: Replica, dep: string): Promise<Inst[]> => (await table(c.api)).deployments.find((d: { id: string }) => d.id === dep)?.instances ?? [];
 
 describe("load signals: prober → routing table", () => {
@@ -121,6 +138,7 @@ describe("load signals: prober → routing table", () => {
     const by = Object.fromEntries(insts.map((i) => [i.id, i]));
     assert.ok(by.idle!.load !== undefined && by.idle!.load.score < 1, JSON.stringify(by.idle));
     assert.equal(by.busy!.load!.interval_ms, PUBLISH_MS); // max(probe interval 50 ms, publish interval)
+    assert.equal(by.busy!.load!.capacity, 1, "one running while three wait: one slot");
     assert.ok(Math.abs(by.busy!.load!.at_ms - Date.now()) < 5_000);
     assert.equal(by.nometrics!.load, undefined);
     assert.equal(by.nometrics!.state, "active");

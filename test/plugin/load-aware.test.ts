@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { deliver, gateway, header, type Host, picked, request, table } from "./support.js";
 
-type Load = { score: number; at_ms: number; interval_ms: number };
+type Load = { score: number; at_ms: number; interval_ms: number; capacity?: number };
 
 /** A one-deployment load_aware table; `loads` by instance id are added to the instances. */
 function loadTable(version: number, instances: { id: string; weight?: number; priority?: number; state?: "active" | "draining" | "ejected" }[], loads: Record<string, Load>): object {
@@ -96,10 +96,10 @@ test("load_aware: without any score it is least_request", async () => {
   assert.ok(Math.abs((h.a ?? 0) - 100) <= 2, JSON.stringify(h));
 });
 
-test("load_aware: never an ineligible pick (draining, ejected, higher tier), whatever their scores", async () => {
+for (const withCapacity of [false, true]) test(`load_aware: never an ineligible pick (draining, ejected, higher tier), whatever their scores${withCapacity ? " and capacities" : ""}`, async () => {
   const host = await gateway();
   const at = host.now;
-  const fresh = (score: number) => ({ score, at_ms: at, interval_ms: 1000 });
+  const fresh = (score: number) => ({ score, at_ms: at, interval_ms: 1000, ...(withCapacity ? { capacity: score === 0 ? 1000 : 2 } : {}) });
   deliver(host, loadTable(1, [
     { id: "a" }, { id: "b", weight: 3 },
     { id: "dr", state: "draining" }, { id: "ej", state: "ejected" }, { id: "t1", priority: 1 },
@@ -116,4 +116,74 @@ test("load_aware: never an ineligible pick (draining, ejected, higher tier), wha
   // Primary tier gone: the next tier serves.
   deliver(host, loadTable(2, [{ id: "a", state: "ejected" }, { id: "t1", priority: 1 }, { id: "t2", priority: 2 }], { t2: fresh(0) }));
   assert.deepEqual(sequential(host, 50), { t1: 50 });
+});
+
+/** Holds `n` streams open (in flight on this worker) and returns how many each instance got. */
+function hold(host: Host, n: number): { picks: Record<string, number>; order: (string | undefined)[]; finish: () => void } {
+  const held: ReturnType<typeof open>[] = [];
+  for (let i = 0; i < n; i++) held.push(open(host));
+  return { picks: counts(held.map((o) => o.pick)), order: held.map((o) => o.pick), finish: () => held.forEach((o) => o.s.finish()) };
+}
+
+test("load_aware with capacities: in-flight requests settle in proportion to each engine's capacity, with equal weights", async () => {
+  const host = await gateway();
+  const fresh = (capacity: number) => ({ score: 0, at_ms: host.now, interval_ms: 1000, capacity });
+  deliver(host, loadTable(1, [{ id: "a" }, { id: "b" }, { id: "c" }], { a: fresh(12), b: fresh(12), c: fresh(4) }));
+  const h = hold(host, 280);
+  h.finish();
+  // Least (in flight + 1) per slot over all three: 120 / 120 / 40 up to the last round.
+  for (const [id, want] of [["a", 120], ["b", 120], ["c", 40]] as const) {
+    assert.ok(Math.abs((h.picks[id] ?? 0) - want) <= 2, `${id}: ${h.picks[id]} of 280, want ~${want} (${JSON.stringify(h.picks)})`);
+  }
+  // At any time, no instance is two requests per slot ahead of another: the third with a third of the slots
+  // never fills first (what keeps its queue empty).
+  const n: Record<string, number> = { a: 0, b: 0, c: 0 };
+  const cap: Record<string, number> = { a: 12, b: 12, c: 4 };
+  for (const p of h.order) {
+    n[p!]!++;
+    const perSlot = Object.keys(n).map((k) => n[k]! / cap[k]!);
+    assert.ok(Math.max(...perSlot) - Math.min(...perSlot) <= 1 / 4 + 1e-9, `per-slot spread ${perSlot.join(", ")}`);
+  }
+});
+
+test("load_aware with capacities: requests waiting in an engine count as requests ahead of the next", async () => {
+  const host = await gateway();
+  const at = host.now;
+  // a has 8 requests queued (from other proxies); b is idle; the same 4 slots.
+  deliver(host, loadTable(1, [{ id: "a" }, { id: "b" }], { a: { score: 8, at_ms: at, interval_ms: 1000, capacity: 4 }, b: { score: 0, at_ms: at, interval_ms: 1000, capacity: 4 } }));
+  const h = hold(host, 24);
+  h.finish();
+  assert.deepEqual(h.order.slice(0, 8), Array(8).fill("b"), `b first until it holds as many: ${h.order.join(",")}`);
+  assert.ok(Math.abs((h.picks.b ?? 0) - 16) <= 1, JSON.stringify(h.picks));
+});
+
+test("load_aware with capacities: the weight multiplies the capacity", async () => {
+  const host = await gateway();
+  const fresh = (capacity: number) => ({ score: 0, at_ms: host.now, interval_ms: 1000, capacity });
+  // 4 slots × weight 3 = 12 slots × weight 1: equal shares.
+  deliver(host, loadTable(1, [{ id: "a", weight: 3 }, { id: "b" }], { a: fresh(4), b: fresh(12) }));
+  const h = hold(host, 200);
+  h.finish();
+  assert.ok(Math.abs((h.picks.a ?? 0) - 100) <= 1, JSON.stringify(h.picks));
+});
+
+test("load_aware: capacities are used only when every candidate has one and a fresh score", async () => {
+  const host = await gateway();
+  const at = host.now;
+  const big = { score: 0, at_ms: at, interval_ms: 1000, capacity: 100 };
+  // b has no capacity: the pair is compared by (in flight + 1) × (1 + score), as without capacities.
+  deliver(host, loadTable(1, [{ id: "a" }, { id: "b" }], { a: big, b: { score: 0, at_ms: at, interval_ms: 1000 } }));
+  let h = hold(host, 200);
+  h.finish();
+  assert.ok(Math.abs((h.picks.a ?? 0) - 100) <= 2, `one without capacity: ${JSON.stringify(h.picks)}`);
+  // b's score (with its capacity) is stale: least_request.
+  deliver(host, loadTable(2, [{ id: "a" }, { id: "b" }], { a: big, b: { score: 0, at_ms: at - 3500, interval_ms: 1000, capacity: 1 } }));
+  h = hold(host, 200);
+  h.finish();
+  assert.ok(Math.abs((h.picks.a ?? 0) - 100) <= 2, `one stale: ${JSON.stringify(h.picks)}`);
+  // Both fresh with capacities 100 and 1: a takes 100 for each of b's 1.
+  deliver(host, loadTable(3, [{ id: "a" }, { id: "b" }], { a: { ...big, at_ms: host.now }, b: { score: 0, at_ms: host.now, interval_ms: 1000, capacity: 1 } }));
+  h = hold(host, 202);
+  h.finish();
+  assert.ok((h.picks.b ?? 0) <= 3, `both known: ${JSON.stringify(h.picks)}`);
 });

@@ -2,11 +2,7 @@
 // (models_endpoint: "local", the default) in OpenAI's list format, or left alone ("passthrough").
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import asc from "assemblyscript/asc";
-import { deliver, gateway, header, metric, request, table, type Headers, type Host } from "./support.js";
+import { deliver, gateway, header, metric, request, stubPluginWasm, table, type Headers, type Host } from "./support.js";
 
 const TABLE = table(5, [
   { id: "llama", instances: [{ id: "l1" }, { id: "l2" }] },
@@ -188,12 +184,7 @@ test("a request that names a model is routed, also on {prefix}/models (decision:
 });
 
 test("no GC allocation per models-endpoint request (stub-runtime build: linear memory does not grow)", async () => {
-  const dir = join(tmpdir(), `models-endpoint-${process.pid}`);
-  mkdirSync(dir, { recursive: true });
-  const out = join(dir, "plugin.stub.wasm");
-  const { error, stderr } = await asc.main(["plugin/index.ts", "--outFile", out, "--runtime", "stub", "--exportStart", "_initialize",
-    "--lib", "./plugin/lib", "--use", "abort=gateway_abort", "-O3"], {});
-  assert.ifError(error ? new Error(stderr.toString()) : null);
+  const out = await stubPluginWasm();
   const names = ["/v1/models", "/v1/models?x", "/v1/models/llama3", "/v1/models/meta-llama%2FLlama-3.1-8B", "/v1/models/ghost", "/v1/models/nope", "/v1/models-foo"];
   for (const unknown of ["passthrough", "reject"]) {
     const host = await gateway({ table: TABLE, wasm: out, config: { unknown_model: unknown } });

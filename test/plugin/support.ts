@@ -1,6 +1,10 @@
 // Helpers for driving build/plugin.wasm through the test host (envoy/local/host/, API.md).
 import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import asc from "assemblyscript/asc";
 import { ProxyWasmHost } from "../../envoy/local/host/index.js";
 
 export const PLUGIN_WASM = fileURLToPath(new URL("../../build/plugin.wasm", import.meta.url));
@@ -21,12 +25,14 @@ export interface InstanceSpec {
   state?: "active" | "draining" | "ejected";
   /** The upstream `authorization` value (contract 1); omitted when undefined. */
   authorization?: string;
+  /** The engine's load (contract 1 `load`); omitted when undefined. */
+  load?: { score: number; at_ms: number; interval_ms: number; capacity?: number };
 }
 
 export interface DeploymentSpec {
   id: string;
   cluster?: string;
-  strategy?: "round_robin" | "weighted_round_robin" | "failover" | "least_request" | "latency";
+  strategy?: "round_robin" | "weighted_round_robin" | "failover" | "least_request" | "latency" | "load_aware";
   on_unavailable?: "fail" | "panic";
   /** The name the engine serves (contract 1 `served_name`); absent: none. */
   served_name?: string;
@@ -63,6 +69,7 @@ export function table(version: number, deployments: DeploymentSpec[], models?: R
         region: i.region ?? "",
         state: i.state ?? "active",
         ...(i.authorization !== undefined ? { authorization: i.authorization } : {}),
+        ...(i.load !== undefined ? { load: i.load } : {}),
       })),
     })),
   };
@@ -167,4 +174,23 @@ export function prng(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+let stubBuild: Promise<string> | null = null;
+/**
+ * The plugin built with AssemblyScript's `stub` runtime (a bump allocator that never collects), once per
+ * process: with it, any GC allocation grows linear memory, so "memory does not grow over N requests"
+ * proves the path allocates nothing.
+ */
+export function stubPluginWasm(): Promise<string> {
+  stubBuild ??= (async () => {
+    const dir = join(tmpdir(), `plugin-stub-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    const out = join(dir, "plugin.stub.wasm");
+    const { error, stderr } = await asc.main(["plugin/index.ts", "--outFile", out, "--runtime", "stub", "--exportStart", "_initialize",
+      "--lib", "./plugin/lib", "--use", "abort=gateway_abort", "-O3"], {});
+    if (error) throw new Error(`stub build failed: ${stderr.toString()}`);
+    return out;
+  })();
+  return stubBuild;
 }

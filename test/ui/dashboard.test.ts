@@ -616,7 +616,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
   });
 
   test("engine load (issue 18): a deployment with load signals shows each instance's score and age; one without shows —; an admin turns them on", async () => {
-    const withLoad = await startMockOpenAI({ model: "load-on" });
+    const withLoad = await startMockOpenAI({ model: "load-on", maxNumSeqs: 1, reply: Array.from({ length: 40 }, (_, i) => `w${i}`).join(" ") });
     const without = await startMockOpenAI({ model: "load-off" });
     mocks.push(withLoad, without);
     const hc = { interval_seconds: 0.2, timeout_seconds: 0.5, unhealthy_threshold: 2, healthy_threshold: 2, window_seconds: 30 };
@@ -636,8 +636,13 @@ if (!skip) describe("dashboard in headless Chromium", () => {
       const loadCell = (p: Page, dep: string, inst: string) => row(p, dep, inst).locator('[data-label="Load"]');
       // The mock serves vLLM's /metrics: the control service scrapes it and the table carries a score.
       for (const p of [page, viewer.page]) {
-        await waitFor(async () => /^score \d+(\.\d+)? · \d+ s ago$/.test((await loadCell(p, "load-on", a).textContent()) ?? ""), T, "a numeric load score with its age");
+        await waitFor(async () => /^score \d+(\.\d+)?( · 1 slot)? · \d+ s ago$/.test((await loadCell(p, "load-on", a).textContent()) ?? ""), T, "a numeric load score with its age");
       }
+      // Saturated (one slot, two more waiting), the engine shows its capacity: the control learned 1 slot.
+      withLoad.set({ tokensPerSecond: 20 });
+      const gens = Array.from({ length: 3 }, () => fetch(`${withLoad.url}/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "load-on", messages: [{ role: "user", content: "hi" }], max_tokens: 20 }) }).then((r) => r.text()));
+      await waitFor(async () => /^score \d+(\.\d+)? · 1 slot · \d+ s ago$/.test((await loadCell(viewer.page, "load-on", a).textContent()) ?? ""), T, "the learned capacity: 1 slot");
+      await Promise.all(gens);
       const meta = async (p: Page, dep: string) => (await p.locator(`#dep-${dep} .dep-head .meta`).first().textContent()) ?? "";
       assert.match(await meta(viewer.page, "load-on"), /load signals on/);
       assert.match(await meta(viewer.page, "load-on"), /affinity by header x-session-id · load factor 1\.5/);

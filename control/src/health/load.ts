@@ -13,6 +13,9 @@
  *   `tgi_batch_current_size`; no KV usage (→ 0).
  * - Anything else (Ollama, unknown engines, no /metrics): no signal — no score is published.
  *
+ * Capacity (learnCapacity): requests the engine runs at once, learned from running/waiting (see there),
+ * published beside the score; load_aware divides by it, so unequal engines need no hand-set weights.
+ *
  * Score (decision): waiting + KV usage. 0 = idle; below 1 = nothing queued, the fraction of the KV cache in
  * use (how close to queueing); each queued request adds 1. Running requests are not added: without the
  * engine's slot count they say nothing about headroom (a big instance runs more), while KV usage is
@@ -48,6 +51,8 @@ export interface LoadEntry {
   score: number;
   at_ms: number;
   interval_ms: number;
+  /** Requests the engine runs at once, as learned (learnCapacity); absent until known. */
+  capacity?: number;
 }
 
 const NAMES = {
@@ -121,6 +126,20 @@ export function loadScore(s: LoadSignals): number {
   return Math.min(TABLE_LIMITS.maxLoadScore, Math.round(raw * 1000) / 1000);
 }
 
+/**
+ * The engine's capacity (requests it runs at once) after one more scrape (decision): an engine with
+ * requests waiting runs all it can, so its running count *is* its capacity now (--max-num-seqs, or fewer
+ * when the KV cache is the bound); without a queue it can run at least what it runs, so the capacity is
+ * the larger of that and what was known. Undefined until it was seen running anything. Only ever read
+ * from the engine's own gauges: weights are not needed to find an instance with a third of the slots.
+ */
+export function learnCapacity(prev: number | undefined, s: LoadSignals): number | undefined {
+  const running = Math.min(TABLE_LIMITS.maxLoadCapacity, Math.round(s.running));
+  if (running < 1) return prev;
+  if (s.waiting > 0) return running;
+  return prev === undefined ? running : Math.max(prev, running);
+}
+
 /** Redis field of an instance's load entry. */
 export const loadField = (deploymentId: string, instanceId: string) => `${deploymentId}/${instanceId}`;
 
@@ -176,7 +195,8 @@ export function parseLoadHash(h: Record<string, string>): Map<string, LoadEntry>
       const e = JSON.parse(v) as Partial<LoadEntry>;
       if (typeof e.score === "number" && Number.isFinite(e.score) && e.score >= 0 && e.score <= TABLE_LIMITS.maxLoadScore
         && Number.isSafeInteger(e.at_ms) && e.at_ms! >= 0 && Number.isSafeInteger(e.interval_ms) && e.interval_ms! >= 1 && e.interval_ms! <= TABLE_LIMITS.maxLoadIntervalMs) {
-        out.set(k, { score: e.score, at_ms: e.at_ms!, interval_ms: e.interval_ms! });
+        const capacity = Number.isSafeInteger(e.capacity) && e.capacity! >= 1 && e.capacity! <= TABLE_LIMITS.maxLoadCapacity ? e.capacity : undefined;
+        out.set(k, { score: e.score, at_ms: e.at_ms!, interval_ms: e.interval_ms!, ...(capacity !== undefined ? { capacity } : {}) });
       }
     } catch {
       /* skipped */

@@ -32,7 +32,7 @@ import { servedNameOf, type Model } from "../models/schemas.js";
 import type { TelemetryStore } from "../telemetry/store.js";
 import { errorRate, errorsOf, quantile, round } from "../telemetry/window.js";
 import type { Lease, LeaseStore } from "./lease-store.js";
-import { loadField, loadScore, MAX_METRICS_BYTES, parseLoadMetrics, type LoadStore } from "../health/load.js";
+import { learnCapacity, loadField, loadScore, MAX_METRICS_BYTES, parseLoadMetrics, type LoadEntry, type LoadStore } from "../health/load.js";
 
 const PROBED = new Set(["active", "ejected"]);
 const hasProbed = (d: Deployment) => d.instances.some((i) => PROBED.has(i.state));
@@ -122,6 +122,8 @@ export function createProber(deps: {
   const nextAt = new Map<string, Map<string, number>>();
   const nextEval = new Map<string, number>();
   const stateCache = new Map<string, Map<string, ProbeState>>();
+  /** load_signals: each instance's learned capacity (health/load.ts learnCapacity), per deployment held. */
+  const capacities = new Map<string, Map<string, number>>();
   const inflight = new Map<string, Set<string>>();
   const busy = new Set<string>();
   const abort = new AbortController();
@@ -298,7 +300,12 @@ export function createProber(deps: {
     const signals = parseLoadMetrics(r.body);
     if (signals === null) return; // unknown engine, garbage: no signal
     const publishMs = deps.loadPublishMs ?? 1_000;
-    const entry = { score: loadScore(signals), at_ms: Date.now(), interval_ms: Math.max(Math.round(hc.interval_seconds * 1000), Math.round(publishMs)) };
+    let caps = capacities.get(d.id);
+    if (!caps) capacities.set(d.id, (caps = new Map()));
+    else if (caps.size > d.instances.length) for (const id of caps.keys()) if (!d.instances.some((i) => i.id === id)) caps.delete(id);
+    const capacity = learnCapacity(caps.get(inst.id), signals);
+    if (capacity !== undefined) caps.set(inst.id, capacity);
+    const entry: LoadEntry = { score: loadScore(signals), at_ms: Date.now(), interval_ms: Math.max(Math.round(hc.interval_seconds * 1000), Math.round(publishMs)), ...(capacity !== undefined ? { capacity } : {}) };
     await deps.loads!.write([{ deployment: d.id, instance: inst.id, entry }]);
   }
 
@@ -429,6 +436,7 @@ export function createProber(deps: {
     nextEval.delete(id);
     stateCache.delete(id);
     apiKeys.delete(id);
+    capacities.delete(id);
     if (h && release) void h.lease.release().catch(() => undefined);
   }
 

@@ -26,7 +26,7 @@ function tableInstance(d: Deployment, i: Instance, apiKeys: ApiKeys, loads?: Loa
   if (key !== undefined) t.authorization = `Bearer ${key}`;
   // Only with load_signals on (a score left in Redis after it was turned off is not published).
   const load = d.load_signals ? loads?.get(`${d.id}/${i.id}`) : undefined;
-  if (load !== undefined) t.load = { score: load.score, at_ms: load.at_ms, interval_ms: load.interval_ms };
+  if (load !== undefined) t.load = { score: load.score, at_ms: load.at_ms, interval_ms: load.interval_ms, ...(load.capacity !== undefined ? { capacity: load.capacity } : {}) };
   return t;
 }
 
