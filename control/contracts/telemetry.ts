@@ -5,7 +5,7 @@
  * proxy_http_call POST to `telemetry_path` on the control cluster), consumed by the control
  * service, which merges batches from every worker of every Envoy into per-instance sliding windows
  * (P95 latency, error rate). Counts are per instance actually used (`upstream.address`, i.e. after
- * retries) since the previous batch of the same sender. Losing a batch loses only those counts;
+ * retries) since the previous batch of the same sender; `in_flight` is the sender's count at end_ms. Losing a batch loses only those counts;
  * `seq` lets the consumer drop a duplicate delivery. Fixtures: test/fixtures/telemetry/.
  */
 import { z } from "zod";
@@ -42,6 +42,12 @@ export const InstanceTelemetry = z
     latency_ms_buckets: z.array(Count).length(LATENCY_BUCKETS_MS.length + 1),
     /** Sum of the observed latencies, for the mean. */
     latency_ms_sum: z.number().min(0),
+    /**
+     * Requests this sender routed to the instance whose stream had not ended when the batch closed. A
+     * sender reports an instance with no other counts too while this is > 0 (so a long stream stays
+     * reported) and once when it changed to 0. Absent: a sender older than this field (unknown).
+     */
+    in_flight: Count.optional(),
   })
   .refine((t) => t.upstream_5xx + t.connect_failures <= t.requests, {
     path: ["requests"],

@@ -260,6 +260,7 @@ export function deploymentCard(d, ctx) {
               h("th", { scope: "col" }, "GPU"),
               h("th", { scope: "col", class: "num", title: `Traffic P95 over the last ${hc.window_seconds} s` }, "P95"),
               h("th", { scope: "col", class: "num", title: `Upstream 5xx and connect failures over the last ${hc.window_seconds} s` }, "Errors"),
+              h("th", { scope: "col", class: "num", title: "Requests in flight now, summed over every data-plane worker's last telemetry batch" }, "In flight"),
               h("th", { scope: "col" }, "Last probe"),
               h("th", { scope: "col", title: "Engine load from its metrics (requests waiting + KV-cache usage), with its age; deployments with load signals on" }, "Load"),
             ),
@@ -317,6 +318,11 @@ function instanceRows(d, i, ctx) {
       h("td", { class: "num", "data-label": "Errors" }, fmtRate(hl?.error_rate ?? null)),
       h(
         "td",
+        { class: "num", "data-label": "In flight", title: hl?.in_flight == null ? "No data plane reported a count" : `From ${hl.in_flight_senders} data-plane worker${hl.in_flight_senders === 1 ? "" : "s"}` },
+        hl?.in_flight == null ? "–" : String(hl.in_flight),
+      ),
+      h(
+        "td",
         { "data-label": "Last probe" },
         lp
           ? h("span", { class: lp.ok ? "probe-ok" : "probe-bad", title: clock(lp.at) }, `${lp.ok ? "ok" : lp.error ?? "failed"} · ${fmtMs(lp.latency_ms)} · ${ago(lp.at, ctx.now)}`)
@@ -324,7 +330,7 @@ function instanceRows(d, i, ctx) {
       ),
       loadCell(ctx.loads.get(key), ctx.now),
     ),
-    h("tr", { class: "detail-row", hidden: !open }, h("td", { colspan: "10", id: panelId }, open ? details(d, i, ctx) : null)),
+    h("tr", { class: "detail-row", hidden: !open }, h("td", { colspan: "11", id: panelId }, open ? details(d, i, ctx) : null)),
   );
 }
 

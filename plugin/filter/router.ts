@@ -71,7 +71,7 @@ export let routedPick: i32 = -1;
 export let routedBlock: usize = 0;
 /** The picked entry's HotFlag bits of the last successful routeTo (0 if none). */
 export let routedFlags: u8 = 0;
-/** least_request / latency / affinity: the stats slot whose in-flight count the last routeTo raised (-1: none). */
+/** The stats slot whose in-flight count the last routeTo raised (-1: none); every routed request has one. */
 export let routedLoadSlot: i32 = -1;
 /** The hot block kind of the last successful routeTo (HOT_LAT: the stream feeds the pick's EWMA). */
 export let routedKind: u32 = 0;
@@ -145,13 +145,12 @@ export function routeTo(c: Config, t: RoutingTable, d: Deployment, fast: usize, 
   callForeign(CLEAR_ROUTE_CACHE, 0, 0);
   // A pick (collectPicks adds it to the instance's counter).
   store<u32>(rec, load<u32>(rec, HotRec.PICKS) + 1, HotRec.PICKS);
-  if (kind >= HOT_LR || affinity != 0) {
-    // In flight until the stream ends (GatewayStream.release): the pick's own record.
-    const slot = load<i32>(rec, HotRec.SLOT);
-    const r = reg.record(slot);
-    store<i32>(r, load<i32>(r, Rec.IN_FLIGHT) + 1, Rec.IN_FLIGHT);
-    routedLoadSlot = slot;
-  }
+  // In flight until the stream ends (GatewayStream.release): the pick's own record. Every strategy keeps
+  // the count (the load-aware ones and affinity pick by it; telemetry reports it for the dashboard).
+  const slot = load<i32>(rec, HotRec.SLOT);
+  const r = reg.record(slot);
+  store<i32>(r, load<i32>(r, Rec.IN_FLIGHT) + 1, Rec.IN_FLIGHT);
+  routedLoadSlot = slot;
   routedPick = pos;
   routedBlock = b;
   routedFlags = flags;

@@ -91,13 +91,24 @@ export class TelemetrySender {
     // Skip slots without counts (defensive: a slot is in `dirty` exactly while it has counts); take at
     // most MAX_INSTANCES_PER_BATCH.
     const take = new Array<i32>();
+    const mark = this.seq + 1;
     let used = 0;
     while (used < dirty.length && take.length < MAX_INSTANCES_PER_BATCH) {
       const slot = unchecked(dirty[used]);
       used++;
-      if (registry.statsAt(slot) !== null && registry.requests(slot) > 0) take.push(slot);
+      const s = registry.statsAt(slot);
+      if (s !== null && registry.requests(slot) > 0) { take.push(slot); s.batchMark = mark; }
     }
     if (used > 0) registry.dirty = dirty.slice(used);
+    // In-flight counts (contract 3 `in_flight`): also instances without counts whose count is > 0 (so a
+    // long stream keeps its report fresh) or changed since it was last reported (so 0 is reported once).
+    const high = registry.high_;
+    for (let slot = 0; slot < high && take.length < MAX_INSTANCES_PER_BATCH; slot++) {
+      const s = registry.statsAt(slot);
+      if (s === null || s.batchMark == mark) continue;
+      const f = registry.inFlight(slot);
+      if (f > 0 || f != s.reportedInFlight) { take.push(slot); s.batchMark = mark; }
+    }
     const start = this.windowStart;
     // A cut batch: the rest follows on the next tick, over the same window start.
     if (registry.dirty.length > 0) this.remainder = true;
@@ -125,6 +136,7 @@ export class TelemetrySender {
         .str(',"requests":').uint(<u64>n)
         .str(',"upstream_5xx":').uint(<u64>registry.upstream5xx(slot))
         .str(',"connect_failures":').uint(<u64>registry.connectFailures(slot))
+        .str(',"in_flight":').uint(<u64>registry.inFlight(slot))
         .str(',"latency_ms_buckets":[');
       for (let b = 0; b < BUCKET_COUNT; b++) {
         if (b > 0) w.byte(0x2c);
@@ -139,6 +151,7 @@ export class TelemetrySender {
       }
       w.byte(0x7d);
       requests += <u64>n;
+      s.reportedInFlight = registry.inFlight(slot);
       registry.clearCounts(slot);
     }
     w.str("]}");

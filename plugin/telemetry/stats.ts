@@ -56,6 +56,10 @@ export class InstanceStats {
   owner: Deployment | null = null;
   /** The control service's state for the instance in the latest compiled table (255 before the first). */
   controlState: u8 = 255;
+  /** The in-flight count last put in a telemetry batch (the sender reports it again only when it changed or is > 0). */
+  reportedInFlight: i32 = 0;
+  /** The batch (sender seq) this instance was last put in: one entry per instance per batch. */
+  batchMark: u64 = 0;
 
   constructor(public deploymentId: string, public instanceId: string, public address: string) {}
 }
@@ -99,6 +103,9 @@ export class StatsRegistry {
     const s = <u32>slot < <u32>this.capacity ? slot : this.capacity;
     return this.base + (<usize>s << STATS_RECORD_SHIFT);
   }
+
+  /** Slots ever assigned: every slot in use is below. */
+  @inline get high_(): i32 { return this.high; }
 
   /** The stats object of a slot in use, else null. */
   statsAt(slot: i32): InstanceStats | null {

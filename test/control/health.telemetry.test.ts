@@ -24,19 +24,23 @@ interface Row {
   upstream_5xx?: number;
   connect_failures?: number;
   buckets?: Record<number, number>; // bucket index → count
+  in_flight?: number;
 }
-function batch(source: string, rows: Row[], s = ++seq) {
+function batch(source: string, rows: Row[], s = ++seq, intervalMs = 1000) {
   return {
     schema: 1,
     source,
     seq: s,
     table_version: 1,
-    start_ms: Date.now() - 1000,
+    start_ms: Date.now() - intervalMs,
     end_ms: Date.now(),
     instances: rows.map((r) => {
       const h = new Array<number>(LATENCY_BUCKETS_MS.length + 1).fill(0);
       for (const [i, n] of Object.entries(r.buckets ?? { 0: r.requests })) h[Number(i)] = n;
-      return { deployment: r.deployment, instance: r.instance, address: r.address, requests: r.requests, upstream_5xx: r.upstream_5xx ?? 0, connect_failures: r.connect_failures ?? 0, latency_ms_buckets: h, latency_ms_sum: 0 };
+      return {
+        deployment: r.deployment, instance: r.instance, address: r.address, requests: r.requests, upstream_5xx: r.upstream_5xx ?? 0, connect_failures: r.connect_failures ?? 0, latency_ms_buckets: h, latency_ms_sum: 0,
+        ...(r.in_flight !== undefined ? { in_flight: r.in_flight } : {}),
+      };
     }),
   };
 }
@@ -119,6 +123,31 @@ describe("telemetry → window statistics → verdicts", () => {
     assert.equal(h.p95_ms, 475);
     // The same seq from another source is not a duplicate.
     assert.equal((await post(c.api, batch("edge-c/w0", [row("tp", "y", { requests: 1 })], bBody.seq))).body.duplicate, false);
+  });
+
+  test("in flight: summed over senders, a late batch never overwrites a newer count, a gone sender's count expires", async () => {
+    const flight = async (inst: string) => {
+      const h = (await instance(c.api, "tp", inst)).health;
+      return { n: h.in_flight, senders: h.in_flight_senders };
+    };
+    assert.deepEqual(await flight("y"), { n: null, senders: 0 }, "no sender reported: unknown, not 0");
+    const LONG = 20_000; // senders a and b: valid for a minute, whatever the pace of this test
+    const s1 = ++seq;
+    assert.equal((await post(c.api, batch("if-a/w0", [row("tp", "y", { requests: 0, in_flight: 4 })], s1, LONG))).status, 200);
+    assert.equal((await post(c.api, batch("if-b/w1", [row("tp", "y", { requests: 2, in_flight: 3 })], ++seq, LONG))).status, 200);
+    assert.deepEqual(await flight("y"), { n: 7, senders: 2 });
+    // Sender a's next batch says 1; its earlier batch arriving late (seq below) changes nothing.
+    assert.equal((await post(c.api, batch("if-a/w0", [row("tp", "y", { requests: 3, in_flight: 1 })], s1 + 100, LONG))).status, 200);
+    assert.equal((await post(c.api, batch("if-a/w0", [row("tp", "y", { requests: 0, in_flight: 9 })], s1 + 50, LONG))).body.duplicate, false);
+    assert.deepEqual(await flight("y"), { n: 4, senders: 2 });
+    // A batch without the field (an older plugin) leaves the counts as they are.
+    assert.equal((await post(c.api, batch("if-old/w0", [row("tp", "y", { requests: 1 })]))).status, 200);
+    assert.deepEqual(await flight("y"), { n: 4, senders: 2 });
+    // Sender c reports every 300 ms: valid for 1 s (3 intervals, at least 1 s); it stops, its count goes.
+    assert.equal((await post(c.api, batch("if-c/w0", [row("tp", "y", { requests: 0, in_flight: 10 })], ++seq, 300))).status, 200);
+    assert.deepEqual(await flight("y"), { n: 14, senders: 3 });
+    await waitFor(async () => (await flight("y")).n === 4, 5_000, "sender c's count expired");
+    assert.deepEqual(await flight("y"), { n: 4, senders: 2 });
   });
 
   test("error rate over the threshold ejects (reason and evidence on the timeline); below min_requests it does not; re-admission by probes", async () => {

@@ -299,3 +299,31 @@ test("benchmark fast path (worker.runRequest with an upstream) counts like whole
   assert.deepEqual(host.refusals, []);
   host.shutdown();
 });
+
+test("in_flight: a held stream is reported every interval without other counts, 0 once when it ends, then nothing", async () => {
+  const host = await gateway({ config: { telemetry_interval_ms: 1000 }, table: twoInstances() });
+  const s = host.worker(0).stream();
+  s.requestHeaders([[":method", "POST"], [":path", "/v1/chat/completions"], [":authority", "gw"], [":scheme", "http"], ["x-model", "solo"]], true);
+  assert.equal(s.result().outcome, "upstream");
+  for (let k = 0; k < 3; k++) {
+    const b = byInstance(flush(host));
+    assert.deepEqual(Object.keys(b), ["solo/s"], `interval ${k}: the held stream's instance only`);
+    assert.equal(b["solo/s"]!.in_flight, 1);
+    assert.equal(b["solo/s"]!.requests, 0, "nothing completed yet");
+  }
+  // A completed request elsewhere carries its own count (0 in flight) beside the held one.
+  send(host, "llm", { status: 200 });
+  let b = byInstance(flush(host));
+  assert.equal(b["solo/s"]!.in_flight, 1);
+  const used = Object.keys(b).find((k) => k.startsWith("llm/"))!;
+  assert.equal(b[used]!.in_flight, 0);
+  assert.equal(b[used]!.requests, 1);
+  // The stream ends (here without an upstream answer, so nothing else is counted): reported once at 0.
+  s.finish();
+  b = byInstance(flush(host));
+  assert.deepEqual(Object.keys(b), ["solo/s"]);
+  assert.equal(b["solo/s"]!.in_flight, 0);
+  host.advance(3000);
+  assert.equal(telemetryCalls(host).length, 0, "nothing in flight, nothing counted: no batch");
+  host.shutdown();
+});

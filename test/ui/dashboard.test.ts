@@ -96,7 +96,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
             buckets[4] = 5; // ≤ 100 ms
             buckets[5] = 1; // ≤ 250 ms
           }
-          return { deployment: "llama-prod", instance: i.id, address: i.address, requests: n, upstream_5xx: 0, connect_failures: up ? 0 : n, latency_ms_buckets: buckets, latency_ms_sum: up ? 1200 : 0 };
+          return { deployment: "llama-prod", instance: i.id, address: i.address, requests: n, upstream_5xx: 0, connect_failures: up ? 0 : n, latency_ms_buckets: buckets, latency_ms_sum: up ? 1200 : 0, in_flight: up ? 3 : 0 };
         });
         const now = Date.now();
         await control.api("POST", "/v1/telemetry", { token: PLUGIN, body: { schema: 1, source: "ui-test-envoy", seq: ++seq, table_version: r.body.version, start_ms: now - 250, end_ms: now, instances } });
@@ -239,6 +239,9 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     assert.deepEqual(cells.slice(1, 6), ["Active", "3", "0", "eu-west", "1 × 80 GB"]);
     // P95, error rate and last probe come with the list (telemetry from the reporter, probes by the prober).
     await waitFor(async () => /ms$/.test((await row(page, "llama-prod", a).locator('[data-label="P95"]').textContent()) ?? ""), T, "P95 shown");
+    // In flight: the reporter's count (3 per instance, from one sender).
+    await waitFor(async () => (await row(page, "llama-prod", a).locator('[data-label="In flight"]').textContent()) === "3", T, "in-flight count shown");
+    assert.equal(await row(page, "llama-prod", a).locator('[data-label="In flight"]').getAttribute("title"), "From 1 data-plane worker");
     // The first probe comes at the instance's phase in the interval (prober.ts probePhase), not at once: wait for it.
     await waitFor(async () => /^ok · /.test((await row(page, "llama-prod", a).locator('[data-label="Last probe"]').textContent()) ?? ""), T, "last probe ok shown");
     await row(page, "llama-prod", a).getByRole("button", { name: `Details of instance ${a}` }).click();

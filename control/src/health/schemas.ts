@@ -47,6 +47,12 @@ export const InstanceHealth = z
     consecutive_failures: z.number().int(),
     reason: z.string().nullable().describe("Why the instance is in its current state (last verdict)"),
     since: z.string().nullable().describe("When the last verdict was made"),
+    in_flight: z
+      .number()
+      .int()
+      .nullable()
+      .describe("Requests in flight to the instance now, summed over every data-plane worker that reported a count in its last telemetry batch (within 3 of its intervals); null: none did"),
+    in_flight_senders: z.number().int().describe("Data-plane workers (wasm VMs) whose count is in in_flight"),
   })
   .describe("Computed when read; never stored in the deployment document");
 

@@ -8,11 +8,12 @@ import type { HealthStore } from "./store.js";
 export type InstanceView = Instance & { health: InstanceHealth };
 export type DeploymentView = Omit<Deployment, "instances"> & { instances: InstanceView[] };
 
-export function createHealthView(deps: { telemetry: Pick<TelemetryStore, "window">; health: Pick<HealthStore, "states"> }) {
+export function createHealthView(deps: { telemetry: Pick<TelemetryStore, "window" | "inFlight">; health: Pick<HealthStore, "states"> }) {
   return {
     async deployment(d: Deployment): Promise<DeploymentView> {
       const hc = d.health_check;
-      const [stats, states] = await Promise.all([deps.telemetry.window(d.id, d.instances.map((i) => i.id), hc.window_seconds), deps.health.states(d.id)]);
+      const ids = d.instances.map((i) => i.id);
+      const [stats, states, flights] = await Promise.all([deps.telemetry.window(d.id, ids, hc.window_seconds), deps.health.states(d.id), deps.telemetry.inFlight(d.id, ids)]);
       return {
         ...d,
         instances: d.instances.map((i) => {
@@ -32,6 +33,8 @@ export function createHealthView(deps: { telemetry: Pick<TelemetryStore, "window
             consecutive_failures: st?.failures ?? 0,
             reason: st?.reason ?? null,
             since: st?.since ?? null,
+            in_flight: flights.get(i.id)?.total ?? null,
+            in_flight_senders: flights.get(i.id)?.senders ?? 0,
           };
           return { ...i, health };
         }),

@@ -38,6 +38,7 @@ export interface Keys {
   lease(name: string): string;
   telemetryBucket(deployment: string, instance: string, bucketStartMs: number): string;
   telemetrySeen(source: string): string;
+  inFlight(deployment: string): string;
   health(deployment: string): string;
   events(deployment: string, instance: string): string;
   load: string;
@@ -60,6 +61,7 @@ export function createKeys(prefix: string): Keys {
     lease: (name) => `${prefix}lease:${name}`,
     telemetryBucket: (dep, inst, t) => `${prefix}tm:${dep}/${inst}:${t}`,
     telemetrySeen: (source) => `${prefix}tm-seen:${source}`,
+    inFlight: (dep) => `${prefix}in-flight:${dep}`,
     health: (dep) => `${prefix}health:${dep}`,
     events: (dep, inst) => `${prefix}events:${dep}/${inst}`,
     load: `${prefix}instance-load`,

@@ -20,7 +20,7 @@ export function telemetryRoutes(deps: { store: Pick<TelemetryStore, "applyBatch"
     const known = new Set<string>();
     for (const d of deps.cache.current()?.table.deployments ?? []) for (const i of d.instances) known.add(`${d.id}/${i.id}`);
     const accepted = batch.instances.filter((i) => known.has(`${i.deployment}/${i.instance}`));
-    const merged = await deps.store.applyBatch(batch.source, batch.seq, accepted);
+    const merged = await deps.store.applyBatch(batch.source, batch.seq, accepted, Date.now(), batch.end_ms - batch.start_ms);
     res.status(200).json({ duplicate: !merged, accepted: merged ? accepted.length : 0, ignored: merged ? batch.instances.length - accepted.length : batch.instances.length });
   });
   return r;

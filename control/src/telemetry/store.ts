@@ -7,6 +7,13 @@
  * A batch is applied in one Lua script together with its duplicate check: (source, seq) is looked up
  * in `tm-seen:<source>` (a sorted set of the last 1024 seqs of that sender, TTL), so a redelivered
  * batch is ignored exactly, and a batch is never half-applied.
+ *
+ * In-flight counts (contract 3 `in_flight`) are a gauge per sender, not a sum over time: the same script
+ * sets field `<instance>/<source>` of `in-flight:<dep>` to "count:validUntil:seq" unless that sender's
+ * newer batch already did (a late batch never overwrites a newer count). A count is valid until 3 of the
+ * sender's intervals (end_ms − start_ms; 1 s..5 min) after receipt, by this service's clock: a sender with
+ * requests in flight reports every interval, so only a gone sender (VM stopped, Envoy drained) expires.
+ * The total per instance is the sum over the valid counts of every sender (every worker of every Envoy).
  */
 import type { Redis } from "ioredis";
 import type { InstanceTelemetry } from "../../contracts/telemetry.js";
@@ -19,6 +26,9 @@ import { addBucket, BUCKETS, bucketOf, emptyStats, F, type WindowStats } from ".
 export const MAX_WINDOW_SECONDS = 600;
 const SEEN_KEEP = 1024;
 const SEEN_TTL_SECONDS = 3_600;
+/** How long a sender's in-flight count stays valid after receipt: 3 of its intervals, within these bounds. */
+const IN_FLIGHT_MIN_VALID_MS = 1_000;
+const IN_FLIGHT_MAX_VALID_MS = 300_000;
 
 // KEYS[1] = seen zset, KEYS[2..] = bucket hashes. ARGV[1] = seq, ARGV[2] = bucket TTL s, ARGV[3] = seen TTL s,
 // ARGV[4] = seen keep, ARGV[5] = JSON [[field, value, field, value, ...] per bucket key]. Returns 1, or 0 = duplicate.
@@ -35,12 +45,25 @@ for i, row in ipairs(rows) do
 end
 `;
 
+// ARGV[6] = number of bucket keys (the in-flight hashes follow them in KEYS), ARGV[7] = JSON [[field, count,
+// ...] per in-flight key], ARGV[8] = valid until (ms), ARGV[9] = in-flight key TTL s.
 const APPLY = `
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[4]) + 1))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 ${ADD_ROWS(2, "ARGV[5]", "ARGV[2]")}
+local seq = tonumber(ARGV[1])
+local first = 2 + tonumber(ARGV[6])
+for i, row in ipairs(cjson.decode(ARGV[7])) do
+  local key = KEYS[first + i - 1]
+  for j = 1, #row, 2 do
+    local cur = redis.call('HGET', key, row[j])
+    local curSeq = cur and tonumber(string.match(cur, ':(%d+)$')) or 0
+    if seq > curSeq then redis.call('HSET', key, row[j], row[j + 1] .. ':' .. ARGV[8] .. ':' .. ARGV[1]) end
+  end
+  redis.call('EXPIRE', key, ARGV[9])
+end
 return 1
 `;
 
@@ -50,7 +73,16 @@ ${ADD_ROWS(1, "ARGV[2]", "ARGV[1]")}
 return 1
 `;
 
+// KEYS[1] = in-flight hash; ARGV = field, value read, ...: deletes each field still holding that value.
+const PRUNE = `
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 1
+`;
+
 interface TelemetryRedis extends Redis {
+  gwInFlightPrune(numKeys: number, ...args: string[]): Promise<number>;
   gwTelemetryApply(numKeys: number, ...args: (string | number)[]): Promise<number>;
   gwTelemetryProbes(numKeys: number, ...args: (string | number)[]): Promise<number>;
 }
@@ -79,8 +111,13 @@ export interface ProbeSample {
 
 export interface TelemetryStore {
   readonly bucketMs: number;
-  /** Merge a batch's instances; false when (source, seq) was merged before (nothing changed). */
-  applyBatch(source: string, seq: number, instances: InstanceTelemetry[], nowMs?: number): Promise<boolean>;
+  /**
+   * Merge a batch's instances (and set the sender's in-flight counts); false when (source, seq) was merged
+   * before (nothing changed). `intervalMs`: the batch's end_ms − start_ms (how long its counts stay valid).
+   */
+  applyBatch(source: string, seq: number, instances: InstanceTelemetry[], nowMs?: number, intervalMs?: number): Promise<boolean>;
+  /** Requests in flight per instance summed over the senders with a valid count, and how many senders. */
+  inFlight(deployment: string, instances: string[], nowMs?: number): Promise<Map<string, { total: number; senders: number }>>;
   recordProbe(deployment: string, instance: string, sample: ProbeSample, nowMs?: number): Promise<void>;
   /**
    * Window statistics per instance: the buckets overlapping the last `windowSeconds` (the current,
@@ -96,6 +133,7 @@ export function createTelemetryStore(deps: { redis: Redis; keys: Keys; bucketMs:
   const redis = deps.redis as unknown as TelemetryRedis;
   if (!redis.gwTelemetryApply) deps.redis.defineCommand("gwTelemetryApply", { lua: APPLY });
   if (!redis.gwTelemetryProbes) deps.redis.defineCommand("gwTelemetryProbes", { lua: ADD_PROBES });
+  if (!redis.gwInFlightPrune) deps.redis.defineCommand("gwInFlightPrune", { lua: PRUNE });
   const ttlSeconds = Math.ceil((MAX_WINDOW_SECONDS * 1000 + 2 * bucketMs) / 1000) + 5;
   const bucketStart = (ms: number) => Math.floor(ms / bucketMs) * bucketMs;
   const probeSamples = coalesce<{ key: string; sample: ProbeSample }>((items) =>
@@ -114,7 +152,7 @@ export function createTelemetryStore(deps: { redis: Redis; keys: Keys; bucketMs:
 
   return {
     bucketMs,
-    applyBatch: (source, seq, instances, nowMs = Date.now()) =>
+    applyBatch: (source, seq, instances, nowMs = Date.now(), intervalMs = 5_000) =>
       storeCall(async () => {
         const t = bucketStart(nowMs);
         // Instances repeated within a batch go to the same key: merged first (one row per key).
@@ -128,8 +166,47 @@ export function createTelemetryStore(deps: { redis: Redis; keys: Keys; bucketMs:
           it.latency_ms_buckets.forEach((c, i) => rows.add(key, F.hist(i), c));
         }
         const keyList = rows.keys();
-        const r = await redis.gwTelemetryApply(1 + keyList.length, keys.telemetrySeen(source), ...keyList, seq, ttlSeconds, SEEN_TTL_SECONDS, SEEN_KEEP, rows.payload(keyList));
+        const flights = new Map<string, string[]>();
+        for (const it of instances) {
+          if (it.in_flight === undefined) continue;
+          const key = keys.inFlight(it.deployment);
+          let row = flights.get(key);
+          if (!row) flights.set(key, (row = []));
+          row.push(`${it.instance}/${source}`, String(it.in_flight));
+        }
+        const validMs = Math.min(IN_FLIGHT_MAX_VALID_MS, Math.max(IN_FLIGHT_MIN_VALID_MS, 3 * (Number.isFinite(intervalMs) ? intervalMs : 0)));
+        const r = await redis.gwTelemetryApply(
+          1 + keyList.length + flights.size,
+          keys.telemetrySeen(source), ...keyList, ...flights.keys(),
+          seq, ttlSeconds, SEEN_TTL_SECONDS, SEEN_KEEP, rows.payload(keyList),
+          keyList.length, JSON.stringify([...flights.values()]), Math.round(nowMs + validMs), Math.ceil(IN_FLIGHT_MAX_VALID_MS / 1000) + 60,
+        );
         return r === 1;
+      }),
+    inFlight: (deployment, instances, nowMs = Date.now()) =>
+      storeCall(async () => {
+        const out = new Map<string, { total: number; senders: number }>();
+        const wanted = new Set(instances);
+        const key = keys.inFlight(deployment);
+        const h = await deps.redis.hgetall(key);
+        const expired: string[] = [];
+        for (const [field, value] of Object.entries(h)) {
+          const [n, until] = value.split(":").map(Number);
+          if (!(until! > nowMs)) {
+            expired.push(field);
+            continue;
+          }
+          const inst = field.slice(0, field.indexOf("/"));
+          if (!wanted.has(inst) || !Number.isSafeInteger(n)) continue;
+          const o = out.get(inst) ?? { total: 0, senders: 0 };
+          o.total += n!;
+          o.senders++;
+          out.set(inst, o);
+        }
+        // Gone senders' counts are dropped as they are found, each only if unchanged since read (a sender
+        // that reported meanwhile keeps its new count); best effort, the next read retries.
+        if (expired.length > 0) void redis.gwInFlightPrune(1, key, ...expired.flatMap((f) => [f, h[f]!])).catch(() => undefined);
+        return out;
       }),
     // The probes finished in one event-loop turn are added in one script call (see coalesce).
     recordProbe: (deployment, instance, sample, nowMs = Date.now()) => probeSamples({ key: keys.telemetryBucket(deployment, instance, bucketStart(nowMs)), sample }),
