@@ -117,6 +117,15 @@ export function instanceSeed(id: ArrayBuffer): u64 {
   return <f64>(53 - e) * LN2 - lnMant;
 }
 
+/**
+ * A lower bound of negLogUnit(x): −ln(u) ≥ 1 − u, less a margin for negLogUnit's own 1e-10 relative
+ * error, so an instance whose bound already loses to the best score so far is skipped without its −ln
+ * (decision: most of a weighted keyed pick was those logs; the result is the same pick).
+ */
+@inline function negLogUnitFloor(x: u64): f64 {
+  return (1.0 - (<f64>(x >> 11) + 0.5) * 1.1102230246251565e-16) * (1.0 - 1e-9);
+}
+
 /** Is there a key? Its hash in `affinityKey`. */
 export let affinityKey: u64 = 0;
 
@@ -183,7 +192,10 @@ export function affinityNext(b: usize, reg: StatsRegistry, userPtr: usize, userL
   for (let e = e0; e < end; e += A_ENTRY) {
     const f = load<i32>(reg.record(load<i32>(e, A_SLOT)), Rec.IN_FLIGHT);
     total += <i64>f;
-    const s = negLogUnit(affinityHash(key, load<u64>(e))) * load<f64>(e, A_INV_W);
+    const x = affinityHash(key, load<u64>(e));
+    const inv = load<f64>(e, A_INV_W);
+    if (negLogUnitFloor(x) * inv >= bestS) continue;
+    const s = negLogUnit(x) * inv;
     if (s < bestS) { bestS = s; bestE = e; bestF = f; }
   }
   const perWeight = c * <f64>(total + 1) / <f64>load<i32>(a, A_TOTAL);
@@ -192,8 +204,12 @@ export function affinityNext(b: usize, reg: StatsRegistry, userPtr: usize, userL
   bestS = Infinity;
   for (let i = 0; i < m; i++) {
     const e = e0 + <usize>i * A_ENTRY;
-    const s = negLogUnit(affinityHash(key, load<u64>(e))) * load<f64>(e, A_INV_W);
-    if (s < bestS && <i64>load<i32>(reg.record(load<i32>(e, A_SLOT)), Rec.IN_FLIGHT) < <i64>Math.ceil(perWeight * <f64>load<i32>(e, A_W))) { bestS = s; best = i; }
+    if (<i64>load<i32>(reg.record(load<i32>(e, A_SLOT)), Rec.IN_FLIGHT) >= <i64>Math.ceil(perWeight * <f64>load<i32>(e, A_W))) continue;
+    const x = affinityHash(key, load<u64>(e));
+    const inv = load<f64>(e, A_INV_W);
+    if (negLogUnitFloor(x) * inv >= bestS) continue;
+    const s = negLogUnit(x) * inv;
+    if (s < bestS) { bestS = s; best = i; }
   }
   return best >= 0 ? best : <i32>((bestE - e0) / A_ENTRY); // rounding aside
 }
