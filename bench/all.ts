@@ -23,6 +23,7 @@ export const BENCHES: Bench[] = [
   { name: "propagation", file: "propagation.bench.ts", what: "Propagation: control API change → every worker VM of the local data plane routing by it, at 1, 4 and 8 workers" },
   { name: "detection", file: "detection.bench.ts", what: "Detection: instance killed → not picked; restored → picked again, against the 3·N + timeout bound" },
   { name: "control-scale", file: "control-scale.bench.ts", what: "Control-plane scale: CPU and memory of one control process probing 1k and 10k instances at N = 5 s" },
+  { name: "balance", file: "balance.bench.ts", what: "Load balancing under real capacity: 4 engine mocks (one with a third of the slots), open-loop Poisson arrivals at 80 % of capacity; p99 wait = latency − the engine's service time" },
   { name: "envoy-plugin", file: "envoy-plugin.bench.ts", what: "Plugin cost in real Envoy: Envoy CPU µs per header-routed request, plugin vs no-op filter vs router only (skipped without Envoy)" },
 ];
 
