@@ -44,6 +44,7 @@ const FLOOR = `${ROOT}build/bench/abi-floor.wasm`;
 const RUNS = Number(process.env.BENCH_RUNS ?? 31);
 const N = Number(process.env.BENCH_N ?? 5_000);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 20_000);
+// BENCH_CASES: a regex on case ids (e.g. "weighted_round_robin|affinity") to run a subset; see main().
 const SIZES: [number, number][] = [[1, 4], [100, 10], [1000, 16]];
 
 type Headers = [string, string][];
@@ -323,7 +324,9 @@ async function main(): Promise<void> {
   const machine = machineStart();
   await build("plugin/index.ts", STUB, "stub");
   await build("bench/noop-filter/abi_floor.ts", FLOOR, "incremental");
-  const specs = caseSpecs();
+  // BENCH_CASES=<regex>: only the cases whose id matches (the floors they are measured against are kept).
+  const only = process.env.BENCH_CASES ? new RegExp(process.env.BENCH_CASES) : null;
+  const specs = caseSpecs().filter((s) => only === null || s.base === null || s.id.startsWith("floor") || only.test(s.id));
   const pluginModule = new WebAssembly.Module(readFileSync(PLUGIN));
   const stubModule = new WebAssembly.Module(readFileSync(STUB));
   const byId = new Map<string, Case>();
