@@ -333,6 +333,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
     pluginName: "model_gateway",
     clusters: [CONTROL_CLUSTER],
     allowOnHeadersStopIteration: true,
+    recording: false, // the production path: no per-request records (host/types.ts HostOptions.recording)
     bufferLimitBytes: bufferLimit,
     now: Date.now(),
     logLevel: opts.logLevel ?? "info",
@@ -495,7 +496,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       if (s.localReply) return this.sendLocalReply();
       if (s.ended) return this.abort("the plugin reset the stream");
       if (!this.upstreamStarted && s.passedOn("request").sent) {
-        const h = s.result().upstreamHeaders;
+        const h = s.upstreamHeaders();
         if (h) {
           this.upstreamHeaders = h;
           this.startUpstream(h);
@@ -717,17 +718,21 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
         if (s.localReply) return this.sendLocalReply();
         if (s.ended) return this.abort("the plugin reset the stream");
         const side = s.passedOn("response");
-        headers = side.sent && !this.downstreamStarted ? s.result().downstreamHeaders : null;
+        headers = side.sent && !this.downstreamStarted ? s.downstreamHeaders() : null;
         chunks = side.sent ? s.drain("response") : [];
         complete = side.complete;
       }
+      let headed = false;
       if (!this.downstreamStarted && headers) {
         this.downstreamStarted = true;
         this.writeHead(headers);
+        headed = true;
       }
       if (!this.downstreamStarted) return;
+      let wrote = false;
       for (const c of chunks) {
         if (c.length === 0) continue;
+        wrote = true;
         if (!res.write(c) && this.upRes && !this.upRes.isPaused()) {
           // The client reads slower than the instance writes: hold the instance (and its idle timer — a slow
           // client is not a stalled instance) until the client has caught up.
@@ -744,8 +749,19 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       if (complete || (this.responseNoBody && this.upRes?.complete)) {
         res.end();
         this.finish();
+      } else if (headed && !wrote) {
+        // Headers with no body yet. A body read with them is emitted in a later tick (the response stream
+        // resumes on nextTick) and then carries them in one write; a stream still waiting for its first
+        // token gets them at the end of this turn of the event loop, as Envoy sends them at once.
+        setImmediate(() => {
+          if (!this.done && !this.bodyStarted) res.flushHeaders();
+        });
       }
+      if (wrote) this.bodyStarted = true;
     }
+
+    /** A response body chunk went to the client (with it, the headers). */
+    private bodyStarted = false;
 
     private writeHead(headers: Pairs): void {
       const status = Number(headerOf(headers, ":status") ?? 502);
@@ -753,7 +769,6 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       for (const [k, v] of headers) if (!k.startsWith(":") && !HOP_BY_HOP.has(k)) flat.push(k, v);
       if (this.replyEarly) flat.push("connection", "close");
       this.res.writeHead(status, flat);
-      this.res.flushHeaders();
     }
 
     /**

@@ -63,6 +63,8 @@ export class ProxyWasmHost {
   readonly allowOnHeadersStopIteration: boolean;
   readonly bufferLimitBytes: number;
   readonly logLevel: number;
+  /** HostOptions.recording: per-call records kept (tests) or not (production). */
+  readonly recording: boolean;
   readonly vmConfiguration: Uint8Array;
   readonly properties: Map<string, PropertyValue>;
   readonly foreignFunctions = new Map<string, ForeignFunction | "clear_route_cache">();
@@ -89,6 +91,7 @@ export class ProxyWasmHost {
     this.bufferLimitBytes = options.bufferLimitBytes ?? 1 << 20;
     this.nowMs = options.now ?? DEFAULT_NOW_MS;
     this.logLevel = LogLevel[options.logLevel ?? "info"];
+    this.recording = options.recording ?? true;
     this.vmConfiguration = toBytes(options.vmConfiguration ?? "");
     this.properties = new Map(Object.entries(options.properties ?? {}));
     this.sharedData = options.sharedData ?? new SharedData();

@@ -359,6 +359,19 @@ export class HttpStream {
     return Status.Ok;
   }
 
+  /**
+   * The request headers as passed on upstream (null until they are): result().upstreamHeaders without
+   * building the rest of the result (no body concatenation) — for a proxy, once per request.
+   */
+  upstreamHeaders(): HeaderPairs | null {
+    return this.req.sent && this.req.headers ? (this.req.sentHeaders ?? this.req.headers.snapshot()) : null;
+  }
+
+  /** The response headers as passed on downstream (a local reply's included): result().downstreamHeaders alone. */
+  downstreamHeaders(): HeaderPairs | null {
+    return this.localReply ? this.localReply.headers : this.resp.sent && this.resp.headers ? (this.resp.sentHeaders ?? this.resp.headers.snapshot()) : null;
+  }
+
   /** Whether this direction's headers, and its end of stream, were passed on (upstream / downstream). */
   passedOn(direction: "request" | "response"): { sent: boolean; complete: boolean } {
     const side = direction === "request" ? this.req : this.resp;
@@ -494,7 +507,7 @@ export class HttpStream {
   }
 
   private call(name: string, f: (...a: number[]) => number, a: number, b = 0, c = 0): number {
-    this.callbacks.push(name);
+    if (this.host.recording) this.callbacks.push(name);
     return this.vm.invoke3(name, this, f, a, b, c);
   }
 

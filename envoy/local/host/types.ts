@@ -49,6 +49,13 @@ export interface HostOptions {
   foreignFunctions?: Record<string, ForeignFunction>;
   /** Called (after the calling callback returns, as Envoy's async client would) for each accepted http call. */
   onHttpCall?: (call: HttpCall) => void;
+  /**
+   * Keep per-call records for inspection (default true, what tests read): each stream's callback names,
+   * foreign calls (host.foreignCalls, a stream's result().foreignCalls). false is the production path (the
+   * local data plane): nothing is recorded per request, so nothing grows or has to be collected; the
+   * behaviour seen by the module is the same (test/host/lean-path.test.ts).
+   */
+  recording?: boolean;
 }
 
 export interface LogEntry {
