@@ -450,7 +450,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       this.res.on("close", () => {
         if (!this.done && !this.res.writableFinished) this.clientGone();
       });
-      this.run(() => this.s!.requestHeaders(pairs, !hasBody), pairs, !hasBody);
+      this.run(() => this.s!.requestHeaders(pairs, !hasBody, true), pairs, !hasBody);
       if (!hasBody) {
         req.resume();
         return;
@@ -645,10 +645,17 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
 
     private idleTimer: NodeJS.Timeout | null = null;
 
-    /** (Re)arms the per-try idle timer between response body chunks; null clears it. */
+    private idleTarget: Target | null = null;
+
+    /** (Re)arms the per-try idle timer between response body chunks (one Timeout, refreshed); null clears it. */
     private armIdle(t: Target | null): void {
+      if (t !== null && !this.done && this.idleTimer !== null && this.idleTarget === t) {
+        this.idleTimer.refresh();
+        return;
+      }
       if (this.idleTimer) clearTimeout(this.idleTimer);
       this.idleTimer = null;
+      this.idleTarget = t;
       if (t === null || this.done) return;
       this.idleTimer = setTimeout(() => this.upstreamIdleTimeout(t), settings.idleTimeoutMs);
     }
@@ -667,7 +674,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       const status = up.statusCode ?? 502;
       this.responseNoBody = this.req.method === "HEAD" || status === 204 || status === 304 || up.headers["content-length"] === "0";
       if (!this.responseNoBody) this.armIdle(t);
-      this.respStep(() => this.s!.responseHeaders(pairs, this.responseNoBody), pairs, this.responseNoBody);
+      this.respStep(() => this.s!.responseHeaders(pairs, this.responseNoBody, true), pairs, this.responseNoBody);
       up.on("data", (c: Buffer) => {
         if (this.done) return;
         if (!up.isPaused()) this.armIdle(t);

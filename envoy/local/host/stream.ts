@@ -124,9 +124,13 @@ export class HttpStream {
   // ------------------------------------------------------------ request path
 
   /** Envoy decodeHeaders. Returns the plugin's raw action. */
-  requestHeaders(headers: HeaderPairs, endOfStream: boolean): number {
+  /**
+   * `adopt`: the caller hands over `headers` — a fresh array of fresh pairs with lower-case keys, as a
+   * codec delivers them — and the map uses it as it is instead of copying it (the local data plane).
+   */
+  requestHeaders(headers: HeaderPairs, endOfStream: boolean, adopt = false): number {
     if (this.created) throw new Error("requestHeaders() called twice on one stream");
-    this.req.headers = HeaderMap.fromInput(headers);
+    this.req.headers = adopt ? new HeaderMap(headers, true) : HeaderMap.fromInput(headers);
     this.req.endSeen = endOfStream;
     this.create();
     return this.headersCallback(this.req, endOfStream);
@@ -153,10 +157,10 @@ export class HttpStream {
     if (trailers && !this.ended) this.trailersArrive(this.resp, trailers);
   }
 
-  /** Envoy encodeHeaders (pairs should start with ":status"). */
-  responseHeaders(headers: HeaderPairs, endOfStream: boolean): number {
+  /** Envoy encodeHeaders (pairs should start with ":status"). `adopt`: as requestHeaders. */
+  responseHeaders(headers: HeaderPairs, endOfStream: boolean, adopt = false): number {
     if (this.ended) return -1;
-    this.resp.headers = HeaderMap.fromInput(headers);
+    this.resp.headers = adopt ? new HeaderMap(headers, true) : HeaderMap.fromInput(headers);
     this.resp.endSeen = endOfStream;
     const status = Number(this.resp.headers.get(":status"));
     this.upstreamStatus = Number.isFinite(status) ? status : 0;
