@@ -1,6 +1,6 @@
 // Numbers of the gateway bench: pooled latency percentiles over raw samples, per-upstream shares vs the
 // weights, CPU time of the processes under test.
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { procStat } from "../support.js";
 
 /** Nearest-rank percentile (p in 0..100) of an ascending-sorted array; NaN when empty (as bench/support.ts's pct). */
@@ -68,5 +68,61 @@ export function childPids(pid: number): number[] {
     return out;
   } catch {
     return [];
+  }
+}
+
+/** Resident set size now and its peak (VmRSS / VmHWM of /proc/<pid>/status), MB; null without /proc or when gone. */
+export function procMemMb(pid: number): { rss: number; peak: number } | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s*(\\d+) kB`, "m").exec(s)?.[1] ?? NaN);
+    const rss = kb("VmRSS");
+    return Number.isFinite(rss) ? { rss: rss / 1024, peak: kb("VmHWM") / 1024 } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The short command name of a process (/proc/<pid>/comm), "" when unknown. */
+export function procComm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return "";
+  }
+}
+
+/** Every descendant of the processes `roots` (children, their children, …), from one scan of /proc; [] without /proc. */
+export function descendants(roots: number[]): number[] {
+  const kids = new Map<number, number[]>();
+  try {
+    for (const d of readdirSync("/proc")) {
+      if (!/^\d+$/.test(d)) continue;
+      const ppid = procStat(Number(d))?.ppid; // undefined: gone meanwhile
+      if (ppid !== undefined) kids.set(ppid, [...(kids.get(ppid) ?? []), Number(d)]);
+    }
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  const todo = [...roots];
+  while (todo.length > 0) {
+    for (const k of kids.get(todo.pop()!) ?? []) {
+      if (out.includes(k) || roots.includes(k)) continue;
+      out.push(k);
+      todo.push(k);
+    }
+  }
+  return out;
+}
+
+/** When the process started (/proc/<pid>/stat starttime, clock ticks since boot): tells a pid from a reused one; null when gone. */
+export function procStartTicks(pid: number): number | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const v = Number(s.slice(s.lastIndexOf(")") + 2).split(" ")[19]);
+    return Number.isFinite(v) ? v : null;
+  } catch {
+    return null;
   }
 }
