@@ -268,11 +268,22 @@ interface Target {
   authority?: string;
 }
 
+/** Parsed endpoints by address (read-only Targets shared by exchanges), bounded: cleared when full. */
+const targetCache = new Map<string, Target | null>();
+const TARGET_CACHE_MAX = 4096;
+
 function endpointTarget(ep: string): Target | null {
+  const cached = targetCache.get(ep);
+  if (cached !== undefined) return cached;
   const m = /^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):(\d{1,5})$/.exec(ep.trim());
-  if (!m) return null;
-  const hostname = m[1]!.startsWith("[") ? m[1]!.slice(1, -1) : m[1]!;
-  return { address: ep.trim(), protocol: "http:", hostname, port: Number(m[2]), pathPrefix: "" };
+  let t: Target | null = null;
+  if (m) {
+    const hostname = m[1]!.startsWith("[") ? m[1]!.slice(1, -1) : m[1]!;
+    t = Object.freeze({ address: ep.trim(), protocol: "http:", hostname, port: Number(m[2]), pathPrefix: "" });
+  }
+  if (targetCache.size >= TARGET_CACHE_MAX) targetCache.clear();
+  targetCache.set(ep, t);
+  return t;
 }
 
 function passthroughTarget(url: string): Target {
@@ -434,17 +445,26 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       const pairs: Pairs = [
         [":method", req.method ?? "GET"],
         [":path", req.url ?? "/"],
-        [":authority", req.headers.host ?? ""],
+        [":authority", ""],
         [":scheme", "http"],
       ];
+      // From the raw headers (req.headers would build a second, object copy of them).
       const raw = req.rawHeaders;
+      let authority: string | undefined;
+      let te: string | undefined;
+      let cl: string | undefined;
       for (let i = 0; i + 1 < raw.length; i += 2) {
         const k = raw[i]!.toLowerCase();
-        if (k === "host" || HOP_BY_HOP.has(k) || INTERNAL_HEADERS.includes(k)) continue;
+        if (k === "host") {
+          authority ??= raw[i + 1]!;
+          continue;
+        }
+        if (k === "transfer-encoding") te = raw[i + 1]!;
+        else if (k === "content-length") cl ??= raw[i + 1]!;
+        if (HOP_BY_HOP.has(k) || INTERNAL_HEADERS.includes(k)) continue;
         pairs.push([k, raw[i + 1]!]);
       }
-      const te = req.headers["transfer-encoding"];
-      const cl = req.headers["content-length"];
+      pairs[2]![1] = authority ?? "";
       const hasBody = te !== undefined || (cl !== undefined && cl !== "0");
       this.bodyless = !hasBody;
       this.res.on("close", () => {
@@ -667,12 +687,14 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       this.setProp("upstream.address", enc.encode(t.address));
       const pairs: Pairs = [[":status", String(up.statusCode ?? 502)]];
       const raw = up.rawHeaders;
+      let emptyBody = false;
       for (let i = 0; i + 1 < raw.length; i += 2) {
         const k = raw[i]!.toLowerCase();
+        if (k === "content-length" && raw[i + 1]!.trim() === "0") emptyBody = true;
         if (!HOP_BY_HOP.has(k)) pairs.push([k, raw[i + 1]!]);
       }
       const status = up.statusCode ?? 502;
-      this.responseNoBody = this.req.method === "HEAD" || status === 204 || status === 304 || up.headers["content-length"] === "0";
+      this.responseNoBody = this.req.method === "HEAD" || status === 204 || status === 304 || emptyBody;
       if (!this.responseNoBody) this.armIdle(t);
       this.respStep(() => this.s!.responseHeaders(pairs, this.responseNoBody, true), pairs, this.responseNoBody);
       up.on("data", (c: Buffer) => {
@@ -902,7 +924,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       this.s = null;
       if (s) {
         try {
-          s.finish();
+          s.close();
         } catch (e) {
           log(`[dataplane] plugin failure at stream end on worker ${this.worker}: ${e instanceof Error ? e.message : String(e)}`);
         }

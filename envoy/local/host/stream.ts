@@ -176,6 +176,12 @@ export class HttpStream {
 
   /** Stream end: on_log (access log phase), then on_done, then on_delete (Envoy: log() before onDestroy()). */
   finish(): RequestResult {
+    this.close();
+    return this.result();
+  }
+
+  /** finish() without building the result (a proxy that has already forwarded everything). */
+  close(): void {
     if (!this.finished) {
       this.finished = true;
       const fn = this.vm.fn;
@@ -192,7 +198,6 @@ export class HttpStream {
       }
       this.vm.contexts.delete(this.id);
     }
-    return this.result();
   }
 
   result(): RequestResult {
