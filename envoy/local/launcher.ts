@@ -493,7 +493,8 @@ export function banner(g: Gateway): string {
 
 /**
  * SIGINT/SIGTERM → stop everything, exit 0. Ctrl-C reaches every process of the terminal's process group
- * (npm, tsx and this one; tsx relays it once more), so repeats within 2 s are the same request. A signal
+ * (npm and this one; a `tsx` CLI parent, when started through it, relays it once more), so repeats within
+ * 2 s are the same request. A signal
  * after that, or a stop taking over 20 s, exits at once (130).
  */
 export function stopOnSignals(stopAll: () => Promise<void>, say: (l: string) => void = (l) => process.stderr.write(l + "\n")): void {
