@@ -5,7 +5,7 @@ import {
   proxy_get_header_map_pairs, proxy_get_header_map_value, proxy_remove_header_map_value,
   proxy_replace_header_map_value,
 } from "./imports";
-import { OUT_LEN, OUT_PTR, freeOut, outLen, outPtr, resetOut } from "./memory";
+import { OUT_LEN, OUT_PTR, armScratch, disarmScratch, freeOut, outLen, outPtr, resetOut } from "./memory";
 import { ByteWriter } from "./bytes";
 import { Status } from "./types";
 
@@ -25,6 +25,17 @@ export function headerGet(mapType: u32, key: ArrayBuffer): bool {
   }
   if (gotPtr == 0) gotLen = 0;
   return true;
+}
+
+/**
+ * headerGet for a value that is read and released at once (never detached): the host copies it into
+ * the scratch block when it fits, so no heap block is allocated and freed for it.
+ */
+export function headerPeek(mapType: u32, key: ArrayBuffer): bool {
+  armScratch();
+  const ok = headerGet(mapType, key);
+  disarmScratch();
+  return ok;
 }
 
 /** Takes ownership of the last value (the caller frees it with heap.free); later gets won't free it. */

@@ -37,7 +37,7 @@
 // is read in place by the model scan (json/model_scanner.ts).
 import { HOT_AFFINITY } from "./hot";
 import { Rec, StatsRegistry } from "../telemetry/stats";
-import { gotLen, gotPtr, headerGet, headerRelease } from "../abi/headers";
+import { gotLen, gotPtr, headerPeek, headerRelease } from "../abi/headers";
 import { MapType } from "../abi/types";
 import { AffinitySource } from "../table/document";
 
@@ -135,7 +135,7 @@ export let affinityKey: u64 = 0;
  */
 function readKey(a: usize, userPtr: usize, userLen: usize): bool {
   if (load<u32>(a, A_SOURCE) == AffinitySource.Header) {
-    if (!headerGet(MapType.RequestHeaders, changetype<ArrayBuffer>(<usize>load<u32>(a, A_HEADER)))) return false;
+    if (!headerPeek(MapType.RequestHeaders, changetype<ArrayBuffer>(<usize>load<u32>(a, A_HEADER)))) return false;
     const ok = gotLen > 0;
     if (ok) affinityKey = hashBytes(gotPtr, gotLen);
     headerRelease();

@@ -192,3 +192,18 @@ test("affinity by the body's \"user\": body-routed requests are stable per user;
   const seq = Array.from({ length: 8 }, () => viaBody(users[0]));
   assert.deepEqual(counts(seq), { a: 2, b: 2, c: 2, e: 2 }, seq.join(","));
 });
+
+test("affinity: keys of any length up to Envoy's header limits (the scratch block or the heap) map stably, interleaved with other header reads", async () => {
+  const host = await gateway({ table: table(1, [dep(["a", "b", "c", "e"].map((id) => inst(id)))]) });
+  // 511..513 bytes straddle the plugin's 512-byte scratch block; 8 KiB always takes the heap.
+  const keys = [511, 512, 513, 8192].flatMap((n) => ["x", "y", "z"].map((c) => c.repeat(n)));
+  const first = new Map(keys.map((k) => [k, keyed(host, k)]));
+  for (let round = 0; round < 3; round++) {
+    for (const k of keys) {
+      assert.equal(keyed(host, k), first.get(k), `key of ${k.length} bytes stays on its instance`);
+      assert.ok(picked(request(host, { model: "d" })), "a keyless request in between is routed");
+    }
+  }
+  assert.ok(new Set(first.values()).size >= 2, "keys spread");
+  assert.equal(host.worker(0).failure, null);
+});
