@@ -931,6 +931,27 @@ function settingsDialog(d) {
   const policy = field({ label: "When no instance is healthy", path: "on_unavailable", options: POLICIES.map(([v, l]) => [v, l]), value: d.on_unavailable });
   const health = healthFields(d.health_check);
   const loadSignals = /** @type {HTMLInputElement} */ (h("input", { type: "checkbox", id: `load-signals-${d.id}`, name: "load_signals", dataset: { path: "load_signals" }, checked: d.load_signals === true, "aria-describedby": `load-signals-${d.id}-hint` }));
+  const aff = d.affinity ?? null;
+  const affSource = field({
+    label: "Session affinity", path: "affinity.source", value: aff?.source ?? "",
+    options: [["", "None"], ["header", "By a request header"], ["user", "By the body's \"user\" (body-routed requests)"]],
+    hint: "Requests with the same key go to the same instance (its KV prefix cache) while it is eligible and under its load bound",
+  });
+  const affHeader = field({ label: "Session header", path: "affinity.header", value: aff?.source === "header" ? aff.header : "x-session-id", placeholder: "x-session-id", hint: "Lower-case header name" });
+  const affFactor = field({ label: "Load factor", path: "affinity.load_factor", type: "number", value: aff?.load_factor ?? null, min: 1, max: 10, step: "any", placeholder: "1.25", hint: "Empty = 1.25: an instance over this × the average in flight passes the key on", inputmode: "decimal" });
+  const showAffinity = () => {
+    affHeader.wrap.hidden = affSource.input.value !== "header";
+    affFactor.wrap.hidden = affSource.input.value === "";
+  };
+  affSource.input.addEventListener("change", showAffinity);
+  showAffinity();
+  /** The PATCH value of `affinity`: null removes it. */
+  const affinityValue = () => {
+    const source = affSource.input.value;
+    if (source === "") return null;
+    const lf = affFactor.input.value.trim();
+    return { source, ...(source === "header" ? { header: affHeader.input.value.trim() } : {}), ...(lf === "" ? {} : { load_factor: Number(lf) }) };
+  };
   let rev = etag(d);
   openDialog({
     title: `Settings of ${depName(d.id)}`,
@@ -943,12 +964,13 @@ function settingsDialog(d) {
         h("div", { class: "check" }, loadSignals, h("label", { for: loadSignals.id }, "Engine load signals")),
         h("p", { class: "hint", id: `load-signals-${d.id}-hint` }, "Read each instance's /metrics (requests waiting, KV-cache usage) on its probe beat and publish a load score for the load-aware strategy. A failed read never ejects."),
       ),
+      h("div", { class: "grid grid-3" }, affSource.wrap, affHeader.wrap, affFactor.wrap),
       health.box,
     ],
     submitLabel: "Save",
     async onSubmit() {
       try {
-        await api("PATCH", `/v1/deployments/${seg(d.id)}`, { body: { strategy: strategy.input.value, on_unavailable: policy.input.value, load_signals: loadSignals.checked, health_check: health.value() }, ifMatch: rev });
+        await api("PATCH", `/v1/deployments/${seg(d.id)}`, { body: { strategy: strategy.input.value, on_unavailable: policy.input.value, load_signals: loadSignals.checked, affinity: affinityValue(), health_check: health.value() }, ifMatch: rev });
         scheduleOne(d.id);
         announce(`Settings of ${depName(d.id)} saved.`);
       } catch (e) {

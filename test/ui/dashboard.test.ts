@@ -667,6 +667,38 @@ if (!skip) describe("dashboard in headless Chromium", () => {
       assert.equal((await control.api("GET", "/v1/deployments/load-off")).body.load_signals, true);
       await waitFor(async () => /load signals on/.test(await meta(viewer.page, "load-off")), T, "load signals on, live in another page");
       await waitFor(async () => /^score \d+(\.\d+)? · \d+ s ago$/.test((await loadCell(viewer.page, "load-off", b).textContent()) ?? ""), T, "a score once turned on");
+
+      // Session affinity from the same dialog: a bad header name is refused on its field; by the body's
+      // "user" with load factor 2; then none. Another page follows each change.
+      const settings = async () => {
+        await page.locator("#dep-load-on").getByRole("button", { name: "Settings" }).click();
+        const d = page.getByRole("dialog", { name: /^Settings of / });
+        await d.waitFor({ timeout: T });
+        return d;
+      };
+      let aff = await settings();
+      const source = aff.getByLabel("Session affinity");
+      assert.equal(await source.inputValue(), "header");
+      assert.equal(await aff.getByLabel("Session header").inputValue(), "x-session-id");
+      assert.equal(await aff.getByLabel("Load factor").inputValue(), "1.5");
+      await aff.getByLabel("Session header").fill("X Session");
+      await aff.getByRole("button", { name: "Save" }).click();
+      await aff.locator('[data-path="affinity.header"][aria-invalid="true"]').waitFor({ timeout: T });
+      assert.deepEqual((await control.api("GET", "/v1/deployments/load-on")).body.affinity, { source: "header", header: "x-session-id", load_factor: 1.5 }, "nothing changed");
+      await source.selectOption("user");
+      assert.equal(await aff.getByLabel("Session header").isVisible(), false, "no header field for the body's user");
+      await aff.getByLabel("Load factor").fill("2");
+      await aff.getByRole("button", { name: "Save" }).click();
+      await aff.waitFor({ state: "detached", timeout: T });
+      assert.deepEqual((await control.api("GET", "/v1/deployments/load-on")).body.affinity, { source: "user", load_factor: 2 });
+      await waitFor(async () => /affinity by body's "user" · load factor 2\b/.test(await meta(viewer.page, "load-on")), T, "the new affinity, live in another page");
+      aff = await settings();
+      await aff.getByLabel("Session affinity").selectOption("");
+      assert.equal(await aff.getByLabel("Load factor").isVisible(), false);
+      await aff.getByRole("button", { name: "Save" }).click();
+      await aff.waitFor({ state: "detached", timeout: T });
+      assert.equal((await control.api("GET", "/v1/deployments/load-on")).body.affinity, undefined, "removed");
+      await waitFor(async () => /no session affinity/.test(await meta(viewer.page, "load-on")), T, "no affinity, live in another page");
       await page.screenshot({ path: `${ARTIFACTS}load-signals.png`, fullPage: true });
     } finally {
       await ctx.close();
