@@ -57,6 +57,7 @@
 // when its transform cache misses). The JSON has the split per process and every process's peak (VmHWM)
 // at the end of the run.
 // Also: BENCH_TARGETS (subset of direct,plain,ours,portkey,nginx), BENCH_DP_WORKERS (plugin VMs, default 1),
+// BENCH_DP_PROCESSES (data-plane processes on one port, GATEWAY_PROCESSES, default 1; their CPU and RSS count),
 // NGINX_BIN. Default run: ~3 min (BENCH_* settings above shorten it).
 // Output: machine and load average lines, a markdown table, the issue-19 ratio lines,
 // bench/results/gateway-<date>.json (raw numbers + the table).
@@ -91,6 +92,7 @@ const S = {
   durationS: Math.round(num("BENCH_DURATION_S", 5, 1, 120)),
   shareTolerance: num("BENCH_SHARE_TOLERANCE", 3, 0, 100),
   dpWorkers: Math.round(num("BENCH_DP_WORKERS", 1, 1, 64)),
+  dpProcesses: Math.round(num("BENCH_DP_PROCESSES", 1, 1, 64)),
   targets: (process.env.BENCH_TARGETS || TARGET_KEYS.join(",")).split(",").map((s) => s.trim()).filter((s) => s !== ""),
   model: "bench-gw",
 };
@@ -260,6 +262,7 @@ await bounded(
         BENCH_PLUGIN_TOKEN: PLUGIN,
         BENCH_TABLE_VERSION: String(ctl.version),
         BENCH_DP_WORKERS: String(S.dpWorkers),
+        BENCH_DP_PROCESSES: String(S.dpProcesses),
       });
       const url = (dpChild.ready as { url: string }).url;
       targets.push({

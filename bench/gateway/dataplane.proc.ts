@@ -3,18 +3,21 @@
 // polling the control service at BENCH_CONTROL_URL like `npm start` does (plugin defaults: poll 500 ms,
 // long-poll 20 s, telemetry and passive ejection on). Ready once every worker uses table
 // BENCH_TABLE_VERSION. Plugin warnings/errors go to stderr; other log lines are counted only.
-import { startLocalDataPlane } from "../../envoy/local/dataplane.js";
+import { startDataPlaneProcesses } from "../../envoy/local/dataplane-processes.js";
 import { serveParent } from "./ipc.js";
 
 const controlUrl = process.env.BENCH_CONTROL_URL;
 const token = process.env.BENCH_PLUGIN_TOKEN;
 const version = Number(process.env.BENCH_TABLE_VERSION ?? 0);
 const workers = Number(process.env.BENCH_DP_WORKERS ?? 1);
+/** Data-plane processes on one port (GATEWAY_PROCESSES; envoy/local/dataplane-processes.ts), children of this one. */
+const processes = Number(process.env.BENCH_DP_PROCESSES ?? 1);
 if (!controlUrl || !token) throw new Error("BENCH_CONTROL_URL and BENCH_PLUGIN_TOKEN are required");
 
 let lines = 0;
 let warnings = 0;
-const dp = await startLocalDataPlane({
+const dp = await startDataPlaneProcesses({
+  processes,
   controlUrl,
   pluginToken: token,
   port: 0,
@@ -31,7 +34,7 @@ const dp = await startLocalDataPlane({
 await dp.waitForTable(version, 15_000);
 
 const parent = serveParent(
-  { stats: () => ({ logLines: lines, warnings, tableVersion: dp.tableVersion() }) },
+  { stats: async () => ({ logLines: lines, warnings, tableVersion: await dp.tableVersion() }) },
   () => dp.close(),
 );
-parent.ready({ url: dp.url, workers });
+parent.ready({ url: dp.url, workers, processes });

@@ -15,7 +15,8 @@ import { stringify } from "yaml";
 import { loadConfig } from "../../control/src/config.js";
 import { startControl, type Control } from "../../control/src/control.js";
 import { formatIssue, validateBootstrap } from "../validate/index.js";
-import { DEFAULT_PLUGIN_WASM, startLocalDataPlane, type LocalDataPlane } from "./dataplane.js";
+import { DEFAULT_PLUGIN_WASM } from "./dataplane.js";
+import { startDataPlaneProcesses, type DataPlaneGroup } from "./dataplane-processes.js";
 import { findEnvoy, localEnvoyBootstrap, which } from "./envoy-config.js";
 
 export const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -188,6 +189,8 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
   if (passthroughUrl && !/^https?:\/\//.test(passthroughUrl)) throw new LaunchError(`PASSTHROUGH_URL must be an http(s) URL, got ${passthroughUrl}`);
   const workers = env.GATEWAY_WORKERS !== undefined ? Number(env.GATEWAY_WORKERS) : 1;
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new LaunchError("GATEWAY_WORKERS must be an integer 1..64");
+  const processes = env.GATEWAY_PROCESSES !== undefined ? Number(env.GATEWAY_PROCESSES) : 1;
+  if (!Number.isInteger(processes) || processes < 1 || processes > 64) throw new LaunchError("GATEWAY_PROCESSES must be an integer 1..64");
   // The local data plane's limits (defaults: the shipped bootstrap's, envoy/local/README.md).
   const limit = (name: string, min: number, max: number): number | undefined => {
     const raw = env[name];
@@ -352,7 +355,7 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
     if (!(await portFree(listenPort, listenHost))) throw new LaunchError(`GATEWAY_PORT ${listenPort} on ${listenHost} is in use; set GATEWAY_PORT to a free port`);
 
     let url: string;
-    let dp: LocalDataPlane | null = null;
+    let dp: DataPlaneGroup | null = null;
     let envoyAdminPort = 0;
     if (envoy?.usable) {
       const adminPort = env.ENVOY_ADMIN_PORT ? Number(env.ENVOY_ADMIN_PORT) : await freePort();
@@ -378,7 +381,8 @@ export async function launch(opts: LaunchOptions = {}): Promise<Gateway> {
       say(`envoy      ${envoy.bin} ${envoy.version} (config: ${file}, clusters ${control.adsPort !== null ? "over ADS" : "by REST polling"}, admin: http://127.0.0.1:${adminPort}, log: ${join(logDir, "envoy.log")})`);
     } else {
       const dpLog = logFile("dataplane.log");
-      dp = await startLocalDataPlane({
+      dp = await startDataPlaneProcesses({
+        processes,
         controlUrl: control.url,
         pluginToken,
         port: listenPort,
