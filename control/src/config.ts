@@ -24,6 +24,25 @@ export const EnvSchema = z.object({
   CONTROL_HOST: z.string().min(1).default("127.0.0.1"),
   CONTROL_PORT: int(0, 65_535, 8080),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, "redis://host:port or rediss://…").default("redis://127.0.0.1:6379"),
+  /**
+   * Redis Sentinel (redis/client.ts): comma-separated host:port list of sentinels. When set, the primary is
+   * found through them (REDIS_MASTER_NAME) and REDIS_URL is not used; auth for the data nodes comes from
+   * REDIS_USERNAME / REDIS_PASSWORD, for the sentinels from REDIS_SENTINEL_USERNAME / REDIS_SENTINEL_PASSWORD.
+   */
+  REDIS_SENTINELS: z.preprocess((v) => (v === "" ? undefined : v), z.string().optional().transform((s, ctx) => (s === undefined ? undefined : parseSentinels(s, ctx)))),
+  REDIS_MASTER_NAME: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, "a sentinel master name (letters, digits, . _ -)").default("mymaster"),
+  /** Auth for the Redis data nodes; override what REDIS_URL carries (redis://user:pass@host). */
+  REDIS_USERNAME: z.string().min(1).optional(),
+  REDIS_PASSWORD: z.string().min(1).optional(),
+  REDIS_SENTINEL_USERNAME: z.string().min(1).optional(),
+  REDIS_SENTINEL_PASSWORD: z.string().min(1).optional(),
+  /**
+   * After every commit, WAIT for this many replicas to acknowledge it before answering (redis/durability.ts).
+   * `auto` (default): 1 when the primary reports connected replicas (INFO replication), else 0. 0: never wait.
+   */
+  REDIS_WAIT_REPLICAS: z.union([z.literal("auto"), z.coerce.number().int().min(0).max(16)], { error: "\"auto\" or a number of replicas 0–16" }).default("auto"),
+  /** How long a commit waits for replica acknowledgement: below REDIS_COMMAND_TIMEOUT_MS (default: 500, at most half of it). */
+  REDIS_WAIT_TIMEOUT_MS: z.preprocess((v) => (v === "" ? undefined : v), z.coerce.number().int().min(1).max(60_000).optional()),
   /** Every Redis key and the pub/sub channel start with this (several gateways can share one Redis). */
   REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:_.-]{1,64}$/).default("gw:"),
   CONTROL_ADMIN_TOKENS: tokenList,
@@ -115,6 +134,25 @@ export const EnvSchema = z.object({
   CONTROL_XDS_GRPC_HOST: z.string().min(1).optional(),
 });
 
+/** `h1:26379,h2:26379` → [{host, port}]; a zod issue naming the bad entry otherwise. */
+function parseSentinels(s: string, ctx: z.RefinementCtx): { host: string; port: number }[] {
+  const out: { host: string; port: number }[] = [];
+  for (const raw of s.split(",").map((t) => t.trim()).filter((t) => t.length > 0)) {
+    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(raw);
+    const port = m ? Number(m[3]) : NaN;
+    if (!m || port < 1 || port > 65_535) {
+      ctx.addIssue({ code: "custom", message: `"${raw}" is not host:port (a comma-separated list of sentinels, e.g. 10.0.0.1:26379,[fd00::1]:26379)` });
+      return z.NEVER;
+    }
+    out.push({ host: m[1] ?? m[2]!, port });
+  }
+  if (out.length === 0) {
+    ctx.addIssue({ code: "custom", message: "at least one sentinel host:port" });
+    return z.NEVER;
+  }
+  return out;
+}
+
 /** `10.0.0.0/8`, `fd00::/8` or a single address → [address, prefix, family]; null if invalid. */
 export function parseCidr(s: string): [string, number, "ipv4" | "ipv6"] | null {
   const [addr, bits, ...rest] = s.split("/");
@@ -131,6 +169,10 @@ export interface Config {
   host: string;
   port: number;
   redisUrl: string;
+  /** How to reach Redis: REDIS_URL, or the primary named by Sentinel (redis/client.ts). */
+  redis: RedisTarget;
+  /** Replicas that must acknowledge each commit ("auto": 1 if the primary has any) and how long to wait. */
+  redisWait: { replicas: number | "auto"; timeoutMs: number };
   keyPrefix: string;
   tokens: { admin: string[]; viewer: string[]; plugin: string[] };
   /** Set when no token was configured and an admin token was generated at start (print it once). */
@@ -165,6 +207,18 @@ export interface Config {
   eventsClientBufferBytes: number;
 }
 
+export type RedisTarget =
+  | { kind: "url"; url: string; username?: string; password?: string }
+  | {
+      kind: "sentinel";
+      sentinels: { host: string; port: number }[];
+      masterName: string;
+      username?: string;
+      password?: string;
+      sentinelUsername?: string;
+      sentinelPassword?: string;
+    };
+
 export type ConfigResult = { ok: true; config: Readonly<Config> } | { ok: false; issues: { path: string; message: string }[] };
 
 export function loadConfig(env: Record<string, string | undefined>): ConfigResult {
@@ -182,6 +236,21 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
     e.METRICS_ALLOW_FROM = [];
     e.XDS_ALLOW_FROM = [];
   }
+  const waitTimeoutMs = e.REDIS_WAIT_TIMEOUT_MS ?? Math.min(500, Math.floor(e.REDIS_COMMAND_TIMEOUT_MS / 2));
+  if (waitTimeoutMs >= e.REDIS_COMMAND_TIMEOUT_MS) {
+    return { ok: false, issues: [{ path: "REDIS_WAIT_TIMEOUT_MS", message: `must be below REDIS_COMMAND_TIMEOUT_MS (${e.REDIS_COMMAND_TIMEOUT_MS}): WAIT answers only after it` }] };
+  }
+  const auth = { ...(e.REDIS_USERNAME ? { username: e.REDIS_USERNAME } : {}), ...(e.REDIS_PASSWORD ? { password: e.REDIS_PASSWORD } : {}) };
+  const redis: RedisTarget = e.REDIS_SENTINELS
+    ? {
+        kind: "sentinel",
+        sentinels: e.REDIS_SENTINELS,
+        masterName: e.REDIS_MASTER_NAME,
+        ...auth,
+        ...(e.REDIS_SENTINEL_USERNAME ? { sentinelUsername: e.REDIS_SENTINEL_USERNAME } : {}),
+        ...(e.REDIS_SENTINEL_PASSWORD ? { sentinelPassword: e.REDIS_SENTINEL_PASSWORD } : {}),
+      }
+    : { kind: "url", url: e.REDIS_URL, ...auth };
   const tokens = { admin: e.CONTROL_ADMIN_TOKENS, viewer: e.CONTROL_VIEWER_TOKENS, plugin: e.CONTROL_PLUGIN_TOKENS };
   let generatedAdminToken: string | null = null;
   if (tokens.admin.length === 0) {
@@ -193,6 +262,8 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
     host: e.CONTROL_HOST,
     port: e.CONTROL_PORT,
     redisUrl: e.REDIS_URL,
+    redis,
+    redisWait: { replicas: e.REDIS_WAIT_REPLICAS, timeoutMs: waitTimeoutMs },
     keyPrefix: e.REDIS_KEY_PREFIX,
     tokens,
     generatedAdminToken,

@@ -26,6 +26,7 @@ import { createProber } from "./jobs/prober.js";
 import { createLoadStore } from "./health/load.js";
 import { createCas } from "./redis/cas.js";
 import { createCommandClient, createSubscriber } from "./redis/client.js";
+import { createDurability } from "./redis/durability.js";
 import { createKeys } from "./redis/keys.js";
 import { createTableCache, type TableCache } from "./routing-table/cache.js";
 import { createVersionFloor } from "./routing-table/version-floor.js";
@@ -80,11 +81,13 @@ export interface ControlOptions {
 export async function startControl(config: Readonly<Config>, opts: ControlOptions = {}): Promise<Control> {
   const log = createLogger({ level: config.logLevel, sink: opts.logSink, base: { replica: config.replicaId } });
   const keys = createKeys(config.keyPrefix);
-  const redis = createCommandClient(config.redisUrl, { commandTimeoutMs: config.redisCommandTimeoutMs, log, name: `gw-control-${config.replicaId}` });
-  const sub = createSubscriber(config.redisUrl, { log, name: `gw-control-sub-${config.replicaId}` });
+  const redis = createCommandClient(config.redis, { commandTimeoutMs: config.redisCommandTimeoutMs, log, name: `gw-control-${config.replicaId}` });
+  const sub = createSubscriber(config.redis, { log, name: `gw-control-sub-${config.replicaId}` });
+  // Commits are answered once enough replicas have them (REDIS_WAIT_REPLICAS; none without replicas).
+  const durability = createDurability(redis, { ...config.redisWait, log: log.child({ component: "redis" }) });
   // Set once the cache exists: a write answers after this replica's table includes it (bounded wait).
   let afterVersion = async (_version: number): Promise<void> => undefined;
-  const commit = createCas(redis, keys.version, keys.channel, (v) => afterVersion(v));
+  const commit = createCas(redis, keys.version, keys.channel, (v) => afterVersion(v), { durability, log });
 
   const modelStore = createModelStore({ redis, keys, commit });
   // Live changes for GET /v1/events: every committed deployment change and timeline entry is published.
@@ -282,6 +285,7 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
       prober.halt();
       xdsStream.stop();
       hub.stop();
+      durability.stop();
       redis.disconnect();
       sub.disconnect();
       dns.stop();
@@ -309,6 +313,7 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
           server.closeAllConnections();
         });
         sub.disconnect();
+        durability.stop();
         redis.disconnect();
         log.info("control service stopped");
       })();

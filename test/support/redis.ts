@@ -19,6 +19,8 @@ export interface RedisServerOptions {
   binary?: string;
   /** Give up waiting for readiness after this long. */
   startTimeoutMs?: number;
+  /** More redis-server arguments (e.g. `["--replicaof", "127.0.0.1", "6379"]`). */
+  args?: string[];
 }
 
 export interface RedisServer {
@@ -65,6 +67,7 @@ export async function startRedis(opts: RedisServerOptions = {}): Promise<RedisSe
       "--daemonize", "no",
       "--loglevel", "warning",
       "--protected-mode", "no",
+      ...(opts.args ?? []),
     ];
     const proc = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
     child = proc;

@@ -17,11 +17,21 @@
  * lost commit can never apply later. The request answers 503 `outcome_unknown` at once (`Fence.detach`) and
  * keeps going in the background: once applied, the handler finishes and its answer is recorded for a retry
  * with the same key (idempotency.ts).
+ *
+ * Durable answers. With replicas (`durability`, durability.ts) a commit that wrote is answered only once
+ * enough replicas acknowledged it (WAIT): a primary failover then cannot lose it. When they do not in time
+ * the change is applied on the primary but may be lost if the primary fails now — the same uncertainty as a
+ * lost answer, answered the same way: 503 `outcome_unknown`. Under a fence the request is answered at once
+ * and the outcome learnt as above (`Fence.resolve`, on whatever primary there is by then): applied → the
+ * handler goes on and its answer is recorded for a retry with the same key; lost in a failover (the fence,
+ * written by the same script, is not "applied" on the new primary) → not made, the key is freed.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Redis } from "ioredis";
 import { AppError } from "../http/errors.js";
 import { mayHaveRun, outcomeUnknown, storeUnavailable } from "./client.js";
+import type { Durability } from "./durability.js";
+import type { Logger } from "../log.js";
 
 /**
  * Lua: moves the table version to the next even number and publishes it, returning it. Complete tables
@@ -181,7 +191,13 @@ interface CasRedis extends Redis {
  * `afterVersion` runs after a commit that bumped the version, before the caller answers: the control
  * service uses it to have its own routing table at that version first (read-your-writes per replica).
  */
-export function createCas(redis: Redis, versionKey: string, channel: string, afterVersion?: (version: number) => Promise<void>) {
+export function createCas(
+  redis: Redis,
+  versionKey: string,
+  channel: string,
+  afterVersion?: (version: number) => Promise<void>,
+  opts: { durability?: Durability; log?: Logger } = {},
+) {
   if (!(redis as unknown as Partial<CasRedis>).gwCas) redis.defineCommand("gwCas", { lua: SCRIPT });
   /**
    * Errors: a connection failure before the script was sent → thrown as is (the store's `storeCall` makes it
@@ -194,11 +210,13 @@ export function createCas(redis: Redis, versionKey: string, channel: string, aft
     const { keys, spec, args } = txn.encode(versionKey, fence);
     const ready = redis.status === "ready";
     let r: number;
+    let detached = false;
     try {
       r = await (redis as unknown as CasRedis).gwCas(keys.length, ...keys, spec, channel, ...args);
     } catch (err) {
       if (!mayHaveRun(err, ready)) throw err;
       if (!fence || !fence.detach()) throw outcomeUnknown();
+      detached = true;
       // The client has its answer; what follows is only recorded for a retry with the same key.
       const resolved = await fence.resolve();
       if (resolved === null) throw outcomeUnknown();
@@ -210,6 +228,22 @@ export function createCas(redis: Redis, versionKey: string, channel: string, aft
       throw new AppError("write_conflict", "another request with the same Idempotency-Key has taken over (this one ran past its claim); nothing was written by this one");
     }
     if (r === -1) return { ok: false };
+    if (opts.durability && (txn.writes || r > 0)) {
+      const ack = await opts.durability.acknowledged();
+      if (!ack.ok) {
+        opts.log?.warn("write not acknowledged by enough replicas: answered outcome_unknown", { needed: ack.needed, acked: ack.acked, version: r });
+        if (!detached) {
+          if (!fence || !fence.detach()) throw outcomeUnknown();
+          detached = true;
+        }
+        // The client has its outcome_unknown. Before going on, learn whether the change is on the primary
+        // now: after a failover that lost it, the fence there is not "applied" — resolve removes it and the
+        // retry runs again; going on would record an answer for a change that does not exist.
+        const resolved = await fence!.resolve();
+        if (resolved === null) throw outcomeUnknown();
+        if (!resolved.applied) throw storeUnavailable();
+      }
+    }
     if (fence && txn.writes) fence.active = false;
     if (r > 0 && afterVersion) await afterVersion(r);
     return { ok: true, version: r > 0 ? r : null };

@@ -5,36 +5,98 @@
  * API answers 503 `store_unavailable` (not made). A write that was sent and got no answer (command timeout,
  * connection lost with the command in flight) may still be applied: `outcome_unknown` (cas.ts). ioredis
  * reconnects forever (retryStrategy); the subscriber resubscribes on reconnect.
+ *
+ * Where Redis is: a URL (REDIS_URL), or Redis Sentinel (REDIS_SENTINELS + REDIS_MASTER_NAME): ioredis asks
+ * the sentinels for the current primary on every (re)connect and checks its role, so after a failover both
+ * connections land on the promoted replica by themselves. A node that answers READONLY (a demoted primary
+ * still reached through a stale address, a partition) makes the connection reconnect — through the
+ * sentinels — and the command fails as "not made" (a replica refuses every write: nothing ran).
  */
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import { AppError } from "../http/errors.js";
 import type { Logger } from "../log.js";
 
 export type { Redis };
 
+/** Where Redis is (config.ts `RedisTarget`, repeated here so this module has no config dependency). */
+export type RedisTarget =
+  | string
+  | { kind: "url"; url: string; username?: string; password?: string }
+  | {
+      kind: "sentinel";
+      sentinels: { host: string; port: number }[];
+      masterName: string;
+      username?: string;
+      password?: string;
+      sentinelUsername?: string;
+      sentinelPassword?: string;
+    };
+
 function retryStrategy(times: number): number {
   return Math.min(50 * times, 1_000);
 }
 
-export function createCommandClient(url: string, opts: { commandTimeoutMs: number; log: Logger; name: string }): Redis {
-  const redis = new Redis(url, {
+/** The node is not (or not yet) a usable primary: reconnect, which finds the primary again. */
+const WRONG_NODE = /^(READONLY|LOADING|MASTERDOWN)\b/;
+/**
+ * The node refused the command before it ran (not a bug): a wrong node, or a primary without enough
+ * replicas for `min-replicas-to-write` (NOREPLICAS — a script fails at its first write, so nothing ran).
+ */
+const REFUSED = /^(READONLY|LOADING|MASTERDOWN|NOREPLICAS)\b/;
+
+/** ioredis `reconnectOnError`: 1 = reconnect, the command fails (never resent: the caller decides). */
+function reconnectOnError(err: Error): 1 | false {
+  return WRONG_NODE.test(err.message) ? 1 : false;
+}
+
+/** The constructor arguments for a target: a URL plus options, or options naming the sentinels. */
+function build(target: RedisTarget, options: RedisOptions): Redis {
+  const t = typeof target === "string" ? { kind: "url" as const, url: target } : target;
+  const auth = { ...(t.username !== undefined ? { username: t.username } : {}), ...(t.password !== undefined ? { password: t.password } : {}) };
+  if (t.kind === "url") return new Redis(t.url, { ...options, ...auth });
+  return new Redis({
+    ...options,
+    ...auth,
+    sentinels: t.sentinels,
+    name: t.masterName,
+    role: "master",
+    ...(t.sentinelUsername !== undefined ? { sentinelUsername: t.sentinelUsername } : {}),
+    ...(t.sentinelPassword !== undefined ? { sentinelPassword: t.sentinelPassword } : {}),
+    // Asking the sentinels is quick; every round of them failing waits like any other reconnect.
+    sentinelRetryStrategy: retryStrategy,
+    sentinelReconnectStrategy: retryStrategy,
+    // Each sentinel is asked in turn; one that does not answer must not hold up the others.
+    sentinelCommandTimeout: Math.min(options.connectTimeout ?? 1_000, 1_000),
+    // Sentinels announce addresses as they see them (loopback in tests, pod IPs in Kubernetes): use as is.
+    enableTLSForSentinelMode: false,
+    // No `failoverDetector`: it reconnects on every sentinel's +switch-master, and sentinels learn of a
+    // failover one after another — spurious reconnects (503s) after the client already found the new primary.
+    // A demoted primary still reachable answers writes READONLY (reconnect, above); its subscribers keep
+    // getting what the new primary publishes (PUBLISH is replicated).
+  });
+}
+
+export function createCommandClient(target: RedisTarget, opts: { commandTimeoutMs: number; log: Logger; name: string }): Redis {
+  const redis = build(target, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: opts.commandTimeoutMs,
     connectTimeout: Math.max(opts.commandTimeoutMs, 1_000),
     retryStrategy,
+    reconnectOnError,
     connectionName: opts.name,
   });
   watchConnection(redis, opts.log, opts.name);
   return redis;
 }
 
-export function createSubscriber(url: string, opts: { log: Logger; name: string }): Redis {
-  const redis = new Redis(url, {
+export function createSubscriber(target: RedisTarget, opts: { log: Logger; name: string }): Redis {
+  const redis = build(target, {
     enableOfflineQueue: true,
     maxRetriesPerRequest: null,
     autoResubscribe: true,
     retryStrategy,
+    reconnectOnError,
     connectionName: opts.name,
   });
   watchConnection(redis, opts.log, opts.name);
@@ -73,15 +135,24 @@ export const outcomeUnknown = () =>
 
 const CONNECTION_ERRORS = /Connection is closed|Stream isn't writeable|enableOfflineQueue|Command timed out|Socket timeout|connect ETIMEDOUT|ECONNREFUSED|ECONNRESET|EPIPE|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT/;
 
-/** Redis could not be reached (as opposed to a bug: a ReplyError, bad stored data, …). */
+/**
+ * Redis could not be reached, or the node reached is not a usable primary (READONLY, LOADING, MASTERDOWN:
+ * during a failover) — as opposed to a bug: another ReplyError, bad stored data, …
+ */
 export function isConnectionError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
+  if (isRefused(err)) return true;
   if (err.name === "MaxRetriesPerRequestError") return true;
   const code = (err as NodeJS.ErrnoException).code;
   return CONNECTION_ERRORS.test(err.message) || (typeof code === "string" && CONNECTION_ERRORS.test(code));
 }
 
 const NOT_SENT = /enableOfflineQueue/;
+
+/** The node refused the command (a replica, still loading, no primary, too few replicas): it did not run. */
+export function isRefused(err: unknown): boolean {
+  return err instanceof Error && REFUSED.test(err.message);
+}
 
 /**
  * Whether a command that failed with `err` may have reached Redis (and run, or still run later): the
@@ -90,7 +161,7 @@ const NOT_SENT = /enableOfflineQueue/;
  * refused before it was written ("stream isn't writeable") never ran.
  */
 export function mayHaveRun(err: unknown, readyWhenIssued: boolean): boolean {
-  return readyWhenIssued && isConnectionError(err) && !NOT_SENT.test((err as Error).message);
+  return readyWhenIssued && isConnectionError(err) && !isRefused(err) && !NOT_SENT.test((err as Error).message);
 }
 
 /** A command timed out (it is still queued on the connection: what is sent after it runs after it). */

@@ -1,0 +1,101 @@
+/**
+ * Acknowledged writes survive a primary failover: after a commit, `WAIT n timeout` until n replicas have
+ * the write (Redis replication is asynchronous: without it, a write the primary answered but had not yet
+ * sent to a replica is lost when Sentinel promotes that replica — see control/README.md "Redis failover").
+ *
+ * How many replicas (REDIS_WAIT_REPLICAS):
+ *   - a number n: every commit waits for n (0 = never wait);
+ *   - `auto` (default): min(1, replicas the primary reports connected in INFO replication), re-read every
+ *     second, on every (re)connect and after a shortfall. One is enough for Sentinel: it promotes the
+ *     replica with the highest replication offset among those it can reach, so a write one replica has is
+ *     on the promoted one unless that very replica is lost with the primary (two faults at once; set a
+ *     number for that). With no replica (one Redis, or all replicas gone) nothing is waited for: the write
+ *     is as safe as the primary alone — a lone Redis keeps working.
+ *
+ * WAIT covers every write sent before it on the same connection (the shared command connection: cheap — one
+ * round trip to the replicas, usually well under a millisecond on a LAN). It blocks that connection until
+ * the replicas answer or the timeout: while a replica is slow, reads queue behind it for up to
+ * REDIS_WAIT_TIMEOUT_MS.
+ */
+import type { Redis } from "ioredis";
+import type { Logger } from "../log.js";
+
+export interface DurabilityOptions {
+  replicas: number | "auto";
+  timeoutMs: number;
+  log?: Logger;
+  /** How often `auto` re-reads the number of connected replicas. */
+  refreshMs?: number;
+}
+
+export type Acknowledged = { ok: true; needed: number; acked: number } | { ok: false; needed: number; acked: number };
+
+export interface Durability {
+  /** Wait for the replicas to have everything written on this connection so far. */
+  acknowledged(): Promise<Acknowledged>;
+  /** Replicas each commit waits for now. */
+  needed(): number;
+  stop(): void;
+}
+
+/** `connected_slaves:N` of INFO replication; null if this node is not a primary. */
+export function connectedReplicas(info: string): number | null {
+  if (!/^role:master\b/m.test(info)) return null;
+  const m = /^connected_slaves:(\d+)/m.exec(info);
+  return m ? Number(m[1]) : 0;
+}
+
+export function createDurability(redis: Redis, opts: DurabilityOptions): Durability {
+  const fixed = opts.replicas === "auto" ? null : opts.replicas;
+  let auto = 0;
+  let timer: NodeJS.Timeout | null = null;
+  let refreshing: Promise<void> | null = null;
+
+  const refresh = (): Promise<void> => {
+    if (fixed !== null || redis.status !== "ready") return Promise.resolve();
+    refreshing ??= redis
+      .info("replication")
+      .then((info) => {
+        const n = connectedReplicas(info);
+        const next = n === null ? auto : Math.min(1, n);
+        if (next !== auto) opts.log?.info("redis replicas acknowledging writes", { replicas: next, connected: n });
+        auto = next;
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        refreshing = null;
+      });
+    return refreshing;
+  };
+
+  if (fixed === null) {
+    redis.on("ready", () => void refresh());
+    timer = setInterval(() => void refresh(), opts.refreshMs ?? 1_000);
+    timer.unref();
+    void refresh();
+  }
+
+  const needed = () => fixed ?? auto;
+  return {
+    needed,
+    async acknowledged() {
+      const n = needed();
+      if (n === 0) return { ok: true, needed: 0, acked: 0 };
+      let acked = 0;
+      try {
+        acked = Number(await redis.wait(n, opts.timeoutMs));
+      } catch (err) {
+        // The connection failed or timed out: nothing confirms the write reached a replica.
+        opts.log?.warn("redis WAIT failed", { err_message: err instanceof Error ? err.message : String(err) });
+      }
+      if (acked >= n) return { ok: true, needed: n, acked };
+      // A replica went away (or is slow): learn it before the next commit waits for it too.
+      void refresh();
+      return { ok: false, needed: n, acked };
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+      timer = null;
+    },
+  };
+}
