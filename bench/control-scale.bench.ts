@@ -32,7 +32,12 @@
 //                    control's first probe); instances whose longest gap in the window (incl. last probe →
 //                    window end) is ≤ N + BENCH_SLACK_MS (1000);
 //   table            GET /v1/routing-table body size and latency; instances ejected at the end (should be 0).
-// About 3–4 minutes, most of it creating 10k instances. Everything the bench starts is stopped on success,
+// Then, unless BENCH_REPLICAS_INSTANCES is 0, the multi-replica phase (control-scale/replicas.ts, which documents
+// itself): BENCH_REPLICAS (3) control processes on one Redis share BENCH_REPLICAS_INSTANCES (30000) instances through
+// the per-deployment probe leases (LEASE_MS = BENCH_LEASE_MS, default 30000 as in production), windows of
+// BENCH_REPLICAS_WINDOW_S (default BENCH_WINDOW_S); one replica is SIGKILLed between the two windows and the time
+// until its deployments are held and probed again by the others is measured against the lease period.
+// About 3–4 minutes for the sizes, most of it creating 10k instances, and about as long for the replicas. Everything the bench starts is stopped on success,
 // failure, timeout (BENCH_LIMIT_S, default 300) or signal.
 import { Redis } from "ioredis";
 import { freePort, startRedis, type RedisServer } from "../test/support/redis.js";
@@ -42,6 +47,7 @@ import { startControlProcess, startFleet, type ControlProcess, type FleetProcess
 import { createFleet, tableCount } from "./control-scale/setup.js";
 import { Sampler, type Sample } from "./control-scale/proc.js";
 import type { FleetOptions, WindowReport } from "./control-scale/fleet.js";
+import { replicasReport, runReplicas, type ReplicasResult } from "./control-scale/replicas.js";
 
 const num = (name: string, def: number) => {
   const v = process.env[name];
@@ -49,21 +55,26 @@ const num = (name: string, def: number) => {
   if (!Number.isFinite(n)) throw new Error(`${name} must be a number`);
   return n;
 };
-const SIZES = (process.env.BENCH_SIZES ?? "1000,10000").split(",").map((s) => Math.max(1, Math.round(Number(s.trim())))).filter((n) => Number.isFinite(n));
+/** BENCH_SIZES=0: no single-process size (only the replicas phase). */
+const SIZES = (process.env.BENCH_SIZES ?? "1000,10000").split(",").map((s) => Math.round(Number(s.trim()))).filter((n) => Number.isFinite(n) && n > 0);
 const N = num("BENCH_N", 5);
 const T = num("BENCH_T", 2);
 const WINDOW_S = num("BENCH_WINDOW_S", 30);
 const WARMUP_S = num("BENCH_WARMUP_S", 2 * N);
 const PER_DEPLOYMENT = Math.max(1, Math.min(1024, Math.round(num("BENCH_PER_DEPLOYMENT", 10))));
 const SLACK_MS = num("BENCH_SLACK_MS", 1000);
-const LIMIT_S = num("BENCH_LIMIT_S", 300);
+const LIMIT_S = num("BENCH_LIMIT_S", 300 + (num("BENCH_REPLICAS_INSTANCES", 30_000) > 0 ? 600 : 0));
 const TABLE_GETS = Math.max(1, Math.round(num("BENCH_TABLE_GETS", 10)));
 const MOCK_PORT = Math.round(num("BENCH_MOCK_PORT", 18000));
 const SETUP_PENDING = Math.max(PER_DEPLOYMENT, Math.round(num("BENCH_SETUP_PENDING", 2000)));
 const CONTROL_ENV = JSON.parse(process.env.BENCH_CONTROL_ENV ?? "{}") as Record<string, string>;
 /** Extra node flags for the measured control (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"). */
 const CONTROL_NODE_ARGS = (process.env.BENCH_CONTROL_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
-const MAX = Math.max(...SIZES);
+const MAX = Math.max(0, ...SIZES);
+const REPLICAS = Math.max(2, Math.round(num("BENCH_REPLICAS", 3)));
+const REPLICAS_INSTANCES = Math.max(0, Math.round(num("BENCH_REPLICAS_INSTANCES", 30_000)));
+const REPLICAS_WINDOW_S = num("BENCH_REPLICAS_WINDOW_S", WINDOW_S);
+const LEASE_MS = Math.round(num("BENCH_LEASE_MS", 30_000));
 
 const TOKENS = { CONTROL_ADMIN_TOKENS: ADMIN, CONTROL_VIEWER_TOKENS: VIEWER, CONTROL_PLUGIN_TOKENS: PLUGIN };
 const log = (s: string) => console.error(s);
@@ -262,12 +273,21 @@ await bounded(LIMIT_S * 1000, async () => {
   const machine = machineStart();
   const t0 = Date.now();
   const fleetOpts: FleetOptions = { count: MAX, perDeployment: PER_DEPLOYMENT, modelPrefix: "scale-", basePort: MOCK_PORT, portsPerIp: 50 };
-  fleet = await startFleet(fleetOpts);
-  log(`control-scale: mock fleet of ${MAX} listeners up (pid ${fleet.pid})`);
   const results: SizeResult[] = [];
-  for (const n of SIZES) results.push(await runSize(n, fleet, fleetOpts));
-  await fleet.stop();
-  fleet = null;
+  if (SIZES.length > 0) {
+    fleet = await startFleet(fleetOpts);
+    log(`control-scale: mock fleet of ${MAX} listeners up (pid ${fleet.pid})`);
+    for (const n of SIZES) results.push(await runSize(n, fleet, fleetOpts));
+    await fleet.stop();
+    fleet = null;
+  }
+  let replicas: ReplicasResult | null = null;
+  if (REPLICAS_INSTANCES > 0) {
+    replicas = await runReplicas({
+      instances: REPLICAS_INSTANCES, replicas: REPLICAS, perDeployment: PER_DEPLOYMENT, n: N, t: T, leaseMs: LEASE_MS, windowS: REPLICAS_WINDOW_S, slackMs: SLACK_MS,
+      mockPort: MOCK_PORT, setupPending: SETUP_PENDING, env: { ...TOKENS, LOG_LEVEL: "info" }, controlEnv: CONTROL_ENV, log,
+    });
+  }
   machineEnd(machine);
   const wall = (Date.now() - t0) / 1000;
 
@@ -298,14 +318,17 @@ await bounded(LIMIT_S * 1000, async () => {
     const top = Object.entries(r.redis.commands).sort((a, b) => b[1] - a[1]).slice(0, 6).map(([k, v]) => `${k} ${fmt(v / r.window_seconds, 0)}/s`).join(", ");
     console.log(`${r.instances}: setup ${r.setup_seconds} s; control VmHWM ${r.control.hwm_mb} MB, ELU ${r.control.elu_mean}; Redis used_memory ${r.redis.used_memory_mb} MB, ${r.redis.commands_per_s} cmds/s (${top}); mock CPU ${r.mock.cpu_mean}%; ${m}`);
   }
+  if (replicas) for (const l of replicasReport(replicas, { n: N, slackMs: SLACK_MS, windowS: REPLICAS_WINDOW_S })) console.log(l);
   const file = writeResult("control-scale", {
     bench: "control-scale",
     date: new Date().toISOString(),
     machine,
-    settings: { sizes: SIZES, n_seconds: N, timeout_seconds: T, warmup_seconds: WARMUP_S, window_seconds: WINDOW_S, per_deployment: PER_DEPLOYMENT, slack_ms: SLACK_MS, mock_base_port: MOCK_PORT, control_env: CONTROL_ENV, table_gets: TABLE_GETS },
+    settings: { sizes: SIZES, n_seconds: N, timeout_seconds: T, warmup_seconds: WARMUP_S, window_seconds: WINDOW_S, per_deployment: PER_DEPLOYMENT, slack_ms: SLACK_MS, mock_base_port: MOCK_PORT, control_env: CONTROL_ENV, table_gets: TABLE_GETS,
+      replicas: { count: REPLICAS, instances: REPLICAS_INSTANCES, window_seconds: REPLICAS_WINDOW_S, lease_ms: LEASE_MS } },
     wall_seconds: wall,
     table: { head, rows },
     results,
+    replicas,
   });
   console.log(`results: ${file}`);
 });

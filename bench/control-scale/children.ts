@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { RuntimeSample } from "./reporter.js";
-import type { FleetOptions, WindowReport } from "./fleet.js";
+import type { FleetOptions, MarkReport, WindowReport } from "./fleet.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const SERVER = fileURLToPath(new URL("../../control/src/server.ts", import.meta.url));
@@ -111,6 +111,9 @@ export interface FleetProcess {
   open(instances: number): Promise<void>;
   close(): Promise<WindowReport>;
   total(): Promise<number>;
+  /** From now on, record each instance's first request (and keep its last one before now). */
+  mark(): Promise<void>;
+  markReport(): Promise<MarkReport>;
   stop(): Promise<void>;
 }
 
@@ -157,6 +160,16 @@ export async function startFleet(o: FleetOptions, readyTimeoutMs = 60_000): Prom
       const p = next<{ total: number }>("total");
       child.send({ type: "total" });
       return (await p).total;
+    },
+    async mark() {
+      const p = next("marked");
+      child.send({ type: "mark" });
+      await p;
+    },
+    async markReport() {
+      const p = next<{ report: MarkReport }>("markReport");
+      child.send({ type: "markReport" });
+      return (await p).report;
     },
     stop: () => terminate(child),
   };

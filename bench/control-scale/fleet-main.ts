@@ -3,6 +3,8 @@
 //   → {type: "open", instances}            opens a measurement window over the first `instances`
 //   → {type: "close"}                      ← {type: "report", report: WindowReport}
 //   → {type: "total"}                      ← {type: "total", total}
+//   → {type: "mark"}                       ← {type: "marked"}: record each instance's first request from now
+//   → {type: "markReport"}                 ← {type: "markReport", report: MarkReport}
 //   ← {type: "ready"} once every listener is up, {type: "error", message} if one cannot listen.
 import { Fleet, type FleetOptions } from "./fleet.js";
 
@@ -19,6 +21,10 @@ process.on("message", (m: { type: string; instances?: number }) => {
     send({ type: "opened" });
   } else if (m.type === "close") send({ type: "report", report: fleet.closeWindow() });
   else if (m.type === "total") send({ type: "total", total: fleet.total });
+  else if (m.type === "mark") {
+    fleet.mark();
+    send({ type: "marked" });
+  } else if (m.type === "markReport") send({ type: "markReport", report: fleet.markReport() });
 });
 process.on("disconnect", () => process.exit(0)); // the bench went away: never linger
 

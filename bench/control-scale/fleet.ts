@@ -19,6 +19,16 @@ export interface FleetOptions {
   modelPrefix: string;
   basePort: number;
   portsPerIp: number;
+  /** Global index of this process's first instance (several fleet processes split a large fleet; default 0). */
+  from?: number;
+}
+
+/** Per instance of this process, around a mark (e.g. a replica killed): ms relative to the mark, null = none. */
+export interface MarkReport {
+  /** The last request before the mark (≤ 0). */
+  before: (number | null)[];
+  /** The first request after the mark (≥ 0). */
+  after: (number | null)[];
 }
 
 export function instanceAddress(k: number, o: Pick<FleetOptions, "basePort" | "portsPerIp">): { ip: string; port: number } {
@@ -40,6 +50,8 @@ export interface WindowReport {
    * and the time from its last request to the window's end); the window length when it got none.
    */
   maxGapMs: number[];
+  /** Requests per instance in the window. */
+  probesPerInstance?: number[];
   /** Instances that got no request in the window. */
   silent: number;
 }
@@ -55,16 +67,19 @@ export class Fleet {
   private readonly last: Float64Array;
   private readonly health = response("200 OK", HEALTH);
   private readonly notFound = response("404 Not Found", '{"error":{"message":"not found"}}');
-  private win: { start: number; instances: number; perSecond: number[]; intervals: number[]; maxGap: Float64Array; requests: number } | null = null;
+  private win: { start: number; instances: number; perSecond: number[]; intervals: number[]; maxGap: Float64Array; count: Uint32Array; requests: number } | null = null;
   /** Requests answered since start (any instance, any path). */
   total = 0;
+  private markAt: number | null = null;
+  private lastAtMark: Float64Array | null = null;
+  private firstAfterMark: Float64Array | null = null;
 
   constructor(private readonly o: FleetOptions) {
     this.last = new Float64Array(o.count);
   }
 
   private modelOf(k: number): string {
-    return `${this.o.modelPrefix}${Math.floor(k / this.o.perDeployment)}`;
+    return `${this.o.modelPrefix}${Math.floor(((this.o.from ?? 0) + k) / this.o.perDeployment)}`;
   }
 
   private answer(k: number, method: string, path: string): Buffer {
@@ -84,11 +99,13 @@ export class Fleet {
   private stamp(k: number): void {
     const now = performance.now();
     this.total++;
+    if (this.firstAfterMark && Number.isNaN(this.firstAfterMark[k]!)) this.firstAfterMark[k] = now - this.markAt!;
     const w = this.win;
     const prev = this.last[k]!;
     this.last[k] = now;
     if (!w || k >= w.instances) return;
     w.requests++;
+    w.count[k]!++;
     const sec = Math.floor((now - w.start) / 1000);
     w.perSecond[sec] = (w.perSecond[sec] ?? 0) + 1;
     if (prev > 0) {
@@ -125,7 +142,7 @@ export class Fleet {
       await Promise.all(
         Array.from({ length: Math.min(batch, this.o.count - from) }, (_, i) => {
           const k = from + i;
-          const { ip, port } = instanceAddress(k, this.o);
+          const { ip, port } = instanceAddress((this.o.from ?? 0) + k, this.o);
           const srv = net.createServer((s) => this.onConnection(k, s));
           this.servers.push(srv);
           return new Promise<void>((resolve, reject) => {
@@ -137,13 +154,27 @@ export class Fleet {
     }
   }
 
+  /** Marks now: from here on each instance's first request is recorded (markReport). */
+  mark(): void {
+    this.markAt = performance.now();
+    this.lastAtMark = Float64Array.from(this.last);
+    this.firstAfterMark = new Float64Array(this.o.count).fill(NaN);
+  }
+
+  markReport(): MarkReport {
+    const at = this.markAt ?? 0;
+    const before = Array.from(this.lastAtMark ?? [], (t) => (t > 0 ? Math.round(t - at) : null));
+    const after = Array.from(this.firstAfterMark ?? [], (t) => (Number.isNaN(t) ? null : Math.round(t)));
+    return { before, after };
+  }
+
   /** Forget every instance's last request (the connectivity tests of the setup are not probes). */
   resetLast(): void {
     this.last.fill(0);
   }
 
   openWindow(instances: number): void {
-    this.win = { start: performance.now(), instances: Math.min(instances, this.o.count), perSecond: [], intervals: [], maxGap: new Float64Array(Math.min(instances, this.o.count)), requests: 0 };
+    this.win = { start: performance.now(), instances: Math.min(instances, this.o.count), perSecond: [], intervals: [], maxGap: new Float64Array(Math.min(instances, this.o.count)), count: new Uint32Array(Math.min(instances, this.o.count)), requests: 0 };
   }
 
   closeWindow(): WindowReport {
@@ -165,7 +196,7 @@ export class Fleet {
     }
     const secs = Math.floor(windowMs / 1000);
     const perSecond = Array.from({ length: secs }, (_, i) => w.perSecond[i] ?? 0);
-    return { instances: w.instances, windowMs, requests: w.requests, perSecond, intervalsMs: w.intervals, maxGapMs, silent };
+    return { instances: w.instances, windowMs, requests: w.requests, perSecond, intervalsMs: w.intervals, maxGapMs, silent, probesPerInstance: Array.from(w.count) };
   }
 
   async close(): Promise<void> {

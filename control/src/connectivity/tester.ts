@@ -11,7 +11,8 @@ import { isIP } from "node:net";
 import type { ConnectivityResult } from "../deployments/schemas.js";
 import { formatAddress, isBlockedAddress } from "./address-policy.js";
 import { detectEngine } from "./engine.js";
-import { pinnedRequest, RequestFailed, type PinnedResponse } from "./http-client.js";
+import { pinnedRequest, RequestFailed, type PinnedRequest, type PinnedResponse } from "./http-client.js";
+import { probeHttp } from "./probe-client.js";
 
 export interface Target {
   scheme: "http" | "https";
@@ -190,7 +191,8 @@ export function createConnectivityTester(deps: {
       const r = await resolve(target.host, target.port);
       if (!r.ok) return { ok: false, error: r.message };
       try {
-        const res = await pinnedRequest({ scheme: target.scheme, host: target.host, port: target.port, ip: r.ip, method: "GET", path: "/metrics", headers: { ...authHeaders(opts.apiKey), accept: "text/plain" }, timeoutMs: opts.timeoutMs, signal: opts.signal, maxBodyBytes: opts.maxBytes });
+        const req: PinnedRequest = { scheme: target.scheme, host: target.host, port: target.port, ip: r.ip, method: "GET", path: "/metrics", headers: { ...authHeaders(opts.apiKey), accept: "text/plain" }, timeoutMs: opts.timeoutMs, signal: opts.signal, maxBodyBytes: opts.maxBytes };
+        const res = target.scheme === "http" ? await probeHttp(req) : await pinnedRequest(req);
         if (res.status < 200 || res.status > 299) return { ok: false, error: `status ${res.status}` };
         return { ok: true, body: res.body };
       } catch (e) {
@@ -225,7 +227,9 @@ export function createConnectivityTester(deps: {
     const r = await resolve(target.host, target.port);
     if (!r.ok) return { ok: false, address: null, error: r.message };
     try {
-      const res = await pinnedRequest({ scheme: target.scheme, host: target.host, port: target.port, ip: r.ip, method, path, headers: authHeaders(opts.apiKey), body, timeoutMs: opts.timeoutMs, signal: opts.signal, maxBodyBytes: 64 * 1024 });
+      const req: PinnedRequest = { scheme: target.scheme, host: target.host, port: target.port, ip: r.ip, method, path, headers: authHeaders(opts.apiKey), body, timeoutMs: opts.timeoutMs, signal: opts.signal, maxBodyBytes: 64 * 1024 };
+      // Probes are the hot path (every instance every N s): plain http on the lean client (probe-client.ts).
+      const res = target.scheme === "http" ? await probeHttp(req) : await pinnedRequest(req);
       if (res.status < 200 || res.status > 299) return { ok: false, address: r.address, error: `status ${res.status}` };
       const bad = check(res.body);
       return { ok: bad === null, address: r.address, error: bad };

@@ -17,6 +17,11 @@ export interface LeaseStore {
   remainingMs(name: string): Promise<number>;
   /** The replica holding each named lease (null = nobody). */
   holders(names: string[]): Promise<(string | null)[]>;
+  /**
+   * Presence in a group of replicas doing the same kind of work (e.g. probing): marks this replica present for
+   * `ttlMs` and answers how many replicas are present (itself included). Absent in test doubles: one replica.
+   */
+  presence?(group: string, ttlMs: number): Promise<number>;
 }
 
 interface LeaseRedis extends Redis {
@@ -45,6 +50,15 @@ export function createLeaseStore(deps: { redis: Redis; keys: Keys; owner: string
     },
     async remainingMs(name) {
       return Math.max(0, await redis.pttl(deps.keys.lease(name)));
+    },
+    async presence(group, ttlMs) {
+      // A sorted set per group: member = replica, score = until when it counts as present (its clock).
+      const key = deps.keys.lease(`presence:${group}`);
+      const now = Date.now();
+      const res = await redis.multi().zadd(key, now + ttlMs, deps.owner).zremrangebyscore(key, "-inf", now).zcard(key).pexpire(key, ttlMs * 2).exec();
+      if (!res) throw new Error("presence transaction aborted");
+      for (const [err] of res) if (err) throw err;
+      return Math.max(1, Number(res[2]![1]));
     },
     async holders(names) {
       if (names.length === 0) return [];

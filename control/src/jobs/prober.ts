@@ -59,12 +59,12 @@ const onGrid = (phase: number, intervalMs: number, now: number) => now + ((((pha
 /**
  * Listing reads and parses every deployment document (for 10k instances about 6 MB and 150 ms, on every
  * tick): for a fleet of LIST_REUSE_MIN_INSTANCES or more, the list is reused by the ticks that come within
- * LIST_COST_FACTOR times its last duration (at most LIST_MAX_AGE_MS), so listing takes about a tenth of the
+ * LIST_COST_FACTOR times its last duration (at most LIST_MAX_AGE_MS), so listing takes about a twentieth of the
  * process at most, whatever the fleet's size. Changes made elsewhere (new instances, settings, removals)
  * reach the prober that much later; its own verdicts at once. A smaller fleet is listed on every tick.
  */
 const LIST_REUSE_MIN_INSTANCES = 1_000;
-const LIST_COST_FACTOR = 10;
+const LIST_COST_FACTOR = 20;
 const LIST_MAX_AGE_MS = 5_000;
 
 /**
@@ -76,6 +76,21 @@ const LIST_MAX_AGE_MS = 5_000;
  */
 export const MAX_PROBES_IN_FLIGHT = 1_000;
 const BEHIND_WARN_EVERY_MS = 30_000;
+/**
+ * Fair share between replicas: each probing replica marks itself present (LeaseStore.presence, renewed with its
+ * leases); a replica's share is ceil(deployments to probe / replicas present). One at its share leaves a free
+ * lease to the replicas under theirs for OVER_SHARE_TICKS ticks (and takes it if nobody has: a crashed holder's
+ * deployments are always taken over); one above its share by more than SHED_SLACK hands the excess over by not
+ * renewing those leases: it probes them until its lease runs out, the others acquire them right at expiry
+ * (they wait for exactly that moment, PTTL), so a hand-over costs no probe. Without presence (test doubles):
+ * one replica, no limit.
+ */
+const OVER_SHARE_TICKS = 2;
+/** A taken-over instance overdue by at most this many ticks (and half an interval) is probed at once. */
+const CATCH_UP_TICKS = 3;
+const SHED_SLACK = 0.05;
+/** Probes due within this many ms of each other start together (one timer callback). */
+const DISPATCH_SLOT_MS = 50;
 
 export interface ProberMetrics {
   probe(deployment: string, instance: string, kind: string, ok: boolean, seconds: number): void;
@@ -130,6 +145,19 @@ export function createProber(deps: {
   /** Next acquisition attempt per deployment not held (at the current holder's lease expiry). */
   const nextAcquire = new Map<string, number>();
   let stopped = false;
+  /** Probing replicas present (fair share); 1 until known. */
+  let present = 1;
+  /** Held leases being handed over (not renewed; dropped when they run out). */
+  const shedding = new Set<string>();
+  /** Free leases seen while at the share: since when (taken after OVER_SHARE_TICKS if still free). */
+  const overShare = new Map<string, number>();
+  let acquiring = 0;
+  /** Deployments to probe at the last tick (all replicas). */
+  let probedCount = 0;
+  /** The last presence heartbeat found this replica above its share (it sheds at the second in a row). */
+  let aboveShare = false;
+  const shareOf = () => Math.ceil(probedCount / Math.max(1, present));
+  const keeping = () => held.size - shedding.size;
   let timer: NodeJS.Timeout | null = null;
   let renewTimer: NodeJS.Timeout | null = null;
   let listed: { at: number; ms: number; deployments: Deployment[]; instances: number } | null = null;
@@ -144,16 +172,20 @@ export function createProber(deps: {
    * Upstream API keys of the held deployments' instances, read once instead of on every probe (a Redis round
    * trip each): valid while the instance's document is unchanged (a key change through the API rewrites it).
    */
-  const apiKeys = new Map<string, Map<string, { stamp: string; key: string | null }>>();
+  const apiKeys = new Map<string, Map<string, { inst: Instance; stamp: string; key: string | null }>>();
 
   async function apiKeyOf(d: Deployment, inst: Instance): Promise<string | null> {
-    const stamp = `${inst.created_at}|${inst.updated_at}|${inst.has_api_key}`;
-    const m = apiKeys.get(d.id) ?? new Map<string, { stamp: string; key: string | null }>();
-    apiKeys.set(d.id, m);
+    let m = apiKeys.get(d.id);
+    if (!m) apiKeys.set(d.id, (m = new Map()));
     const hit = m.get(inst.id);
-    if (hit?.stamp === stamp) return hit.key;
+    if (hit?.inst === inst) return hit.key; // the same document as last time (a reused list): no stamp to build
+    const stamp = `${inst.created_at}|${inst.updated_at}|${inst.has_api_key}`;
+    if (hit?.stamp === stamp) {
+      hit.inst = inst;
+      return hit.key;
+    }
     const key = await store.getApiKey(d.id, inst.id);
-    m.set(inst.id, { stamp, key });
+    m.set(inst.id, { inst, stamp, key });
     return key;
   }
 
@@ -175,6 +207,43 @@ export function createProber(deps: {
       }
     })();
     return listing;
+  }
+
+  /**
+   * Probe starts at their due times: every tick hands over the probes due before the next one, and one timer
+   * starts them as they come due (those within DISPATCH_SLOT_MS together), so a tick's probes leave spread over
+   * the tick as their phases are spread over the interval, not in one burst at the tick (at 10k instances,
+   * N = 5 s and a 500 ms tick, bursts of 1,000 connections). One timer for the replica, not one per probe.
+   */
+  const queue: { at: number; run: () => void }[] = [];
+  let queueSorted = true;
+  let dispatchTimer: NodeJS.Timeout | null = null;
+  let dispatchAt = Infinity;
+  function at(when: number, run: () => void) {
+    if (queue.length > 0 && when < queue[queue.length - 1]!.at) queueSorted = false; // sorted once, by dispatch
+    queue.push({ at: when, run });
+    // Sooner than the armed timer (or none armed): re-arm for it.
+    if (!stopped && when < dispatchAt - DISPATCH_SLOT_MS) armFor(when);
+  }
+  function armFor(when: number) {
+    if (dispatchTimer) clearTimeout(dispatchTimer);
+    dispatchAt = when;
+    dispatchTimer = setTimeout(dispatch, Math.max(0, when - Date.now()));
+    dispatchTimer.unref();
+  }
+  function dispatch() {
+    dispatchTimer = null;
+    dispatchAt = Infinity;
+    if (stopped) return;
+    if (!queueSorted) {
+      queue.sort((a, b) => a.at - b.at);
+      queueSorted = true;
+    }
+    const until = Date.now() + DISPATCH_SLOT_MS;
+    let k = 0;
+    while (k < queue.length && queue[k]!.at <= until) k++;
+    for (const item of queue.splice(0, k)) item.run();
+    if (queue.length > 0 && dispatchTimer === null) armFor(queue[0]!.at);
   }
 
   const mine = (id: string, h: Held) => !stopped && held.get(id) === h && Date.now() < h.validUntil;
@@ -266,7 +335,8 @@ export function createProber(deps: {
     const result: ProbeResult = { ok: r.ok, at: new Date().toISOString(), kind, latency_ms: round(latency)!, error: r.error };
     const prev = st.recent[0];
     st.probes++;
-    st.recent = [result, ...st.recent].slice(0, RECENT_PROBES);
+    st.recent.unshift(result); // newest first, RECENT_PROBES kept (in place: no copies per probe)
+    if (st.recent.length > RECENT_PROBES) st.recent.length = RECENT_PROBES;
     if (completion) st.broken = !r.ok;
     if (r.ok) {
       st.successes++;
@@ -383,9 +453,23 @@ export function createProber(deps: {
     const flying = inflight.get(d.id) ?? new Set<string>();
     inflight.set(d.id, flying);
     const hc = d.health_check;
-    // An instance new to this replica starts at its phase (probePhase), not now.
-    for (const i of d.instances) if (PROBED.has(i.state) && !times.has(i.id)) times.set(i.id, onGrid(probePhase(d.id, i.id), hc.interval_seconds * 1000, now));
-    const due = d.instances.filter((i) => PROBED.has(i.state) && !flying.has(i.id) && (times.get(i.id) ?? 0) <= now);
+    // An instance new to this replica starts at its phase (probePhase), not now. Except one whose last probe (by
+    // whichever replica: the state in Redis) missed its phase point by a little — a lease handed over (fair share)
+    // between the old holder's last moment and the new holder's first tick: it is probed now, not one interval later.
+    // A crashed holder's instances are overdue by about the lease period: they keep their phase (no burst).
+    const intervalMs = hc.interval_seconds * 1000;
+    if (d.instances.some((i) => PROBED.has(i.state) && !times.has(i.id))) {
+      const known = stateCache.get(d.id) ?? (await statesOf(d));
+      for (const i of d.instances) {
+        if (!PROBED.has(i.state) || times.has(i.id)) continue;
+        const lastAt = known.get(i.id)?.recent[0]?.at;
+        const overdue = lastAt === undefined ? NaN : now - (Date.parse(lastAt) + intervalMs);
+        times.set(i.id, overdue >= 0 && overdue <= Math.min(intervalMs / 2, CATCH_UP_TICKS * deps.tickMs) ? now : onGrid(probePhase(d.id, i.id), intervalMs, now));
+      }
+    }
+    // Due before the next tick: each starts at its own due time (the dispatcher below), not all at this tick.
+    const horizon = now + deps.tickMs;
+    const due = d.instances.filter((i) => PROBED.has(i.state) && !flying.has(i.id) && (times.get(i.id) ?? 0) < horizon);
     const thresholds = hc.max_error_rate !== null || hc.max_p95_ms !== null;
     const evalDue = thresholds && now >= (nextEval.get(d.id) ?? 0);
     if (due.length === 0 && !evalDue) return;
@@ -393,33 +477,38 @@ export function createProber(deps: {
     if (due.length > 0) {
       const model = hc.completion_every > 0 ? await deps.models.get(d.model_id) : null;
       for (const inst of due) {
-        if (inFlight >= MAX_PROBES_IN_FLIGHT) {
-          deferred++; // still due: a later tick starts it
-          continue;
-        }
-        inFlight++;
-        let slot = true;
-        // The cap is on requests in flight (sockets, timers): the slot is free once the answer is in, while
-        // the verdict and the coalesced writes that follow finish (the instance stays in `flying` until then).
-        const answered = () => {
-          if (slot) inFlight--;
-          slot = false;
-        };
         const st = states.get(inst.id) ?? newProbeState();
         states.set(inst.id, st);
         flying.add(inst.id);
         // Keep the cadence: the next probe is due one interval after this one was due (tick delays do not add up).
         const dueAt = times.get(inst.id) ?? now;
-        const next = dueAt + hc.interval_seconds * 1000;
-        times.set(inst.id, next > now ? next : now + hc.interval_seconds * 1000);
-        void probeOne(d, inst, st, h, model, answered)
-          .catch((e: unknown) => {
-            if (!abort.signal.aborted) log.debug("probe failed to run", { deployment: d.id, instance: inst.id, ...errorFields(e) });
-          })
-          .finally(() => {
+        const next = dueAt + intervalMs;
+        times.set(inst.id, next > now ? next : now + intervalMs);
+        at(dueAt, () => {
+          if (!mine(d.id, h)) return void flying.delete(inst.id); // the lease went meanwhile
+          if (inFlight >= MAX_PROBES_IN_FLIGHT) {
+            deferred++; // still due: a later tick starts it
             flying.delete(inst.id);
-            answered();
-          });
+            times.set(inst.id, dueAt);
+            return;
+          }
+          inFlight++;
+          let slot = true;
+          // The cap is on requests in flight (sockets, timers): the slot is free once the answer is in, while
+          // the verdict and the coalesced writes that follow finish (the instance stays in `flying` until then).
+          const answered = () => {
+            if (slot) inFlight--;
+            slot = false;
+          };
+          void probeOne(d, inst, st, h, model, answered)
+            .catch((e: unknown) => {
+              if (!abort.signal.aborted) log.debug("probe failed to run", { deployment: d.id, instance: inst.id, ...errorFields(e) });
+            })
+            .finally(() => {
+              flying.delete(inst.id);
+              answered();
+            });
+        });
       }
     }
     if (evalDue && mine(d.id, h)) {
@@ -437,6 +526,7 @@ export function createProber(deps: {
     stateCache.delete(id);
     apiKeys.delete(id);
     capacities.delete(id);
+    shedding.delete(id);
     if (h && release) void h.lease.release().catch(() => undefined);
   }
 
@@ -461,6 +551,10 @@ export function createProber(deps: {
       behindWarnedAt = now;
     }
     for (const id of [...nextAcquire.keys()]) if (!byId.has(id)) nextAcquire.delete(id);
+    for (const id of [...overShare.keys()]) if (!byId.has(id) || held.has(id)) overShare.delete(id);
+    probedCount = 0;
+    for (const d of deployments) if (hasProbed(d)) probedCount++;
+    const share = shareOf();
     // From a random deployment on: under the in-flight cap, no deployment is always served last.
     const first = Math.floor(Math.random() * deployments.length);
     for (let k = 0; k < deployments.length; k++) {
@@ -468,17 +562,32 @@ export function createProber(deps: {
       if (!hasProbed(d) || busy.has(d.id)) continue;
       let h = held.get(d.id);
       if (h && now >= h.validUntil) {
+        if (shedding.has(d.id)) {
+          // Handed over: another replica acquires it at its expiry; not this one (wait past that).
+          drop(d.id, false);
+          nextAcquire.set(d.id, now + deps.leaseMs);
+          continue;
+        }
         log.warn("probe lease not renewed in time; stopped probing", { deployment: d.id });
         drop(d.id, false);
         h = undefined;
       }
-      if (!h && now < (nextAcquire.get(d.id) ?? 0)) continue;
+      if (!h) {
+        if (now < (nextAcquire.get(d.id) ?? 0)) continue;
+        if (keeping() + acquiring >= share) {
+          const since = overShare.get(d.id);
+          if (since === undefined) overShare.set(d.id, now);
+          if (since === undefined || now < since + OVER_SHARE_TICKS * deps.tickMs) continue;
+        }
+      }
       busy.add(d.id);
       void (async () => {
         try {
           if (!h) {
             const t0 = Date.now();
-            const lease = await deps.leases.acquire(probeLeaseName(d.id), deps.leaseMs);
+            overShare.delete(d.id);
+            acquiring++;
+            const lease = await deps.leases.acquire(probeLeaseName(d.id), deps.leaseMs).finally(() => void acquiring--);
             if (!lease) {
               // Held elsewhere: try again when that lease runs out (it is renewed meanwhile if its holder lives).
               const left = await deps.leases.remainingMs(probeLeaseName(d.id));
@@ -502,8 +611,9 @@ export function createProber(deps: {
 
   // All at once: one after the other, a thousand renewals on a busy process took longer than the lease.
   async function renewAll() {
+    void heartbeat();
     await Promise.all(
-      [...held].map(async ([id, h]) => {
+      [...held].filter(([id]) => !shedding.has(id)).map(async ([id, h]) => {
         const t0 = Date.now();
         let ok: boolean;
         try {
@@ -521,10 +631,34 @@ export function createProber(deps: {
     );
   }
 
+  /** Presence among the probing replicas (fair share); kept as it was when Redis does not answer. */
+  async function heartbeat() {
+    if (!deps.leases.presence || stopped) return;
+    try {
+      present = await deps.leases.presence("probe", deps.leaseMs);
+    } catch {
+      return; /* unknown: keep the last count */
+    }
+    // Above the share at two heartbeats in a row (LEASE_MS/3 apart) before handing over: right after taking a
+    // crashed replica's deployments over, the count may still include it (its presence runs out with its leases).
+    const share = shareOf();
+    const excess = keeping() - share;
+    const above = present > 1 && probedCount > 0 && excess > Math.max(1, Math.ceil(share * SHED_SLACK));
+    if (above && aboveShare && !stopped) {
+      const candidates = [...held.keys()].filter((id) => !shedding.has(id));
+      for (let k = 0; k < excess && candidates.length > 0; k++) shedding.add(candidates.splice(Math.floor(Math.random() * candidates.length), 1)[0]!);
+      log.info("probe leases handed over to other replicas (fair share)", { count: excess, share, present, held: held.size });
+      aboveShare = false;
+    } else aboveShare = above;
+  }
+
   const halt = () => {
     stopped = true;
     if (timer) clearInterval(timer);
     if (renewTimer) clearInterval(renewTimer);
+    if (dispatchTimer) clearTimeout(dispatchTimer);
+    dispatchTimer = null;
+    queue.length = 0;
     abort.abort();
   };
 
@@ -534,7 +668,7 @@ export function createProber(deps: {
       timer.unref();
       renewTimer = setInterval(() => void renewAll(), Math.max(20, Math.floor(deps.leaseMs / 3)));
       renewTimer.unref();
-      void tick();
+      void heartbeat().finally(() => void tick());
     },
     async stop() {
       halt();

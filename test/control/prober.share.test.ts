@@ -1,0 +1,116 @@
+// Replicas share the probing (bench/control-scale.bench.ts, three replicas): through the per-deployment leases
+// and a presence count in Redis, each replica holds about its share of the deployments — ceil(deployments /
+// replicas) — however they start (the first to start takes every lease, the later ones get theirs handed over
+// as the first's leases run out), every deployment stays probed by exactly one, and a replica killed without
+// releasing has its deployments taken over within one lease period by the others. Real Redis and lease store;
+// stub deployment and health stores (only the leases are under test).
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { createProber, type Prober } from "../../control/src/jobs/prober.js";
+import { createLeaseStore } from "../../control/src/jobs/lease-store.js";
+import { createKeys } from "../../control/src/redis/keys.js";
+import { HEALTH_DEFAULTS, type Deployment } from "../../control/src/deployments/schemas.js";
+import type { Logger } from "../../control/src/log.js";
+import { startRedis, waitFor, type RedisServer } from "../support/redis.js";
+
+const AT = "2026-01-01T00:00:00.000Z";
+const LEASE_MS = 900;
+const TICK_MS = 20;
+const DEPLOYMENTS = 30;
+
+function deployment(id: string, n: number): Deployment {
+  return {
+    id, model_id: `${id}-m`, strategy: "round_robin", on_unavailable: "fail", forward_client_credentials: false, extra_paths: [],
+    health_check: { ...HEALTH_DEFAULTS, interval_seconds: 0.1, timeout_seconds: 0.05 },
+    instances: [{
+      id: "i", url: `http://10.1.0.${n}:8000/v1`, scheme: "http" as const, host: `10.1.0.${n}`, port: 8000, base_path: "/v1", address: `10.1.0.${n}:8000`,
+      weight: 1, priority: 0, region: "", gpu_count: null, gpu_memory_gb: null, has_api_key: false, state: "active" as const, last_check: null, created_at: AT, updated_at: AT,
+    }],
+    migrations: [], revision: 1, created_at: AT, updated_at: AT,
+  };
+}
+
+describe("probe leases shared between replicas", () => {
+  let server: RedisServer;
+  const clients: Redis[] = [];
+  const deployments = Array.from({ length: DEPLOYMENTS }, (_, k) => deployment(`s${k}`, k + 1));
+  const hostToDep = new Map(deployments.map((d) => [d.instances[0]!.host, d.id]));
+  /** Probes per deployment by replica, and the last probe per deployment (replica, ms). */
+  const probes: { dep: string; replica: string; at: number }[] = [];
+  const probers = new Map<string, Prober>();
+
+  function replica(name: string): Prober {
+    const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    clients.push(redis);
+    const log: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: () => log };
+    const p = createProber({
+      store: { list: async () => deployments, get: async (id) => deployments.find((d) => d.id === id) ?? null, update: async (id) => deployments.find((d) => d.id === id)!, getApiKey: async () => null },
+      models: { get: async () => null },
+      tester: {
+        async probe(target) {
+          probes.push({ dep: hostToDep.get(target.host)!, replica: name, at: performance.now() });
+          return { ok: true, address: null, error: null };
+        },
+        probeCompletion: async () => ({ ok: true, address: null, error: null }),
+      },
+      leases: createLeaseStore({ redis, keys: createKeys("share:"), owner: name }),
+      health: { states: async () => new Map(), saveState: async () => undefined, dropStates: async () => undefined, addEvent: async () => undefined, events: async () => [] },
+      telemetry: { recordProbe: async () => undefined, window: async () => new Map() },
+      tickMs: TICK_MS,
+      leaseMs: LEASE_MS,
+      replica: name,
+      log,
+    });
+    probers.set(name, p);
+    return p;
+  }
+
+  before(async () => {
+    server = await startRedis();
+  });
+  after(async () => {
+    for (const p of probers.values()) await p.stop();
+    for (const c of clients) c.disconnect();
+    await server.close();
+  });
+
+  const counts = () => Object.fromEntries([...probers].map(([n, p]) => [n, p.held().length]));
+  const owners = (dep: string) => [...probers].filter(([, p]) => p.held().includes(dep)).map(([n]) => n);
+
+  test("one replica alone holds every lease; two more join and get their share handed over", async () => {
+    const a = replica("a");
+    a.start();
+    await waitFor(() => a.held().length === DEPLOYMENTS, 5_000, "a holding every lease");
+    const b = replica("b");
+    const c = replica("c");
+    b.start();
+    c.start();
+    // Share 10 each (a keeps at most 10 + its slack of 1).
+    await waitFor(() => Object.values(counts()).every((n) => n >= 9 && n <= 11), 4 * LEASE_MS + 2_000, "each replica near its share").catch((e: Error) => {
+      throw new Error(`${e.message}: ${JSON.stringify(counts())}`);
+    });
+    for (const d of deployments) assert.ok(owners(d.id).length <= 1, `${d.id} held by ${owners(d.id).join(", ")}`);
+    // Every deployment is still probed (none lost in the hand-over).
+    const since = performance.now();
+    await waitFor(() => new Set(probes.filter((p) => p.at > since).map((p) => p.dep)).size === DEPLOYMENTS, 2_000, "every deployment probed");
+  });
+
+  test("a replica killed without releasing: its deployments are taken over by the others within one lease period", async () => {
+    const c = probers.get("c")!;
+    const orphans = c.held();
+    assert.ok(orphans.length > 0);
+    c.halt();
+    probers.delete("c");
+    const killed = performance.now();
+    // Taken over (held by a or b) and probed again.
+    await waitFor(() => orphans.every((id) => owners(id).length === 1), LEASE_MS + 10 * TICK_MS + 500, "orphans held again").catch((e: Error) => {
+      throw new Error(`${e.message}: ${orphans.filter((id) => owners(id).length !== 1).length} of ${orphans.length} not held; ${JSON.stringify(counts())}`);
+    });
+    await waitFor(() => orphans.every((id) => probes.some((p) => p.dep === id && p.at > killed && p.replica !== "c")), 1_000, "orphans probed again");
+    // And once c's presence runs out the two share everything (15 each, slack 1).
+    await waitFor(() => Object.values(counts()).every((n) => n >= 14 && n <= 16), 4 * LEASE_MS, "two replicas near their share").catch((e: Error) => {
+      throw new Error(`${e.message}: ${JSON.stringify(counts())}`);
+    });
+  });
+});
