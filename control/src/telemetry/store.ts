@@ -81,7 +81,57 @@ end
 return 1
 `;
 
+// Window sums on the server: KEYS = every bucket hash of every instance, in instance order; ARGV[1] = the
+// number of fields, ARGV[2..] the fields, then per instance how many of KEYS are its buckets. Returns per
+// instance the fields summed over its buckets (numbers as strings), so a window read for a deployment is one
+// round trip and one small reply, not a hash per bucket (/metrics reads every deployment's window).
+const WINDOW_SUM = `
+local nf = tonumber(ARGV[1])
+local fields = {}
+for i = 1, nf do fields[i] = ARGV[1 + i] end
+local out = {}
+local k = 1
+for a = 2 + nf, #ARGV do
+  local sums = {}
+  for i = 1, nf do sums[i] = 0 end
+  for j = 1, tonumber(ARGV[a]) do
+    local vals = redis.call('HMGET', KEYS[k], unpack(fields))
+    k = k + 1
+    for i = 1, nf do
+      local v = tonumber(vals[i])
+      if v then sums[i] = sums[i] + v end
+    end
+  end
+  for i = 1, nf do sums[i] = tostring(sums[i]) end
+  out[#out + 1] = sums
+end
+return out
+`;
+/** The fields WINDOW_SUM adds, in the order fromSums reads them. */
+const SUM_FIELDS = [F.requests, F.upstream5xx, F.connectFailures, F.latencySum, F.probes, F.probeFailures, F.probeSum, ...Array.from({ length: BUCKETS }, (_, i) => F.hist(i)), ...Array.from({ length: BUCKETS }, (_, i) => F.probeHist(i))];
+
+function fromSums(v: string[]): WindowStats {
+  const n = (i: number) => {
+    const x = Number(v[i]);
+    return Number.isFinite(x) ? x : 0;
+  };
+  const s = emptyStats();
+  s.requests = n(0);
+  s.upstream_5xx = n(1);
+  s.connect_failures = n(2);
+  s.latency_sum_ms = n(3);
+  s.probes = n(4);
+  s.probe_failures = n(5);
+  s.probe_sum_ms = n(6);
+  for (let i = 0; i < BUCKETS; i++) {
+    s.latency_buckets[i] = n(7 + i);
+    s.probe_buckets[i] = n(7 + BUCKETS + i);
+  }
+  return s;
+}
+
 interface TelemetryRedis extends Redis {
+  gwTelemetryWindow(numKeys: number, ...args: (string | number)[]): Promise<string[][]>;
   gwInFlightPrune(numKeys: number, ...args: string[]): Promise<number>;
   gwTelemetryApply(numKeys: number, ...args: (string | number)[]): Promise<number>;
   gwTelemetryProbes(numKeys: number, ...args: (string | number)[]): Promise<number>;
@@ -134,6 +184,7 @@ export function createTelemetryStore(deps: { redis: Redis; keys: Keys; bucketMs:
   if (!redis.gwTelemetryApply) deps.redis.defineCommand("gwTelemetryApply", { lua: APPLY });
   if (!redis.gwTelemetryProbes) deps.redis.defineCommand("gwTelemetryProbes", { lua: ADD_PROBES });
   if (!redis.gwInFlightPrune) deps.redis.defineCommand("gwInFlightPrune", { lua: PRUNE });
+  if (!redis.gwTelemetryWindow) deps.redis.defineCommand("gwTelemetryWindow", { lua: WINDOW_SUM });
   const ttlSeconds = Math.ceil((MAX_WINDOW_SECONDS * 1000 + 2 * bucketMs) / 1000) + 5;
   const bucketStart = (ms: number) => Math.floor(ms / bucketMs) * bucketMs;
   const probeSamples = coalesce<{ key: string; sample: ProbeSample }>((items) =>
@@ -216,23 +267,21 @@ export function createTelemetryStore(deps: { redis: Redis; keys: Keys; bucketMs:
         if (instances.length === 0) return out;
         const last = bucketStart(nowMs);
         const n = Math.max(1, Math.ceil((Math.min(windowSeconds, MAX_WINDOW_SECONDS) * 1000) / bucketMs));
-        const p = deps.redis.pipeline();
-        const plan: [string, number][] = [];
+        const bucketKeys: string[] = [];
+        const counts: number[] = [];
         for (const inst of instances) {
-          out.set(inst, emptyStats());
+          const since = sinceMs[inst];
+          let c = 0;
           for (let k = 0; k < n; k++) {
             const t = last - k * bucketMs;
-            const since = sinceMs[inst];
             if (since !== undefined && t < since) continue;
-            p.hgetall(keys.telemetryBucket(deployment, inst, t));
-            plan.push([inst, t]);
+            bucketKeys.push(keys.telemetryBucket(deployment, inst, t));
+            c++;
           }
+          counts.push(c);
         }
-        const res = (await p.exec()) ?? [];
-        res.forEach(([err, h], i) => {
-          if (err) throw err;
-          addBucket(out.get(plan[i]![0])!, (h ?? {}) as Record<string, string>);
-        });
+        const sums = await redis.gwTelemetryWindow(bucketKeys.length, ...bucketKeys, SUM_FIELDS.length, ...SUM_FIELDS, ...counts);
+        instances.forEach((inst, i) => out.set(inst, fromSums(sums[i] ?? [])));
         return out;
       }),
     series: (deployment, instance, seconds, nowMs = Date.now()) =>
