@@ -59,12 +59,22 @@ describe("npm start: the local Redis is owner-only and needs a password", { time
     // Today's layout from an earlier start: <data>/redis 0755 with a world-readable file in it.
     mkdirSync(join(data, "redis"), { mode: 0o755 });
     writeFileSync(join(data, "redis", "leftover.txt"), "x", { mode: 0o644 });
-    const env: NodeJS.ProcessEnv = { ...process.env, GATEWAY_DATA_PLANE: "local", GATEWAY_DATA_DIR: data, GATEWAY_PORT: String(await freePort()), CONTROL_PORT: String(await freePort()), REDIS_PORT: String(await freePort()) };
-    for (const k of ["REDIS_URL", "CONTROL_ADMIN_TOKENS", "CONTROL_PLUGIN_TOKENS", "PASSTHROUGH_URL"]) delete env[k];
+    let env: NodeJS.ProcessEnv = {};
+    let g: ReturnType<typeof start> | null = null;
+    // Free ports are picked before npm start binds them: a concurrent test can take one in between. Only
+    // that (a bind failure in the log) is retried, with new ports; any other failure fails the test.
+    for (let attempt = 1; ; attempt++) {
+      env = { ...process.env, GATEWAY_DATA_PLANE: "local", GATEWAY_DATA_DIR: data, GATEWAY_PORT: String(await freePort()), CONTROL_PORT: String(await freePort()), REDIS_PORT: String(await freePort()) };
+      for (const k of ["REDIS_URL", "CONTROL_ADMIN_TOKENS", "CONTROL_PLUGIN_TOKENS", "PASSTHROUGH_URL"]) delete env[k];
+      const started = start(env);
+      g = started;
+      await waitFor(() => started.exit() !== null || started.stdout().includes("Ctrl-C stops everything"), 30_000, "the banner");
+      if (started.exit() === null) break;
+      const logs = [join(data, "logs", "redis.log"), join(data, "logs", "control.log")].map((f) => (existsSync(f) ? readFileSync(f, "utf8") : "")).join("\n") + started.stderr();
+      if (attempt >= 3 || !/Address already in use|EADDRINUSE/.test(logs)) break;
+    }
     const port = Number(env.REDIS_PORT);
-    const g = start(env);
     try {
-      await waitFor(() => g.exit() !== null || g.stdout().includes("Ctrl-C stops everything"), 30_000, "the banner");
       assert.equal(g.exit(), null, g.stderr());
       const token = /admin token\s+(\S+)/.exec(g.stdout())?.[1];
       const control = `http://127.0.0.1:${env.CONTROL_PORT}`;
