@@ -2,6 +2,7 @@
  * Configuration from the environment, parsed once with zod and frozen.
  * `loadConfig(env)` returns issues instead of throwing so the entry point can print them and exit.
  */
+import type { RedisTarget as ClientTarget } from "./redis/client.js";
 import { randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import { hostname } from "node:os";
@@ -207,17 +208,8 @@ export interface Config {
   eventsClientBufferBytes: number;
 }
 
-export type RedisTarget =
-  | { kind: "url"; url: string; username?: string; password?: string }
-  | {
-      kind: "sentinel";
-      sentinels: { host: string; port: number }[];
-      masterName: string;
-      username?: string;
-      password?: string;
-      sentinelUsername?: string;
-      sentinelPassword?: string;
-    };
+/** Where Redis is: a URL, or the sentinels that know the primary (redis/client.ts builds the clients). */
+export type RedisTarget = Exclude<ClientTarget, string>;
 
 export type ConfigResult = { ok: true; config: Readonly<Config> } | { ok: false; issues: { path: string; message: string }[] };
 

@@ -14,54 +14,15 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createProber, MAX_PROBES_IN_FLIGHT, probePhase } from "../../control/src/jobs/prober.js";
-import { HEALTH_DEFAULTS, type Deployment } from "../../control/src/deployments/schemas.js";
+import type { Deployment } from "../../control/src/deployments/schemas.js";
+import { fakeDeployment } from "./prober-fixtures.js";
 import type { Logger } from "../../control/src/log.js";
 import { emptyStats, type WindowStats } from "../../control/src/telemetry/window.js";
 import { waitFor } from "../support/redis.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const AT = "2026-01-01T00:00:00.000Z";
 
-let hosts = 0;
 
-function deployment(id: string, instances: number, intervalSeconds: number): Deployment {
-  return {
-    id,
-    model_id: `${id}-m`,
-    strategy: "round_robin",
-    on_unavailable: "fail",
-    forward_client_credentials: false,
-    extra_paths: [],
-    health_check: { ...HEALTH_DEFAULTS, interval_seconds: intervalSeconds, timeout_seconds: 0.5 },
-    instances: Array.from({ length: instances }, (_, k) => {
-      const n = hosts++;
-      const host = `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
-      return {
-        id: `i${k}`,
-        url: `http://${host}:8000/v1`,
-        scheme: "http" as const,
-        host,
-        port: 8000,
-        base_path: "/v1",
-        address: `${host}:8000`,
-        weight: 1,
-        priority: 0,
-        region: "",
-        gpu_count: null,
-        gpu_memory_gb: null,
-        has_api_key: false,
-        state: "active" as const,
-        last_check: null,
-        created_at: AT,
-        updated_at: AT,
-      };
-    }),
-    migrations: [],
-    revision: 1,
-    created_at: AT,
-    updated_at: AT,
-  };
-}
 
 interface Rig {
   probes: { dep: string; inst: string; at: number }[];
@@ -173,7 +134,7 @@ describe("the prober with a large fleet", () => {
 
   test("a replica taking over 200 instances probes them spread over the interval, not in one burst", async () => {
     const N = 1;
-    const r = rig([deployment("big", 200, N)]);
+    const r = rig([fakeDeployment("big", 200, N)]);
     r.start();
     const firsts = () => new Set(r.probes.map((p) => p.inst)).size;
     // Every instance probed within one interval (and a tick); and the earliest tenth probed a second time,
@@ -198,7 +159,7 @@ describe("the prober with a large fleet", () => {
   });
 
   test("a large fleet's expensive list is reused (at most one per 10x its duration), and concurrent ticks share one", async () => {
-    const r = rig([deployment("a", 5, 0.2), deployment("b", 5, 0.2), deployment("c", 990, 3600)], { tickMs: 10, listMs: 60 });
+    const r = rig([fakeDeployment("a", 5, 0.2), fakeDeployment("b", 5, 0.2), fakeDeployment("c", 990, 3600)], { tickMs: 10, listMs: 60 });
     r.start();
     await sleep(1_300);
     await r.stop();
@@ -212,7 +173,7 @@ describe("the prober with a large fleet", () => {
   });
 
   test("a small fleet is listed on every tick (changes are seen at once), one list at a time", async () => {
-    const r = rig([deployment("s", 5, 0.2)], { tickMs: 10, listMs: 30 });
+    const r = rig([fakeDeployment("s", 5, 0.2)], { tickMs: 10, listMs: 30 });
     r.start();
     await sleep(600);
     await r.stop();
@@ -220,7 +181,7 @@ describe("the prober with a large fleet", () => {
   });
 
   test("an instance's API key is read once, and again only when its document changes", async () => {
-    const r = rig([deployment("k", 4, 0.05)], { tickMs: 10 });
+    const r = rig([fakeDeployment("k", 4, 0.05)], { tickMs: 10 });
     r.start();
     await waitFor(() => r.probes.length >= 20, 5000, "20 probes");
     assert.equal(r.keyReads, 4, "one read per instance");
@@ -237,7 +198,7 @@ describe("the prober with a large fleet", () => {
 
   test("a prober short of time caps its probes in flight (due probes wait) instead of piling up sockets", async () => {
     // 1500 instances at N = 1 s whose probes take 1.5 s: 2250 would be in flight.
-    const r = rig([deployment("slow", 1_500, 1)], { probeMs: 1_500 });
+    const r = rig([fakeDeployment("slow", 1_500, 1)], { probeMs: 1_500 });
     r.start();
     await waitFor(() => r.warnings.includes("probes falling behind: too many in flight") && r.maxInFlight >= MAX_PROBES_IN_FLIGHT * 0.9, 5000, "the cap reached and the warning logged").catch((e: Error) => {
       throw new Error(`${e.message}: ${r.maxInFlight} probes in flight at most, warnings ${JSON.stringify(r.warnings.slice(0, 3))}`);
@@ -251,7 +212,7 @@ describe("the prober with a large fleet", () => {
   test("a probe frees its in-flight slot when its answer is in, not when its state is written", async () => {
     // 1500 instances at N = 1 s answer at once, but saving a state takes 1.5 s: slots held until then
     // would let only 1000 probes start in the first interval.
-    const r = rig([deployment("slowsave", 1_500, 1)], { saveMs: 1_500 });
+    const r = rig([fakeDeployment("slowsave", 1_500, 1)], { saveMs: 1_500 });
     r.start();
     const probed = () => new Set(r.probes.map((p) => p.inst)).size;
     const deadline = performance.now() + 1_000 + 400; // one interval and a couple of ticks
@@ -263,7 +224,7 @@ describe("the prober with a large fleet", () => {
 
   test("re-admission: an evaluation running during the write does not judge the old traffic again", async () => {
     // e was ejected for its error rate; its probes pass; the window before re-admission holds 12 errors in 20.
-    const d = deployment("ra", 1, 0.05);
+    const d = fakeDeployment("ra", 1, 0.05);
     d.health_check = { ...d.health_check, max_error_rate: 0.5, min_requests: 10, healthy_threshold: 2 };
     d.instances[0]!.state = "ejected";
     const t0 = Date.now();
@@ -288,7 +249,7 @@ describe("the prober with a large fleet", () => {
   });
 
   test("30 leases on a slow connection (100 ms a renewal) stay held: renewed together, not one after the other", async () => {
-    const r = rig(Array.from({ length: 30 }, (_, k) => deployment(`l${k}`, 1, 1)), { leaseMs: 1_000, renewMs: 100 });
+    const r = rig(Array.from({ length: 30 }, (_, k) => fakeDeployment(`l${k}`, 1, 1)), { leaseMs: 1_000, renewMs: 100 });
     r.start();
     await sleep(2_500);
     const held = r.held().length;

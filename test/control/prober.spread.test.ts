@@ -6,37 +6,12 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createProber, probePhase } from "../../control/src/jobs/prober.js";
-import { HEALTH_DEFAULTS, type Deployment } from "../../control/src/deployments/schemas.js";
+import type { Deployment } from "../../control/src/deployments/schemas.js";
+import { fakeDeployment } from "./prober-fixtures.js";
 import type { Logger } from "../../control/src/log.js";
 import { waitFor } from "../support/redis.js";
 
-const AT = "2026-01-01T00:00:00.000Z";
-let hosts = 0;
 
-function deployment(id: string, instances: number, intervalSeconds: number): Deployment {
-  return {
-    id,
-    model_id: `${id}-m`,
-    strategy: "round_robin",
-    on_unavailable: "fail",
-    forward_client_credentials: false,
-    extra_paths: [],
-    health_check: { ...HEALTH_DEFAULTS, interval_seconds: intervalSeconds, timeout_seconds: 0.5 },
-    instances: Array.from({ length: instances }, (_, k) => {
-      const n = hosts++;
-      const host = `10.9.${n >> 8}.${n & 255}`;
-      return {
-        id: `i${k}`, url: `http://${host}:8000/v1`, scheme: "http" as const, host, port: 8000, base_path: "/v1", address: `${host}:8000`,
-        weight: 1, priority: 0, region: "", gpu_count: null, gpu_memory_gb: null, has_api_key: false, state: "active" as const, last_check: null,
-        created_at: AT, updated_at: AT,
-      };
-    }),
-    migrations: [],
-    revision: 1,
-    created_at: AT,
-    updated_at: AT,
-  };
-}
 
 function prober(deployments: Deployment[], tickMs: number, onProbe: (dep: string, inst: string) => void) {
   const log: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: () => log };
@@ -65,7 +40,7 @@ function prober(deployments: Deployment[], tickMs: number, onProbe: (dep: string
 describe("probe dispatch within a tick", () => {
   test("with a 500 ms tick, each probe starts at its due time (not at the tick that finds it due), spread within the tick", async () => {
     const N = 1;
-    const deps = [deployment("a", 150, N), deployment("b", 150, N)];
+    const deps = [fakeDeployment("a", 150, N), fakeDeployment("b", 150, N)];
     const lateness: number[] = [];
     const perSlot = new Map<number, number>();
     const p = prober(deps, 500, (dep, inst) => {
@@ -95,7 +70,7 @@ describe("probe dispatch within a tick", () => {
 
   test("a lease lost before a scheduled probe's time: that probe does not start", async () => {
     const probes: string[] = [];
-    const d = deployment("c", 50, 1);
+    const d = fakeDeployment("c", 50, 1);
     const p = prober([d], 500, (_dep, inst) => void probes.push(inst));
     p.start();
     await waitFor(() => probes.length >= 1, 5_000, "a first probe");

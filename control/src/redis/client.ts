@@ -18,7 +18,7 @@ import type { Logger } from "../log.js";
 
 export type { Redis };
 
-/** Where Redis is (config.ts `RedisTarget`, repeated here so this module has no config dependency). */
+/** Where Redis is: a URL string, or config.ts's `RedisTarget` (a URL with credentials, or sentinels). */
 export type RedisTarget =
   | string
   | { kind: "url"; url: string; username?: string; password?: string }
