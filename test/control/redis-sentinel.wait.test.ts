@@ -42,7 +42,12 @@ describe("WAIT for replicas; READONLY replicas", { timeout: 60_000 }, () => {
   });
 
   test("connected replicas from INFO replication", () => {
-    assert.equal(connectedReplicas("# Replication\r\nrole:master\r\nconnected_slaves:2\r\n"), 2);
+    const two = "slave0:ip=127.0.0.1,port=7001,state=online,offset=42,lag=0\r\nslave1:ip=127.0.0.1,port=7002,state=online,offset=42,lag=1\r\n";
+    assert.equal(connectedReplicas(`# Replication\r\nrole:master\r\nconnected_slaves:2\r\n${two}`), 2);
+    // A replica still loading its first copy acknowledges nothing yet: not counted.
+    const syncing = "slave0:ip=127.0.0.1,port=7001,state=online,offset=42,lag=0\r\nslave1:ip=127.0.0.1,port=7002,state=wait_bgsave,offset=0,lag=0\r\n";
+    assert.equal(connectedReplicas(`# Replication\r\nrole:master\r\nconnected_slaves:2\r\n${syncing}`), 1);
+    assert.equal(connectedReplicas("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n"), 0);
     assert.equal(connectedReplicas("# Replication\r\nrole:slave\r\nmaster_host:x\r\n"), null);
   });
 

@@ -5,7 +5,7 @@
  *
  * How many replicas (REDIS_WAIT_REPLICAS):
  *   - a number n: every commit waits for n (0 = never wait);
- *   - `auto` (default): min(1, replicas the primary reports connected in INFO replication), re-read every
+ *   - `auto` (default): min(1, replicas in sync with the primary (INFO replication, state=online)), re-read every
  *     second, on every (re)connect and after a shortfall. One is enough for Sentinel: it promotes the
  *     replica with the highest replication offset among those it can reach, so a write one replica has is
  *     on the promoted one unless that very replica is lost with the primary (two faults at once; set a
@@ -38,11 +38,16 @@ export interface Durability {
   stop(): void;
 }
 
-/** `connected_slaves:N` of INFO replication; null if this node is not a primary. */
+/**
+ * Replicas of INFO replication that are in sync (`slaveN:…,state=online,…`); null if this node is not a
+ * primary. `connected_slaves` also counts a replica still loading its first full copy (wait_bgsave,
+ * send_bulk): it acknowledges nothing until online, so counting it would make every WAIT time out.
+ */
 export function connectedReplicas(info: string): number | null {
   if (!/^role:master\b/m.test(info)) return null;
-  const m = /^connected_slaves:(\d+)/m.exec(info);
-  return m ? Number(m[1]) : 0;
+  let online = 0;
+  for (const m of info.matchAll(/^slave\d+:(.*)$/gm)) if (/(?:^|,)state=online(?:,|$)/.test(m[1]!.trim())) online++;
+  return online;
 }
 
 export function createDurability(redis: Redis, opts: DurabilityOptions): Durability {
