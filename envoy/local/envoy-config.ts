@@ -81,11 +81,15 @@ export function localEnvoyBootstrap(o: LocalEnvoyOptions): Obj {
   wasm.configuration.value = JSON.stringify(pluginConfig);
 
   const control = (b.static_resources.clusters as Obj[]).find((c) => c.name === "gateway_control")!;
-  control.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address = { address: o.controlHost, port_value: o.controlPort };
+  // npm start runs one control service: its one endpoint replaces the shipped replicas (health checks stay).
+  const only = (port: number, healthPort?: number): Obj[] => [
+    { lb_endpoints: [{ endpoint: { address: { socket_address: { address: o.controlHost, port_value: port } }, ...(healthPort !== undefined ? { health_check_config: { port_value: healthPort } } : {}) } }] },
+  ];
+  control.load_assignment.endpoints = only(o.controlPort);
   const adsName: string = b.dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name;
   if (o.adsPort !== undefined && o.adsPort !== null) {
     const ads = (b.static_resources.clusters as Obj[]).find((c) => c.name === adsName)!;
-    ads.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address = { address: o.controlHost, port_value: o.adsPort };
+    ads.load_assignment.endpoints = only(o.adsPort, o.controlPort);
   } else {
     b.dynamic_resources = parse(readFileSync(REST_XDS, "utf8")) as Obj;
     b.static_resources.clusters = (b.static_resources.clusters as Obj[]).filter((c) => c.name !== adsName);

@@ -82,7 +82,13 @@ describe("e2e bootstrap: generated from envoy/bootstrap.yaml, valid without Envo
       `${WASM}.vm_config.code.local.filename`,
       `${WASM}.configuration.value`,
       `${C(names.controlCluster)}.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value`,
+      // The shipped example lists three control replicas; the e2e runs one.
+      `${C(names.controlCluster)}.load_assignment.endpoints[0].lb_endpoints[1]`,
+      `${C(names.controlCluster)}.load_assignment.endpoints[0].lb_endpoints[2]`,
       `${C(names.xdsCluster)}.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value`,
+      `${C(names.xdsCluster)}.load_assignment.endpoints[0].lb_endpoints[0].endpoint.health_check_config.port_value`,
+      `${C(names.xdsCluster)}.load_assignment.endpoints[0].lb_endpoints[1]`,
+      `${C(names.xdsCluster)}.load_assignment.endpoints[0].lb_endpoints[2]`,
       `${C(names.saasCluster)}.type`, // LOGICAL_DNS → STATIC
       `${C(names.saasCluster)}.dns_lookup_family`, // removed
       `${C(names.saasCluster)}.transport_socket`, // removed: the stand-in speaks plain HTTP

@@ -34,6 +34,21 @@ describe("shipped Envoy documents", () => {
     });
   }
 
+  test("the shipped bootstrap reaches several control replicas: /healthz checks, outlier detection, ADS checked on each replica's HTTP port", () => {
+    const b = docs("envoy/bootstrap.yaml")[0]! as { static_resources: { clusters: Array<Record<string, any>> } };
+    const cluster = (n: string) => b.static_resources.clusters.find((c) => c.name === n)!;
+    const control = cluster("gateway_control");
+    const xds = cluster("gateway_xds");
+    const hosts = (c: Record<string, any>) => c.load_assignment.endpoints[0].lb_endpoints.map((e: any) => e.endpoint.address.socket_address.port_value);
+    assert.ok(hosts(control).length >= 2, "several control replicas");
+    assert.equal(hosts(xds).length, hosts(control).length, "one ADS endpoint per replica");
+    for (const c of [control, xds]) assert.equal(c.health_checks[0].http_health_check.path, "/healthz");
+    assert.equal(xds.health_checks[0].http_health_check.codec_client_type, "HTTP1", "the ADS cluster is HTTP/2; /healthz is HTTP/1.1");
+    // Each ADS endpoint is health-checked on the HTTP port of the same replica.
+    assert.deepEqual(xds.load_assignment.endpoints[0].lb_endpoints.map((e: any) => e.endpoint.health_check_config.port_value), hosts(control));
+    assert.ok(control.outlier_detection.consecutive_gateway_failure >= 1);
+  });
+
   test("the bootstrap is validated as a Bootstrap, the cluster example as a Cluster and a ClusterLoadAssignment", () => {
     const b = validateFile(join(REPO, "envoy/bootstrap.yaml"));
     assert.deepEqual(b.reports.map((r) => r.kind), ["envoy.config.bootstrap.v3.Bootstrap"]);

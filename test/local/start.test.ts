@@ -218,6 +218,13 @@ describe("Envoy bootstrap for a local run (used when envoy ≥ 1.35 is installed
     const name = ads.dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name;
     const xds = ads.static_resources.clusters.find((c: { name: string }) => c.name === name);
     assert.deepEqual(xds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address, { address: "127.0.0.1", port_value: 18123 });
+    // The shipped bootstrap lists three control replicas; npm start runs one: one endpoint each, the ADS
+    // one health-checked on the control's HTTP port (shipped checks kept).
+    const control = ads.static_resources.clusters.find((c: { name: string }) => c.name === "gateway_control");
+    assert.equal(control.load_assignment.endpoints[0].lb_endpoints.length, 1);
+    assert.equal(xds.load_assignment.endpoints[0].lb_endpoints.length, 1);
+    assert.deepEqual(xds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.health_check_config, { port_value: base.controlPort });
+    assert.equal(control.health_checks[0].http_health_check.path, "/healthz");
     const rest = localEnvoyBootstrap({ ...base, adsPort: null, passthroughUrl: null });
     assert.ok(validateBootstrap(rest).ok);
     assert.equal(rest.dynamic_resources.ads_config, undefined);

@@ -217,6 +217,8 @@ export function e2eBootstrap(o: E2eBootstrapOptions): E2eBootstrap {
     }
     ads.type = "STATIC";
     ads.load_assignment = staticEndpoint(xdsCluster, o.adsPort);
+    // Its health checks ask the replica's HTTP /healthz (the shipped cluster's health_check_config).
+    (ads.load_assignment as { endpoints: { lb_endpoints: { endpoint: Record<string, unknown> }[] }[] }).endpoints[0]!.lb_endpoints[0]!.endpoint.health_check_config = { port_value: o.controlPort };
   }
 
   // SaaS passthrough → the local stand-in, plain HTTP. The route (incl. host_rewrite_literal) is kept.
