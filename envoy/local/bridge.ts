@@ -15,6 +15,11 @@
  *   away), is dropped quietly.
  * - Host clusters with no base URL here have no healthy host: http_call to them fails inline with
  *   InternalFailure (host.setClusterState), as Envoy's async client does.
+ * - A cluster with several base URLs (control replicas) behaves like envoy/bootstrap.yaml's
+ *   gateway_control: calls go round-robin over the hosts not ejected; a host whose connection failed
+ *   EJECT_AFTER times in a row is ejected for EJECT_MS (outlier detection, consecutive_gateway_failure),
+ *   all of them ejected → all of them again (Envoy's panic mode). A failed call is not retried (proxy-wasm
+ *   http_calls have no retry policy): it gets the router's 503 and the plugin tries again on its next tick.
  * - The host's virtual clock follows real time: every `stepMs` it is advanced by the real time that
  *   passed, so on_tick and http-call timeouts fire as they would in Envoy.
  * - The host's API is synchronous and single-threaded: call host.request(...) from the test between
@@ -28,6 +33,8 @@ type Host = Awaited<ReturnType<typeof ProxyWasmHost.start>>;
 
 export interface BridgedCall {
   cluster: string;
+  /** The host (base URL) the call went to; "" when the cluster had none. */
+  base: string;
   method: string;
   path: string;
   /** null while in flight or when the request failed. */
@@ -47,16 +54,44 @@ export interface PluginBridge {
 }
 
 export interface BridgeOptions {
-  /** Cluster name → base URL (scheme://host:port), e.g. { gateway_control: control.url }. */
-  clusters: Record<string, string>;
+  /** Cluster name → base URL (scheme://host:port), or several (replicas), e.g. { gateway_control: control.url }. */
+  clusters: Record<string, string | string[]>;
   /** Real-time step of the virtual clock (default 10 ms). */
   stepMs?: number;
 }
 
 const HOP_BY_HOP = new Set(["host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"]);
+/** Outlier detection as envoy/bootstrap.yaml's gateway_control: consecutive_gateway_failure 2, base_ejection_time 5 s. */
+export const EJECT_AFTER = 2;
+export const EJECT_MS = 5_000;
+
+interface Pool {
+  hosts: { base: string; failures: number; ejectedUntil: number }[];
+  next: number;
+}
+
+/** Round robin over the hosts not ejected; all ejected → all (panic). */
+function pickHost(pool: Pool, now: number): Pool["hosts"][number] {
+  const n = pool.hosts.length;
+  for (let k = 0; k < n; k++) {
+    const h = pool.hosts[(pool.next + k) % n]!;
+    if (h.ejectedUntil <= now) {
+      pool.next = (pool.next + k + 1) % n;
+      return h;
+    }
+  }
+  const h = pool.hosts[pool.next % n]!;
+  pool.next = (pool.next + 1) % n;
+  return h;
+}
 
 export function bridgePlugin(host: Host, opts: BridgeOptions): PluginBridge {
   const calls: BridgedCall[] = [];
+  const pools = new Map<string, Pool>();
+  for (const [name, urls] of Object.entries(opts.clusters)) {
+    const list = (Array.isArray(urls) ? urls : [urls]).filter((u) => u !== "");
+    if (list.length > 0) pools.set(name, { hosts: list.map((base) => ({ base, failures: 0, ejectedUntil: 0 })), next: 0 });
+  }
   const inFlight = new Set<Promise<void>>();
   const abort = new AbortController();
   let stopped = false;
@@ -66,10 +101,10 @@ export function bridgePlugin(host: Host, opts: BridgeOptions): PluginBridge {
     const header = (name: string) => call.headers.find(([k]) => k === name)?.[1];
     const method = header(":method") ?? "GET";
     const path = header(":path") ?? "/";
-    const record: BridgedCall = { cluster: call.cluster, method, path, status: null, requestBody: call.bodyText, error: null, ms: null };
+    const record: BridgedCall = { cluster: call.cluster, base: "", method, path, status: null, requestBody: call.bodyText, error: null, ms: null };
     calls.push(record);
-    const base = opts.clusters[call.cluster];
-    if (base === undefined) {
+    const pool = pools.get(call.cluster);
+    if (pool === undefined) {
       // Only reachable if the cluster's state was changed back by hand: answer as a router with no host.
       record.error = "no base URL for the cluster";
       call.respond({ status: 503, headers: [["content-type", "text/plain"]], body: "no healthy upstream" });
@@ -78,6 +113,9 @@ export function bridgePlugin(host: Host, opts: BridgeOptions): PluginBridge {
     const headers = new Headers();
     for (const [k, v] of call.headers) if (!k.startsWith(":") && !HOP_BY_HOP.has(k)) headers.append(k, v);
     const t0 = performance.now();
+    const target = pickHost(pool, Date.now());
+    const base = target.base;
+    record.base = base;
     const p = (async () => {
       let answer: { status: number; headers: [string, string][]; body: Uint8Array } | null = null;
       let res: Response | null = null;
@@ -93,9 +131,20 @@ export function bridgePlugin(host: Host, opts: BridgeOptions): PluginBridge {
         res.headers.forEach((v, k) => pairs.push([k, v]));
         answer = { status: res.status, headers: pairs, body };
         record.status = res.status;
+        // Outlier detection counts 502/503/504 as gateway failures too (a replica that lost Redis).
+        if (res.status >= 502 && res.status <= 504) {
+          if (++target.failures >= EJECT_AFTER) {
+            target.ejectedUntil = Date.now() + EJECT_MS;
+            target.failures = 0;
+          }
+        } else target.failures = 0;
       } catch (e) {
         record.error = e instanceof Error ? e.message : String(e);
         if (res === null) {
+          if (!abort.signal.aborted && ++target.failures >= EJECT_AFTER) {
+            target.ejectedUntil = Date.now() + EJECT_MS;
+            target.failures = 0;
+          }
           // No response at all: Envoy's router answers the async client with its own 503 (router.cc).
           const text = "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
           answer = { status: 503, headers: [["content-type", "text/plain"], ["content-length", String(text.length)]], body: Buffer.from(text) };
@@ -114,7 +163,7 @@ export function bridgePlugin(host: Host, opts: BridgeOptions): PluginBridge {
     void p.finally(() => inFlight.delete(p));
   };
 
-  for (const c of host.clusters) if (opts.clusters[c] === undefined) host.setClusterState(c, "no_healthy_upstream");
+  for (const c of host.clusters) if (!pools.has(c)) host.setClusterState(c, "no_healthy_upstream");
   host.onHttpCall = forward;
   // Calls made before the bridge was attached (e.g. the first poll at configure time).
   for (const c of [...host.httpCalls]) forward(c);

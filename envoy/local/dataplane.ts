@@ -56,8 +56,12 @@ type Host = Awaited<ReturnType<typeof ProxyWasmHost.start>>;
 type Pairs = Array<[string, string]>;
 
 export interface LocalDataPlaneOptions {
-  /** Base URL of the control service, e.g. http://127.0.0.1:8080. */
-  controlUrl: string;
+  /**
+   * Base URL of the control service, e.g. http://127.0.0.1:8080 — or of several replicas (an array, or a
+   * comma-separated list): the plugin's calls go round-robin over those answering, as envoy/bootstrap.yaml's
+   * gateway_control (bridge.ts).
+   */
+  controlUrl: string | string[];
   /** A token of CONTROL_PLUGIN_TOKENS (sent by the plugin as `authorization: Bearer …`). */
   pluginToken?: string;
   /** Listen port; 0 = any free port. Default 10000. */
@@ -350,7 +354,8 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
     logLevel: opts.logLevel ?? "info",
     properties: { "node.id": opts.nodeId ?? "local-dataplane" },
   });
-  const bridge = bridgePlugin(host, { clusters: { [CONTROL_CLUSTER]: opts.controlUrl } });
+  const controlUrls = (Array.isArray(opts.controlUrl) ? opts.controlUrl : opts.controlUrl.split(",")).map((u) => u.trim()).filter((u) => u !== "");
+  const bridge = bridgePlugin(host, { clusters: { [CONTROL_CLUSTER]: controlUrls } });
 
   // Per worker VM, the newest table version it logged adopting ("adopted routing table version N …", info).
   const adopted = new Map<number, number>();
