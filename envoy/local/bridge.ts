@@ -70,6 +70,13 @@ interface Pool {
   next: number;
 }
 
+/** A gateway failure of `h` (no answer, or 502–504): the EJECT_AFTER-th in a row ejects it for EJECT_MS. */
+function gatewayFailure(h: Pool["hosts"][number]): void {
+  if (++h.failures < EJECT_AFTER) return;
+  h.ejectedUntil = Date.now() + EJECT_MS;
+  h.failures = 0;
+}
+
 /** Round robin over the hosts not ejected; all ejected → all (panic). */
 function pickHost(pool: Pool, now: number): Pool["hosts"][number] {
   const n = pool.hosts.length;
@@ -132,19 +139,12 @@ export function bridgePlugin(host: Host, opts: BridgeOptions): PluginBridge {
         answer = { status: res.status, headers: pairs, body };
         record.status = res.status;
         // Outlier detection counts 502/503/504 as gateway failures too (a replica that lost Redis).
-        if (res.status >= 502 && res.status <= 504) {
-          if (++target.failures >= EJECT_AFTER) {
-            target.ejectedUntil = Date.now() + EJECT_MS;
-            target.failures = 0;
-          }
-        } else target.failures = 0;
+        if (res.status >= 502 && res.status <= 504) gatewayFailure(target);
+        else target.failures = 0;
       } catch (e) {
         record.error = e instanceof Error ? e.message : String(e);
         if (res === null) {
-          if (!abort.signal.aborted && ++target.failures >= EJECT_AFTER) {
-            target.ejectedUntil = Date.now() + EJECT_MS;
-            target.failures = 0;
-          }
+          if (!abort.signal.aborted) gatewayFailure(target);
           // No response at all: Envoy's router answers the async client with its own 503 (router.cc).
           const text = "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
           answer = { status: 503, headers: [["content-type", "text/plain"], ["content-length", String(text.length)]], body: Buffer.from(text) };

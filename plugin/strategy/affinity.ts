@@ -126,6 +126,11 @@ export function instanceSeed(id: ArrayBuffer): u64 {
   return (1.0 - (<f64>(x >> 11) + 0.5) * 1.1102230246251565e-16) * (1.0 - 1e-9);
 }
 
+/** The weighted score −ln(u) / w of hash `x` (`inv` = 1/w), or Infinity when its floor already reaches `beat`. */
+@inline function weightedScore(x: u64, inv: f64, beat: f64): f64 {
+  return negLogUnitFloor(x) * inv >= beat ? Infinity : negLogUnit(x) * inv;
+}
+
 /** Is there a key? Its hash in `affinityKey`. */
 export let affinityKey: u64 = 0;
 
@@ -192,10 +197,7 @@ export function affinityNext(b: usize, reg: StatsRegistry, userPtr: usize, userL
   for (let e = e0; e < end; e += A_ENTRY) {
     const f = load<i32>(reg.record(load<i32>(e, A_SLOT)), Rec.IN_FLIGHT);
     total += <i64>f;
-    const x = affinityHash(key, load<u64>(e));
-    const inv = load<f64>(e, A_INV_W);
-    if (negLogUnitFloor(x) * inv >= bestS) continue;
-    const s = negLogUnit(x) * inv;
+    const s = weightedScore(affinityHash(key, load<u64>(e)), load<f64>(e, A_INV_W), bestS);
     if (s < bestS) { bestS = s; bestE = e; bestF = f; }
   }
   const perWeight = c * <f64>(total + 1) / <f64>load<i32>(a, A_TOTAL);
@@ -205,10 +207,7 @@ export function affinityNext(b: usize, reg: StatsRegistry, userPtr: usize, userL
   for (let i = 0; i < m; i++) {
     const e = e0 + <usize>i * A_ENTRY;
     if (<i64>load<i32>(reg.record(load<i32>(e, A_SLOT)), Rec.IN_FLIGHT) >= <i64>Math.ceil(perWeight * <f64>load<i32>(e, A_W))) continue;
-    const x = affinityHash(key, load<u64>(e));
-    const inv = load<f64>(e, A_INV_W);
-    if (negLogUnitFloor(x) * inv >= bestS) continue;
-    const s = negLogUnit(x) * inv;
+    const s = weightedScore(affinityHash(key, load<u64>(e)), load<f64>(e, A_INV_W), bestS);
     if (s < bestS) { bestS = s; best = i; }
   }
   return best >= 0 ? best : <i32>((bestE - e0) / A_ENTRY); // rounding aside

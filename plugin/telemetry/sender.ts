@@ -102,7 +102,7 @@ export class TelemetrySender {
     if (used > 0) registry.dirty = dirty.slice(used);
     // In-flight counts (contract 3 `in_flight`): also instances without counts whose count is > 0 (so a
     // long stream keeps its report fresh) or changed since it was last reported (so 0 is reported once).
-    const high = registry.high_;
+    const high = registry.slotCount;
     for (let slot = 0; slot < high && take.length < MAX_INSTANCES_PER_BATCH; slot++) {
       const s = registry.statsAt(slot);
       if (s === null || s.batchMark == mark) continue;

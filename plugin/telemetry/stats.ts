@@ -104,8 +104,8 @@ export class StatsRegistry {
     return this.base + (<usize>s << STATS_RECORD_SHIFT);
   }
 
-  /** Slots ever assigned: every slot in use is below. */
-  @inline get high_(): i32 { return this.high; }
+  /** Slots ever assigned: every slot in use is below this. */
+  @inline get slotCount(): i32 { return this.high; }
 
   /** The stats object of a slot in use, else null. */
   statsAt(slot: i32): InstanceStats | null {

@@ -211,18 +211,28 @@ export function createCas(
     const ready = redis.status === "ready";
     let r: number;
     let detached = false;
+    /**
+     * The outcome is in doubt: the client gets outcome_unknown now (Fence.detach, once), and what follows
+     * is only recorded for a retry with the same key. Returns the version once the change is known to be
+     * on the primary; not applied → the fence is gone, the lost commit can never run its writes — truly
+     * not made (store_unavailable).
+     */
+    const settle = async (): Promise<number> => {
+      if (!fence) throw outcomeUnknown();
+      if (!detached) {
+        if (!fence.detach()) throw outcomeUnknown();
+        detached = true;
+      }
+      const resolved = await fence.resolve();
+      if (resolved === null) throw outcomeUnknown();
+      if (!resolved.applied) throw storeUnavailable();
+      return resolved.version;
+    };
     try {
       r = await (redis as unknown as CasRedis).gwCas(keys.length, ...keys, spec, channel, ...args);
     } catch (err) {
       if (!mayHaveRun(err, ready)) throw err;
-      if (!fence || !fence.detach()) throw outcomeUnknown();
-      detached = true;
-      // The client has its answer; what follows is only recorded for a retry with the same key.
-      const resolved = await fence.resolve();
-      if (resolved === null) throw outcomeUnknown();
-      // Not applied: the fence is gone, the lost commit can never run its writes — truly not made.
-      if (!resolved.applied) throw storeUnavailable();
-      r = resolved.version;
+      r = await settle();
     }
     if (r === -2) {
       throw new AppError("write_conflict", "another request with the same Idempotency-Key has taken over (this one ran past its claim); nothing was written by this one");
@@ -232,16 +242,9 @@ export function createCas(
       const ack = await opts.durability.acknowledged();
       if (!ack.ok) {
         opts.log?.warn("write not acknowledged by enough replicas: answered outcome_unknown", { needed: ack.needed, acked: ack.acked, version: r });
-        if (!detached) {
-          if (!fence || !fence.detach()) throw outcomeUnknown();
-          detached = true;
-        }
-        // The client has its outcome_unknown. Before going on, learn whether the change is on the primary
-        // now: after a failover that lost it, the fence there is not "applied" — resolve removes it and the
-        // retry runs again; going on would record an answer for a change that does not exist.
-        const resolved = await fence!.resolve();
-        if (resolved === null) throw outcomeUnknown();
-        if (!resolved.applied) throw storeUnavailable();
+        // Before going on, learn whether the change is on the primary now: after a failover that lost it,
+        // the fence there is not "applied" — going on would record an answer for a change that does not exist.
+        await settle();
       }
     }
     if (fence && txn.writes) fence.active = false;
