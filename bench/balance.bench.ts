@@ -22,6 +22,7 @@
 // (completions each engine finished). Output: a markdown table and bench/results/balance-<date>.json.
 import { availableParallelism } from "node:os";
 import { controlVersion, startEnv, type Env } from "../test/local/support.js";
+import { prng } from "../test/support/prng.js";
 import { PLUGIN, registerModel } from "../test/control/harness.js";
 import { bounded, fmt, machineEnd, machineLines, machineStart, markdownTable, pct, sleep, stopInOrder, writeResult } from "./support.js";
 import { forkChild, type Child } from "./gateway/ipc.js";
@@ -81,19 +82,8 @@ const BASELINE = "weighted_round_robin";
 const selected = process.env.BENCH_ROWS ? process.env.BENCH_ROWS.split(",").map((s) => s.trim()) : ROWS.map((r) => r.key);
 for (const k of selected) if (!ROWS.some((r) => r.key === k)) throw new Error(`BENCH_ROWS: unknown row ${k} (${ROWS.map((r) => r.key).join(", ")})`);
 
-/** Seeded PRNG (mulberry32): every row gets the same arrivals. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function schedule(): Arrival[] {
-  const r = rng(S.seed);
+  const r = prng(S.seed); // seeded: every row gets the same arrivals
   const out: Arrival[] = [];
   for (let at = 0; ; ) {
     at += (-Math.log(1 - r()) / rate) * 1000; // exponential inter-arrival times: Poisson arrivals

@@ -15,6 +15,11 @@ export type Nginx = ProxyProcess;
 /** The nginx binary on PATH (Debian: /usr/sbin/nginx), or null; NGINX_BIN overrides. */
 export const findNginx = (): string | null => findBin("nginx");
 
+/** nginx's scratch directories under `dir` (an unprivileged, throw-away nginx cannot use the defaults). */
+export function nginxTempPaths(dir: string): string {
+  return ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((k) => `  ${k}_temp_path ${dir}/${k};`).join("\n");
+}
+
 export function nginxConfig(dir: string, port: number, upstreams: Array<{ port: number; weight: number }>, connections: number): string {
   const root = process.getuid?.() === 0;
   const nogroup = root && existsSync("/etc/group") && /^nogroup:/m.test(readFileSync("/etc/group", "utf8"));
@@ -28,11 +33,7 @@ events {
 }
 http {
   access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
+${nginxTempPaths(dir)}
   keepalive_requests 10000000;
   keepalive_timeout 120s;
   upstream bench_upstreams {
@@ -53,13 +54,21 @@ ${upstreams.map((u) => `    server 127.0.0.1:${u.port} weight=${u.weight};`).joi
 `;
 }
 
-export async function startNginx(bin: string, upstreams: Array<{ port: number; weight: number }>, connections: number): Promise<Nginx> {
-  const dir = mkdtempSync(join(tmpdir(), "gw-bench-nginx-"));
+export function startNginx(bin: string, upstreams: Array<{ port: number; weight: number }>, connections: number): Promise<Nginx> {
+  return runNginx(bin, "gw-bench-nginx-", (dir, port) => nginxConfig(dir, port, upstreams, connections));
+}
+
+/**
+ * A throw-away nginx in the foreground: `config(dir, port)` written to a fresh temp dir (which must hold
+ * its pid, logs and temp paths) on a free port, checked with `nginx -t`, then run until stopped.
+ */
+export async function runNginx(bin: string, tmpPrefix: string, config: (dir: string, port: number) => string): Promise<Nginx> {
+  const dir = mkdtempSync(join(tmpdir(), tmpPrefix));
   chmodSync(dir, 0o755); // the worker runs as nobody when we are root
   const port = await freePort();
   const conf = join(dir, "nginx.conf");
   const errorLog = join(dir, "error.log");
-  writeFileSync(conf, nginxConfig(dir, port, upstreams, connections));
+  writeFileSync(conf, config(dir, port));
   checkConfig("nginx", bin, ["-t", "-q", "-p", dir, "-e", errorLog, "-c", conf], dir);
   return runProxy("nginx", bin, versionOf(bin, "-v"), dir, port, ["-p", dir, "-e", errorLog, "-c", conf, "-g", "daemon off;"], errorLog);
 }
