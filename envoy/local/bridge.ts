@@ -18,8 +18,9 @@
  * - A cluster with several base URLs (control replicas) behaves like envoy/bootstrap.yaml's
  *   gateway_control: calls go round-robin over the hosts not ejected; a host whose connection failed
  *   EJECT_AFTER times in a row is ejected for EJECT_MS (outlier detection, consecutive_gateway_failure),
- *   all of them ejected → all of them again (Envoy's panic mode). A failed call is not retried (proxy-wasm
- *   http_calls have no retry policy): it gets the router's 503 and the plugin tries again on its next tick.
+ *   all of them ejected → all of them again (Envoy's panic mode). A failed call is not retried (Envoy sends a
+ *   wasm http_call with only a timeout, no retry policy: context.cc httpCall, host/API.md): it gets the
+ *   router's 503 and the plugin tries again on its next tick.
  * - The host's virtual clock follows real time: every `stepMs` it is advanced by the real time that
  *   passed, so on_tick and http-call timeouts fire as they would in Envoy.
  * - The host's API is synchronous and single-threaded: call host.request(...) from the test between
