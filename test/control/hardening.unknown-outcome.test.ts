@@ -283,7 +283,7 @@ describe("the fence: an old attempt executing late cannot apply after a retry to
     const commit = createCas(conn, keys.version, keys.channel);
     const lateCommit = createCas(late, keys.version, keys.channel);
     const scope = "admin POST /v1/models k-1";
-    const fenceOf = (attempt: string): Fence => ({ ...store.fenceOf(scope), attempt, active: true, detach: () => false, resolve: async () => null });
+    const fenceOf = (attempt: string): Fence => ({ ...store.fenceOf(scope), attempt, active: true, wrote: false, detach: () => false, resolve: async () => null });
     const txn = (value: string) => new Txn().guard(keys.models, "m", null).op("HSET", keys.models, "m", value).bump();
     const fenced = (e: unknown) => e instanceof AppError && e.code === "write_conflict";
     // Load the script once (a MULTI below queues EVALSHA, which must find it).
@@ -327,16 +327,18 @@ describe("the fence: an old attempt executing late cannot apply after a retry to
     const keys = createKeys("uo-fence2:");
     const store = createIdempotencyStore({ redis: conn, keys, ttlSeconds: 600, inProgressSeconds: 60 });
     const commit = createCas(conn, keys.version, keys.channel);
-    const fenceOf = (scope: string, attempt: string): Fence => ({ ...store.fenceOf(scope), attempt, active: true, detach: () => false, resolve: async () => null });
+    const fenceOf = (scope: string, attempt: string): Fence => ({ ...store.fenceOf(scope), attempt, active: true, wrote: false, detach: () => false, resolve: async () => null });
 
     // Nothing written (e.g. 422 connectivity_failed): released → the next attempt runs.
     assert.deepEqual(await store.claim("s1", "fp", "b1"), { kind: "run" });
     assert.deepEqual(await store.release("s1", "b1"), { applied: false });
     assert.deepEqual(await store.claim("s1", "fp", "b2"), { kind: "run" });
     await assert.rejects(fences.run(fenceOf("s1", "b1"), () => commit(new Txn().op("HSET", keys.models, "x", "b1"))));
-    const r = await fences.run(fenceOf("s1", "b2"), () => commit(new Txn().op("HSET", keys.models, "x", "b2")));
+    const b2 = fenceOf("s1", "b2");
+    const r = await fences.run(b2, () => commit(new Txn().op("HSET", keys.models, "x", "b2")));
     assert.ok(r.ok);
-    await store.complete("s1", "b2", { fingerprint: "fp", state: "done", status: 201, headers: { location: "/x" }, body: { id: "x" } });
+    assert.equal(b2.wrote, true, "the fenced commit wrote");
+    assert.equal(await store.complete("s1", "b2", { fingerprint: "fp", state: "done", status: 201, headers: { location: "/x" }, body: { id: "x" } }, b2.wrote), "kept");
     const done = await store.claim("s1", "fp", "b3");
     assert.equal(done.kind, "done");
     assert.deepEqual(done.kind === "done" && { status: done.record.status, body: done.record.body, headers: done.record.headers }, { status: 201, body: { id: "x" }, headers: { location: "/x" } });
@@ -344,7 +346,36 @@ describe("the fence: an old attempt executing late cannot apply after a retry to
     assert.deepEqual(await store.claim("s2", "fp", "c1"), { kind: "run" });
     assert.deepEqual(await store.resolve("s2", "c1"), { applied: false });
     assert.deepEqual(await store.claim("s2", "fp", "c2"), { kind: "run" });
-    await store.complete("s2", "c1", { fingerprint: "fp", state: "done", status: 500, body: null });
+    assert.equal(await store.complete("s2", "c1", { fingerprint: "fp", state: "done", status: 500, body: null }, false), "stale");
     assert.deepEqual(await store.claim("s2", "fp", "c3"), { kind: "running" });
+  });
+  test("an answer is never kept for a change the store no longer has (a failover lost it after the commit): the key is freed", async () => {
+    const keys = createKeys("uo-fence3:");
+    const store = createIdempotencyStore({ redis: conn, keys, ttlSeconds: 600, inProgressSeconds: 60 });
+    const commit = createCas(conn, keys.version, keys.channel);
+    const fenceOf = (scope: string, attempt: string): Fence => ({ ...store.fenceOf(scope), attempt, active: true, wrote: false, detach: () => false, resolve: async () => null });
+    const answer = { fingerprint: "fp", state: "done" as const, status: 201, headers: { location: "/y" }, body: { id: "y" } };
+
+    assert.deepEqual(await store.claim("s3", "fp", "d1"), { kind: "run" });
+    const d1 = fenceOf("s3", "d1");
+    assert.ok((await fences.run(d1, () => commit(new Txn().op("HSET", keys.models, "y", "d1").bump()))).ok);
+    // What a primary promoted without the last writes holds: neither the change nor its "applied" fence.
+    await conn.del(store.fenceOf("s3").key);
+    await conn.hdel(keys.models, "y");
+    assert.equal(await store.complete("s3", "d1", answer, d1.wrote), "lost");
+    // No answer to replay for a change that is not there: the next attempt runs (and makes it, once).
+    assert.deepEqual(await store.claim("s3", "fp", "d2"), { kind: "run" });
+    const d2 = fenceOf("s3", "d2");
+    assert.ok((await fences.run(d2, () => commit(new Txn().op("HSET", keys.models, "y", "d2").bump()))).ok);
+    assert.equal(await store.complete("s3", "d2", answer, d2.wrote), "kept");
+    assert.equal((await store.claim("s3", "fp", "d3")).kind, "done");
+
+    // The fence still names the attempt but is not "applied" (the promoted primary had the claim, not the commit).
+    assert.deepEqual(await store.claim("s4", "fp", "e1"), { kind: "run" });
+    assert.equal(await store.complete("s4", "e1", answer, true), "lost");
+    assert.deepEqual(await store.claim("s4", "fp", "e2"), { kind: "run" });
+    // An attempt that wrote nothing keeps its answer without an applied fence (a 4xx, a no-op).
+    assert.equal(await store.complete("s4", "e2", { ...answer, status: 409 }, false), "kept");
+    assert.equal((await store.claim("s4", "fp", "e3")).kind, "done");
   });
 });

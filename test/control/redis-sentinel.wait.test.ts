@@ -114,6 +114,7 @@ describe("WAIT for replicas; READONLY replicas", { timeout: 60_000 }, () => {
         attempt,
         ttlSeconds: 60,
         active: true,
+        wrote: false,
         detach: () => (detached++, true),
         resolve: async () => (resolves++, outcome === "applied" ? { applied: true, version: 0 } : { applied: false }),
       });

@@ -42,11 +42,18 @@ export type Claim =
   /** An earlier request with this key applied its change, and its answer cannot be replayed. */
   | { kind: "applied" };
 
+/** What `complete` did: kept the answer; nothing (the key is another attempt's); or found the change lost. */
+export type Completed = "kept" | "stale" | "lost";
+
 export interface IdempotencyStore {
   /** Claim the key for `attempt` (atomic with moving the fence to it). */
   claim(scope: string, fingerprint: string, attempt: string): Promise<Claim>;
-  /** Keep the answer (while the key is still this attempt's); the answer is then replayed to retries. */
-  complete(scope: string, attempt: string, record: Omit<IdempotencyRecord, "attempt">): Promise<void>;
+  /**
+   * Keep the answer (while the key is still this attempt's); the answer is then replayed to retries.
+   * `wrote`: the attempt's change was committed under its fence — then the answer is kept only if the fence
+   * in the store says "applied" ("lost" otherwise: the change is not there, and the key is freed).
+   */
+  complete(scope: string, attempt: string, record: Omit<IdempotencyRecord, "attempt">, wrote: boolean): Promise<Completed>;
   /**
    * The attempt ended with an answer that is not kept (5xx, RETRYABLE): if it wrote nothing, the key is
    * freed (a retry runs again) and its fence removed; if it did write, "applied" stays.
@@ -79,10 +86,25 @@ redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return {'run', ''}
 `;
 
-/* KEYS: record, fence. ARGV: attempt, done record JSON, TTL seconds. */
+/*
+ * KEYS: record, fence. ARGV: attempt, done record JSON, TTL seconds, wrote ("1" | "0"). Returns 1 kept, 0 the
+ * key is another attempt's (nothing changed), -1 the attempt wrote but its fence is not "applied" here: the
+ * change is not in this store (a failover lost it after it was answered by the old primary), so no answer is
+ * kept for it — a replay would report a change that does not exist — and the key is freed for a retry.
+ */
 const COMPLETE = `
 local f = redis.call('GET', KEYS[2])
-if f and cjson.decode(f).a ~= ARGV[1] then return 0 end
+local fence = f and cjson.decode(f)
+if fence and fence.a ~= ARGV[1] then return 0 end
+if ARGV[4] == '1' and not (fence and fence.applied) then
+  if fence then redis.call('DEL', KEYS[2]) end
+  local raw = redis.call('GET', KEYS[1])
+  if raw then
+    local rec = cjson.decode(raw)
+    if rec.attempt == ARGV[1] and rec.state ~= 'done' then redis.call('DEL', KEYS[1]) end
+  end
+  return -1
+end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 redis.call('DEL', KEYS[2])
 return 1
@@ -114,7 +136,7 @@ return {0, 0}
 
 interface IdemRedis extends Redis {
   gwIdemClaim(numKeys: number, ...args: string[]): Promise<[string, string]>;
-  gwIdemComplete(numKeys: number, ...args: string[]): Promise<number>;
+  gwIdemComplete(numKeys: number, ...args: string[]): Promise<1 | 0 | -1>;
   gwIdemResolve(numKeys: number, ...args: string[]): Promise<[number, number]>;
 }
 
@@ -185,9 +207,10 @@ export function createIdempotencyStore(deps: { redis: Redis; keys: Keys; ttlSeco
         if (existing.state === "done" && existing.status !== undefined) return { kind: "done", record: existing };
         return { kind: "running" };
       }),
-    complete: (scope, attempt, record) =>
-      settle(async () => {
-        await redis.gwIdemComplete(2, recordKey(scope), fenceKey(scope), attempt, JSON.stringify({ ...record, attempt }), String(ttlSeconds));
+    complete: (scope, attempt, record, wrote) =>
+      settle(async (): Promise<Completed> => {
+        const r = await redis.gwIdemComplete(2, recordKey(scope), fenceKey(scope), attempt, JSON.stringify({ ...record, attempt }), String(ttlSeconds), wrote ? "1" : "0");
+        return r === 1 ? "kept" : r === 0 ? "stale" : "lost";
       }),
     release: (scope, attempt) => settle(resolveOp(scope, attempt, "release")),
     resolve: (scope, attempt) => resolveOp(scope, attempt, "resolve")(),

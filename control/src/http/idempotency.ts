@@ -14,14 +14,16 @@
  * (replayed), 409 `idempotency_in_progress` while the outcome is not known yet, or runs normally — never a
  * second change, never a false "not made". Only if the answer of an applied change is lost for good (the
  * replica stopped) does a retry get 409 `idempotency_applied`: the change is made, read the resource.
+ * An answer is kept only while the store still has the change (its fence "applied"): a failover that lost
+ * it after the commit turns the 201 into 503 store_unavailable and frees the key, never a replayed success.
  */
 import { createHash, randomUUID } from "node:crypto";
 import type { NextFunction, Request, Response } from "express";
 import { AppError, RETRYABLE, RETRY_AFTER, STATUS, type ErrorCode } from "./errors.js";
-import type { IdempotencyStore } from "./idempotency-store.js";
+import type { Completed, IdempotencyStore } from "./idempotency-store.js";
 import type { Logger } from "../log.js";
 import { fences, type Fence } from "../redis/cas.js";
-import { outcomeUnknown } from "../redis/client.js";
+import { isConnectionError, outcomeUnknown, storeUnavailable } from "../redis/client.js";
 
 const KEY = /^[\x21-\x7e]{1,255}$/;
 const KEPT_HEADERS = ["etag", "location"];
@@ -140,17 +142,29 @@ export function idempotency(store: IdempotencyStore, log: Logger) {
     const original = res.json.bind(res);
     // 5xx, and answers that changed nothing but may succeed unchanged later (RETRYABLE), are not kept: the
     // key is freed — unless the change was applied (release keeps "applied"; errors.ts on outcome_unknown).
-    const end = (status: number, headers: Record<string, string>, body: unknown): Promise<unknown> => {
+    const end = async (status: number, headers: Record<string, string>, body: unknown): Promise<Completed | "released"> => {
       fence.active = false;
       const code = (body as { error?: { code?: unknown } } | null)?.error?.code;
       const retryable = status >= 500 || (status >= 400 && typeof code === "string" && RETRYABLE.has(code as ErrorCode));
-      return retryable ? store.release(scope, attempt) : store.complete(scope, attempt, { fingerprint, state: "done", status, headers, body });
+      if (retryable) {
+        await store.release(scope, attempt);
+        return "released";
+      }
+      return store.complete(scope, attempt, { fingerprint, state: "done", status, headers, body }, fence.wrote);
+    };
+    /** Answer an error instead of the handler's success (its Location/ETag name a change that may not be there). */
+    const answerInstead = (err: AppError) => {
+      for (const h of KEPT_HEADERS) res.removeHeader(h);
+      res.setHeader("retry-after", RETRY_AFTER[err.code]!);
+      res.status(STATUS[err.code]);
+      original({ error: { code: err.code, message: err.message, request_id: req.id } });
     };
     let detached = false;
     const fence: Fence = {
       ...store.fenceOf(scope),
       attempt,
       active: true,
+      wrote: false,
       detach: () => {
         if (detached || res.headersSent) return false;
         detached = true;
@@ -161,16 +175,29 @@ export function idempotency(store: IdempotencyStore, log: Logger) {
         original({ error: { code: err.code, message: err.message, request_id: req.id } });
         recordInstead(res, (status, headers, body) => {
           log.info("outcome learnt", { request_id: req.id, status });
-          void end(status, headers, body).catch(warn);
+          void end(status, headers, body).then((r) => r === "lost" && lost(), warn);
         });
         return true;
       },
       resolve: () => store.persist(() => store.resolve(scope, attempt), Date.now() + store.claimMs),
     };
+    const lost = () => log.warn("change lost by the state store after it was applied (a Redis failover): no answer kept, the key is freed", { request_id: req.id });
     res.json = (body: unknown) => {
-      end(res.statusCode, keptHeaders((h) => res.getHeader(h)), body)
-        .catch(warn)
-        .finally(() => original(body));
+      end(res.statusCode, keptHeaders((h) => res.getHeader(h)), body).then(
+        (r) => {
+          if (r !== "lost") return original(body);
+          lost();
+          // The current primary does not have the change: it is not made, and a retry with the key runs it.
+          answerInstead(storeUnavailable());
+        },
+        (err) => {
+          warn(err);
+          // The change was made, but whether it is kept is not known until the record is written (retried in
+          // the background): the same answer as any write whose outcome is in doubt.
+          if (fence.wrote && isConnectionError(err)) answerInstead(outcomeUnknown());
+          else original(body);
+        },
+      );
       return res;
     };
     fences.run(fence, () => next());

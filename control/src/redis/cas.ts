@@ -172,6 +172,11 @@ export interface Fence {
    */
   active: boolean;
   /**
+   * The request's change was committed under this fence (the commit marked it "applied"): its answer may be
+   * kept for a retry only while the store's fence still says so (idempotency-store.ts COMPLETE).
+   */
+  wrote: boolean;
+  /**
    * The commit's outcome is unknown: answer the client 503 `outcome_unknown` now and let the handler go on
    * in the background (its answer is then recorded, not sent). False when that is not possible.
    */
@@ -247,7 +252,10 @@ export function createCas(
         await settle();
       }
     }
-    if (fence && txn.writes) fence.active = false;
+    if (fence && txn.writes) {
+      fence.active = false;
+      fence.wrote = true;
+    }
     if (r > 0 && afterVersion) await afterVersion(r);
     return { ok: true, version: r > 0 ? r : null };
   };
