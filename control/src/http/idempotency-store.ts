@@ -3,8 +3,9 @@
  *
  * Two string keys per key scope (both JSON; `h` = SHA-256 of the scope):
  *   idem:<h>        the record: `{fingerprint, state: in_progress|done, attempt, status?, headers?, body?}`;
- *                   in progress for at most the claim time (a request that died must not block retries for
- *                   a day), done for the TTL (the answer replayed to a retry);
+ *                   in progress for the claim time (CLAIM_MS), renewed while the request runs — a request
+ *                   whose replica died blocks retries for seconds, not a day —, done for the TTL (the answer
+ *                   replayed to a retry);
  *   idem:<h>:fence  `{a: attempt, fp, applied?, v?}`: the attempt allowed to commit (cas.ts checks it in the
  *                   commit script) and, once its change is applied, "applied" — written by that same script,
  *                   then kept for the TTL, so a retry never runs a change twice even when the answer is lost.
@@ -68,8 +69,19 @@ export interface IdempotencyStore {
    * the connection; no connection → backoff), until `deadline` (ms epoch): null = gave up.
    */
   persist<T>(op: () => Promise<T>, deadline: number): Promise<T | null>;
-  /** How long a claim lasts (ms): the longest a request may run before a retry may take over. */
+  /**
+   * Keep the claim while the attempt runs (its replica is alive): every `claimMs / 3`. A claim not renewed
+   * runs out after `claimMs`, so a retry takes over from a replica that died within seconds. False: the key
+   * is no longer this attempt's in progress.
+   */
+  renew(scope: string, attempt: string): Promise<boolean>;
+  /** How long a claim lasts without renewal (ms). */
   readonly claimMs: number;
+  /**
+   * The longest an attempt keeps its claim, and tries to learn or record its outcome in the background (ms):
+   * past it nobody is waiting for the answer any more.
+   */
+  readonly settleMs: number;
 }
 
 /* KEYS: record, fence. ARGV: in-progress record JSON, fence JSON, claim ms. */
@@ -111,6 +123,24 @@ return 1
 `;
 
 /*
+ * KEYS: record, fence. ARGV: attempt, claim ms. Extends the attempt's in-progress record and its fence (until
+ * applied: then the fence is kept for the TTL anyway).
+ */
+const RENEW = `
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local rec = cjson.decode(raw)
+if rec.attempt ~= ARGV[1] or rec.state == 'done' then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local f = redis.call('GET', KEYS[2])
+if f then
+  local fence = cjson.decode(f)
+  if fence.a == ARGV[1] and not fence.applied then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+end
+return 1
+`;
+
+/*
  * KEYS: record, fence. ARGV: attempt, mode ("resolve" | "release"). Returns {1, version} when the attempt's
  * change was applied, {0, 0} when not — and then the attempt's fence is gone (its late commit does nothing)
  * and its in-progress record with it. "release" (the attempt is over) also drops the in-progress record of
@@ -138,20 +168,28 @@ interface IdemRedis extends Redis {
   gwIdemClaim(numKeys: number, ...args: string[]): Promise<[string, string]>;
   gwIdemComplete(numKeys: number, ...args: string[]): Promise<1 | 0 | -1>;
   gwIdemResolve(numKeys: number, ...args: string[]): Promise<[number, number]>;
+  gwIdemRenew(numKeys: number, ...args: string[]): Promise<number>;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
 
-export function createIdempotencyStore(deps: { redis: Redis; keys: Keys; ttlSeconds: number; inProgressSeconds: number }): IdempotencyStore {
+/** How long a claim lasts without renewal: a retry waits at most this long after the replica running the first attempt died. */
+export const CLAIM_MS = 5_000;
+
+export function createIdempotencyStore(deps: { redis: Redis; keys: Keys; ttlSeconds: number; inProgressSeconds: number; claimMs?: number }): IdempotencyStore {
   const { keys, ttlSeconds } = deps;
   const redis = deps.redis as IdemRedis;
   if (!redis.gwIdemClaim) {
     redis.defineCommand("gwIdemClaim", { lua: CLAIM });
     redis.defineCommand("gwIdemComplete", { lua: COMPLETE });
     redis.defineCommand("gwIdemResolve", { lua: RESOLVE });
+    redis.defineCommand("gwIdemRenew", { lua: RENEW });
   }
-  // A claim whose request died with the process (or with Redis) must not block retries for a day.
-  const claimMs = Math.max(1, Math.round(Math.min(ttlSeconds, deps.inProgressSeconds) * 1000));
+  // A claim whose request died with the process (or with Redis) must not block retries for long: it is short
+  // and renewed while the request runs. Taking over is safe at any time — the claim moves the fence, so the
+  // old attempt can no longer commit — the claim only keeps a live attempt from being overtaken needlessly.
+  const settleMs = Math.max(1, Math.round(Math.min(ttlSeconds, deps.inProgressSeconds) * 1000));
+  const claimMs = Math.min(settleMs, deps.claimMs ?? CLAIM_MS);
   const hash = (scope: string) => createHash("sha256").update(scope).digest("hex");
   const recordKey = (scope: string) => keys.idem(hash(scope));
   const fenceKey = (scope: string) => keys.idem(`${hash(scope)}:fence`);
@@ -173,7 +211,7 @@ export function createIdempotencyStore(deps: { redis: Redis; keys: Keys; ttlSeco
     try {
       return await op();
     } catch (err) {
-      if (isConnectionError(err)) void persist(op, Date.now() + claimMs).catch(() => undefined);
+      if (isConnectionError(err)) void persist(op, Date.now() + settleMs).catch(() => undefined);
       throw err;
     }
   };
@@ -184,7 +222,9 @@ export function createIdempotencyStore(deps: { redis: Redis; keys: Keys; ttlSeco
 
   return {
     claimMs,
+    settleMs,
     persist,
+    renew: async (scope, attempt) => (await redis.gwIdemRenew(2, recordKey(scope), fenceKey(scope), attempt, String(claimMs))) === 1,
     fenceOf: (scope) => ({ key: fenceKey(scope), ttlSeconds }),
     claim: (scope, fingerprint, attempt) =>
       storeCall(async () => {
@@ -197,7 +237,7 @@ export function createIdempotencyStore(deps: { redis: Redis; keys: Keys; ttlSeco
         } catch (err) {
           // The claim may still run later: then undo it (it changed nothing else), so the key is not held
           // by a request that already answered 503.
-          if (mayHaveRun(err, ready)) void persist(resolveOp(scope, attempt, "release"), Date.now() + claimMs).catch(() => undefined);
+          if (mayHaveRun(err, ready)) void persist(resolveOp(scope, attempt, "release"), Date.now() + settleMs).catch(() => undefined);
           throw err;
         }
         if (kind === "run") return { kind: "run" };

@@ -142,7 +142,15 @@ export function idempotency(store: IdempotencyStore, log: Logger) {
     const original = res.json.bind(res);
     // 5xx, and answers that changed nothing but may succeed unchanged later (RETRYABLE), are not kept: the
     // key is freed — unless the change was applied (release keeps "applied"; errors.ts on outcome_unknown).
+    // The claim is kept while this attempt runs; if this replica dies, it runs out and a retry takes over.
+    const renewUntil = Date.now() + store.settleMs;
+    const renewal = setInterval(() => {
+      if (Date.now() > renewUntil) return clearInterval(renewal);
+      store.renew(scope, attempt).then((mine) => mine || clearInterval(renewal), () => undefined);
+    }, Math.max(1, Math.floor(store.claimMs / 3)));
+    renewal.unref();
     const end = async (status: number, headers: Record<string, string>, body: unknown): Promise<Completed | "released"> => {
+      clearInterval(renewal);
       fence.active = false;
       const code = (body as { error?: { code?: unknown } } | null)?.error?.code;
       const retryable = status >= 500 || (status >= 400 && typeof code === "string" && RETRYABLE.has(code as ErrorCode));
@@ -179,7 +187,7 @@ export function idempotency(store: IdempotencyStore, log: Logger) {
         });
         return true;
       },
-      resolve: () => store.persist(() => store.resolve(scope, attempt), Date.now() + store.claimMs),
+      resolve: () => store.persist(() => store.resolve(scope, attempt), Date.now() + store.settleMs),
     };
     const lost = () => log.warn("change lost by the state store after it was applied (a Redis failover): no answer kept, the key is freed", { request_id: req.id });
     res.json = (body: unknown) => {

@@ -6,14 +6,15 @@
 // its applied fence are gone.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import express from "express";
 import { Redis } from "ioredis";
 import { AppError } from "../../control/src/http/errors.js";
-import { idempotency } from "../../control/src/http/idempotency.js";
+import { idempotency, stable } from "../../control/src/http/idempotency.js";
 import { createIdempotencyStore, type IdempotencyStore } from "../../control/src/http/idempotency-store.js";
-import { createCas, Txn } from "../../control/src/redis/cas.js";
+import { createCas, fences, Txn } from "../../control/src/redis/cas.js";
 import { createKeys } from "../../control/src/redis/keys.js";
 import { createLogger } from "../../control/src/log.js";
 import type { RedisServer } from "../support/redis.js";
@@ -123,5 +124,79 @@ describe("idempotency: no replay of a change the store lost", () => {
     assert.equal(retry.status, 201);
     assert.equal(retry.headers.get("idempotent-replayed"), "true", "replayed, never run twice");
     assert.equal(await conn.hlen(keys.models), 3, "t1, t2, t3: each made once");
+  });
+});
+
+describe("idempotency: the claim lives as long as its replica", () => {
+  let redis: RedisServer;
+  let conn: Redis;
+  before(async () => {
+    redis = await withRedis();
+    conn = new Redis(redis.url);
+  });
+  after(async () => {
+    conn?.disconnect();
+    await redis?.close();
+  });
+
+  test("a running request keeps its claim past CLAIM_MS (renewed); a claim nobody renews (its replica died) runs out and the retry runs, once", async () => {
+    const keys = createKeys("claim-life:");
+    const store = createIdempotencyStore({ redis: conn, keys, ttlSeconds: 600, inProgressSeconds: 60, claimMs: 300 });
+    const commit = createCas(conn, keys.version, keys.channel);
+    let release: () => void = () => undefined;
+    /** Commits that applied, per id. */
+    const made = new Map<string, number>();
+    const held = new Promise<void>((r) => (release = r));
+    const app = express();
+    app.use(express.json());
+    app.post("/v1/things", idempotency(store, createLogger({ sink: () => undefined })), async (req, res) => {
+      const id = String((req.body as { id: string }).id);
+      if (id === "u1") await held;
+      await commit(new Txn().op("HSET", keys.models, id, "made").bump());
+      made.set(id, (made.get(id) ?? 0) + 1);
+      res.status(201).json({ id });
+    });
+    app.use((err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      res.status(err instanceof AppError ? err.status : 500).json({ error: { code: err instanceof AppError ? err.code : "internal" } });
+    });
+    const server = app.listen(0, "127.0.0.1");
+    await new Promise((r) => server.once("listening", r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const create = async (id: string, key: string) => {
+      const r = await fetch(`${base}/v1/things`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": key }, body: JSON.stringify({ id }) });
+      return { status: r.status, body: (await r.json()) as { error?: { code: string } } };
+    };
+    try {
+      // Alive: held for three claim periods, a retry is still told "in progress".
+      const first = create("u1", "k-u1");
+      await new Promise((r) => setTimeout(r, 900));
+      const during = await create("u1", "k-u1");
+      assert.equal(during.status, 409);
+      assert.equal(during.body.error?.code, "idempotency_in_progress");
+      release();
+      assert.equal((await first).status, 201);
+      assert.equal(made.get("u1"), 1);
+
+      // Dead: the same request claimed by an attempt whose replica is gone (never renewed, never committed).
+      const fingerprint = createHash("sha256").update(stable({ id: "u2" })).digest("hex");
+      assert.deepEqual(await store.claim(" POST /v1/things k-u2", fingerprint, "dead-attempt"), { kind: "run" });
+      assert.equal((await create("u2", "k-u2")).status, 409, "the claim holds at first");
+      const t0 = Date.now();
+      let r = await create("u2", "k-u2");
+      while (r.status === 409 && Date.now() - t0 < 5_000) {
+        await new Promise((res) => setTimeout(res, 20));
+        r = await create("u2", "k-u2");
+      }
+      assert.equal(r.status, 201, `the retry ran after the dead claim ran out (${Date.now() - t0} ms)`);
+      assert.ok(Date.now() - t0 < 2_000, "within about one claim period");
+      // The dead attempt cannot commit any more: the claim moved its fence.
+      const late = { ...store.fenceOf(" POST /v1/things k-u2"), attempt: "dead-attempt", active: true, wrote: false, detach: () => false, resolve: async () => null };
+      await assert.rejects(fences.run(late, () => commit(new Txn().op("HSET", keys.models, "u2", "late").bump())), (e: unknown) => e instanceof AppError && e.code === "write_conflict");
+      assert.equal(await conn.hget(keys.models, "u2"), "made");
+      assert.equal(made.get("u2"), 1, "made once");
+    } finally {
+      release();
+      server.close();
+    }
   });
 });
