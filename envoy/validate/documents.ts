@@ -4,12 +4,15 @@
  *   1. a `# validate-as: <message full name> [partial]` comment line in the document's header
  *      (used by envoy/snippets/ fragments, which are pasted into other configs);
  *   2. a top-level "@type" → an xDS resource / Any (e.g. per-deployment-cluster.example.yaml);
- *   3. `apiVersion` + `kind` → a Kubernetes object: shape check only (k8s.ts);
+ *   3. `apiVersion` + `kind` → a Kubernetes object: shape check only (k8s.ts); a kustomize
+ *      Kustomization also has its `resources` read and checked as one set (k8s-set.ts);
  *   4. otherwise an Envoy Bootstrap.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, isAbsolute, join, relative } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { checkKubernetesObject } from "./k8s.js";
+import { checkKubernetesSet, type SetEntry } from "./k8s-set.js";
 import { BOOTSTRAP, formatIssue, validateAnyResource, validateBootstrap, validateDiscoveryResponse, validateMessage, type Issue, type ValidationResult, type WalkOptions } from "./index.js";
 
 export interface ParsedDocument {
@@ -82,6 +85,36 @@ export function validateDocument(doc: ParsedDocument, typeOverride?: string): Do
   return { index: doc.index, kind: "envoy.config.bootstrap.v3.Bootstrap", result: validateBootstrap(v) };
 }
 
+/**
+ * A kustomization's resources, as `kubectl apply -k` would read them: files in or below its folder
+ * (kustomize's default load restrictor refuses others), each document one object of the set.
+ */
+export function loadKustomization(file: string, kustomization?: Record<string, unknown>): { namespace?: string; entries: SetEntry[]; issues: Issue[] } {
+  const k = kustomization ?? (readDocuments(file)[0]?.value as Record<string, unknown> | undefined) ?? {};
+  const dir = dirname(file);
+  const entries: SetEntry[] = [];
+  const issues: Issue[] = [];
+  const resources = Array.isArray(k.resources) ? k.resources : [];
+  resources.forEach((r, i) => {
+    if (typeof r !== "string") return;
+    const abs = join(dir, r);
+    const rel = relative(dir, abs);
+    if (isAbsolute(r) || rel.startsWith("..") || /^[a-z]+:\/\//i.test(r)) return void issues.push({ path: `resources[${i}]`, message: `"${r}" is outside the kustomization's folder: kustomize's default load restrictor refuses it (apply it with kubectl apply -f, or reference it in README)` });
+    if (!existsSync(abs)) return void issues.push({ path: `resources[${i}]`, message: `"${r}": no such file` });
+    if (!statSync(abs).isFile()) return void issues.push({ path: `resources[${i}]`, message: `"${r}" is a folder: only files are followed here` });
+    try {
+      for (const d of readDocuments(abs)) {
+        const v = d.value;
+        if (typeof v !== "object" || v === null || Array.isArray(v) || !("kind" in v)) issues.push({ path: `resources[${i}]`, message: `"${r}" document ${d.index + 1} is not a Kubernetes object` });
+        else entries.push({ source: `${rel}#${d.index + 1}`, value: v as Record<string, unknown> });
+      }
+    } catch (e) {
+      issues.push({ path: `resources[${i}]`, message: (e as Error).message });
+    }
+  });
+  return { namespace: typeof k.namespace === "string" ? k.namespace : undefined, entries, issues };
+}
+
 /** Validates every document of a file; returns printable lines and whether all passed. */
 export function validateFile(file: string, typeOverride?: string): { ok: boolean; lines: string[]; reports: DocumentReport[] } {
   const lines: string[] = [];
@@ -92,6 +125,15 @@ export function validateFile(file: string, typeOverride?: string): { ok: boolean
     return { ok: false, lines: [`${file}: ${(e as Error).message}`], reports: [] };
   }
   const reports = docs.map((d) => validateDocument(d, typeOverride));
+  for (const r of reports) {
+    const v = docs.find((d) => d.index === r.index)?.value as Record<string, unknown> | undefined;
+    if (typeOverride || v?.kind !== "Kustomization") continue;
+    // Its resources, checked as the one set `kubectl apply -k` applies.
+    const k = loadKustomization(file, v);
+    const errors = [...k.issues, ...checkKubernetesSet(k.entries, { namespace: k.namespace })];
+    r.kind = `Kubernetes Kustomization (shape check + its ${k.entries.length} objects as one set)`;
+    r.result = { ...r.result, ok: r.result.ok && errors.length === 0, errors: [...r.result.errors, ...errors] };
+  }
   if (reports.length === 0) lines.push(`${file}: no document`);
   for (const r of reports) {
     const where = docs.length > 1 ? `${file}#${r.index + 1}` : file;

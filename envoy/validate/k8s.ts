@@ -5,9 +5,15 @@
  * kind, that the keys we rely on are present, and a few enums/formats. Envoy protos embedded in an
  * Istio EnvoyFilter patch ARE validated against Envoy's protos (MERGE patches as partial messages).
  * A kind we have no check for is an error, so a new snippet cannot slip through unchecked.
+ *
+ * The core kinds of envoy/kubernetes/ (Namespace, ConfigMap, Secret, Service, Deployment, StatefulSet,
+ * PodDisruptionBudget, Kustomization) are checked one object at a time by k8s-core.ts (its header says
+ * what is and is not checked), and as a set — the references between them, and the control
+ * container's environment parsed by control/src/config.ts — by k8s-set.ts (`checkKubernetesSet`).
  */
 import protobuf from "protobufjs";
 import { loadSchema, validateMessage, type Issue, type ValidationResult } from "./index.js";
+import { checkCoreObject, CORE_KINDS } from "./k8s-core.js";
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -201,6 +207,14 @@ function unknownKeys(o: Obj, allowed: string[], path: string, issues: Issue[]): 
 export function checkKubernetesObject(o: Obj): ValidationResult {
   const issues: Issue[] = [];
   const kind = String(o.kind);
+  const core = CORE_KINDS[kind];
+  if (core) {
+    // Core kinds (k8s-core.ts): each knows its own top-level keys (ConfigMap and Secret have no spec).
+    if (!core.apiVersions.includes(String(o.apiVersion))) issues.push({ path: "apiVersion", message: `expected one of ${core.apiVersions.join(", ")}` });
+    checkCoreObject(o, core, issues);
+    for (const i of issues) if (i.path.startsWith(".")) i.path = i.path.slice(1);
+    return { ok: issues.length === 0, type: kind, errors: issues, warnings: [] };
+  }
   const c = checks[kind];
   if (!c) {
     issues.push({ path: "kind", message: `no shape check for kind "${kind}" (add one to envoy/validate/k8s.ts)` });
