@@ -19,7 +19,7 @@
 //      (control-scale/reporter.ts) sends V8 heap and event-loop delay over IPC once a second; nothing else
 //      differs from `npm run start:control`;
 //   4. warm-up BENCH_WARMUP_S (default 2·N), a window of BENCH_WINDOW_S (default 30 s), then BENCH_TABLE_GETS
-//      (10) GET /v1/routing-table and one /metrics scrape (the control's own count of ok / failed probes).
+//      (10) GET /v1/routing-table and BENCH_METRICS_SCRAPES (3) /metrics scrapes 1 s apart (the first: the control's own count of ok / failed probes).
 // The mock instances run in their own process (control-scale/fleet.ts): one listener per instance
 // (127.77.x.y × 50 ports from BENCH_MOCK_PORT, default 18000), a raw-socket HTTP/1.1 answer per request.
 // Measured in the window:
@@ -47,7 +47,7 @@ import { startControlProcess, startFleet, type ControlProcess, type FleetProcess
 import { createFleet, tableCount } from "./control-scale/setup.js";
 import { Sampler, type Sample } from "./control-scale/proc.js";
 import type { FleetOptions, WindowReport } from "./control-scale/fleet.js";
-import { replicasReport, runReplicas, type ReplicasResult } from "./control-scale/replicas.js";
+import { replicasReport, replicasRows, runReplicas, type ReplicasResult } from "./control-scale/replicas.js";
 
 const num = (name: string, def: number) => {
   const v = process.env[name];
@@ -65,6 +65,8 @@ const PER_DEPLOYMENT = Math.max(1, Math.min(1024, Math.round(num("BENCH_PER_DEPL
 const SLACK_MS = num("BENCH_SLACK_MS", 1000);
 const LIMIT_S = num("BENCH_LIMIT_S", 300 + (num("BENCH_REPLICAS_INSTANCES", 30_000) > 0 ? 600 : 0));
 const TABLE_GETS = Math.max(1, Math.round(num("BENCH_TABLE_GETS", 10)));
+/** /metrics scrapes after the window, 1 s apart (the first is the one compared with earlier runs). */
+const METRICS_SCRAPES = Math.max(1, Math.round(num("BENCH_METRICS_SCRAPES", 3)));
 const MOCK_PORT = Math.round(num("BENCH_MOCK_PORT", 18000));
 const SETUP_PENDING = Math.max(PER_DEPLOYMENT, Math.round(num("BENCH_SETUP_PENDING", 2000)));
 const CONTROL_ENV = JSON.parse(process.env.BENCH_CONTROL_ENV ?? "{}") as Record<string, string>;
@@ -98,7 +100,8 @@ interface SizeResult {
     worst_gap_ms: number;
   };
   table: { bytes: number; get_ms: { p50: number; max: number }; active: number; ejected: number; other: number };
-  metrics: { scrape_ms: number; bytes: number; probes_ok: number; probes_failed: number } | { error: string };
+  /** scrape_ms: the first scrape; scrapes_ms: every scrape (BENCH_METRICS_SCRAPES, 1 s apart). */
+  metrics: { scrape_ms: number; scrapes_ms: number[]; bytes: number; probes_ok: number; probes_failed: number } | { error: string };
   samples: { control: Sample[]; redis: Sample[]; mock: Sample[]; runtime: unknown[]; probes_per_second: number[] };
 }
 
@@ -198,9 +201,16 @@ async function runSize(n: number, f: FleetProcess, fleetOpts: FleetOptions): Pro
     const counts = await tableCount(api);
     let metrics: SizeResult["metrics"];
     try {
-      const r = await api("GET", "/metrics", { token: VIEWER, signal: AbortSignal.timeout(15_000) });
-      const sum = (result: string) => [...r.text.matchAll(new RegExp(`^gateway_probe_duration_seconds_count\\{[^}]*result="${result}"[^}]*\\} (\\d+)`, "gm"))].reduce((a, m) => a + Number(m[1]), 0);
-      metrics = { scrape_ms: Math.round(r.ms), bytes: Buffer.byteLength(r.text), probes_ok: sum("ok"), probes_failed: sum("failed") };
+      const scrapes: { ms: number; text: string }[] = [];
+      for (let k = 0; k < METRICS_SCRAPES; k++) {
+        if (k > 0) await sleep(1_000);
+        const r = await api("GET", "/metrics", { token: VIEWER, signal: AbortSignal.timeout(15_000) });
+        if (r.status !== 200) throw new Error(`/metrics: ${r.status}`);
+        scrapes.push({ ms: r.ms, text: r.text });
+      }
+      const first = scrapes[0]!;
+      const sum = (result: string) => [...first.text.matchAll(new RegExp(`^gateway_probe_duration_seconds_count\\{[^}]*result="${result}"[^}]*\\} (\\d+)`, "gm"))].reduce((a, m) => a + Number(m[1]), 0);
+      metrics = { scrape_ms: Math.round(first.ms), scrapes_ms: scrapes.map((x) => Math.round(x.ms)), bytes: Buffer.byteLength(first.text), probes_ok: sum("ok"), probes_failed: sum("failed") };
     } catch (e) {
       metrics = { error: e instanceof Error ? e.message : String(e) };
     }
@@ -291,28 +301,38 @@ await bounded(LIMIT_S * 1000, async () => {
   machineEnd(machine);
   const wall = (Date.now() - t0) / 1000;
 
+  // One table for both phases (the README's bench block shows a bench's one table): a row per single-process size,
+  // then per replica its share in window 1 and, after the SIGKILL, in window 2 (the killed one's row: the takeover).
   const head = [
-    "instances", "deps", "probes/s (expected)", `gap ≤ N+${SLACK_MS / 1000}s`, "interval p50 / p99 / max ms",
+    "run", "instances", "deps", "probes/s (expected)", `gap ≤ N+${SLACK_MS / 1000}s`, "interval p50 / p99 / max ms",
     "control CPU % mean", "p95", "RSS MB mean", "max", "heap MB", "loop delay p99 ms",
-    "Redis CPU % mean", "p95", "Redis RSS MB", "cmds/probe", "table KB", "table GET ms", "ejected",
+    "Redis CPU % mean", "p95", "Redis RSS MB", "cmds/probe", "table KB", "table GET ms", "ejected", "/metrics s (MB)", "takeover after SIGKILL",
   ];
+  const metricsCell = (m: SizeResult["metrics"]) =>
+    "error" in m ? "failed" : `${m.scrapes_ms.map((x) => fmt(x / 1000, 2)).join(" / ")} (${fmt(m.bytes / 1048576, 1)})`;
   const rows = results.map((r) => [
-    String(r.instances), String(r.deployments),
+    "1 process", String(r.instances), String(r.deployments),
     `${fmt(r.probes.done_per_s, 0)} (${fmt(r.probes.expected_per_s, 0)})`,
     `${r.probes.within_n_plus_slack}/${r.instances}`,
     `${fmt(r.probes.interval_ms.p50, 0)} / ${fmt(r.probes.interval_ms.p99, 0)} / ${fmt(r.probes.interval_ms.max, 0)}`,
     fmt(r.control.cpu.mean), fmt(r.control.cpu.p95), fmt(r.control.rss_mb.mean, 0), fmt(r.control.rss_mb.max, 0), fmt(r.control.heap_used_mb.max, 0),
     fmt(r.control.loop_delay_p99_ms_worst, 0),
     fmt(r.redis.cpu.mean), fmt(r.redis.cpu.p95), fmt(r.redis.rss_mb.max, 0), fmt(r.redis.commands_per_probe, 2),
-    fmt(r.table.bytes / 1024, 0), `${fmt(r.table.get_ms.p50)} (max ${fmt(r.table.get_ms.max)})`, String(r.table.ejected),
+    fmt(r.table.bytes / 1024, 0), `${fmt(r.table.get_ms.p50)} (max ${fmt(r.table.get_ms.max)})`, String(r.table.ejected), metricsCell(r.metrics), "-",
   ]);
+  if (replicas) rows.push(...replicasRows(replicas, head.length));
   console.log(`control-scale: one control process (control/src/server.ts, production defaults: prober tick 500 ms) probing mock instances on loopback; ` +
     `health_check N ${N} s, T ${T} s, probe GET /health; ${PER_DEPLOYMENT} instances per deployment; warm-up ${WARMUP_S} s, window ${WINDOW_S} s per size; wall ${wall.toFixed(1)} s`);
+  if (replicas) {
+    console.log(`then ${replicas.replicas} control replicas on one Redis sharing ${replicas.instances} instances through the probe leases (LEASE_MS ${replicas.lease_ms}), windows of ${REPLICAS_WINDOW_S} s: ` +
+      `"rK, window 1" = replica K's share with all running; the last one is SIGKILLed; "rK, window 2" = the survivors after the takeover`);
+  }
   for (const l of machineLines(machine)) console.log(l);
   console.log(markdownTable(head, rows));
   console.log("CPU % of one core (utime+stime from /proc, 1-s samples in the window); RSS from /proc VmRSS; heap: V8 heapUsed (max); loop delay: worst per-second p99 event-loop delay.");
   console.log(`probes/s and intervals as the mock instances saw them; gap ≤ N+${SLACK_MS / 1000}s: instances whose longest time without a probe in the window (incl. to its end) stayed within it.`);
   console.log("cmds/probe: Redis commands in the window (INFO commandstats) per probe; table: GET /v1/routing-table after the window (body size, latency); ejected: instances ejected at the end.");
+  console.log(`/metrics: ${METRICS_SCRAPES} scrapes after the window, 1 s apart (s each), body MB. Replica rows: gap = that replica's instances probed within N+${SLACK_MS / 1000}s; Redis CPU of the window; takeover: kill → every lease of the killed replica held by a survivor, and → every one of its instances probed again.`);
   for (const r of results) {
     const m = "error" in r.metrics ? `/metrics failed: ${r.metrics.error}` : `/metrics ${fmt(r.metrics.bytes / 1048576, 1)} MB in ${r.metrics.scrape_ms} ms, probe outcomes since start ok ${r.metrics.probes_ok} failed ${r.metrics.probes_failed}`;
     const top = Object.entries(r.redis.commands).sort((a, b) => b[1] - a[1]).slice(0, 6).map(([k, v]) => `${k} ${fmt(v / r.window_seconds, 0)}/s`).join(", ");
@@ -323,7 +343,7 @@ await bounded(LIMIT_S * 1000, async () => {
     bench: "control-scale",
     date: new Date().toISOString(),
     machine,
-    settings: { sizes: SIZES, n_seconds: N, timeout_seconds: T, warmup_seconds: WARMUP_S, window_seconds: WINDOW_S, per_deployment: PER_DEPLOYMENT, slack_ms: SLACK_MS, mock_base_port: MOCK_PORT, control_env: CONTROL_ENV, table_gets: TABLE_GETS,
+    settings: { sizes: SIZES, n_seconds: N, timeout_seconds: T, warmup_seconds: WARMUP_S, window_seconds: WINDOW_S, per_deployment: PER_DEPLOYMENT, slack_ms: SLACK_MS, mock_base_port: MOCK_PORT, control_env: CONTROL_ENV, table_gets: TABLE_GETS, metrics_scrapes: METRICS_SCRAPES,
       replicas: { count: REPLICAS, instances: REPLICAS_INSTANCES, window_seconds: REPLICAS_WINDOW_S, lease_ms: LEASE_MS } },
     wall_seconds: wall,
     table: { head, rows },

@@ -309,3 +309,27 @@ export function replicasReport(r: ReplicasResult, o: { n: number; slackMs: numbe
     `Redis CPU % ${r.redis_cpu.window1} / ${r.redis_cpu.window2}, mock fleet CPU % ${r.mock_cpu.window1} / ${r.mock_cpu.window2} (window 1 / 2)`,
   ];
 }
+
+/**
+ * The replicas' rows of the bench's table (`width` cells each, "-" where a column does not apply): per replica its share
+ * in window 1 (the killed one's row says how long the takeover took) and, for the survivors, in window 2.
+ */
+export function replicasRows(r: ReplicasResult, width: number): string[][] {
+  const k = r.kill;
+  const s = (ms: number | null | undefined) => (ms === null || ms === undefined ? "-" : `${fmt(ms / 1000, 1)} s`);
+  const takeover = `leases held by the others after ${s(k.leases_taken_ms)}, every instance probed again after ${s(k.probed_again_ms?.max)} (lease ${fmt(r.lease_ms / 1000, 0)} s)` +
+    (k.not_probed_again > 0 ? `; ${k.not_probed_again} NOT probed again` : "");
+  const before = new Map(r.window1.map((w) => [w.replica, w.deployments]));
+  const row = (w: ReplicaWindow, run: string, redisCpu: number, last: string) => {
+    const cells = [
+      run, String(w.instances), String(w.deployments), `${fmt(w.probes_per_s, 0)} (${fmt(w.expected_per_s, 0)})`, `${w.within}/${w.instances} (${fmt(w.within_pct)}%)`, "-",
+      fmt(w.cpu.mean), fmt(w.cpu.p95), "-", fmt(w.rss_mb_max, 0), "-", fmt(w.loop_delay_p99_ms, 0), fmt(redisCpu), "-", "-", "-", "-", "-", "-", "-", last,
+    ];
+    if (cells.length !== width) throw new Error(`replicasRows: ${cells.length} cells for ${width} columns`);
+    return cells;
+  };
+  return [
+    ...r.window1.map((w) => row(w, `${w.replica} of ${r.replicas}, window 1`, r.redis_cpu.window1, w.replica === k.replica ? `SIGKILLed: ${takeover}` : "-")),
+    ...r.window2.map((w) => row(w, `${w.replica}, window 2`, r.redis_cpu.window2, `took over ${w.deployments - (before.get(w.replica) ?? 0)} deployments`)),
+  ];
+}

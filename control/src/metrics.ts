@@ -21,6 +21,8 @@ const escapeLabelValue = (s: string) => escapeString(s).replace(/"/g, '\\"');
 const valueAsString = (v: number) => (Number.isNaN(v) ? "Nan" : !Number.isFinite(v) ? (v < 0 ? "-Inf" : "+Inf") : `${v}`);
 
 const WINDOW_READS_IN_FLIGHT = 4_096;
+/** The families below show requests, P95 and error rate only: the window read skips the probe fields. */
+const TRAFFIC_ONLY = { trafficOnly: true } as const;
 
 /** f over xs with at most `limit` calls in flight; results in the order of xs. */
 async function mapBounded<T, R>(xs: readonly T[], limit: number, f: (x: T) => Promise<R>): Promise<R[]> {
@@ -158,7 +160,7 @@ export function createMetrics(deps: {
       // busy probing took 63 round trips through a loaded event loop: seconds).
       const [holders, windows] = await Promise.all([
         deps.leaseHolders(deployments.map((d) => probeLeaseName(d.id))),
-        mapBounded(deployments, WINDOW_READS_IN_FLIGHT, (d) => deps.telemetry.window(d.id, d.instances.map((i) => i.id), d.health_check.window_seconds)),
+        mapBounded(deployments, WINDOW_READS_IN_FLIGHT, (d) => deps.telemetry.window(d.id, d.instances.map((i) => i.id), d.health_check.window_seconds, undefined, undefined, TRAFFIC_ONLY)),
       ]);
       for (const [k, d] of deployments.entries()) {
         const h = holders[k];

@@ -110,6 +110,22 @@ return out
 /** The fields WINDOW_SUM adds, in the order fromSums reads them. */
 const SUM_FIELDS = [F.requests, F.upstream5xx, F.connectFailures, F.latencySum, F.probes, F.probeFailures, F.probeSum, ...Array.from({ length: BUCKETS }, (_, i) => F.hist(i)), ...Array.from({ length: BUCKETS }, (_, i) => F.probeHist(i))];
 
+/** The fields a traffic-only window read adds (requests, errors, latency histogram): what /metrics shows. */
+const TRAFFIC_FIELDS = [F.requests, F.upstream5xx, F.connectFailures, ...Array.from({ length: BUCKETS }, (_, i) => F.hist(i))];
+
+function fromTrafficSums(v: string[]): WindowStats {
+  const n = (i: number) => {
+    const x = Number(v[i]);
+    return Number.isFinite(x) ? x : 0;
+  };
+  const s = emptyStats();
+  s.requests = n(0);
+  s.upstream_5xx = n(1);
+  s.connect_failures = n(2);
+  for (let i = 0; i < BUCKETS; i++) s.latency_buckets[i] = n(3 + i);
+  return s;
+}
+
 function fromSums(v: string[]): WindowStats {
   const n = (i: number) => {
     const x = Number(v[i]);
@@ -154,9 +170,25 @@ class Rows {
   }
 }
 
+/** One bucket key's probe samples in a flush: count, failures, latency sum, histogram (bucket, count) by first use. */
+interface ProbeRow {
+  probes: number;
+  failures: number;
+  sum: number;
+  hist: [number, number][];
+}
+
 export interface ProbeSample {
   ok: boolean;
   latencyMs: number;
+}
+
+export interface WindowOptions {
+  /**
+   * Only requests, upstream_5xx, connect_failures and latency_buckets are read (the rest stay 0): half the fields
+   * Redis adds up and sends back (/metrics reads every instance's window).
+   */
+  trafficOnly?: boolean;
 }
 
 export interface TelemetryStore {
@@ -173,7 +205,7 @@ export interface TelemetryStore {
    * Window statistics per instance: the buckets overlapping the last `windowSeconds` (the current,
    * partial bucket included). `sinceMs[inst]`: only buckets starting at or after it count.
    */
-  window(deployment: string, instances: string[], windowSeconds: number, sinceMs?: Record<string, number | undefined>, nowMs?: number): Promise<Map<string, WindowStats>>;
+  window(deployment: string, instances: string[], windowSeconds: number, sinceMs?: Record<string, number | undefined>, nowMs?: number, opts?: WindowOptions): Promise<Map<string, WindowStats>>;
   /** One instance's buckets over the last `seconds` (≤ MAX_WINDOW_SECONDS), oldest first, the current one partial. */
   series(deployment: string, instance: string, seconds: number, nowMs?: number): Promise<{ start: number; stats: WindowStats }[]>;
 }
@@ -189,15 +221,30 @@ export function createTelemetryStore(deps: { redis: Redis; keys: Keys; bucketMs:
   const bucketStart = (ms: number) => Math.floor(ms / bucketMs) * bucketMs;
   const probeSamples = coalesce<{ key: string; sample: ProbeSample }>((items) =>
     storeCall(async () => {
-      const rows = new Rows();
+      // The rows Rows would make (same fields, same order, zero counts left out), without a map per key and
+      // field and the arrays of its payload: a flush carries one probe of most keys.
+      const rows = new Map<string, ProbeRow>();
       for (const { key, sample } of items) {
-        rows.add(key, F.probes, 1);
-        rows.add(key, F.probeFailures, sample.ok ? 0 : 1);
-        rows.add(key, F.probeSum, Number(sample.latencyMs.toFixed(3)));
-        rows.add(key, F.probeHist(bucketOf(sample.latencyMs)), 1);
+        let row = rows.get(key);
+        if (!row) rows.set(key, (row = { probes: 0, failures: 0, sum: 0, hist: [] }));
+        row.probes++;
+        if (!sample.ok) row.failures++;
+        row.sum += Number(sample.latencyMs.toFixed(3));
+        const b = bucketOf(sample.latencyMs);
+        const h = row.hist.find((x) => x[0] === b);
+        if (h) h[1]++;
+        else row.hist.push([b, 1]);
       }
-      const keyList = rows.keys();
-      await redis.gwTelemetryProbes(keyList.length, ...keyList, ttlSeconds, rows.payload(keyList));
+      const keyList = [...rows.keys()];
+      let payload = "";
+      for (const row of rows.values()) {
+        let r = `"${F.probes}","${row.probes}"`;
+        if (row.failures !== 0) r += `,"${F.probeFailures}","${row.failures}"`;
+        if (row.sum !== 0) r += `,"${F.probeSum}",${JSON.stringify(String(row.sum))}`;
+        for (const [b, c] of row.hist) r += `,"${F.probeHist(b)}","${c}"`;
+        payload += payload === "" ? `[${r}]` : `,[${r}]`;
+      }
+      await redis.gwTelemetryProbes(keyList.length, ...keyList, ttlSeconds, `[${payload}]`);
     }),
   );
 
@@ -261,7 +308,7 @@ export function createTelemetryStore(deps: { redis: Redis; keys: Keys; bucketMs:
       }),
     // The probes finished in one event-loop turn are added in one script call (see coalesce).
     recordProbe: (deployment, instance, sample, nowMs = Date.now()) => probeSamples({ key: keys.telemetryBucket(deployment, instance, bucketStart(nowMs)), sample }),
-    window: (deployment, instances, windowSeconds, sinceMs = {}, nowMs = Date.now()) =>
+    window: (deployment, instances, windowSeconds, sinceMs = {}, nowMs = Date.now(), opts = {}) =>
       storeCall(async () => {
         const out = new Map<string, WindowStats>();
         if (instances.length === 0) return out;
@@ -280,8 +327,10 @@ export function createTelemetryStore(deps: { redis: Redis; keys: Keys; bucketMs:
           }
           counts.push(c);
         }
-        const sums = await redis.gwTelemetryWindow(bucketKeys.length, ...bucketKeys, SUM_FIELDS.length, ...SUM_FIELDS, ...counts);
-        instances.forEach((inst, i) => out.set(inst, fromSums(sums[i] ?? [])));
+        const fields = opts.trafficOnly ? TRAFFIC_FIELDS : SUM_FIELDS;
+        const from = opts.trafficOnly ? fromTrafficSums : fromSums;
+        const sums = await redis.gwTelemetryWindow(bucketKeys.length, ...bucketKeys, fields.length, ...fields, ...counts);
+        instances.forEach((inst, i) => out.set(inst, from(sums[i] ?? [])));
         return out;
       }),
     series: (deployment, instance, seconds, nowMs = Date.now()) =>
