@@ -11,7 +11,7 @@ await bounded(10 * 60_000, async () => undefined, async () => {
   const t0 = Date.now();
   const r = await runFleet({ ...LONG, log: (l) => console.error(l) });
   machineEnd(machine);
-  const head = ["fault", "client requests", "failed", "write attempts failed", "longest write", "writes OK again", "every instance probed again", "data planes on the store's table"];
+  const head = ["fault", "client requests", "failed", "write attempts failed", "longest write", "all writers OK again", "every instance probed again", "data planes on the store's table"];
   const rows = r.rows.map((x) => [
     x.fault,
     String(x.requests),
