@@ -35,7 +35,7 @@
 // Then, unless BENCH_REPLICAS_INSTANCES is 0, the multi-replica phase (control-scale/replicas.ts, which documents
 // itself): BENCH_REPLICAS (3) control processes on one Redis share BENCH_REPLICAS_INSTANCES (30000) instances through
 // the per-deployment probe leases (LEASE_MS = BENCH_LEASE_MS, default 30000 as in production), windows of
-// BENCH_REPLICAS_WINDOW_S (default BENCH_WINDOW_S); one replica is SIGKILLed between the two windows and the time
+// BENCH_REPLICAS_WINDOW_S (default BENCH_WINDOW_S), probe interval BENCH_REPLICAS_N (default 15 s, see REPLICAS_N); one replica is SIGKILLed between the two windows and the time
 // until its deployments are held and probed again by the others is measured against the lease period.
 // About 3–4 minutes for the sizes, most of it creating 10k instances, and about as long for the replicas. Everything the bench starts is stopped on success,
 // failure, timeout (BENCH_LIMIT_S, default 300) or signal.
@@ -76,6 +76,12 @@ const MAX = Math.max(0, ...SIZES);
 const REPLICAS = Math.max(2, Math.round(num("BENCH_REPLICAS", 3)));
 const REPLICAS_INSTANCES = Math.max(0, Math.round(num("BENCH_REPLICAS_INSTANCES", 30_000)));
 const REPLICAS_WINDOW_S = num("BENCH_REPLICAS_WINDOW_S", WINDOW_S);
+/**
+ * The replicas phase's probe interval: 15 s by default, so 30k instances cost the 2,000 probes/s that one process
+ * does at 10k / 5 s. 30k at 5 s is 6,000 probes/s (≈ 1.5 cores of control plus the mock fleet answering them):
+ * more than a 2-core machine has; BENCH_REPLICAS_N=5 runs it where there are cores.
+ */
+const REPLICAS_N = num("BENCH_REPLICAS_N", 15);
 const LEASE_MS = Math.round(num("BENCH_LEASE_MS", 30_000));
 
 const TOKENS = { CONTROL_ADMIN_TOKENS: ADMIN, CONTROL_VIEWER_TOKENS: VIEWER, CONTROL_PLUGIN_TOKENS: PLUGIN };
@@ -294,7 +300,7 @@ await bounded(LIMIT_S * 1000, async () => {
   let replicas: ReplicasResult | null = null;
   if (REPLICAS_INSTANCES > 0) {
     replicas = await runReplicas({
-      instances: REPLICAS_INSTANCES, replicas: REPLICAS, perDeployment: PER_DEPLOYMENT, n: N, t: T, leaseMs: LEASE_MS, windowS: REPLICAS_WINDOW_S, slackMs: SLACK_MS,
+      instances: REPLICAS_INSTANCES, replicas: REPLICAS, perDeployment: PER_DEPLOYMENT, n: REPLICAS_N, t: T, leaseMs: LEASE_MS, windowS: REPLICAS_WINDOW_S, slackMs: SLACK_MS,
       mockPort: MOCK_PORT, setupPending: SETUP_PENDING, env: { ...TOKENS, LOG_LEVEL: "info" }, controlEnv: CONTROL_ENV, log,
     });
   }
@@ -338,13 +344,13 @@ await bounded(LIMIT_S * 1000, async () => {
     const top = Object.entries(r.redis.commands).sort((a, b) => b[1] - a[1]).slice(0, 6).map(([k, v]) => `${k} ${fmt(v / r.window_seconds, 0)}/s`).join(", ");
     console.log(`${r.instances}: setup ${r.setup_seconds} s; control VmHWM ${r.control.hwm_mb} MB, ELU ${r.control.elu_mean}; Redis used_memory ${r.redis.used_memory_mb} MB, ${r.redis.commands_per_s} cmds/s (${top}); mock CPU ${r.mock.cpu_mean}%; ${m}`);
   }
-  if (replicas) for (const l of replicasReport(replicas, { n: N, slackMs: SLACK_MS, windowS: REPLICAS_WINDOW_S })) console.log(l);
+  if (replicas) for (const l of replicasReport(replicas, { n: REPLICAS_N, slackMs: SLACK_MS, windowS: REPLICAS_WINDOW_S })) console.log(l);
   const file = writeResult("control-scale", {
     bench: "control-scale",
     date: new Date().toISOString(),
     machine,
     settings: { sizes: SIZES, n_seconds: N, timeout_seconds: T, warmup_seconds: WARMUP_S, window_seconds: WINDOW_S, per_deployment: PER_DEPLOYMENT, slack_ms: SLACK_MS, mock_base_port: MOCK_PORT, control_env: CONTROL_ENV, table_gets: TABLE_GETS, metrics_scrapes: METRICS_SCRAPES,
-      replicas: { count: REPLICAS, instances: REPLICAS_INSTANCES, window_seconds: REPLICAS_WINDOW_S, lease_ms: LEASE_MS } },
+      replicas: { count: REPLICAS, instances: REPLICAS_INSTANCES, n_seconds: REPLICAS_N, window_seconds: REPLICAS_WINDOW_S, lease_ms: LEASE_MS } },
     wall_seconds: wall,
     table: { head, rows },
     results,
