@@ -146,6 +146,23 @@ describe("per-instance storage: the store", () => {
     assert.equal(new Set(both.map((x) => x.revision)).size, 20);
   });
 
+  test("list() decodes a deployment again only when its head changed: same object while unchanged, the new state after any write, gone after a delete", async () => {
+    const lister = createDeploymentStore({ redis: conn, keys, commit: createCas(conn, keys.version, keys.channel), upgradeOnReady: false });
+    await conn.hset(keys.models, "m-cache", JSON.stringify(model("m-cache", "m-cache")));
+    await lister.create(bigDeployment("d-cache", "m-cache", 4), {});
+    const first = (await lister.list()).find((d) => d.id === "d-cache")!;
+    const again = (await lister.list()).find((d) => d.id === "d-cache")!;
+    assert.equal(again, first, "unchanged head: the decoded deployment is reused");
+    // A one-instance write through another store (another replica): the head's seq moves, the list follows.
+    await store.updateInstance("d-cache", "inst-0002", (head, inst) => ({ head: { ...head, revision: head.revision + 1 }, instance: { ...inst!, state: "ejected" } }));
+    const after = (await lister.list()).find((d) => d.id === "d-cache")!;
+    assert.notEqual(after, first);
+    assert.equal(after.instances.find((i) => i.id === "inst-0002")!.state, "ejected");
+    assert.deepEqual(after, await store.get("d-cache"), "what list() answers is what get() reads");
+    await store.remove("d-cache", () => undefined);
+    assert.equal((await lister.list()).some((d) => d.id === "d-cache"), false);
+  });
+
   test("instances keep their order through removals and additions", async () => {
     const d = dep("ord", "m-order", ["a", "b", "c", "d", "e"].map((x, k) => ({ ...instance(k), id: x })));
     await store.create(d, {});

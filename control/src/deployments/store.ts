@@ -200,7 +200,16 @@ function queueWrite(txn: Txn, keys: Keys, id: string, cur: Stored | null, next: 
 export async function readDeployments(
   redis: Redis,
   keys: Keys,
-  opts: { extra?: (m: ChainableCommander) => void; known?: Iterable<string> } = {},
+  opts: {
+    extra?: (m: ChainableCommander) => void;
+    known?: Iterable<string>;
+    /**
+     * Decoded deployments by id with the head they were decoded from: a head read again unchanged (every write
+     * bumps its `seq`, so its instances are unchanged too) is not decoded again — at 10k instances, validating
+     * every instance on every list was the prober's largest cost after its sockets. Kept to the ids read.
+     */
+    cache?: Map<string, { raw: string; deployment: Deployment }>;
+  } = {},
 ): Promise<{ deployments: Deployment[]; extra: unknown[] }> {
   let ids = opts.known ? [...opts.known] : await redis.hkeys(keys.deployments);
   for (let attempt = 0; ; attempt++) {
@@ -221,7 +230,20 @@ export async function readDeployments(
       ids = heads.map((h) => h.id);
       continue;
     }
-    const deployments = heads.map((h) => decode(h.raw, byId.get(h.id)!).deployment).sort((a, b) => a.id.localeCompare(b.id));
+    const cache = opts.cache;
+    const deployments = heads
+      .map((h) => {
+        const hit = cache?.get(h.id);
+        if (hit && hit.raw === h.raw) return hit.deployment;
+        const deployment = decode(h.raw, byId.get(h.id)!).deployment;
+        cache?.set(h.id, { raw: h.raw, deployment });
+        return deployment;
+      })
+      .sort((a, b) => a.id.localeCompare(b.id));
+    if (cache && cache.size > heads.length) {
+      const live = new Set(heads.map((h) => h.id));
+      for (const id of cache.keys()) if (!live.has(id)) cache.delete(id);
+    }
     return { deployments, extra: res.slice(0, n).map((r) => r[1]) };
   }
 }
@@ -230,6 +252,8 @@ export function createDeploymentStore(deps: { redis: Redis; keys: Keys; commit: 
   const { redis, keys, commit } = deps;
   const keyField = (dep: string, inst: string) => `${dep}/${inst}`;
   let known: string[] | undefined;
+  /** list()'s decoded deployments (readDeployments `cache`); what it returns is shared: callers never mutate it. */
+  const listCache = new Map<string, { raw: string; deployment: Deployment }>();
 
   const applyKeys = (txn: Txn, depId: string, changes: KeyChanges | undefined) => {
     for (const [inst, key] of Object.entries(changes?.set ?? {})) txn.op("HSET", keys.apiKeys, keyField(depId, inst), key);
@@ -279,7 +303,7 @@ export function createDeploymentStore(deps: { redis: Redis; keys: Keys; commit: 
   const store: DeploymentStore = {
     get: (id) => storeCall(async () => (await read(id))?.deployment ?? null),
     list: () => storeCall(async () => {
-      const { deployments } = await readDeployments(redis, keys, { known });
+      const { deployments } = await readDeployments(redis, keys, { known, cache: listCache });
       known = deployments.map((d) => d.id);
       return deployments;
     }),
