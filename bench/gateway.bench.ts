@@ -58,7 +58,9 @@
 // at the end of the run.
 // Also: BENCH_TARGETS (subset of direct,plain,ours,portkey,nginx), BENCH_DP_WORKERS (plugin VMs, default 1),
 // BENCH_DP_PROCESSES (data-plane processes on one port, GATEWAY_PROCESSES, default 1; their CPU and RSS count),
-// NGINX_BIN. Default run: ~3 min (BENCH_* settings above shorten it).
+// NGINX_BIN, BENCH_DP_NODE_ARGS (node/V8 options for the data-plane process, space-separated, e.g. "--trace-gc-nvp" or
+// "--cpu-prof --cpu-prof-dir=/tmp/prof": NODE_OPTIONS refuses most V8 flags). Default run: ~3 min (BENCH_* settings
+// above shorten it).
 // Output: machine and load average lines, a markdown table, the issue-19 ratio lines,
 // bench/results/gateway-<date>.json (raw numbers + the table).
 import { PLUGIN } from "../test/control/harness.js";
@@ -93,6 +95,7 @@ const S = {
   shareTolerance: num("BENCH_SHARE_TOLERANCE", 3, 0, 100),
   dpWorkers: Math.round(num("BENCH_DP_WORKERS", 1, 1, 64)),
   dpProcesses: Math.round(num("BENCH_DP_PROCESSES", 1, 1, 64)),
+  dpNodeArgs: (process.env.BENCH_DP_NODE_ARGS ?? "").split(" ").filter((a) => a !== ""),
   targets: (process.env.BENCH_TARGETS || TARGET_KEYS.join(",")).split(",").map((s) => s.trim()).filter((s) => s !== ""),
   model: "bench-gw",
 };
@@ -263,7 +266,7 @@ await bounded(
         BENCH_TABLE_VERSION: String(ctl.version),
         BENCH_DP_WORKERS: String(S.dpWorkers),
         BENCH_DP_PROCESSES: String(S.dpProcesses),
-      });
+      }, 30_000, S.dpNodeArgs);
       const url = (dpChild.ready as { url: string }).url;
       targets.push({
         key: "ours",

@@ -25,11 +25,14 @@ export interface Child {
 
 const TSX = import.meta.resolve("tsx");
 
-/** Forks `entry` (a .ts file next to this one) and waits for its `ready` message. */
-export async function forkChild(name: string, entry: string, env: Record<string, string>, startTimeoutMs = 30_000): Promise<Child> {
+/**
+ * Forks `entry` (a .ts file next to this one) and waits for its `ready` message. `nodeArgs`: extra node
+ * options for the child (V8 flags such as --trace-gc-nvp or --cpu-prof, which NODE_OPTIONS refuses).
+ */
+export async function forkChild(name: string, entry: string, env: Record<string, string>, startTimeoutMs = 30_000, nodeArgs: string[] = []): Promise<Child> {
   const file = fileURLToPath(new URL(entry, import.meta.url));
   const cp: ChildProcess = fork(file, [], {
-    execArgv: ["--import", TSX],
+    execArgv: [...nodeArgs, "--import", TSX],
     env: { ...process.env, ...env },
     serialization: "advanced", // Float64Array latencies travel as they are
     stdio: ["ignore", "inherit", "inherit", "ipc"],

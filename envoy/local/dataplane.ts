@@ -374,7 +374,8 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
   const drainTimer = setInterval(drain, 250);
   drain();
 
-  const lingering = new WeakSet<Socket>();
+  /** Sockets closing gracefully after an early reply (rare: a Set is fine here), until they close. */
+  const lingering = new Set<Socket>();
   /**
    * RFC 9112 §9.6 for a reply sent before the client finished its request (e.g. the 413 while it uploads):
    * with `connection: close` Node closes the socket as soon as the response is flushed (socket.destroySoon()),
@@ -387,6 +388,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
     const sock = req.socket;
     if (lingering.has(sock)) return;
     lingering.add(sock);
+    sock.once("close", () => lingering.delete(sock));
     (sock as Socket & { destroySoon: () => void }).destroySoon = () => {
       let bytes = 0;
       const timers: NodeJS.Timeout[] = [];
@@ -415,10 +417,20 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
   const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 256 });
   let nextWorker = 0;
-  const open = new Set<Exchange>();
+  /**
+   * The exchanges in progress (close() ends them), as an intrusive doubly linked list (Exchange.openPrev /
+   * openNext), not a Set: a long-lived Set or Map that gets an entry added and deleted per request makes V8
+   * keep whole requests alive through scavenges (its hash table, in old space, is rebuilt as the count
+   * moves, and the tables it leaves behind still point at the requests that were in them until the next
+   * full GC), so ~20 % of the young generation survived and was promoted. README "Cost per request".
+   */
+  let openFirst: Exchange | null = null;
 
   // ------------------------------------------------------------------ one request
   class Exchange {
+    /** Neighbours in the list of exchanges in progress (openFirst); both null once finished. */
+    openPrev: Exchange | null = null;
+    openNext: Exchange | null = null;
     private s: HttpStream | null;
     private done = false;
     private upstreamStarted = false;
@@ -918,11 +930,26 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       if (this.s) this.s.setProperty(path, value);
     }
 
+    linkOpen(): void {
+      this.openNext = openFirst;
+      if (openFirst !== null) openFirst.openPrev = this;
+      openFirst = this;
+    }
+
+    private unlinkOpen(): void {
+      const prev = this.openPrev;
+      const next = this.openNext;
+      if (prev !== null) prev.openNext = next;
+      else if (openFirst === this) openFirst = next;
+      if (next !== null) next.openPrev = prev;
+      this.openPrev = this.openNext = null;
+    }
+
     /** on_log, on_done, on_delete (Envoy ends the stream once both directions are over). */
     finish(): void {
       if (this.done) return;
       this.done = true;
-      open.delete(this);
+      this.unlinkOpen();
       this.armIdle(null);
       if (this.cr && !this.cr.destroyed && !(this.upRes?.complete ?? false)) this.cr.destroy();
       const s = this.s;
@@ -943,7 +970,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
     let ex: Exchange | null = null;
     try {
       ex = new Exchange(req, res, w);
-      open.add(ex);
+      ex.linkOpen();
       ex.start();
     } catch (e) {
       log(`[dataplane] internal error: ${e instanceof Error ? e.stack : String(e)}`);
@@ -955,11 +982,6 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
   });
   server.keepAliveTimeout = 65_000;
   server.requestTimeout = 0; // token streams may take long; no total cap (Envoy: request_timeout 0s)
-  const sockets = new Set<Socket>();
-  server.on("connection", (s: Socket) => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-  });
   const listenHost = opts.host ?? "127.0.0.1";
   try {
     await new Promise<void>((resolve, reject) => {
@@ -1013,8 +1035,13 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        for (const ex of [...open]) ex.finish();
-        for (const s of sockets) s.destroy();
+        const inProgress: Exchange[] = [];
+        for (let ex = openFirst; ex !== null; ex = ex.openNext) inProgress.push(ex);
+        for (const ex of inProgress) ex.finish();
+        // Every connection (node:http tracks them; no per-connection Set here, for the reason above), and
+        // those lingering after an early reply, which it may no longer count.
+        server.closeAllConnections();
+        for (const s of [...lingering]) s.destroy();
         await closed;
         agent.destroy();
         httpsAgent.destroy();

@@ -5,6 +5,7 @@ import { HeaderMap, parsePairs, pairsSize, writePairs } from "./header-map.js";
 import { ALLOWED_DURING_MALLOC, ALLOWED_DURING_START, ENV_SIGNATURES, WASI_MODULES, WASI_SIGNATURES } from "./imports.js";
 import type { PendingCall, ProxyWasmHost } from "./host.js";
 import { HttpStream } from "./stream.js";
+import { ContextTable } from "./context-table.js";
 import type { PluginGeneration } from "./plugin.js";
 import type { FastUpstream, HeaderPairs, HttpCallResponse, MetricSnapshot, PropertyValue } from "./types.js";
 
@@ -90,7 +91,8 @@ export class WorkerVm {
   readonly roots: RootContext[] = [];
   /** The root new streams are created under: the newest configuration's. */
   active: RootContext | null = null;
-  readonly contexts = new Map<number, Context>();
+  /** Live contexts by id (roots and streams); a ContextTable, not a Map: see context-table.ts. */
+  readonly contexts = new ContextTable<Context>();
   /** Why the VM failed (set by a trap); every later call into it throws. */
   failure: string | null = null;
   /** The canary after its check: gone without on_done/on_delete (cpp-host WasmHandleBase::kill). */
@@ -189,7 +191,7 @@ export class WorkerVm {
   startRoot(plugin: PluginGeneration): RootContext {
     this.assertUsable("startRoot()");
     const r = new RootContext(this.nextContextId++, plugin);
-    this.contexts.set(r.id, r);
+    this.contexts.set(r);
     this.roots.push(r);
     const where = this.index === CANARY ? "the configuration canary" : this.index === MAIN_THREAD ? "the main thread" : `worker ${this.index}`;
     try {
@@ -273,7 +275,7 @@ export class WorkerVm {
     const root = this.active;
     if (root === null) throw new HostError(`stream(): no plugin configuration is active on worker ${this.index}`);
     const s = new HttpStream(this, this.host, this.nextContextId++, properties ? new Map(Object.entries(properties)) : null, root);
-    this.contexts.set(s.id, s);
+    this.contexts.set(s);
     return s;
   }
 
