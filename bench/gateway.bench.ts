@@ -58,7 +58,8 @@
 // at the end of the run.
 // Also: BENCH_TARGETS (subset of direct,plain,ours,portkey,nginx), BENCH_DP_WORKERS (plugin VMs, default 1),
 // BENCH_DP_PROCESSES (data-plane processes on one port, GATEWAY_PROCESSES, default 1; their CPU and RSS count),
-// NGINX_BIN, BENCH_DP_NODE_ARGS (node/V8 options for the data-plane process, space-separated, e.g. "--trace-gc-nvp" or
+// NGINX_BIN, BENCH_RATE (requests/s over all connections: an open loop at the same load for every target; default 0 =
+// closed loop, as issue 19 measures), BENCH_DP_NODE_ARGS / BENCH_PLAIN_NODE_ARGS (node/V8 options for the data-plane / plain proxy process, space-separated, e.g. "--trace-gc-nvp" or
 // "--cpu-prof --cpu-prof-dir=/tmp/prof": NODE_OPTIONS refuses most V8 flags). Default run: ~3 min (BENCH_* settings
 // above shorten it).
 // Output: machine and load average lines, a markdown table, the issue-19 ratio lines,
@@ -96,6 +97,9 @@ const S = {
   dpWorkers: Math.round(num("BENCH_DP_WORKERS", 1, 1, 64)),
   dpProcesses: Math.round(num("BENCH_DP_PROCESSES", 1, 1, 64)),
   dpNodeArgs: (process.env.BENCH_DP_NODE_ARGS ?? "").split(" ").filter((a) => a !== ""),
+  plainNodeArgs: (process.env.BENCH_PLAIN_NODE_ARGS ?? "").split(" ").filter((a) => a !== ""),
+  /** BENCH_RATE: requests/s over all connections (0 = closed loop, as issue 19 measures). */
+  rate: Math.round(num("BENCH_RATE", 0, 0, 1_000_000)),
   targets: (process.env.BENCH_TARGETS || TARGET_KEYS.join(",")).split(",").map((s) => s.trim()).filter((s) => s !== ""),
   model: "bench-gw",
 };
@@ -245,7 +249,7 @@ await bounded(
     if (S.targets.includes("plain")) {
       plain = await forkChild("plain proxy", "./plain-proxy.proc.ts", {
         BENCH_PLAIN_UPSTREAMS: JSON.stringify(ports.map((port, i) => ({ port, weight: S.weights[i]! }))),
-      });
+      }, 30_000, S.plainNodeArgs);
       const url = (plain.ready as { url: string }).url;
       targets.push({ key: "plain", label: "plain Node proxy (keep-alive, SWRR)", url: `${url}/v1/chat/completions`, headers: { "content-type": "application/json" }, procs: [{ name: "proxy", pid: plain.pid }] });
     }
@@ -329,7 +333,7 @@ await bounded(
 
     // ---------------------------------------------------------------- load
     const run = (t: Target, connections: number, durationS: number, collect: boolean) =>
-      loadgen!.call<RunResult>("run", { url: t.url, headers: t.headers, body: BODY, connections, durationS, collect } satisfies RunArgs, (durationS + 30) * 1000);
+      loadgen!.call<RunResult>("run", { url: t.url, headers: t.headers, body: BODY, connections, durationS, collect, ...(S.rate > 0 ? { rate: S.rate } : {}) } satisfies RunArgs, (durationS + 30) * 1000);
     const cpuByPid = (procs: Proc[]) => new Map(procs.map((p) => [p.pid, cpuMs([p.pid])]));
     const raw = new Map<string, { rounds: Round[]; lat: Float64Array[] }>();
     const warmed = new Set<string>();

@@ -15,6 +15,8 @@ export interface RunArgs {
   durationS: number;
   /** false: warm-up, no latencies returned. */
   collect: boolean;
+  /** Open-loop instead: at most this many requests per second over all connections (autocannon overallRate). */
+  rate?: number;
 }
 
 /** durationS: seconds autocannon ran (its own clock; the stop lands on its 1 s sampling tick). */
@@ -26,7 +28,7 @@ export interface RunResult extends LoadCounts {
 
 async function run(a: RunArgs): Promise<RunResult> {
   const { result: r, ...counted } = await fire(
-    { url: a.url, method: "POST", headers: a.headers, body: a.body, connections: a.connections, duration: a.durationS },
+    { url: a.url, method: "POST", headers: a.headers, body: a.body, connections: a.connections, duration: a.durationS, ...(a.rate ? { overallRate: a.rate } : {}) },
     a.collect,
   );
   return {
