@@ -24,7 +24,7 @@ export const BENCHES: Bench[] = [
   { name: "detection", file: "detection.bench.ts", what: "Detection: instance killed → not picked; restored → picked again, against the 3·N + timeout bound" },
   { name: "control-scale", file: "control-scale.bench.ts", what: "Control-plane scale: CPU and memory of one control process probing 1k and 10k instances at N = 5 s" },
   { name: "balance", file: "balance.bench.ts", what: "Load balancing under real capacity: 4 engine mocks (one with a third of the slots), open-loop Poisson arrivals at 80 % of capacity; p99 wait = latency − the engine's service time" },
-  { name: "faults", file: "faults.bench.ts", what: "Faults one at a time under traffic and API writes: Redis primary SIGKILLed (Sentinel), the control replica holding the probe lease crashed, one data plane's control connections cut; failed requests, lost writes, recovery times" },
+  { name: "faults", file: "faults.bench.ts", what: "Faults one at a time under traffic and API writes: Redis primary SIGKILLed (Sentinel), the control replica holding the probe lease SIGKILLed, one data plane's control connections cut; failed requests, lost writes, recovery times" },
   { name: "envoy-plugin", file: "envoy-plugin.bench.ts", what: "Plugin cost in real Envoy: Envoy CPU µs per header-routed request, plugin vs no-op filter vs router only (skipped without Envoy)" },
 ];
 

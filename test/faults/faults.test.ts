@@ -1,7 +1,7 @@
 // Issue 20's fault test, short form (the long form is `npm run bench:faults`, whose table is in README):
-// real Redis primary + 2 replicas + 3 sentinels, 3 control replicas, 2 local data planes, 4 mock instances,
-// steady traffic and API writes; the Redis primary, the control replica holding the probe lease and one data
-// plane's control connections are taken away one at a time (test/faults/fleet.ts).
+// real Redis primary + 2 replicas + 3 sentinels, 3 control replica processes, 2 local data planes, 4 mock instances,
+// steady traffic and API writes; the Redis primary and the control replica holding the probe lease are
+// SIGKILLed and one data plane's control connections cut, one at a time (test/faults/fleet.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { runFleet, SHORT } from "./fleet.js";

@@ -3,15 +3,16 @@
  * `npm run bench:faults` (long form, the README table). Everything real, on loopback:
  *
  *   Redis: 1 primary + 2 replicas + 3 sentinels (`redis-server`, `redis-server --sentinel`);
- *   3 control replicas (in this process), finding Redis only through the sentinels, WAIT `auto`;
+ *   3 control replicas, each its own process (control/src/server.ts), finding Redis only through the
+ *   sentinels, WAIT `auto`;
  *   2 local data planes, each with all 3 control URLs (the second through relays the test can cut);
  *   4 mock vLLM instances behind one deployment probed every second;
  *   steady traffic through both data planes (the official `openai` SDK, no client retries) and a steady
  *   stream of API writes (models and deployments, each with an Idempotency-Key, retried with the same key
  *   on the next replica after a 503 / 409-in-progress / a dead connection, as a client does).
  *
- * Faults, one at a time, each followed by its recovery: SIGKILL the Redis primary; crash the control replica
- * holding the fleet's probe lease (no lease released); cut one data plane's control connections (every
+ * Faults, one at a time, each followed by its recovery: SIGKILL the Redis primary; SIGKILL the control replica
+ * holding the fleet's probe lease (as Redis names it); cut one data plane's control connections (every
  * connection reset, new ones refused) for a while. Per fault the row says: client requests sent and failed,
  * write attempts failed and the time until writes succeed again, acknowledged writes lost, the time until
  * every instance is probed again, and at the end whether each data plane is on the store's table version.
@@ -19,7 +20,8 @@
 import OpenAI from "openai";
 import { startLocalDataPlane, type LocalDataPlane } from "../../envoy/local/dataplane.js";
 import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
-import { PLUGIN, registerModel, startReplica, waitFor, type Replica, type Res } from "../control/harness.js";
+import { ADMIN, client, PLUGIN, registerModel, VIEWER, waitFor, type Api, type Res } from "../control/harness.js";
+import { startControlProcess, type ControlProcess } from "../support/control-process.js";
 import { startSentinelSet, type SentinelSet } from "../support/redis-sentinel.js";
 import { startTcpCut, type TcpCut } from "../support/tcp-cut.js";
 
@@ -94,18 +96,32 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     // --- Redis, control replicas, instances, data planes -------------------------------------------------
     const set: SentinelSet = await startSentinelSet({ replicas: 2, sentinels: 3, downAfterMs: 500, failoverTimeoutMs: 2_000 });
     cleanup.push(() => set.close());
+    // The harness's test settings (fast ticks, short timeouts), as environment for the real entry point.
     const env = {
+      REDIS_URL: "redis://127.0.0.1:1", // unused: REDIS_SENTINELS wins
       REDIS_SENTINELS: set.sentinelList,
       REDIS_MASTER_NAME: set.masterName,
       REDIS_COMMAND_TIMEOUT_MS: "1000",
+      CONTROL_ADMIN_TOKENS: ADMIN,
+      CONTROL_VIEWER_TOKENS: VIEWER,
+      CONTROL_PLUGIN_TOKENS: PLUGIN,
+      CREATE_WAIT_MS: "3000",
+      CONNECTIVITY_TIMEOUT_MS: "2000",
+      WORKER_INTERVAL_MS: "20",
+      PROBE_TICK_MS: "20",
       LEASE_MS: String(o.leaseMs),
+      TABLE_REFRESH_MS: "200",
+      DNS_REFRESH_MS: "0",
+      DRAIN_TIMEOUT_SECONDS: "0.2",
       LOG_LEVEL: "warn",
     };
-    const controls: Replica[] = [];
-    for (let i = 0; i < 3; i++) controls.push(await startReplica("redis://127.0.0.1:1", { ...env, REPLICA_ID: `fleet-ctl-${i}` }));
-    const dead = new Set<Replica>();
-    cleanup.push(() => Promise.all(controls.filter((c) => !dead.has(c)).map((c) => c.control.crash().catch(() => undefined))));
-    const live = () => controls.filter((c) => !dead.has(c));
+    const controls: (ControlProcess & { api: Api })[] = [];
+    cleanup.push(() => Promise.all(controls.map((c) => c.kill())));
+    for (let i = 0; i < 3; i++) {
+      const c = await startControlProcess(env, { replica: `fleet-ctl-${i}` });
+      controls.push(Object.assign(c, { api: client(c.url) }));
+    }
+    const live = () => controls.filter((c) => c.running);
 
     const mocks: MockOpenAI[] = [];
     for (let i = 0; i < 4; i++) mocks.push(await startMockOpenAI({ model: MODEL }));
@@ -117,7 +133,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     if (created.status !== 201) throw new Error(`fleet deployment: ${created.status} ${created.text}`);
 
     const relays: TcpCut[] = [];
-    for (const c of controls) relays.push(await startTcpCut({ host: "127.0.0.1", port: c.control.port }));
+    for (const c of controls) relays.push(await startTcpCut({ host: "127.0.0.1", port: c.port }));
     cleanup.push(() => Promise.all(relays.map((r) => r.close())));
     const pluginConfig = { poll_interval_ms: 100, long_poll_seconds: 2, telemetry_interval_ms: 500, control_timeout_ms: 6_000 };
     const dps: LocalDataPlane[] = [];
@@ -171,7 +187,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
         const start = Date.now();
         const r: Res | null = await c.api(method, path, { body, headers: { "idempotency-key": key } }).catch(() => null);
         const ok = r !== null && (r.status === 201 || (r.status === 409 && r.body?.error?.code === "idempotency_applied"));
-        attempts.push({ start, end: Date.now(), ok, why: `${c.control.replica}: ${r === null ? "no answer" : `${r.status} ${r.body?.error?.code ?? ""}`}` });
+        attempts.push({ start, end: Date.now(), ok, why: `${c.replica}: ${r === null ? "no answer" : `${r.status} ${r.body?.error?.code ?? ""}`}` });
         if (ok) {
           writes.push({ start: first, end: Date.now() });
           return r;
@@ -275,11 +291,20 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     await phase("Redis primary SIGKILLed", async () => {
       await set.kill(set.primary);
     });
-    await phase("control replica holding the probe lease crashed", async () => {
-      await waitFor(() => live().some((c) => c.control.probing().includes(DEPLOYMENT)), 10_000, "a replica holding the fleet's lease");
-      const holder = live().find((c) => c.control.probing().includes(DEPLOYMENT))!;
-      dead.add(holder);
-      await holder.control.crash();
+    await phase("control replica holding the probe lease SIGKILLed", async () => {
+      let holder: (typeof controls)[number] | undefined;
+      await waitFor(
+        async () => {
+          const port = await set.masterPort();
+          const token = port === null ? null : await set.call(port, "GET", `gw:lease:probe:${DEPLOYMENT}`);
+          holder = live().find((c) => typeof token === "string" && token.startsWith(`${c.replica}:`));
+          return holder !== undefined;
+        },
+        10_000,
+        "the replica holding the fleet's probe lease",
+        50,
+      );
+      await holder!.kill();
     });
     await phase(
       "data plane 2's control connections cut",
