@@ -267,6 +267,13 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       await watching;
       // Let requests sent during the fault finish before counting them.
       await sleep(Math.min(o.steadyMs, 1_000));
+      // Until every writer succeeds again, over the whole phase: the first success after the last failure.
+      {
+        const mine = attempts.slice(a0);
+        const lastFail = mine.reduce((m, a) => (a.ok ? m : Math.max(m, a.start)), -1);
+        const back = lastFail < 0 ? null : mine.find((a) => a.ok && a.start > lastFail);
+        writesBackMs = lastFail < 0 ? 0 : back ? back.end - t0 : writesBackMs;
+      }
       const reqs = requests.slice(r0);
       const acknowledgedHere = writes.slice(w0);
       const fails = reqs.filter((r) => !r.ok);
