@@ -114,3 +114,59 @@ describe("probe leases shared between replicas", () => {
     });
   });
 });
+
+describe("probe leases: the count of replicas is fresh when leases are taken", () => {
+  // Production lease period: the presence heartbeat runs every LEASE_MS / 3 = 10 s.
+  const LONG_LEASE_MS = 30_000;
+
+  let server: RedisServer;
+  const clients: Redis[] = [];
+  const probers = new Map<string, Prober>();
+  /** What every replica lists: empty at first, the fleet once every replica has started. */
+  let listed: Deployment[] = [];
+
+  before(async () => {
+    server = await startRedis();
+  });
+  after(async () => {
+    for (const p of probers.values()) await p.stop();
+    for (const c of clients) c.disconnect();
+    await server.close();
+  });
+
+  function replica(name: string): Prober {
+    const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    clients.push(redis);
+    const log: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: () => log };
+    const p = createProber({
+      store: { list: async () => listed, get: async (id) => listed.find((d) => d.id === id) ?? null, update: async (id) => listed.find((d) => d.id === id)!, getApiKey: async () => null },
+      models: { get: async () => null },
+      tester: { probe: async () => ({ ok: true, address: null, error: null }), probeCompletion: async () => ({ ok: true, address: null, error: null }) },
+      leases: createLeaseStore({ redis, keys: createKeys("share-fresh:"), owner: name }),
+      health: { states: async () => new Map(), saveState: async () => undefined, dropStates: async () => undefined, addEvent: async () => undefined, events: async () => [] },
+      telemetry: { recordProbe: async () => undefined, window: async () => new Map() },
+      tickMs: TICK_MS,
+      leaseMs: LONG_LEASE_MS,
+      replica: name,
+      log,
+    });
+    probers.set(name, p);
+    return p;
+  }
+
+  test("a replica that counted itself alone counts again before taking leases, not at its next heartbeat (LEASE_MS / 3 = 10 s later)", async () => {
+    const a = replica("a");
+    a.start();
+    await waitFor(() => a.share().present === 1, 2_000, "a counting itself");
+    // b and c join while there is nothing to probe; a's next heartbeat is 10 s away.
+    replica("b").start();
+    replica("c").start();
+    await new Promise((r) => setTimeout(r, 1_200));
+    assert.equal(a.share().present, 1, "no heartbeat of a since (the count is stale)");
+    listed = Array.from({ length: DEPLOYMENTS }, (_, k) => deployment(`f${k}`, k + 1));
+    await waitFor(() => [...probers.values()].reduce((n, p) => n + p.held().length, 0) === DEPLOYMENTS, 5_000, "every deployment held");
+    // a counted again before acquiring: its share is a third (with the stale count it was every deployment).
+    assert.deepEqual(a.share(), { present: 3, share: DEPLOYMENTS / 3 });
+    for (const [name, p] of probers) assert.equal(p.share().present, 3, `${name}'s count`);
+  });
+});

@@ -89,6 +89,8 @@ const OVER_SHARE_TICKS = 2;
 /** A taken-over instance overdue by at most this many ticks (and half an interval) is probed at once. */
 const CATCH_UP_TICKS = 3;
 const SHED_SLACK = 0.05;
+/** Before acquiring leases, the count of replicas present is read again if older than this. */
+const PRESENCE_REFRESH_MS = 1_000;
 /** Probes due within this many ms of each other start together (one timer callback). */
 const DISPATCH_SLOT_MS = 50;
 
@@ -110,6 +112,8 @@ export interface Prober {
   /** Like a killed process: stop without releasing (tests). */
   halt(): void;
   held(): string[];
+  /** The fair share as this replica last computed it: probing replicas present, and deployments each. */
+  share(): { present: number; share: number };
 }
 
 export const probeLeaseName = (deploymentId: string) => `probe:${deploymentId}`;
@@ -147,6 +151,8 @@ export function createProber(deps: {
   let stopped = false;
   /** Probing replicas present (fair share); 1 until known. */
   let present = 1;
+  /** When `present` was last read from Redis. */
+  let countedAt = 0;
   /** Held leases being handed over (not renewed; dropped when they run out). */
   const shedding = new Set<string>();
   /** Free leases seen while at the share: since when (taken after OVER_SHARE_TICKS if still free). */
@@ -554,6 +560,11 @@ export function createProber(deps: {
     for (const id of [...overShare.keys()]) if (!byId.has(id) || held.has(id)) overShare.delete(id);
     probedCount = 0;
     for (const d of deployments) if (hasProbed(d)) probedCount++;
+    // About to acquire: count the replicas present again if the count is over a second old. The heartbeat
+    // (LEASE_MS / 3) alone left a replica that started first counting only itself for up to 10 s and taking
+    // every lease, then handing the excess over one lease period later (100 s to settle 30k instances).
+    if (keeping() < probedCount && Date.now() - countedAt >= PRESENCE_REFRESH_MS) await countPresent();
+    if (stopped) return;
     const share = shareOf();
     // From a random deployment on: under the in-flight cap, no deployment is always served last.
     const first = Math.floor(Math.random() * deployments.length);
@@ -631,14 +642,21 @@ export function createProber(deps: {
     );
   }
 
-  /** Presence among the probing replicas (fair share); kept as it was when Redis does not answer. */
-  async function heartbeat() {
-    if (!deps.leases.presence || stopped) return;
+  /** Marks this replica present and reads how many are; false when Redis did not answer (the count is kept). */
+  async function countPresent(): Promise<boolean> {
+    if (!deps.leases.presence || stopped) return false;
     try {
       present = await deps.leases.presence("probe", deps.leaseMs);
+      countedAt = Date.now();
+      return true;
     } catch {
-      return; /* unknown: keep the last count */
+      return false;
     }
+  }
+
+  /** Presence among the probing replicas (fair share); kept as it was when Redis does not answer. */
+  async function heartbeat() {
+    if (!(await countPresent())) return;
     // Above the share at two heartbeats in a row (LEASE_MS/3 apart) before handing over: right after taking a
     // crashed replica's deployments over, the count may still include it (its presence runs out with its leases).
     const share = shareOf();
@@ -680,5 +698,6 @@ export function createProber(deps: {
       held.clear();
     },
     held: () => [...held.keys()],
+    share: () => ({ present, share: shareOf() }),
   };
 }
