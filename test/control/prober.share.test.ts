@@ -157,7 +157,10 @@ describe("probe leases: the count of replicas is fresh when leases are taken", (
   test("a replica that counted itself alone counts again before taking leases, not at its next heartbeat (LEASE_MS / 3 = 10 s later)", async () => {
     const a = replica("a");
     a.start();
-    await waitFor(() => a.share().present === 1, 2_000, "a counting itself");
+    // a's first heartbeat has run (the presence set and its count are one MULTI): it counted itself alone.
+    const probe = new Redis(server.url);
+    clients.push(probe);
+    await waitFor(async () => (await probe.zscore("share-fresh:lease:presence:probe", "a")) !== null, 2_000, "a's first heartbeat");
     // b and c join while there is nothing to probe; a's next heartbeat is 10 s away.
     replica("b").start();
     replica("c").start();
