@@ -31,6 +31,39 @@ function deployment(id: string, n: number): Deployment {
   };
 }
 
+/**
+ * A replica's prober on the real lease store (its own connection), with stub deployment and health stores:
+ * only the leases are under test. `onProbe` sees each probe's host.
+ */
+function startProber(
+  name: string,
+  o: { server: RedisServer; clients: Redis[]; probers: Map<string, Prober>; list: () => Deployment[]; keyPrefix: string; leaseMs: number; onProbe?: (host: string) => void },
+): Prober {
+  const redis = new Redis(o.server.url, { maxRetriesPerRequest: 1 });
+  o.clients.push(redis);
+  const log: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: () => log };
+  const p = createProber({
+    store: { list: async () => o.list(), get: async (id) => o.list().find((d) => d.id === id) ?? null, update: async (id) => o.list().find((d) => d.id === id)!, getApiKey: async () => null },
+    models: { get: async () => null },
+    tester: {
+      async probe(target) {
+        o.onProbe?.(target.host);
+        return { ok: true, address: null, error: null };
+      },
+      probeCompletion: async () => ({ ok: true, address: null, error: null }),
+    },
+    leases: createLeaseStore({ redis, keys: createKeys(o.keyPrefix), owner: name }),
+    health: { states: async () => new Map(), saveState: async () => undefined, dropStates: async () => undefined, addEvent: async () => undefined, events: async () => [] },
+    telemetry: { recordProbe: async () => undefined, window: async () => new Map() },
+    tickMs: TICK_MS,
+    leaseMs: o.leaseMs,
+    replica: name,
+    log,
+  });
+  o.probers.set(name, p);
+  return p;
+}
+
 describe("probe leases shared between replicas", () => {
   let server: RedisServer;
   const clients: Redis[] = [];
@@ -40,31 +73,8 @@ describe("probe leases shared between replicas", () => {
   const probes: { dep: string; replica: string; at: number }[] = [];
   const probers = new Map<string, Prober>();
 
-  function replica(name: string): Prober {
-    const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
-    clients.push(redis);
-    const log: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: () => log };
-    const p = createProber({
-      store: { list: async () => deployments, get: async (id) => deployments.find((d) => d.id === id) ?? null, update: async (id) => deployments.find((d) => d.id === id)!, getApiKey: async () => null },
-      models: { get: async () => null },
-      tester: {
-        async probe(target) {
-          probes.push({ dep: hostToDep.get(target.host)!, replica: name, at: performance.now() });
-          return { ok: true, address: null, error: null };
-        },
-        probeCompletion: async () => ({ ok: true, address: null, error: null }),
-      },
-      leases: createLeaseStore({ redis, keys: createKeys("share:"), owner: name }),
-      health: { states: async () => new Map(), saveState: async () => undefined, dropStates: async () => undefined, addEvent: async () => undefined, events: async () => [] },
-      telemetry: { recordProbe: async () => undefined, window: async () => new Map() },
-      tickMs: TICK_MS,
-      leaseMs: LEASE_MS,
-      replica: name,
-      log,
-    });
-    probers.set(name, p);
-    return p;
-  }
+  const replica = (name: string): Prober =>
+    startProber(name, { server, clients, probers, list: () => deployments, keyPrefix: "share:", leaseMs: LEASE_MS, onProbe: (host) => probes.push({ dep: hostToDep.get(host)!, replica: name, at: performance.now() }) });
 
   before(async () => {
     server = await startRedis();
@@ -134,25 +144,7 @@ describe("probe leases: the count of replicas is fresh when leases are taken", (
     await server.close();
   });
 
-  function replica(name: string): Prober {
-    const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
-    clients.push(redis);
-    const log: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: () => log };
-    const p = createProber({
-      store: { list: async () => listed, get: async (id) => listed.find((d) => d.id === id) ?? null, update: async (id) => listed.find((d) => d.id === id)!, getApiKey: async () => null },
-      models: { get: async () => null },
-      tester: { probe: async () => ({ ok: true, address: null, error: null }), probeCompletion: async () => ({ ok: true, address: null, error: null }) },
-      leases: createLeaseStore({ redis, keys: createKeys("share-fresh:"), owner: name }),
-      health: { states: async () => new Map(), saveState: async () => undefined, dropStates: async () => undefined, addEvent: async () => undefined, events: async () => [] },
-      telemetry: { recordProbe: async () => undefined, window: async () => new Map() },
-      tickMs: TICK_MS,
-      leaseMs: LONG_LEASE_MS,
-      replica: name,
-      log,
-    });
-    probers.set(name, p);
-    return p;
-  }
+  const replica = (name: string): Prober => startProber(name, { server, clients, probers, list: () => listed, keyPrefix: "share-fresh:", leaseMs: LONG_LEASE_MS });
 
   test("a replica that counted itself alone counts again before taking leases, not at its next heartbeat (LEASE_MS / 3 = 10 s later)", async () => {
     const a = replica("a");

@@ -16,7 +16,7 @@
  *    a host name (localhost) starts; without `sentinel resolve-hostnames yes` the real server refuses it.
  */
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createConnection } from "node:net";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import { parseAllDocuments } from "yaml";
-import { freePort, waitFor } from "../support/redis.js";
+import { freePort, spawnRedis, waitFor, type SpawnedRedis } from "../support/redis.js";
 import { REPO } from "./support.js";
 
 const NS = "ns-test";
@@ -232,31 +232,12 @@ describe("envoy/kubernetes redis-scripts: the start scripts choose the primary a
 // ---------------------------------------------------------------------------------------------------------------
 // 2. The generated configs with the real redis-server.
 
-interface Node {
-  child: ChildProcess;
-  exited: Promise<void>;
-  alive: () => boolean;
-  log: () => string;
-}
+type Node = SpawnedRedis;
 
 const nodes: Node[] = [];
 
 function startNode(args: string[]): Node {
-  const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
-  let log = "";
-  let alive = true;
-  child.stdout?.on("data", (d) => (log += d.toString()));
-  child.stderr?.on("data", (d) => (log += d.toString()));
-  const reap = () => child.kill("SIGKILL");
-  process.once("exit", reap);
-  const exited = new Promise<void>((resolve) =>
-    child.once("exit", () => {
-      alive = false;
-      process.removeListener("exit", reap);
-      resolve();
-    }),
-  );
-  const n = { child, exited, alive: () => alive, log: () => log };
+  const n = spawnRedis(args);
   nodes.push(n);
   return n;
 }
@@ -338,7 +319,7 @@ describe("envoy/kubernetes redis-scripts: the generated configs run with the rea
     const primary = startNode([files.primary]);
     let replica: Node | undefined;
     let sentinel: Node | undefined;
-    const diag = () => `\n--- primary ---\n${primary.log()}\n--- replica ---\n${replica?.log()}\n--- sentinel ---\n${sentinel?.log()}`;
+    const diag = () => `\n--- primary ---\n${primary.output()}\n--- replica ---\n${replica?.output()}\n--- sentinel ---\n${sentinel?.output()}`;
     const up = (n: Node, port: number, password: string) => async () => {
       assert.ok(n.alive(), `a redis-server exited (config refused?)${diag()}`);
       return (await call(port, password, "PING")) === "PONG";
@@ -413,11 +394,11 @@ describe("envoy/kubernetes redis-scripts: the generated configs run with the rea
     const bad = startNode([badFile, "--sentinel"]);
     try {
       await waitFor(async () => {
-        assert.ok(ok.alive(), `the sentinel refused the generated config:\n${ok.log()}`);
+        assert.ok(ok.alive(), `the sentinel refused the generated config:\n${ok.output()}`);
         return (await call(okPort, SENTINEL_PASSWORD, "PING")) === "PONG";
       }, 10_000, "the sentinel with the generated order to answer PING", 20);
       await waitFor(() => !bad.alive(), 10_000, "the sentinel to refuse a host name without resolve-hostnames", 20);
-      assert.match(bad.log(), /FATAL CONFIG FILE ERROR[\s\S]*Can't resolve instance hostname/);
+      assert.match(bad.output(), /FATAL CONFIG FILE ERROR[\s\S]*Can't resolve instance hostname/);
     } finally {
       for (const n of [ok, bad]) if (n.alive()) n.child.kill("SIGKILL");
       await Promise.all([ok.exited, bad.exited]);

@@ -4,12 +4,12 @@
  * condition. `kill(port)` SIGKILLs one node (a crashed box); `close()` kills everything left and removes the
  * temp dir — call it in `after`/`finally` even when the test failed. Never mock Redis.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { freePort, waitFor } from "./redis.js";
+import { freePort, spawnRedis, waitFor } from "./redis.js";
 import { redisPing } from "../../envoy/local/redis-ping.js";
 
 export interface SentinelSetOptions {
@@ -26,6 +26,7 @@ export interface RedisNode {
   readonly port: number;
   readonly kind: "data" | "sentinel";
   readonly running: boolean;
+  /** What it printed (stdout and stderr). */
   readonly stderr: () => string;
 }
 
@@ -61,32 +62,20 @@ export async function startSentinelSet(opts: SentinelSetOptions = {}): Promise<S
   const procs: Proc[] = [];
 
   const spawnNode = async (binary: string, args: string[], port: number, kind: "data" | "sentinel"): Promise<Proc> => {
-    const child = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    let alive = true;
-    child.stderr?.on("data", (d) => (err += d.toString()));
-    const reap = () => child.kill("SIGKILL");
-    process.once("exit", reap);
-    const exited = new Promise<void>((resolve) =>
-      child.once("exit", () => {
-        alive = false;
-        process.removeListener("exit", reap);
-        resolve();
-      }),
-    );
+    const spawned = spawnRedis(args, binary);
     const p: Proc = {
       port,
       kind,
-      child,
-      exited,
+      child: spawned.child,
+      exited: spawned.exited,
       get running() {
-        return alive;
+        return spawned.alive();
       },
-      stderr: () => err,
+      stderr: spawned.output,
     };
     procs.push(p);
-    await waitFor(async () => !alive || (await redisPing(port)), startTimeoutMs, `${kind} redis on port ${port}`, 20);
-    if (!alive) throw new Error(`${binary} on port ${port} exited at start: ${err}`);
+    await waitFor(async () => !spawned.alive() || (await redisPing(port)), startTimeoutMs, `${kind} redis on port ${port}`, 20);
+    if (!spawned.alive()) throw new Error(`${binary} on port ${port} exited at start: ${spawned.output()}`);
     return p;
   };
 

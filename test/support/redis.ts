@@ -12,6 +12,34 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+/** A redis-server child process (data node or sentinel) of a test. */
+export interface SpawnedRedis {
+  readonly child: ChildProcess;
+  readonly exited: Promise<void>;
+  alive(): boolean;
+  /** What it printed (stdout and stderr), for failure messages. */
+  output(): string;
+}
+
+/** Spawns `binary args…`; it is SIGKILLed if the test process exits first (never a redis-server left behind). */
+export function spawnRedis(args: string[], binary = "redis-server"): SpawnedRedis {
+  const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let alive = true;
+  child.stdout?.on("data", (d) => (out += d.toString()));
+  child.stderr?.on("data", (d) => (out += d.toString()));
+  const reap = () => child.kill("SIGKILL");
+  process.once("exit", reap);
+  const exited = new Promise<void>((resolve) =>
+    child.once("exit", () => {
+      alive = false;
+      process.removeListener("exit", reap);
+      resolve();
+    }),
+  );
+  return { child, exited, alive: () => alive, output: () => out };
+}
+
 export interface RedisServerOptions {
   /** Persist with an append-only file (restart keeps data). Default false: purely in memory. */
   appendonly?: boolean;
@@ -53,7 +81,6 @@ export async function startRedis(opts: RedisServerOptions = {}): Promise<RedisSe
   const startTimeoutMs = opts.startTimeoutMs ?? 10_000;
   let child: ChildProcess | null = null;
   let exited: Promise<void> = Promise.resolve();
-  let stderr = "";
 
   const start = async () => {
     if (child) return;
@@ -69,21 +96,15 @@ export async function startRedis(opts: RedisServerOptions = {}): Promise<RedisSe
       "--protected-mode", "no",
       ...(opts.args ?? []),
     ];
-    const proc = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
+    const spawned = spawnRedis(args, binary);
+    const proc = spawned.child;
     child = proc;
-    // Never leave a redis-server behind if the test process dies without closing it.
-    const reap = () => proc.kill("SIGKILL");
-    process.once("exit", reap);
-    proc.once("exit", () => process.removeListener("exit", reap));
-    proc.stderr?.on("data", (d) => (stderr += d.toString()));
-    exited = new Promise((resolve) => proc.once("exit", () => resolve()));
-    let failed = false;
-    proc.once("exit", () => {
-      failed = true;
+    exited = spawned.exited;
+    void spawned.exited.then(() => {
       if (child === proc) child = null;
     });
-    await waitFor(async () => failed || (await redisPing(port)), startTimeoutMs, `redis-server on port ${port}`);
-    if (failed) throw new Error(`redis-server exited at start: ${stderr}`);
+    await waitFor(async () => !spawned.alive() || (await redisPing(port)), startTimeoutMs, `redis-server on port ${port}`);
+    if (!spawned.alive()) throw new Error(`redis-server exited at start: ${spawned.output()}`);
   };
 
   const stop = async () => {

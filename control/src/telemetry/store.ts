@@ -113,11 +113,14 @@ const SUM_FIELDS = [F.requests, F.upstream5xx, F.connectFailures, F.latencySum, 
 /** The fields a traffic-only window read adds (requests, errors, latency histogram): what /metrics shows. */
 const TRAFFIC_FIELDS = [F.requests, F.upstream5xx, F.connectFailures, ...Array.from({ length: BUCKETS }, (_, i) => F.hist(i))];
 
+/** The i-th sum WINDOW_SUM answered (0 for a missing or damaged value). */
+const sumAt = (v: string[], i: number): number => {
+  const x = Number(v[i]);
+  return Number.isFinite(x) ? x : 0;
+};
+
 function fromTrafficSums(v: string[]): WindowStats {
-  const n = (i: number) => {
-    const x = Number(v[i]);
-    return Number.isFinite(x) ? x : 0;
-  };
+  const n = (i: number) => sumAt(v, i);
   const s = emptyStats();
   s.requests = n(0);
   s.upstream_5xx = n(1);
@@ -127,10 +130,7 @@ function fromTrafficSums(v: string[]): WindowStats {
 }
 
 function fromSums(v: string[]): WindowStats {
-  const n = (i: number) => {
-    const x = Number(v[i]);
-    return Number.isFinite(x) ? x : 0;
-  };
+  const n = (i: number) => sumAt(v, i);
   const s = emptyStats();
   s.requests = n(0);
   s.upstream_5xx = n(1);
