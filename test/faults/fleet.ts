@@ -89,6 +89,17 @@ interface Attempt {
   why: string;
 }
 
+/**
+ * Fault (t0) → the end of the first write attempt that succeeded after the last failed one; 0 when none failed
+ * (and one succeeded); null while no attempt has succeeded since the last failure.
+ */
+function writesBack(attempts: Attempt[], t0: number): number | null {
+  const lastFail = attempts.reduce((m, a) => (a.ok ? m : Math.max(m, a.start)), -1);
+  if (lastFail < 0) return attempts.some((a) => a.ok) ? 0 : null;
+  const back = attempts.find((a) => a.ok && a.start > lastFail);
+  return back ? back.end - t0 : null;
+}
+
 export async function runFleet(o: FleetOptions): Promise<FleetResult> {
   const log = o.log ?? (() => undefined);
   const cleanup: (() => Promise<unknown>)[] = [];
@@ -245,13 +256,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
         async () => {
           if (probesBackMs < 0 && (await probesAfter(t0))) probesBackMs = Date.now() - t0;
           if (target !== null && tablesBackMs < 0 && (await tablesAt(target))) tablesBackMs = Date.now() - tRestore;
-          const mine = attempts.slice(a0);
-          const lastFail = mine.reduce((m, a) => (a.ok ? m : Math.max(m, a.start)), -1);
-          if (writesBackMs < 0) {
-            if (lastFail < 0 && mine.some((a) => a.ok)) writesBackMs = 0;
-            const back = mine.find((a) => a.ok && a.start > lastFail && lastFail >= 0);
-            if (back) writesBackMs = back.end - t0;
-          }
+          if (writesBackMs < 0) writesBackMs = writesBack(attempts.slice(a0), t0) ?? -1;
           return probesBackMs >= 0 && tablesBackMs >= 0 && writesBackMs >= 0;
         },
         60_000,
@@ -267,17 +272,12 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       await watching;
       // Let requests sent during the fault finish before counting them.
       await sleep(Math.min(o.steadyMs, 1_000));
-      // Until every writer succeeds again, over the whole phase: the first success after the last failure.
-      {
-        const mine = attempts.slice(a0);
-        const lastFail = mine.reduce((m, a) => (a.ok ? m : Math.max(m, a.start)), -1);
-        const back = lastFail < 0 ? null : mine.find((a) => a.ok && a.start > lastFail);
-        writesBackMs = lastFail < 0 ? 0 : back ? back.end - t0 : writesBackMs;
-      }
+      const mine = attempts.slice(a0);
+      // Over the whole phase now (the watcher stopped at the first success after a failure it had seen).
+      writesBackMs = writesBack(mine, t0) ?? writesBackMs;
       const reqs = requests.slice(r0);
       const acknowledgedHere = writes.slice(w0);
       const fails = reqs.filter((r) => !r.ok);
-      const mine = attempts.slice(a0);
       rows.push({
         fault,
         requests: reqs.length,
