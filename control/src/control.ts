@@ -27,6 +27,7 @@ import { createLoadStore } from "./health/load.js";
 import { createCas } from "./redis/cas.js";
 import { createCommandClient, createSubscriber } from "./redis/client.js";
 import { createDurability } from "./redis/durability.js";
+import { createPrimaryCheck } from "./redis/primary.js";
 import { createKeys } from "./redis/keys.js";
 import { createTableCache, type TableCache } from "./routing-table/cache.js";
 import { createVersionFloor } from "./routing-table/version-floor.js";
@@ -83,8 +84,11 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
   const keys = createKeys(config.keyPrefix);
   const redis = createCommandClient(config.redis, { commandTimeoutMs: config.redisCommandTimeoutMs, log, name: `gw-control-${config.replicaId}` });
   const sub = createSubscriber(config.redis, { log, name: `gw-control-sub-${config.replicaId}` });
-  // Commits are answered once enough replicas have them (REDIS_WAIT_REPLICAS; none without replicas).
-  const durability = createDurability(redis, { ...config.redisWait, log: log.child({ component: "redis" }) });
+  // Commits are answered once enough replicas have them (REDIS_WAIT_REPLICAS; none without replicas) and,
+  // with Sentinel, once the sentinels confirm the node written to is still the primary.
+  const redisLog = log.child({ component: "redis" });
+  const primary = config.redis.kind === "sentinel" ? createPrimaryCheck(redis, sub, config.redis, { timeoutMs: config.redisWait.timeoutMs, log: redisLog }) : undefined;
+  const durability = createDurability(redis, { ...config.redisWait, log: redisLog, ...(primary ? { primary } : {}) });
   // Set once the cache exists: a write answers after this replica's table includes it (bounded wait).
   let afterVersion = async (_version: number): Promise<void> => undefined;
   const commit = createCas(redis, keys.version, keys.channel, (v) => afterVersion(v), { durability, log });
@@ -216,7 +220,7 @@ export async function startControl(config: Readonly<Config>, opts: ControlOption
     worker,
     cache,
     tableViews,
-    idempotency: idempotency(createIdempotencyStore({ redis, keys, ttlSeconds: config.idempotencyTtlSeconds, inProgressSeconds: Math.ceil(verdictMs / 1000) + 60 }), log),
+    idempotency: idempotency(createIdempotencyStore({ redis, keys, ttlSeconds: config.idempotencyTtlSeconds, inProgressSeconds: Math.ceil(verdictMs / 1000) + 60, durability }), log),
     health: () => ({ redis: redis.status === "ready" ? "up" : "down", table_version: cache.current()?.version ?? null, replica: config.replicaId, table: cache.status() }),
     bodyLimitBytes: config.bodyLimitBytes,
     createWaitMs: config.createWaitMs,

@@ -13,6 +13,7 @@ import { createLogger } from "../../control/src/log.js";
 import { createCas, fences, Txn, type Fence } from "../../control/src/redis/cas.js";
 import { createCommandClient, isConnectionError, isRefused, mayHaveRun, storeCall } from "../../control/src/redis/client.js";
 import { connectedReplicas, createDurability } from "../../control/src/redis/durability.js";
+import type { PrimaryCheck } from "../../control/src/redis/primary.js";
 import { startRedis, waitFor, type RedisServer } from "../support/redis.js";
 
 const log = createLogger({ level: "error", sink: () => undefined });
@@ -138,6 +139,30 @@ describe("WAIT for replicas; READONLY replicas", { timeout: 60_000 }, () => {
       assert.equal((await autoCommit(new Txn().op("HSET", "w:h", "w", "1").bump())).ok, true);
     } finally {
       fixed.stop();
+      auto.stop();
+      await replica.start();
+    }
+  });
+
+  test("auto with Sentinel: a replica the sentinels could promote is waited for even while the primary does not count it", async () => {
+    const c = conn(primary.url);
+    await ready(c);
+    // A primary with no replica of its own (the replica is stopped), as right after a failover while the
+    // other replica still copies from it: the primary counts none, the sentinels would promote it.
+    await replica.stop();
+    let promotable = 1;
+    const primaryCheck: PrimaryCheck = { verify: async () => ({ verdict: "primary", promotable }), stop: () => undefined };
+    const auto = createDurability(c, { replicas: "auto", timeoutMs: 200, refreshMs: 50, primary: primaryCheck });
+    try {
+      await waitFor(() => auto.needed() === 0, 5_000, "auto to see no replica on the primary");
+      await c.set("p:1", "1");
+      const ack = await auto.acknowledged(c.stream);
+      assert.deepEqual(ack, { ok: false, needed: 1, acked: 0, why: "replicas" }, "a copy a failover may promote must have it first");
+      // No replica the sentinels could promote (all down): a lone primary keeps working.
+      promotable = 0;
+      await c.set("p:2", "1");
+      assert.deepEqual(await auto.acknowledged(c.stream), { ok: true, needed: 0, acked: 0 });
+    } finally {
       auto.stop();
       await replica.start();
     }

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { freePort, spawnRedis, waitFor } from "./redis.js";
+import { freePort, LOG_DIR, nodeLog, spawnRedis, waitFor } from "./redis.js";
 import { redisPing } from "../../envoy/local/redis-ping.js";
 
 export interface SentinelSetOptions {
@@ -20,6 +20,8 @@ export interface SentinelSetOptions {
   downAfterMs?: number;
   failoverTimeoutMs?: number;
   startTimeoutMs?: number;
+  /** Extra redis-server arguments for the first primary (e.g. rename REPLICAOF so Sentinel cannot demote it). */
+  primaryArgs?: string[];
 }
 
 export interface RedisNode {
@@ -81,7 +83,7 @@ export async function startSentinelSet(opts: SentinelSetOptions = {}): Promise<S
 
   const dataArgs = (port: number, extra: string[]) =>
     // One temp dir for all nodes; each node's files are named by its port.
- ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--dbfilename", `dump-${port}.rdb`, "--save", "", "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning", ...extra];
+ ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--dbfilename", `dump-${port}.rdb`, "--save", "", "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no", ...nodeLog(`data-${port}.log`), ...extra];
 
   const call = async (port: number, ...args: string[]): Promise<unknown> => {
     const c = new Redis({ port, host: "127.0.0.1", lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 500, commandTimeout: 1_000 });
@@ -104,7 +106,7 @@ export async function startSentinelSet(opts: SentinelSetOptions = {}): Promise<S
 
   try {
     const p0 = await freePort();
-    const primary = await spawnNode("redis-server", dataArgs(p0, []), p0, "data");
+    const primary = await spawnNode("redis-server", dataArgs(p0, opts.primaryArgs ?? []), p0, "data");
     const replicas: Proc[] = [];
     for (let i = 0; i < nReplicas; i++) {
       const port = await freePort();
@@ -128,7 +130,7 @@ export async function startSentinelSet(opts: SentinelSetOptions = {}): Promise<S
           "protected-mode no",
           "daemonize no",
           `dir ${dir}`,
-          "loglevel warning",
+          ...(LOG_DIR ? ["loglevel notice", `logfile ${join(LOG_DIR, `sentinel-${port}.log`)}`] : ["loglevel warning"]),
           `sentinel monitor ${masterName} 127.0.0.1 ${p0} ${quorum}`,
           `sentinel down-after-milliseconds ${masterName} ${opts.downAfterMs ?? 500}`,
           `sentinel failover-timeout ${masterName} ${opts.failoverTimeoutMs ?? 2_000}`,

@@ -17,8 +17,9 @@
  */
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
-import { isConnectionError, isTimeout, mayHaveRun, storeCall } from "../redis/client.js";
+import { isConnectionError, isTimeout, mayHaveRun, outcomeUnknown, storeCall } from "../redis/client.js";
 import type { Resolved } from "../redis/cas.js";
+import type { Durability } from "../redis/durability.js";
 import type { Keys } from "../redis/keys.js";
 
 export interface IdempotencyRecord {
@@ -84,14 +85,27 @@ export interface IdempotencyStore {
   readonly settleMs: number;
 }
 
-/* KEYS: record, fence. ARGV: in-progress record JSON, fence JSON, claim ms. */
+/*
+ * KEYS: record, fence. ARGV: in-progress record JSON, fence JSON, claim ms. A record or an applied fence
+ * found is touched (its TTL set again, a write that replicates), so WAIT after the claim covers what it found.
+ */
 const CLAIM = `
+local function touch(k)
+  local ttl = redis.call('PTTL', k)
+  if ttl > 0 then redis.call('PEXPIRE', k, ttl) end
+end
 local raw = redis.call('GET', KEYS[1])
-if raw then return {'record', raw} end
+if raw then
+  touch(KEYS[1])
+  return {'record', raw}
+end
 local f = redis.call('GET', KEYS[2])
 if f then
   local fence = cjson.decode(f)
-  if fence.applied then return {'applied', fence.fp or ''} end
+  if fence.applied then
+    touch(KEYS[2])
+    return {'applied', fence.fp or ''}
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
@@ -176,7 +190,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
 /** How long a claim lasts without renewal: a retry waits at most this long after the replica running the first attempt died. */
 export const CLAIM_MS = 5_000;
 
-export function createIdempotencyStore(deps: { redis: Redis; keys: Keys; ttlSeconds: number; inProgressSeconds: number; claimMs?: number }): IdempotencyStore {
+export function createIdempotencyStore(deps: {
+  redis: Redis;
+  keys: Keys;
+  ttlSeconds: number;
+  inProgressSeconds: number;
+  claimMs?: number;
+  /**
+   * A replay (a kept answer, or "applied") reports a change as made, like the commit's own answer did: it is
+   * given only once the change is as safe as a commit's (replicas, and with Sentinel the node is the primary).
+   * Without this, a retry could be answered from a primary about to be replaced, and the change be lost.
+   */
+  durability?: Durability;
+}): IdempotencyStore {
   const { keys, ttlSeconds } = deps;
   const redis = deps.redis as IdemRedis;
   if (!redis.gwIdemClaim) {
@@ -220,6 +246,14 @@ export function createIdempotencyStore(deps: { redis: Redis; keys: Keys; ttlSeco
     return applied === 1 ? { applied: true, version: Number(version) } : { applied: false };
   };
 
+  /** Not yet safe: 503 outcome_unknown, and a retry asks again (the claim changed nothing but a TTL). */
+  const confirmed = async (socket: unknown, claim: Claim): Promise<Claim> => {
+    if (!deps.durability) return claim;
+    const ack = await deps.durability.acknowledged(socket);
+    if (!ack.ok) throw outcomeUnknown();
+    return claim;
+  };
+
   return {
     claimMs,
     settleMs,
@@ -230,6 +264,7 @@ export function createIdempotencyStore(deps: { redis: Redis; keys: Keys; ttlSeco
       storeCall(async () => {
         const record: IdempotencyRecord = { fingerprint, state: "in_progress", attempt };
         const ready = redis.status === "ready";
+        const socket: unknown = redis.stream;
         let kind: string;
         let raw: string;
         try {
@@ -241,10 +276,10 @@ export function createIdempotencyStore(deps: { redis: Redis; keys: Keys; ttlSeco
           throw err;
         }
         if (kind === "run") return { kind: "run" };
-        if (kind === "applied") return raw === fingerprint ? { kind: "applied" } : { kind: "reused" };
+        if (kind === "applied") return raw === fingerprint ? confirmed(socket, { kind: "applied" }) : { kind: "reused" };
         const existing = JSON.parse(raw) as IdempotencyRecord;
         if (existing.fingerprint !== fingerprint) return { kind: "reused" };
-        if (existing.state === "done" && existing.status !== undefined) return { kind: "done", record: existing };
+        if (existing.state === "done" && existing.status !== undefined) return confirmed(socket, { kind: "done", record: existing });
         return { kind: "running" };
       }),
     complete: (scope, attempt, record, wrote) =>

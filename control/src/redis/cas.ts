@@ -214,6 +214,8 @@ export function createCas(
     const fence = current?.active ? current : undefined;
     const { keys, spec, args } = txn.encode(versionKey, fence);
     const ready = redis.status === "ready";
+    // The connection the script goes out on: durability asks about that one (and knows if it was replaced).
+    const socket: unknown = redis.stream;
     let r: number;
     let detached = false;
     /**
@@ -244,9 +246,9 @@ export function createCas(
     }
     if (r === -1) return { ok: false };
     if (opts.durability && (txn.writes || r > 0)) {
-      const ack = await opts.durability.acknowledged();
+      const ack = await opts.durability.acknowledged(socket);
       if (!ack.ok) {
-        opts.log?.warn("write not acknowledged by enough replicas: answered outcome_unknown", { needed: ack.needed, acked: ack.acked, version: r });
+        opts.log?.warn("write not acknowledged: answered outcome_unknown", { why: ack.why, needed: ack.needed, acked: ack.acked, version: r });
         // Before going on, learn whether the change is on the primary now: after a failover that lost it,
         // the fence there is not "applied" — going on would record an answer for a change that does not exist.
         await settle();

@@ -6,7 +6,8 @@
  * How many replicas (REDIS_WAIT_REPLICAS):
  *   - a number n: every commit waits for n (0 = never wait);
  *   - `auto` (default): min(1, replicas in sync with the primary (INFO replication, state=online)), re-read every
- *     second, on every (re)connect and after a shortfall. One is enough for Sentinel: it promotes the
+ *     second, on every (re)connect and after a shortfall; with Sentinel, 1 also while the sentinels know a
+ *     replica they could promote (one still copying counts: a failover may pick it — primary.ts). One is enough for Sentinel: it promotes the
  *     replica with the highest replication offset among those it can reach, so a write one replica has is
  *     on the promoted one unless that very replica is lost with the primary (two faults at once; set a
  *     number for that). With no replica (one Redis, or all replicas gone) nothing is waited for: the write
@@ -19,6 +20,7 @@
  */
 import type { Redis } from "ioredis";
 import type { Logger } from "../log.js";
+import type { PrimaryCheck } from "./primary.js";
 
 export interface DurabilityOptions {
   replicas: number | "auto";
@@ -26,13 +28,21 @@ export interface DurabilityOptions {
   log?: Logger;
   /** How often `auto` re-reads the number of connected replicas. */
   refreshMs?: number;
+  /** Sentinel mode: also confirm the node written to is the sentinels' primary (primary.ts). */
+  primary?: PrimaryCheck;
 }
 
-export type Acknowledged = { ok: true; needed: number; acked: number } | { ok: false; needed: number; acked: number };
+export type Acknowledged =
+  | { ok: true; needed: number; acked: number }
+  | { ok: false; needed: number; acked: number; why: "replicas" | "superseded" | "failing_over" | "reconnected" };
 
 export interface Durability {
-  /** Wait for the replicas to have everything written on this connection so far. */
-  acknowledged(): Promise<Acknowledged>;
+  /**
+   * Wait for the replicas to have everything written on this connection so far. `socket`: the connection
+   * the write was sent on (`redis.stream` when it was sent). If the client has reconnected since, WAIT would
+   * count a different connection's writes, so the write is not acknowledged.
+   */
+  acknowledged(socket?: unknown): Promise<Acknowledged>;
   /** Replicas each commit waits for now. */
   needed(): number;
   stop(): void;
@@ -83,24 +93,38 @@ export function createDurability(redis: Redis, opts: DurabilityOptions): Durabil
   const needed = () => fixed ?? auto;
   return {
     needed,
-    async acknowledged() {
-      const n = needed();
-      if (n === 0) return { ok: true, needed: 0, acked: 0 };
-      let acked = 0;
-      try {
-        acked = Number(await redis.wait(n, opts.timeoutMs));
-      } catch (err) {
-        // The connection failed or timed out: nothing confirms the write reached a replica.
-        opts.log?.warn("redis WAIT failed", { err_message: err instanceof Error ? err.message : String(err) });
+    async acknowledged(socket) {
+      let n = needed();
+      const wait = async (count: number): Promise<number> => {
+        if (count === 0) return 0;
+        try {
+          return Number(await redis.wait(count, opts.timeoutMs));
+        } catch (err) {
+          // The connection failed or timed out: nothing confirms the write reached a replica.
+          opts.log?.warn("redis WAIT failed", { err_message: err instanceof Error ? err.message : String(err) });
+          return 0;
+        }
+      };
+      const check = opts.primary && socket !== undefined ? opts.primary.verify(socket) : null;
+      const [first, { verdict, promotable }] = await Promise.all([wait(n), check ?? ({ verdict: "primary", promotable: 0 } as const)]);
+      let acked = first;
+      // A replica the sentinels could promote, not yet counted by the primary (still copying): wait for it too.
+      if (verdict === "primary" && n === 0 && promotable > 0) {
+        n = 1;
+        acked = await wait(n);
       }
+      if (socket !== undefined && redis.stream !== socket) return { ok: false, needed: n, acked, why: "reconnected" };
+      // Sentinels unreachable ("unknown"): as safe as WAIT alone — no failover can be agreed without them either.
+      if (verdict === "superseded" || verdict === "failing_over") return { ok: false, needed: n, acked, why: verdict };
       if (acked >= n) return { ok: true, needed: n, acked };
       // A replica went away (or is slow): learn it before the next commit waits for it too.
       void refresh();
-      return { ok: false, needed: n, acked };
+      return { ok: false, needed: n, acked, why: "replicas" };
     },
     stop() {
       if (timer) clearInterval(timer);
       timer = null;
+      opts.primary?.stop();
     },
   };
 }
