@@ -17,11 +17,14 @@
  * write attempts failed and the time until writes succeed again, acknowledged writes lost, the time until
  * every instance is probed again, and at the end whether each data plane is on the store's table version.
  */
+import { createWriteStream } from "node:fs";
+import { join } from "node:path";
 import OpenAI from "openai";
 import { startLocalDataPlane, type LocalDataPlane } from "../../envoy/local/dataplane.js";
 import { startMockOpenAI, type MockOpenAI } from "../../envoy/local/mock-openai.js";
 import { ADMIN, client, PLUGIN, registerModel, VIEWER, waitFor, type Api, type Res } from "../control/harness.js";
 import { startControlProcess, type ControlProcess } from "../support/control-process.js";
+import { LOG_DIR } from "../support/redis.js";
 import { startSentinelSet, type SentinelSet } from "../support/redis-sentinel.js";
 import { startTcpCut, type TcpCut } from "../support/tcp-cut.js";
 
@@ -188,17 +191,22 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     /** Acknowledged writes: from the first attempt to the acknowledgement (retries included). */
     const writes: { start: number; end: number }[] = [];
     const unexpected: string[] = [];
+    // With TEST_LOG_DIR: every write attempt, to line up with the control and Redis logs there.
+    const writesLog = LOG_DIR ? createWriteStream(join(LOG_DIR, "writes.jsonl")) : null;
+    cleanup.push(async () => writesLog?.end());
     let next = 0;
     /** The answer that acknowledged the write (201, or 409 idempotency_applied), null when given up. */
     const send = async (method: string, path: string, body: unknown, key: string): Promise<Res | null> => {
       const first = Date.now();
       for (let turn = 0; !stop || turn === 0; turn++) {
         const all = live();
-        const c = all[(next++ + turn) % all.length]!;
+        // Each attempt (retries too) goes to the next replica, as a client behind a load balancer would.
+        const c = all[next++ % all.length]!;
         const start = Date.now();
         const r: Res | null = await c.api(method, path, { body, headers: { "idempotency-key": key } }).catch(() => null);
         const ok = r !== null && (r.status === 201 || (r.status === 409 && r.body?.error?.code === "idempotency_applied"));
         attempts.push({ start, end: Date.now(), ok, why: `${c.replica}: ${r === null ? "no answer" : `${r.status} ${r.body?.error?.code ?? ""}`}` });
+        writesLog?.write(`${JSON.stringify({ start: new Date(start).toISOString(), ms: Date.now() - start, key, replica: c.replica, status: r?.status ?? null, code: r?.body?.error?.code ?? null, request_id: r?.headers.get("x-request-id") ?? null })}\n`);
         if (ok) {
           writes.push({ start: first, end: Date.now() });
           return r;

@@ -1,11 +1,14 @@
 /**
  * A control replica as its own process: the real entry (control/src/server.ts, configured by environment),
  * so a test can SIGKILL it — the box gone, nothing released, no `finally` run. Ready once GET /healthz
- * answers 200. Killed when the test process exits, whatever happened.
+ * answers 200. Killed when the test process exits, whatever happened. With TEST_LOG_DIR set, its whole
+ * output at debug level goes to a file there (test/support/redis.ts).
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort } from "./redis.js";
+import { freePort, LOG_DIR } from "./redis.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const SERVER = fileURLToPath(new URL("../../control/src/server.ts", import.meta.url));
@@ -32,13 +35,16 @@ export async function startControlProcess(env: Record<string, string>, opts: { r
   const port = await freePort();
   const child = spawn(process.execPath, ["--import", "tsx", SERVER], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env, REPLICA_ID: opts.replica, CONTROL_HOST: "127.0.0.1", CONTROL_PORT: String(port) },
+    // TEST_LOG_DIR: every line at debug level, kept in a file per replica (for a failure's timeline).
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env, ...(LOG_DIR ? { LOG_LEVEL: "debug" } : {}), REPLICA_ID: opts.replica, CONTROL_HOST: "127.0.0.1", CONTROL_PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   live.add(child);
   const exited = new Promise<void>((r) => child.once("exit", () => (live.delete(child), r())));
   const tail: string[] = [];
+  const file = LOG_DIR ? createWriteStream(join(LOG_DIR, `control-${opts.replica}-${port}.log`)) : null;
   const onLines = (chunk: Buffer) => {
+    file?.write(chunk);
     for (const line of chunk.toString("utf8").split("\n")) if (line !== "") tail.push(line.slice(0, 400));
     if (tail.length > 200) tail.splice(0, tail.length - 100);
   };

@@ -12,6 +12,16 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+/**
+ * TEST_LOG_DIR (optional): where the fault tests keep every process's log, to rebuild a failure's timeline.
+ * Redis nodes and sentinels log at `notice` (every +sdown, +switch-master, …) to files there, and control
+ * processes write all their output at debug level (control-process.ts). Unset: nothing is written.
+ */
+export const LOG_DIR = process.env.TEST_LOG_DIR || null;
+
+/** redis-server arguments for its log: `notice` to `LOG_DIR/<file>` when kept, else warnings only. */
+export const nodeLog = (file: string): string[] => (LOG_DIR ? ["--loglevel", "notice", "--logfile", join(LOG_DIR, file)] : ["--loglevel", "warning"]);
+
 /** A redis-server child process (data node or sentinel) of a test. */
 export interface SpawnedRedis {
   readonly child: ChildProcess;
