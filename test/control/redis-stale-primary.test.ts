@@ -51,9 +51,9 @@ describe("judging a node against the sentinels' view", () => {
       ["runid", "r6", "flags", "slave", "role-reported", "master"],
       ["runid", "r7", "flags", "slave", "role-reported", "slave", "master-link-status", "err"],
     ]);
-    // Promotable: not down, not disconnected, priority > 0, a replica by its own report (one still copying
-    // counts; a superseded primary not yet converted does not).
-    assert.deepEqual(a, { epoch: 1, failingOver: false, runId: "r1", ip: "127.0.0.1", port: 7001, replicaRunIds: ["r2", "r3", "r4", "r5", "r6", "r7"], promotable: 3 });
+    // Promotable: not down, not disconnected, priority > 0. A replica still copying counts, and so does a
+    // superseded primary not yet converted (Sentinel promotes such a node too).
+    assert.deepEqual(a, { epoch: 1, failingOver: false, runId: "r1", ip: "127.0.0.1", port: 7001, replicaRunIds: ["r2", "r3", "r4", "r5", "r6", "r7"], promotable: 4 });
     const b = parseView(["ip", "127.0.0.1", "port", "7002", "runid", "r2", "config-epoch", "2"], []);
     assert.equal(newest([a, null, b])?.port, 7002);
     assert.equal(newest([b, a])?.port, 7002);

@@ -40,12 +40,14 @@ export interface SentinelTarget {
 export interface Checked {
   verdict: Verdict;
   /**
-   * Replicas the sentinels could promote (not down, not disconnected, priority > 0, reporting the replica
-   * role), 0 when not known. A replica still loading its first copy is one of them, yet the primary does not
-   * count it as in sync, so `auto` alone would wait for none, and a failover right then promotes a replica
-   * that lacks the write. A superseded primary the sentinels list as a replica but that still reports
-   * itself a primary is not counted: it has none of the new primary's writes until Sentinel converts it,
-   * and waiting for it would stop every write until then (seen: 15 s).
+   * Replicas the sentinels could promote (not down, not disconnected, priority > 0), 0 when not known. A
+   * replica still copying is one of them, yet the primary does not count it as in sync, so `auto` alone
+   * would wait for none, and a failover right then promotes a replica that lacks the write. So is a
+   * superseded primary that Sentinel lists as a replica but has not converted yet: Sentinel does promote
+   * such a node (seen in the fault test: the next failover picked it, and 0.7 s of writes acknowledged
+   * without a copy were gone). Writes then answer 503 until it has been converted and has copied (Sentinel
+   * converts it within about 10 s). One copy is enough: among the candidates Sentinel prefers the replica
+   * that has replicated the most.
    */
   promotable: number;
 }
@@ -88,7 +90,7 @@ export function parseView(master: unknown, replicas: unknown): SentinelView | nu
   if (!m.ip || !Number.isInteger(port) || !Number.isInteger(epoch)) return null;
   const list = Array.isArray(replicas) ? replicas.map(pairs) : [];
   const replicaRunIds = list.map((r) => r.runid ?? "").filter((id) => id !== "");
-  const promotable = list.filter((r) => !/(^|,)(s_down|o_down|disconnected)(,|$)/.test(r.flags ?? "") && r["slave-priority"] !== "0" && (r["role-reported"] ?? "slave") === "slave").length;
+  const promotable = list.filter((r) => !/(^|,)(s_down|o_down|disconnected)(,|$)/.test(r.flags ?? "") && r["slave-priority"] !== "0").length;
   const failingOver = (m.flags ?? "").split(",").includes("failover_in_progress");
   return { epoch, failingOver, runId: m.runid ?? "", ip: m.ip, port, replicaRunIds, promotable };
 }
