@@ -76,7 +76,7 @@ export interface SentinelView {
 
 /** A flat [k, v, k, v, …] reply (SENTINEL MASTER, each entry of SENTINEL REPLICAS) as an object. */
 function pairs(reply: unknown): Record<string, string> {
-  const o: Record<string, string> = {};
+  const o: Record<string, string> = Object.create(null); // field names are the sentinel's, never a prototype's
   if (!Array.isArray(reply)) return o;
   for (let i = 0; i + 1 < reply.length; i += 2) o[String(reply[i])] = String(reply[i + 1]);
   return o;
