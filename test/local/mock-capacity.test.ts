@@ -145,8 +145,12 @@ describe("mock engine capacity", () => {
     const four = Promise.all(Array.from({ length: 4 }, () => chat(m, 50)));
     await until(() => m.stats().running === 4);
     const fifth = await chat(m, 50);
-    assert.ok((await four).every((r) => r.queueMs === 0));
-    assert.ok(fifth.queueMs > 0 && fifth.queueMs <= one + 5, `queued ${fifth.queueMs} ms behind the four`);
+    const ahead = await four;
+    assert.ok(ahead.every((r) => r.queueMs === 0));
+    // It waits for a slot: at most as long as the four ahead of it took (their timers run late on a loaded
+    // machine just as its wait does, so a fixed bound here would measure the machine, not the engine).
+    const aheadMs = Math.max(...ahead.map((r) => r.ms));
+    assert.ok(fifth.queueMs > 0 && fifth.queueMs <= aheadMs + 5, `queued ${fifth.queueMs} ms behind the four (which took up to ${aheadMs.toFixed(1)} ms)`);
     assert.ok(fifth.serviceMs >= one - 0.5 && fifth.serviceMs < one + 25, `then served in ${fifth.serviceMs} ms`);
   });
 });
