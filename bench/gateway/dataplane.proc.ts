@@ -12,6 +12,8 @@ const version = Number(process.env.BENCH_TABLE_VERSION ?? 0);
 const workers = Number(process.env.BENCH_DP_WORKERS ?? 1);
 /** Data-plane processes on one port (GATEWAY_PROCESSES; envoy/local/dataplane-processes.ts), children of this one. */
 const processes = Number(process.env.BENCH_DP_PROCESSES ?? 1);
+/** BENCH_DP_PLUGIN_CONFIG: JSON merged into the plugin's configuration (experiments, e.g. telemetry off). */
+const pluginConfig = process.env.BENCH_DP_PLUGIN_CONFIG ? (JSON.parse(process.env.BENCH_DP_PLUGIN_CONFIG) as Record<string, unknown>) : undefined;
 if (!controlUrl || !token) throw new Error("BENCH_CONTROL_URL and BENCH_PLUGIN_TOKEN are required");
 
 let lines = 0;
@@ -23,6 +25,7 @@ const dp = await startDataPlaneProcesses({
   port: 0,
   host: "127.0.0.1",
   workers,
+  ...(pluginConfig ? { pluginConfig } : {}),
   log: (l) => {
     lines++;
     if (/\] (warn|error|critical):|plugin failure|internal error|\[dataplane\]/.test(l)) {
