@@ -59,7 +59,8 @@
 // Also: BENCH_TARGETS (subset of direct,plain,ours,portkey,nginx), BENCH_DP_WORKERS (plugin VMs, default 1),
 // BENCH_DP_PROCESSES (data-plane processes on one port, GATEWAY_PROCESSES, default 1; their CPU and RSS count),
 // BENCH_DP_PLUGIN_CONFIG (JSON merged into the plugin configuration of ours, for experiments: e.g.
-// {"telemetry_interval_ms":0,"passive_failures":0}),
+// {"telemetry_interval_ms":0,"passive_failures":0}), BENCH_DP_WASM (another module for ours, e.g.
+// build/noop.wasm: the forwarder and host without the plugin's work; unrouted requests go to upstream 1),
 // NGINX_BIN, BENCH_RATE (requests/s over all connections: an open loop at the same load for every target; default 0 =
 // closed loop, as issue 19 measures), BENCH_DP_NODE_ARGS / BENCH_PLAIN_NODE_ARGS (node/V8 options for the data-plane / plain proxy process, space-separated, e.g. "--trace-gc-nvp" or
 // "--cpu-prof --cpu-prof-dir=/tmp/prof": NODE_OPTIONS refuses most V8 flags). Default run: ~3 min (BENCH_* settings
@@ -272,6 +273,8 @@ await bounded(
         BENCH_TABLE_VERSION: String(ctl.version),
         BENCH_DP_WORKERS: String(S.dpWorkers),
         BENCH_DP_PROCESSES: String(S.dpProcesses),
+        // BENCH_DP_WASM (another module, e.g. build/noop.wasm): what it does not route goes to the first upstream.
+        ...(process.env.BENCH_DP_WASM ? { BENCH_DP_PASSTHROUGH: `http://127.0.0.1:${ports[0]}` } : {}),
       }, 30_000, S.dpNodeArgs);
       const url = (dpChild.ready as { url: string }).url;
       targets.push({
