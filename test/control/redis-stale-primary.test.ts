@@ -101,6 +101,9 @@ describe("a superseded primary that was never demoted", { timeout: 120_000 }, ()
       50,
     );
     assert.equal(((await s.call(old, "ROLE")) as unknown[] | null)?.[0], "master", "the old primary could not be demoted");
+    // The other replica has copied the promoted one: until then a write there is rightly not acknowledged
+    // (a replica Sentinel could promote lacks it), and the checks below are about the superseded node.
+    await waitFor(async () => /^slave\d+:.*state=online/m.test(String((await s.call(promoted, "INFO", "replication")) ?? "")), 30_000, "a replica in sync with the promoted one", 50);
     return promoted;
   };
 
