@@ -31,16 +31,37 @@ function deployment(id: string, n: number): Deployment {
   };
 }
 
+/** One suite's Redis, and the probers and connections its tests start: all stopped after the suite. */
+interface Fleet {
+  server: RedisServer;
+  clients: Redis[];
+  probers: Map<string, Prober>;
+}
+
+function suiteFleet(): Fleet {
+  const f: Partial<Fleet> & Omit<Fleet, "server"> = { clients: [], probers: new Map() };
+  before(async () => {
+    f.server = await startRedis();
+  });
+  after(async () => {
+    for (const p of f.probers.values()) await p.stop();
+    for (const c of f.clients) c.disconnect();
+    await f.server?.close();
+  });
+  return f as Fleet;
+}
+
 /**
  * A replica's prober on the real lease store (its own connection), with stub deployment and health stores:
  * only the leases are under test. `onProbe` sees each probe's host.
  */
 function startProber(
   name: string,
-  o: { server: RedisServer; clients: Redis[]; probers: Map<string, Prober>; list: () => Deployment[]; keyPrefix: string; leaseMs: number; onProbe?: (host: string) => void },
+  fleet: Fleet,
+  o: { list: () => Deployment[]; keyPrefix: string; leaseMs: number; onProbe?: (host: string) => void },
 ): Prober {
-  const redis = new Redis(o.server.url, { maxRetriesPerRequest: 1 });
-  o.clients.push(redis);
+  const redis = new Redis(fleet.server.url, { maxRetriesPerRequest: 1 });
+  fleet.clients.push(redis);
   const log: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, child: () => log };
   const p = createProber({
     store: { list: async () => o.list(), get: async (id) => o.list().find((d) => d.id === id) ?? null, update: async (id) => o.list().find((d) => d.id === id)!, getApiKey: async () => null },
@@ -60,30 +81,20 @@ function startProber(
     replica: name,
     log,
   });
-  o.probers.set(name, p);
+  fleet.probers.set(name, p);
   return p;
 }
 
 describe("probe leases shared between replicas", () => {
-  let server: RedisServer;
-  const clients: Redis[] = [];
+  const fleet = suiteFleet();
+  const { probers } = fleet;
   const deployments = Array.from({ length: DEPLOYMENTS }, (_, k) => deployment(`s${k}`, k + 1));
   const hostToDep = new Map(deployments.map((d) => [d.instances[0]!.host, d.id]));
   /** Probes per deployment by replica, and the last probe per deployment (replica, ms). */
   const probes: { dep: string; replica: string; at: number }[] = [];
-  const probers = new Map<string, Prober>();
 
   const replica = (name: string): Prober =>
-    startProber(name, { server, clients, probers, list: () => deployments, keyPrefix: "share:", leaseMs: LEASE_MS, onProbe: (host) => probes.push({ dep: hostToDep.get(host)!, replica: name, at: performance.now() }) });
-
-  before(async () => {
-    server = await startRedis();
-  });
-  after(async () => {
-    for (const p of probers.values()) await p.stop();
-    for (const c of clients) c.disconnect();
-    await server.close();
-  });
+    startProber(name, fleet, { list: () => deployments, keyPrefix: "share:", leaseMs: LEASE_MS, onProbe: (host) => probes.push({ dep: hostToDep.get(host)!, replica: name, at: performance.now() }) });
 
   const counts = () => Object.fromEntries([...probers].map(([n, p]) => [n, p.held().length]));
   const owners = (dep: string) => [...probers].filter(([, p]) => p.held().includes(dep)).map(([n]) => n);
@@ -129,28 +140,18 @@ describe("probe leases: the count of replicas is fresh when leases are taken", (
   // Production lease period: the presence heartbeat runs every LEASE_MS / 3 = 10 s.
   const LONG_LEASE_MS = 30_000;
 
-  let server: RedisServer;
-  const clients: Redis[] = [];
-  const probers = new Map<string, Prober>();
+  const fleet = suiteFleet();
+  const { clients, probers } = fleet;
   /** What every replica lists: empty at first, the fleet once every replica has started. */
   let listed: Deployment[] = [];
 
-  before(async () => {
-    server = await startRedis();
-  });
-  after(async () => {
-    for (const p of probers.values()) await p.stop();
-    for (const c of clients) c.disconnect();
-    await server.close();
-  });
-
-  const replica = (name: string): Prober => startProber(name, { server, clients, probers, list: () => listed, keyPrefix: "share-fresh:", leaseMs: LONG_LEASE_MS });
+  const replica = (name: string): Prober => startProber(name, fleet, { list: () => listed, keyPrefix: "share-fresh:", leaseMs: LONG_LEASE_MS });
 
   test("a replica that counted itself alone counts again before taking leases, not at its next heartbeat (LEASE_MS / 3 = 10 s later)", async () => {
     const a = replica("a");
     a.start();
     // a's first heartbeat has run (the presence set and its count are one MULTI): it counted itself alone.
-    const probe = new Redis(server.url);
+    const probe = new Redis(fleet.server.url);
     clients.push(probe);
     await waitFor(async () => (await probe.zscore("share-fresh:lease:presence:probe", "a")) !== null, 2_000, "a's first heartbeat");
     // b and c join while there is nothing to probe; a's next heartbeat is 10 s away.
