@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
-import { freePort, LOG_DIR, nodeLog, spawnRedis, waitFor } from "./redis.js";
+import { freePort, logDirectives, nodeLog, spawnRedis, waitFor } from "./redis.js";
 import { redisPing } from "../../envoy/local/redis-ping.js";
 
 export interface SentinelSetOptions {
@@ -130,7 +130,7 @@ export async function startSentinelSet(opts: SentinelSetOptions = {}): Promise<S
           "protected-mode no",
           "daemonize no",
           `dir ${dir}`,
-          ...(LOG_DIR ? ["loglevel notice", `logfile ${join(LOG_DIR, `sentinel-${port}.log`)}`] : ["loglevel warning"]),
+          ...logDirectives(`sentinel-${port}.log`).map(([k, v]) => `${k} ${v}`),
           `sentinel monitor ${masterName} 127.0.0.1 ${p0} ${quorum}`,
           `sentinel down-after-milliseconds ${masterName} ${opts.downAfterMs ?? 500}`,
           `sentinel failover-timeout ${masterName} ${opts.failoverTimeoutMs ?? 2_000}`,

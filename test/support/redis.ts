@@ -14,13 +14,17 @@ import { join } from "node:path";
 
 /**
  * TEST_LOG_DIR (optional): where the fault tests keep every process's log, to rebuild a failure's timeline.
- * Redis nodes and sentinels log at `notice` (every +sdown, +switch-master, …) to files there, and control
- * processes write all their output at debug level (control-process.ts). Unset: nothing is written.
+ * Redis nodes (startRedis and the sentinel sets) and sentinels log at `notice` (every +sdown,
+ * +switch-master, …) to files there, and control processes write all their output at debug level
+ * (control-process.ts). Unset: nothing is written.
  */
 export const LOG_DIR = process.env.TEST_LOG_DIR || null;
 
-/** redis-server arguments for its log: `notice` to `LOG_DIR/<file>` when kept, else warnings only. */
-export const nodeLog = (file: string): string[] => (LOG_DIR ? ["--loglevel", "notice", "--logfile", join(LOG_DIR, file)] : ["--loglevel", "warning"]);
+/** How a redis-server logs, as config directives: `notice` to `LOG_DIR/<file>` when kept, else warnings only. */
+export const logDirectives = (file: string): [string, string][] => (LOG_DIR ? [["loglevel", "notice"], ["logfile", join(LOG_DIR, file)]] : [["loglevel", "warning"]]);
+
+/** The same as redis-server command-line arguments. */
+export const nodeLog = (file: string): string[] => logDirectives(file).flatMap(([k, v]) => [`--${k}`, v]);
 
 /** A redis-server child process (data node or sentinel) of a test. */
 export interface SpawnedRedis {
@@ -102,7 +106,7 @@ export async function startRedis(opts: RedisServerOptions = {}): Promise<RedisSe
       "--appendonly", opts.appendonly ? "yes" : "no",
       "--appendfsync", "always",
       "--daemonize", "no",
-      "--loglevel", "warning",
+      ...nodeLog(`redis-${port}.log`),
       "--protected-mode", "no",
       ...(opts.args ?? []),
     ];
