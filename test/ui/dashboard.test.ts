@@ -42,6 +42,13 @@ if (skip) test("dashboard in headless Chromium", { skip }, () => undefined);
 
 const T = 15_000; // upper bound of any single wait
 
+/**
+ * Until the closed dialog's `close` handler has run (it removes the <dialog> and moves focus back, in one
+ * task). A dialog locator counts as detached as soon as the dialog is closed and hidden, which is a task
+ * earlier: focus could still be on its Cancel button then.
+ */
+const dialogRemoved = (page: Page) => page.waitForFunction(() => document.querySelector("dialog") === null, undefined, { timeout: T });
+
 if (!skip) describe("dashboard in headless Chromium", () => {
   let redis: RedisServer;
   let control: Replica;
@@ -228,6 +235,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     await page.screenshot({ path: `${ARTIFACTS}create-results-laptop.png` });
     await dlg.getByRole("button", { name: "Done" }).click();
     await dlg.waitFor({ state: "detached", timeout: T });
+    await dialogRemoved(page);
     assert.equal(await page.evaluate(() => document.activeElement?.textContent), "New deployment", "focus returns to the opener");
 
     const a = await instanceOf("llama-prod", m1.url);
@@ -510,6 +518,7 @@ if (!skip) describe("dashboard in headless Chromium", () => {
     assert.ok(await dlg.evaluate((d) => d.contains(document.activeElement)), "focus moved into the dialog");
     await page.keyboard.press("Escape");
     await dlg.waitFor({ state: "detached", timeout: T });
+    await dialogRemoved(page);
     assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Delete");
     assert.equal((await control.api("GET", "/v1/deployments/llama-prod")).status, 200);
     await ctx.close();
