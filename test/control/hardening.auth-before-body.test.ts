@@ -12,6 +12,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createConnection, type Socket } from "node:net";
+import { request } from "node:http";
 import { LATENCY_BUCKETS_MS, TELEMETRY_LIMITS, TELEMETRY_SCHEMA } from "../../control/contracts/telemetry.js";
 import { TABLE_LIMITS } from "../../control/contracts/routing-table.js";
 import { BODY_LIMITS, MAX_JSON_DEPTH, nestsDeeperThan } from "../../control/src/http/body.js";
@@ -223,6 +224,61 @@ describe("auth before body, per-route body limits, nesting depth (issue 16 item 
       const b = await conn.request(headOf("GET", "/v1/models", { authorization: `Bearer ${VIEWER}` }));
       assert.equal(b.status, 200, "the same connection serves the next request");
       assert.ok(!b.body.models.some((m: { name: string }) => m.name === "nope"));
+    } finally {
+      conn.close();
+    }
+  });
+
+  test("a client sending a whole large body that is not read still reads the whole answer: the close is graceful, never a reset (found by fuzz seed 1254)", async () => {
+    const body = JSON.stringify({ name: "x", display_name: "y".repeat(300_000) });
+    const send = (method: string, path: string, token: string | null) =>
+      new Promise<{ status: number; text: string; connection: string | undefined }>((resolve, reject) => {
+        const headers: Record<string, string> = { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) };
+        if (token) headers.authorization = `Bearer ${token}`;
+        const req = request(`${c.url}${path}`, { method, headers, agent: false }, (res) => {
+          let text = "";
+          res.setEncoding("utf8");
+          res.on("data", (d: string) => (text += d));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, text, connection: res.headers.connection }));
+          res.on("aborted", () => reject(new Error(`${method} ${path}: the answer was cut (${text.length} bytes read)`)));
+        });
+        // A reset while still writing is what used to happen; the answer must still have been read whole.
+        req.on("error", (e) => reject(new Error(`${method} ${path}: ${e.message}`)));
+        req.end(body);
+      });
+    for (let i = 0; i < 15; i++) {
+      const page = await send("GET", "/openapi.json", ADMIN);
+      assert.equal(page.status, 200);
+      assert.equal(page.connection, "close");
+      assert.ok(JSON.parse(page.text).openapi, "the whole document arrived");
+      const refused = await send("POST", "/v1/models", null);
+      assert.equal(refused.status, 401, refused.text);
+      assert.equal(JSON.parse(refused.text).error.code, "unauthenticated");
+    }
+  });
+
+  test("an empty declared body (content-length: 0) without a valid token is 401 too, whatever the route would answer (found by fuzz seed 850)", async () => {
+    const conn = await Conn.open(c.url);
+    try {
+      const wrong = { authorization: "Bearer wrong-token-wrong-token", "content-type": "application/json", "content-length": "0" };
+      const cases: [string, string][] = [
+        ["OPTIONS", "/v1/routing-table/"], // Express would answer its automatic OPTIONS (200, Allow)
+        ["PATCH", "/v1/models/%"], // a path that does not decode would be 400
+        ["DELETE", "/v1/models/any"],
+        ["POST", "/v1/no-such-route"],
+      ];
+      for (const [method, path] of cases) {
+        for (const headers of [wrong, { "content-length": "0" }]) {
+          const a = await conn.request(headOf(method, path, headers));
+          assert.equal(a.status, 401, `${method} ${path} ${JSON.stringify(headers)}: ${a.head}`);
+          assert.equal(a.body.error.code, "unauthenticated");
+        }
+      }
+      // Without a declared body nothing changes: the automatic OPTIONS answer, and the route's own check.
+      assert.equal((await conn.request(headOf("OPTIONS", "/v1/routing-table/", { authorization: "Bearer wrong-token-wrong-token" }))).status, 200);
+      // With a valid token an empty body goes on to the route.
+      const ok = await conn.request(headOf("DELETE", "/v1/models/no-such-model", { authorization: `Bearer ${ADMIN}`, "content-length": "0" }));
+      assert.equal(ok.status, 404, ok.head);
     } finally {
       conn.close();
     }

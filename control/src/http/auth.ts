@@ -9,7 +9,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { BlockList, isIPv4, isIPv6 } from "node:net";
 import type { NextFunction, Request, Response } from "express";
-import { hasBody } from "./body.js";
+import { declaresBody } from "./body.js";
 import { AppError } from "./errors.js";
 
 export type Role = "admin" | "viewer" | "plugin";
@@ -89,7 +89,7 @@ export function passesWithoutToken(allowFrom: readonly [string, number, "ipv4" |
 }
 
 /**
- * Before any request body is read or parsed: a request carrying one (any method but GET and HEAD, whose
+ * Before any request body is read or parsed: a request declaring one, even empty (any method but GET and HEAD, whose
  * routes are public pages or reads that never read it) needs a valid token of some role — 401 otherwise,
  * its body unread (body.ts closeUnreadBody closes the connection rather than read a large one). Each route
  * then checks the role as before, and reads the body only after that (body.ts jsonBody). `tokenless`: the
@@ -97,7 +97,9 @@ export function passesWithoutToken(allowFrom: readonly [string, number, "ipv4" |
  */
 export function tokenBeforeBody(auth: Authenticator, tokenless: (req: Request) => boolean) {
   return (req: Request, _res: Response, next: NextFunction) => {
-    if (req.method === "GET" || req.method === "HEAD" || !hasBody(req)) return next();
+    // An empty declared body counts too: otherwise a wrong token with `content-length: 0` would reach
+    // routing and get a 400 for a bad path or Express's automatic OPTIONS answer instead of 401.
+    if (req.method === "GET" || req.method === "HEAD" || !declaresBody(req)) return next();
     if (roleOfRequest(auth, req) === null && !tokenless(req)) return next(new AppError("unauthenticated", "a valid bearer token is required"));
     next();
   };
