@@ -13,6 +13,8 @@
  *   from the client request before the plugin runs (Envoy's header_mutation filter);
  * - runs the request through the plugin (headers, then body chunks: a body-routed request is buffered by
  *   the plugin, every other body streams through chunk by chunk);
+ * - sends to instances over keep-alive pools (upstream.ts, undici); a request whose body is all here (body-
+ *   routed, or small with a content-length) goes out in one write, other bodies stream;
  * - `x-gateway-cluster` set → routed: tries the first `ip:port` of `x-gateway-destination-endpoint`, and on
  *   a connect failure / refusal / reset before any response byte the next one (Envoy's retry_policy
  *   `connect-failure,reset,refused-stream` with the override_host LB policy). Retries resend the request
@@ -42,12 +44,13 @@
  * If a VM traps, its worker answers 503 for the stream that trapped and then bypasses the plugin (Envoy's
  * FAIL_OPEN, as configured in envoy/bootstrap.yaml): later requests on that worker are passed through.
  */
-import { createServer, request as httpRequest, Agent, type ClientRequest, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from "node:http";
-import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { ProxyWasmHost, type HttpStream } from "./host/index.js";
 import { bridgePlugin, type PluginBridge } from "./bridge.js";
+import { lingerClose as lingerClosing } from "../../control/src/http/linger.js";
+import { CONNECT_TIMEOUT, Upstreams, type Target, type UpstreamEvents, type UpstreamRequest } from "./upstream.js";
 
 export const DEFAULT_PLUGIN_WASM = fileURLToPath(new URL("../../build/plugin.wasm", import.meta.url));
 export const CONTROL_CLUSTER = "gateway_control";
@@ -249,6 +252,17 @@ export const INTERNAL_HEADERS = ["x-gateway-cluster", "x-gateway-destination-end
 /** Error code of our own first-byte timer (distinct from the connect timer's ETIMEDOUT). */
 const UPSTREAM_TIMEOUT = "GATEWAY_UPSTREAM_TIMEOUT";
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "http2-settings"]);
+/**
+ * Not sent upstream either: `expect` (the client's 100-continue is answered here, as Envoy's connection
+ * manager does with proxy_100_continue off, and undici refuses to send it).
+ */
+const NOT_UPSTREAM = new Set([...HOP_BY_HOP, "expect"]);
+/** Request bodies up to this size (announced by content-length) are sent upstream with the head, in one write. */
+const SMALL_BODY = 64 * 1024;
+/** Connect failures (Envoy: UF, "connection failure"/"connection timeout"): retried on the next endpoint. */
+const CONNECT_FAILURES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", CONNECT_TIMEOUT, "EADDRNOTAVAIL", "ENOTFOUND", "EAI_AGAIN"]);
+/** undici refusing the request itself (a header or path it will not send): not the instance's fault. */
+const REQUEST_REFUSED = new Set(["UND_ERR_INVALID_ARG", "UND_ERR_NOT_SUPPORTED"]);
 const EMPTY = new Uint8Array(0);
 const enc = new TextEncoder();
 
@@ -259,18 +273,6 @@ function int64(v: bigint): Uint8Array {
 }
 
 const headerOf = (pairs: Pairs, name: string): string | undefined => pairs.find(([k]) => k === name)?.[1];
-
-
-interface Target {
-  /** What upstream.address reports (ip:port as in the routing table, or the passthrough host:port). */
-  address: string;
-  protocol: "http:" | "https:";
-  hostname: string;
-  port: number;
-  pathPrefix: string;
-  /** Host header override (passthrough: host_rewrite_literal). */
-  authority?: string;
-}
 
 /** Parsed endpoints by address (read-only Targets shared by exchanges), bounded: cleared when full. */
 const targetCache = new Map<string, Target | null>();
@@ -376,46 +378,11 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
 
   /** Sockets closing gracefully after an early reply (rare: a Set is fine here), until they close. */
   const lingering = new Set<Socket>();
-  /**
-   * RFC 9112 §9.6 for a reply sent before the client finished its request (e.g. the 413 while it uploads):
-   * with `connection: close` Node closes the socket as soon as the response is flushed (socket.destroySoon()),
-   * with request bytes still unread — the kernel then resets the connection and a client still writing gets
-   * EPIPE / ECONNRESET, often before it has read the reply. Instead, once the response is out, keep reading
-   * (discarding) the rest of the request until it ends — or `drainIdleMs` pass without data, `drainMaxBytes`
-   * arrive, `drainMaxMs` pass — then half-close, and close once the client has (at most `drainIdleMs` later).
-   */
-  function lingerClose(req: IncomingMessage): void {
-    const sock = req.socket;
-    if (lingering.has(sock)) return;
-    lingering.add(sock);
-    sock.once("close", () => lingering.delete(sock));
-    (sock as Socket & { destroySoon: () => void }).destroySoon = () => {
-      let bytes = 0;
-      const timers: NodeJS.Timeout[] = [];
-      const onData = (c: Buffer) => {
-        bytes += c.length;
-        if (bytes > settings.drainMaxBytes) close();
-        else timers[0]?.refresh();
-      };
-      const close = () => {
-        for (const t of timers) clearTimeout(t);
-        req.off("data", onData);
-        req.off("end", close);
-        if (sock.destroyed) return;
-        sock.end();
-        const t = setTimeout(() => sock.destroy(), settings.drainIdleMs).unref();
-        sock.once("close", () => clearTimeout(t));
-      };
-      if (req.complete) return close();
-      req.on("data", onData);
-      req.once("end", close);
-      req.resume();
-      timers.push(setTimeout(close, settings.drainIdleMs).unref(), setTimeout(close, settings.drainMaxMs).unref());
-    };
-  }
+  /** RFC 9112 §9.6: a reply before the whole request closes gracefully (control/src/http/linger.ts). */
+  const lingerLimits = { idleMs: settings.drainIdleMs, maxBytes: settings.drainMaxBytes, maxMs: settings.drainMaxMs };
+  const lingerClose = (req: IncomingMessage) => lingerClosing(req, lingerLimits, lingering);
 
-  const agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 256 });
+  const upstreams = new Upstreams(settings.connectTimeoutMs);
   let nextWorker = 0;
   /**
    * The exchanges in progress (close() ends them), as an intrusive doubly linked list (Exchange.openPrev /
@@ -436,8 +403,8 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
     private upstreamStarted = false;
     private upstreamHeaders: Pairs | null = null;
     private targets: Target[] = [];
-    private cr: ClientRequest | null = null;
-    private upRes: IncomingMessage | null = null;
+    /** The current attempt (null when there is none or it was dropped: its late events are ignored). */
+    private up: UpstreamRequest | null = null;
     private gotResponse = false;
     /** Request body forwarded upstream so far (kept for retries while within the buffer limit). */
     private sentChunks: Uint8Array[] = [];
@@ -484,6 +451,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       pairs[2]![1] = authority ?? "";
       const hasBody = te !== undefined || (cl !== undefined && cl !== "0");
       this.bodyless = !hasBody;
+      this.declaredLength = te === undefined && cl !== undefined && /^\d{1,9}$/.test(cl) ? Number(cl) : null;
       this.res.on("close", () => {
         if (!this.done && !this.res.writableFinished) this.clientGone();
       });
@@ -510,8 +478,8 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
         // Plugin bypassed (FAIL_OPEN): forward as it is.
         if (headers) {
           this.upstreamHeaders = headers;
+          if (endOfStream) this.requestEnded = true;
           this.startUpstream(headers);
-          if (endOfStream) this.endUpstreamRequest();
         } else {
           if (chunk && chunk.length > 0) this.writeUpstream(chunk);
           if (endOfStream) this.endUpstreamRequest();
@@ -536,6 +504,11 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
         const h = s.upstreamHeaders();
         if (h) {
           this.upstreamHeaders = h;
+          if (s.passedOn("request").complete) {
+            // The whole request is here (a buffered, body-routed one, or none): head and body in one write.
+            for (const c of s.drain("request")) if (c.length > 0) this.retain(c);
+            this.requestEnded = true;
+          }
           this.startUpstream(h);
         }
       }
@@ -561,30 +534,59 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
         // No route matches (Envoy: NR, an empty 404 that local_reply_config turns into model_not_found).
         return this.routerReply(404, FLAG.NR, "route_not_found", "");
       }
+      if (!this.requestEnded && this.declaredLength !== null && this.declaredLength <= Math.min(SMALL_BODY, bufferLimit)) {
+        // A small body of announced length (a chat request) goes out with the head in one write once it is
+        // all here; node:http's ClientRequest did the same by holding its head until the first body write.
+        this.heldForBody = true;
+        return;
+      }
       this.attempt(0);
     }
 
-    private writeUpstream(c: Uint8Array): void {
-      if (this.retainBody) {
-        this.sentChunks.push(c);
-        this.sentBytes += c.length;
-        if (this.sentBytes > bufferLimit) {
-          // Too large to resend: no more retries for this request (Envoy: retry needs the buffered body).
-          this.retainBody = false;
-          this.sentChunks = [];
-        }
+    /** The request's content-length, when it has one and no transfer-encoding. */
+    private declaredLength: number | null = null;
+    /** The first attempt waits for the rest of a small body (startUpstream). */
+    private heldForBody = false;
+
+    /** The whole body when it was all here before the first attempt and is too large to keep for retries. */
+    private wholeBody: Uint8Array[] | null = null;
+
+    /** Keeps a body chunk for retries while within the buffer limit. */
+    private retain(c: Uint8Array): void {
+      if (!this.upstreamStarted) (this.wholeBody ??= []).push(c);
+      if (!this.retainBody) return;
+      this.sentChunks.push(c);
+      this.sentBytes += c.length;
+      if (this.sentBytes > bufferLimit) {
+        // Too large to resend: no more retries for this request (Envoy: retry needs the buffered body).
+        this.retainBody = false;
+        this.sentChunks = [];
       }
-      const cr = this.cr;
-      if (cr && !cr.destroyed && !this.done && !cr.write(c) && !this.req.isPaused()) {
+    }
+
+    private writeUpstream(c: Uint8Array): void {
+      this.retain(c);
+      const up = this.up;
+      if (up && !up.finished && !this.done && !up.write(c) && !this.req.isPaused()) {
         this.req.pause();
-        cr.once("drain", () => this.req.resume());
+        up.onDrain(() => this.req.resume());
       }
     }
 
     private endUpstreamRequest(): void {
       if (this.requestEnded) return;
       this.requestEnded = true;
-      if (this.cr && !this.cr.destroyed) this.cr.end();
+      if (this.heldForBody) {
+        this.heldForBody = false;
+        if (!this.done) this.attempt(0);
+      } else if (this.up && !this.up.finished) this.up.end();
+    }
+
+    /** Forgets the current attempt and cuts it (its events no longer reach this exchange). */
+    private dropUpstream(): void {
+      const up = this.up;
+      this.up = null;
+      up?.abort();
     }
 
     /**
@@ -600,77 +602,69 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       let authority = headerOf(h, ":authority") ?? "";
       if (t.authority) authority = t.authority;
       headers.push("host", authority);
-      for (const [k, v] of h) if (!k.startsWith(":") && !HOP_BY_HOP.has(k)) headers.push(k, v);
+      for (const [k, v] of h) if (!k.startsWith(":") && !NOT_UPSTREAM.has(k)) headers.push(k, v);
       const path = t.pathPrefix + (headerOf(h, ":path") ?? "/");
       const method = headerOf(h, ":method") ?? "GET";
-      const requester = t.protocol === "https:" ? httpsRequest : httpRequest;
-      const cr = requester({
-        protocol: t.protocol,
-        hostname: t.hostname,
-        port: t.port,
-        method,
-        path,
-        headers: headers as unknown as OutgoingHttpHeaders, // raw [k, v, k, v…] keeps repeated headers
-        agent: t.protocol === "https:" ? httpsAgent : agent,
-        servername: t.protocol === "https:" ? t.hostname : undefined,
-      });
-      this.cr = cr;
-      let connectTimer: NodeJS.Timeout | null = null;
+      // A request already whole goes out in one write; otherwise what was forwarded so far, then the rest as it comes.
+      let body: Uint8Array[] | "stream" = "stream";
+      if (this.requestEnded) {
+        body = this.retainBody ? this.sentChunks : (this.wholeBody ?? []);
+        this.wholeBody = null;
+      }
       let firstByteTimer: NodeJS.Timeout | null = null;
-      const clearTimers = () => {
-        if (connectTimer) clearTimeout(connectTimer);
+      const clearTimer = () => {
         if (firstByteTimer) clearTimeout(firstByteTimer);
-        connectTimer = firstByteTimer = null;
+        firstByteTimer = null;
       };
-      cr.on("socket", (sock: Socket) => {
-        if (!sock.connecting) return;
-        connectTimer = setTimeout(() => cr.destroy(Object.assign(new Error("connect timeout"), { code: "ETIMEDOUT" })), settings.connectTimeoutMs);
-        sock.once("connect", () => {
-          if (connectTimer) clearTimeout(connectTimer);
-          connectTimer = null;
-        });
-      });
-      // The per-try idle timer starts once the whole request is on the wire (Envoy: request complete and a
-      // connection obtained) and waits for the response headers.
-      cr.on("finish", () => {
-        if (this.cr !== cr || this.done || this.gotResponse) return;
-        firstByteTimer = setTimeout(() => cr.destroy(Object.assign(new Error("upstream request timeout"), { code: UPSTREAM_TIMEOUT })), settings.firstByteTimeoutMs);
-      });
-      cr.on("close", clearTimers);
-      cr.on("response", (up) => {
-        clearTimers();
-        if (this.cr !== cr || this.done) {
-          up.destroy();
-          return;
-        }
-        this.onUpstreamResponse(up, t);
-      });
-      cr.on("error", (err: NodeJS.ErrnoException) => {
-        clearTimers();
-        if (this.cr !== cr || this.done) return;
-        if (this.gotResponse) return this.upstreamResetMidStream(t);
-        const timedOut = err.code === UPSTREAM_TIMEOUT;
-        const connectFailure = !timedOut && ["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "EADDRNOTAVAIL", "ENOTFOUND", "EAI_AGAIN"].includes(err.code ?? "");
-        // A kept-alive connection the server had just closed: retry once on a fresh connection to the same host.
-        if (!timedOut && !connectFailure && cr.reusedSocket && !sameHostAgain && !this.retriedSameHost && this.canResend()) {
-          this.retriedSameHost = true;
-          return this.attempt(i, true);
-        }
-        if (i + 1 < this.targets.length && this.canResend()) {
-          log(`[dataplane] ${t.address}: ${timedOut ? `no response headers within ${settings.firstByteTimeoutMs} ms` : (err.code ?? err.message)} before any response byte; retrying on ${this.targets[i + 1]!.address}`);
-          return this.attempt(i + 1);
-        }
-        this.setProp("upstream.address", enc.encode(t.address));
-        const retried = i > 0 ? FLAG.URX : 0n;
-        if (timedOut) return this.routerReply(504, FLAG.UT | retried, "upstream_per_try_idle_timeout", "upstream request timeout");
-        // Envoy's router: the reset reason in the body and the details (spaces → underscores).
-        const reason = !connectFailure ? "remote reset" : err.code === "ETIMEDOUT" ? "connection timeout" : "connection failure";
-        const body = `upstream connect error or disconnect/reset before headers. ${i > 0 ? "retried and the latest " : ""}reset reason: ${reason}`;
-        this.routerReply(503, (connectFailure ? FLAG.UF : FLAG.UR) | retried, `upstream_reset_before_response_started{${reason.replace(/ /g, "_")}}`, body);
-      });
+      const events: UpstreamEvents = {
+        // The per-try idle timer starts once the whole request is on the wire (Envoy: request complete and a
+        // connection obtained) and waits for the response headers.
+        sent: () => {
+          if (this.up !== up || this.done || this.gotResponse) return;
+          firstByteTimer = setTimeout(() => up.abort(Object.assign(new Error("upstream request timeout"), { code: UPSTREAM_TIMEOUT })), settings.firstByteTimeoutMs);
+        },
+        head: (status, raw) => {
+          clearTimer();
+          if (this.up !== up || this.done) return up.abort();
+          this.onUpstreamResponse(status, raw, t);
+        },
+        data: (c) => this.onUpstreamData(up, c, t),
+        end: () => {
+          if (this.up === up) this.onUpstreamEnd();
+        },
+        error: (err) => {
+          clearTimer();
+          if (this.up !== up || this.done) return;
+          if (this.gotResponse) return this.upstreamResetMidStream(t);
+          if (REQUEST_REFUSED.has(err.code ?? "")) return this.internalError(`the request cannot be sent to ${t.address}: ${err.message}`);
+          const timedOut = err.code === UPSTREAM_TIMEOUT;
+          const connectFailure = !timedOut && CONNECT_FAILURES.has(err.code ?? "");
+          // A kept-alive connection the server closed as we wrote: retry once on a connection of its own to the
+          // same host (the pool could hand out another such one). undici's socket errors say how much the
+          // connection had read before (0: it was new).
+          const reused = ((err as { socket?: { bytesRead?: number } }).socket?.bytesRead ?? 1) > 0;
+          if (!timedOut && !connectFailure && reused && !sameHostAgain && !this.retriedSameHost && this.canResend()) {
+            this.retriedSameHost = true;
+            return this.attempt(i, true);
+          }
+          if (i + 1 < this.targets.length && this.canResend()) {
+            log(`[dataplane] ${t.address}: ${timedOut ? `no response headers within ${settings.firstByteTimeoutMs} ms` : (err.code ?? err.message)} before any response byte; retrying on ${this.targets[i + 1]!.address}`);
+            return this.attempt(i + 1);
+          }
+          this.setProp("upstream.address", enc.encode(t.address));
+          const retried = i > 0 ? FLAG.URX : 0n;
+          if (timedOut) return this.routerReply(504, FLAG.UT | retried, "upstream_per_try_idle_timeout", "upstream request timeout");
+          // Envoy's router: the reset reason in the body and the details (spaces → underscores).
+          const reason = !connectFailure ? "remote reset" : err.code === CONNECT_TIMEOUT ? "connection timeout" : "connection failure";
+          const text = `upstream connect error or disconnect/reset before headers. ${i > 0 ? "retried and the latest " : ""}reset reason: ${reason}`;
+          this.routerReply(503, (connectFailure ? FLAG.UF : FLAG.UR) | retried, `upstream_reset_before_response_started{${reason.replace(/ /g, "_")}}`, text);
+        },
+      };
+      const up: UpstreamRequest = upstreams.request(t, method, path, headers, body, events, { freshConnection: sameHostAgain });
+      this.up = up;
+      up.start();
       // Resend what was already forwarded (retries), then go on streaming.
-      for (const c of this.sentChunks) cr.write(c);
-      if (this.requestEnded) cr.end();
+      if (body === "stream" && this.up === up) for (const c of this.sentChunks) up.write(c);
     }
 
     /** A retry must resend the whole request body forwarded so far. */
@@ -697,36 +691,35 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       this.idleTimer = setTimeout(() => this.upstreamIdleTimeout(t), settings.idleTimeoutMs);
     }
 
-    private onUpstreamResponse(up: IncomingMessage, t: Target): void {
+    private onUpstreamResponse(status: number, raw: string[], t: Target): void {
       this.gotResponse = true;
-      this.upRes = up;
       this.upTarget = t;
       this.setProp("upstream.address", enc.encode(t.address));
-      const pairs: Pairs = [[":status", String(up.statusCode ?? 502)]];
-      const raw = up.rawHeaders;
+      const pairs: Pairs = [[":status", String(status)]];
       let emptyBody = false;
       for (let i = 0; i + 1 < raw.length; i += 2) {
         const k = raw[i]!.toLowerCase();
         if (k === "content-length" && raw[i + 1]!.trim() === "0") emptyBody = true;
         if (!HOP_BY_HOP.has(k)) pairs.push([k, raw[i + 1]!]);
       }
-      const status = up.statusCode ?? 502;
       this.responseNoBody = this.req.method === "HEAD" || status === 204 || status === 304 || emptyBody;
       if (!this.responseNoBody) this.armIdle(t);
       this.respStep(() => this.s!.responseHeaders(pairs, this.responseNoBody, true), pairs, this.responseNoBody);
-      up.on("data", (c: Buffer) => {
-        if (this.done) return;
-        if (!up.isPaused()) this.armIdle(t);
-        this.respStep(() => this.s!.responseBody(c, false), null, false, c);
-      });
-      up.on("end", () => {
-        this.armIdle(null);
-        if (this.done) return;
-        if (this.responseNoBody) return this.pumpResponse();
-        this.respStep(() => this.s!.responseBody(EMPTY, true), null, true, EMPTY);
-      });
-      up.on("error", () => this.upstreamResetMidStream(t));
-      up.on("aborted", () => this.upstreamResetMidStream(t));
+    }
+
+    /** A response body chunk; false holds the instance (the client is slower). */
+    private onUpstreamData(up: UpstreamRequest, c: Buffer, t: Target): boolean {
+      if (this.done || this.up !== up) return false;
+      if (!up.isPaused) this.armIdle(t);
+      this.respStep(() => this.s!.responseBody(c, false), null, false, c);
+      return !up.isPaused;
+    }
+
+    private onUpstreamEnd(): void {
+      this.armIdle(null);
+      if (this.done) return;
+      if (this.responseNoBody) return this.pumpResponse();
+      this.respStep(() => this.s!.responseBody(EMPTY, true), null, true, EMPTY);
     }
 
     private upTarget: Target | null = null;
@@ -779,20 +772,20 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       for (const c of chunks) {
         if (c.length === 0) continue;
         wrote = true;
-        if (!res.write(c) && this.upRes && !this.upRes.isPaused()) {
+        if (!res.write(c) && this.up && !this.up.isPaused && !this.up.finished) {
           // The client reads slower than the instance writes: hold the instance (and its idle timer — a slow
           // client is not a stalled instance) until the client has caught up.
-          const up = this.upRes;
+          const up = this.up;
           up.pause();
           this.armIdle(null);
           res.once("drain", () => {
-            if (this.done || up.complete) return;
+            if (this.done || up.finished) return;
             this.armIdle(this.upTarget);
             up.resume();
           });
         }
       }
-      if (complete || (this.responseNoBody && this.upRes?.complete)) {
+      if (complete || (this.responseNoBody && this.up?.complete)) {
         res.end();
         this.finish();
       } else if (headed && !wrote) {
@@ -858,7 +851,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       const lr = this.s!.localReply!;
       const res = this.res;
       if (res.headersSent) return this.abort("local reply after the response started");
-      this.cr?.destroy();
+      this.dropUpstream();
       this.armIdle(null);
       const mapped = mapLocalReply(lr.status, 0n, lr.details, lr.bodyText);
       const flat: string[] = [];
@@ -874,6 +867,12 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       res.end(Buffer.from(mapped ? mapped.body : lr.body));
       this.req.resume(); // discard what the client still sends
       this.finish();
+    }
+
+    /** A request the forwarder cannot send at all (not the instance's fault): 500, as the server's own catch. */
+    private internalError(why: string): void {
+      log(`[dataplane] internal error: ${why}`);
+      this.routerReply(500, 0n, "local_dataplane_internal_error", "internal error in the local data plane");
     }
 
     private upstreamResetMidStream(t: Target): void {
@@ -892,20 +891,19 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       this.setProp("response.flags", int64(FLAG.UT));
       this.setProp("response.code_details", enc.encode("upstream_per_try_idle_timeout"));
       this.abort(`upstream ${t.address}: no response data for ${settings.idleTimeoutMs} ms; stream cut`);
-      this.upRes?.destroy();
     }
 
     private clientGone(): void {
       if (this.done) return;
       this.setProp("response.flags", int64(FLAG.DC));
-      this.cr?.destroy();
+      this.dropUpstream();
       this.finish();
     }
 
     private abort(why: string): void {
       if (this.done) return;
       log(`[dataplane] ${why}`);
-      this.cr?.destroy();
+      this.dropUpstream();
       this.res.destroy();
       this.finish();
     }
@@ -917,7 +915,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       if (res.headersSent) return this.abort("plugin failed mid-stream");
       // Envoy's wasm filter: an empty 503 "wasm_fail_stream", which local_reply_config makes plugin_failure.
       const r = mapLocalReply(503, 0n, "wasm_fail_stream", "")!;
-      this.cr?.destroy();
+      this.dropUpstream();
       this.markEarlyReply();
       res.writeHead(r.status, [...r.headers.flat(), ...(this.replyEarly ? ["connection", "close"] : [])]);
       res.end(Buffer.from(r.body));
@@ -951,7 +949,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       this.done = true;
       this.unlinkOpen();
       this.armIdle(null);
-      if (this.cr && !this.cr.destroyed && !(this.upRes?.complete ?? false)) this.cr.destroy();
+      if (this.up && !this.up.finished) this.dropUpstream();
       const s = this.s;
       this.s = null;
       if (s) {
@@ -1043,8 +1041,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
         server.closeAllConnections();
         for (const s of [...lingering]) s.destroy();
         await closed;
-        agent.destroy();
-        httpsAgent.destroy();
+        await upstreams.close();
         await bridge.stop();
         clearInterval(drainTimer);
         try {

@@ -1,0 +1,239 @@
+/**
+ * The local data plane's connections to instances (and to the passthrough): one undici Pool per origin,
+ * keep-alive, HTTP/1.1, no pipelining, driven through undici's low-level `dispatch` (no promise, no
+ * response stream per request).
+ *
+ * Why not node:http's Agent/ClientRequest: at saturation its per-request machinery (Agent.addRequest,
+ * ClientRequest, the IncomingMessage stream, header serialisation) was the largest part of what the forwarder
+ * cost over the plain proxy, and undici's dispatch measured 55–57 µs per proxied request against node:http's
+ * 65–66 µs in the same plain proxy (issue 19, envoy/local/README "Cost per request").
+ *
+ * What the forwarder keeps doing itself, as Envoy's router does: the per-try timers (first byte, idle
+ * between body chunks: undici's own are off, they run on a 1 s wheel), retries, and every error → flag
+ * mapping. The connect timeout is here (a precise timer around undici's connector, not its 1 s wheel).
+ */
+import { PassThrough } from "node:stream";
+import type { Socket } from "node:net";
+import { Client, Pool, buildConnector, type Dispatcher } from "undici";
+
+export interface Target {
+  /** What upstream.address reports (ip:port as in the routing table, or the passthrough host:port). */
+  address: string;
+  protocol: "http:" | "https:";
+  hostname: string;
+  port: number;
+  pathPrefix: string;
+  /** Host header override (passthrough: host_rewrite_literal). */
+  authority?: string;
+}
+
+/** What the forwarder hears about one request. Every callback runs at most once, except `data`. */
+export interface UpstreamEvents {
+  /** The whole request is on the wire (the first-byte timer starts). */
+  sent(): void;
+  /** The final response head (1xx skipped); header names and values as received. */
+  head(status: number, rawHeaders: string[]): void;
+  /** A body chunk; return false to hold the rest until `resume()`. */
+  data(chunk: Buffer): boolean;
+  end(): void;
+  /** Before or after `head`. Errors from `abort(err)` come back here as the same object. */
+  error(err: Error & { code?: string }): void;
+}
+
+/** A connect that does not finish in time fails like node:net's ETIMEDOUT (Envoy: connect timeout, UF). */
+export const CONNECT_TIMEOUT = "ETIMEDOUT";
+
+export class Upstreams {
+  private readonly pools = new Map<string, Pool>();
+
+  private readonly connector: buildConnector.connector;
+
+  constructor(private readonly connectTimeoutMs: number) {
+    const base = buildConnector({ timeout: 0 }); // the timer is ours, below
+    const ms = connectTimeoutMs;
+    this.connector = (opts, callback) => {
+      let settled = false;
+      let sock: Socket | null = null;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        sock?.destroy();
+        callback(Object.assign(new Error("connect timeout"), { code: CONNECT_TIMEOUT }), null);
+      }, ms);
+      sock = base(opts, (err, s) => {
+        if (settled) {
+          s?.destroy();
+          return;
+        }
+        settled = true;
+        clearTimeout(timer);
+        if (err) callback(err, null);
+        else callback(null, s);
+      }) as unknown as Socket | null; // undici's connector returns the socket it opens
+    };
+  }
+
+  private static origin(t: Target): string {
+    return `${t.protocol}//${t.hostname.includes(":") ? `[${t.hostname}]` : t.hostname}:${t.port}`;
+  }
+
+  private pool(t: Target): Pool {
+    const origin = Upstreams.origin(t);
+    let p = this.pools.get(origin);
+    if (p === undefined) {
+      p = new Pool(origin, {
+        connections: 256,
+        pipelining: 1,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+        // Keep idle connections as node:http's keep-alive Agent did (a server's Keep-Alive hint still wins).
+        keepAliveTimeout: 60_000,
+        keepAliveMaxTimeout: 600_000,
+        connect: this.connector,
+      });
+      this.pools.set(origin, p);
+    }
+    return p;
+  }
+
+  /** A connection of its own, closed after the one request (the retry after a kept-alive connection failed). */
+  private fresh(t: Target): Client {
+    return new Client(Upstreams.origin(t), { pipelining: 1, headersTimeout: 0, bodyTimeout: 0, connect: this.connector });
+  }
+
+  /**
+   * A request, sent by its `start()`. `body`: the whole body when it is already known (sent with the head in
+   * one write), or "stream" to write it with `write`/`end` as it arrives.
+   */
+  request(t: Target, method: string, path: string, headers: string[], body: Uint8Array[] | "stream", ev: UpstreamEvents, opts: { freshConnection?: boolean } = {}): UpstreamRequest {
+    if (!opts.freshConnection) return new UpstreamRequest(this.pool(t), method, path, headers, body, ev, false);
+    return new UpstreamRequest(this.fresh(t), method, path, headers, body, ev, true);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(all.map((p) => p.destroy().catch(() => undefined)));
+  }
+}
+
+export class UpstreamRequest {
+  private abortFn: ((err?: Error) => void) | null = null;
+  private resumeFn: (() => void) | null = null;
+  private stream: PassThrough | null = null;
+  private paused = false;
+  /** Ended: completed, failed or aborted; nothing more is reported. */
+  finished = false;
+  /** The response completed. */
+  complete = false;
+  private early: Error | null = null;
+  private readonly payload: PassThrough | Buffer | Uint8Array | null;
+
+  constructor(
+    private readonly dispatcher: Dispatcher,
+    private readonly method: string,
+    private readonly path: string,
+    private readonly headers: string[],
+    body: Uint8Array[] | "stream",
+    private readonly ev: UpstreamEvents,
+    /** The dispatcher is this request's own (a fresh connection): closed once the request has ended. */
+    private readonly ownsDispatcher: boolean,
+  ) {
+    if (body === "stream") this.payload = this.stream = new PassThrough();
+    else this.payload = body.length === 0 ? null : body.length === 1 ? body[0]! : Buffer.concat(body);
+  }
+
+  /**
+   * Sends it. Events may come before this returns (undici writes at once on an idle connection, and refuses a
+   * bad request synchronously): the caller must be ready for them, e.g. have stored this request first.
+   */
+  start(): void {
+    const self = this;
+    this.dispatcher.dispatch(
+      { method: this.method, path: this.path, headers: this.headers, body: this.payload, reset: this.ownsDispatcher },
+      {
+        onConnect(abort: (err?: Error) => void) {
+          if (self.early) return abort(self.early);
+          self.abortFn = abort;
+        },
+        onRequestSent() {
+          if (!self.finished) self.ev.sent();
+        },
+        onHeaders(status: number, raw: Buffer[], resume: () => void) {
+          if (self.finished) return false;
+          if (status < 200) return true; // 1xx: informational, the final head follows
+          self.resumeFn = resume;
+          const out = new Array<string>(raw.length);
+          for (let i = 0; i < raw.length; i++) out[i] = raw[i]!.toString("latin1");
+          self.ev.head(status, out);
+          return !self.paused;
+        },
+        onData(chunk: Buffer) {
+          if (self.finished) return false;
+          if (!self.ev.data(chunk)) self.paused = true;
+          return !self.paused;
+        },
+        onComplete() {
+          self.release();
+          if (self.finished) return;
+          self.finished = self.complete = true;
+          self.ev.end();
+        },
+        onError(err: Error) {
+          self.release();
+          if (self.finished) return;
+          self.finished = true;
+          self.stream?.destroy();
+          self.ev.error(err);
+        },
+      } as never, // undici's legacy handler interface (onConnect/onHeaders/onData/onComplete/onError)
+    );
+  }
+
+  private release(): void {
+    if (this.ownsDispatcher) void this.dispatcher.destroy().catch(() => undefined);
+  }
+
+  /** Streams a body chunk; false: wait for `onDrain` before writing more. */
+  write(chunk: Uint8Array): boolean {
+    if (this.stream === null || this.stream.destroyed) return true;
+    return this.stream.write(chunk);
+  }
+
+  onDrain(f: () => void): void {
+    this.stream?.once("drain", f);
+  }
+
+  end(): void {
+    if (this.stream !== null && !this.stream.writableEnded) this.stream.end();
+  }
+
+  /** Hold the response body (the client reads slower than the instance writes). */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.resumeFn?.();
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Cuts the request (and its connection): `error(err)` follows unless it already ended. */
+  abort(err?: Error): void {
+    if (this.finished) return;
+    const e = err ?? Object.assign(new Error("aborted"), { code: "ECANCELED" });
+    if (this.abortFn) this.abortFn(e);
+    else this.early = e; // not yet on a connection: refused when it gets one
+    if (!this.abortFn) {
+      // Still queued in the pool: nothing will call back before a connection frees up, so end it here.
+      this.finished = true;
+      this.stream?.destroy();
+      this.ev.error(e);
+    }
+  }
+}
