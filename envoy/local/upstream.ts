@@ -40,6 +40,9 @@ export interface UpstreamEvents {
   error(err: Error & { code?: string }): void;
 }
 
+/** Past this many pools, idle ones are closed before another is opened. */
+export const IDLE_SWEEP_AT = 256;
+
 /** A connect that does not finish in time fails like node:net's ETIMEDOUT (Envoy: connect timeout, UF). */
 export const CONNECT_TIMEOUT = "ETIMEDOUT";
 
@@ -81,6 +84,7 @@ export class Upstreams {
     const origin = Upstreams.origin(t);
     let p = this.pools.get(origin);
     if (p === undefined) {
+      if (this.pools.size >= IDLE_SWEEP_AT) this.sweep();
       p = new Pool(origin, {
         connections: 256,
         pipelining: 1,
@@ -94,6 +98,25 @@ export class Upstreams {
       this.pools.set(origin, p);
     }
     return p;
+  }
+
+  /**
+   * Instances come and go (a new pod, a new address): pools with nothing open or in flight are closed once
+   * there are many, so addresses seen over weeks do not pile up.
+   */
+  private sweep(): void {
+    for (const [origin, p] of this.pools) {
+      const st = p.stats;
+      if (st.connected === 0 && st.pending === 0 && st.running === 0) {
+        this.pools.delete(origin);
+        void p.close().catch(() => undefined);
+      }
+    }
+  }
+
+  /** Pools open (one per origin in use; tests read it). */
+  get poolCount(): number {
+    return this.pools.size;
   }
 
   /** A connection of its own, closed after the one request (the retry after a kept-alive connection failed). */

@@ -14,6 +14,7 @@ import { after, before, describe, test } from "node:test";
 import type { TLSSocket } from "node:tls";
 import type { LocalDataPlane } from "../../envoy/local/dataplane.js";
 import { startDataPlaneProcesses, type DataPlaneGroup } from "../../envoy/local/dataplane-processes.js";
+import { IDLE_SWEEP_AT, Upstreams } from "../../envoy/local/upstream.js";
 import { PLUGIN } from "../control/harness.js";
 import { controlVersion, dataplane, startEnv, waitFor, type Env } from "./support.js";
 
@@ -290,6 +291,32 @@ describe("https passthrough (PASSTHROUGH_URL=https://…, e.g. a SaaS API)", { t
       tls.closeAllConnections();
       await new Promise<void>((r) => tls.close(() => r()));
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("Upstreams: pools per address", () => {
+  test("pools of addresses no longer in use are closed once there are many (instances come and go)", async () => {
+    // Addresses with nothing listening: each request fails at once (refused) and leaves an idle pool behind.
+    const free = rawServer();
+    const base = Number(new URL(await free.listen()).port);
+    await free.close();
+    const ups = new Upstreams(2000);
+    try {
+      let refused = 0;
+      for (let i = 0; i < IDLE_SWEEP_AT + 50; i++) {
+        const ip = `127.0.${Math.floor(i / 250)}.${1 + (i % 250)}`; // all of 127/8 is loopback
+        const t = { address: `${ip}:${base}`, protocol: "http:" as const, hostname: ip, port: base, pathPrefix: "" };
+        const code = await new Promise<string | undefined>((resolve) => {
+          const r = ups.request(t, "GET", "/", ["host", "x"], [], { sent() {}, head() {}, data: () => true, end: () => resolve("answered"), error: (e) => resolve(e.code) });
+          r.start();
+        });
+        if (code === "ECONNREFUSED") refused++;
+        assert.ok(ups.poolCount <= IDLE_SWEEP_AT, `${ups.poolCount} pools after ${i + 1} addresses`);
+      }
+      assert.equal(refused, IDLE_SWEEP_AT + 50, "every address refused (nothing listens there)");
+    } finally {
+      await ups.close();
     }
   });
 });
