@@ -274,6 +274,17 @@ function int64(v: bigint): Uint8Array {
 
 const headerOf = (pairs: Pairs, name: string): string | undefined => pairs.find(([k]) => k === name)?.[1];
 
+/** An attempt's first-byte timer (one shared callback: no closure per request). */
+function firstByteTimedOut(up: UpstreamRequest): void {
+  up.timer = null;
+  up.abort(Object.assign(new Error("upstream request timeout"), { code: UPSTREAM_TIMEOUT }));
+}
+
+function clearFirstByte(up: UpstreamRequest): void {
+  if (up.timer) clearTimeout(up.timer);
+  up.timer = null;
+}
+
 /** Parsed endpoints by address (read-only Targets shared by exchanges), bounded: cleared when full. */
 const targetCache = new Map<string, Target | null>();
 const TARGET_CACHE_MAX = 4096;
@@ -394,7 +405,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
   let openFirst: Exchange | null = null;
 
   // ------------------------------------------------------------------ one request
-  class Exchange {
+  class Exchange implements UpstreamEvents {
     /** Neighbours in the list of exchanges in progress (openFirst); both null once finished. */
     openPrev: Exchange | null = null;
     openNext: Exchange | null = null;
@@ -611,60 +622,75 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
         body = this.retainBody ? this.sentChunks : (this.wholeBody ?? []);
         this.wholeBody = null;
       }
-      let firstByteTimer: NodeJS.Timeout | null = null;
-      const clearTimer = () => {
-        if (firstByteTimer) clearTimeout(firstByteTimer);
-        firstByteTimer = null;
-      };
-      const events: UpstreamEvents = {
-        // The per-try idle timer starts once the whole request is on the wire (Envoy: request complete and a
-        // connection obtained) and waits for the response headers.
-        sent: () => {
-          if (this.up !== up || this.done || this.gotResponse) return;
-          firstByteTimer = setTimeout(() => up.abort(Object.assign(new Error("upstream request timeout"), { code: UPSTREAM_TIMEOUT })), settings.firstByteTimeoutMs);
-        },
-        head: (status, raw) => {
-          clearTimer();
-          if (this.up !== up || this.done) return up.abort();
-          this.onUpstreamResponse(status, raw, t);
-        },
-        data: (c) => this.onUpstreamData(up, c, t),
-        end: () => {
-          if (this.up === up) this.onUpstreamEnd();
-        },
-        error: (err) => {
-          clearTimer();
-          if (this.up !== up || this.done) return;
-          if (this.gotResponse) return this.upstreamResetMidStream(t);
-          if (REQUEST_REFUSED.has(err.code ?? "")) return this.internalError(`the request cannot be sent to ${t.address}: ${err.message}`);
-          const timedOut = err.code === UPSTREAM_TIMEOUT;
-          const connectFailure = !timedOut && CONNECT_FAILURES.has(err.code ?? "");
-          // A kept-alive connection the server closed as we wrote: retry once on a connection of its own to the
-          // same host (the pool could hand out another such one). undici's socket errors say how much the
-          // connection had read before (0: it was new).
-          const reused = ((err as { socket?: { bytesRead?: number } }).socket?.bytesRead ?? 1) > 0;
-          if (!timedOut && !connectFailure && reused && !sameHostAgain && !this.retriedSameHost && this.canResend()) {
-            this.retriedSameHost = true;
-            return this.attempt(i, true);
-          }
-          if (i + 1 < this.targets.length && this.canResend()) {
-            log(`[dataplane] ${t.address}: ${timedOut ? `no response headers within ${settings.firstByteTimeoutMs} ms` : (err.code ?? err.message)} before any response byte; retrying on ${this.targets[i + 1]!.address}`);
-            return this.attempt(i + 1);
-          }
-          this.setProp("upstream.address", enc.encode(t.address));
-          const retried = i > 0 ? FLAG.URX : 0n;
-          if (timedOut) return this.routerReply(504, FLAG.UT | retried, "upstream_per_try_idle_timeout", "upstream request timeout");
-          // Envoy's router: the reset reason in the body and the details (spaces → underscores).
-          const reason = !connectFailure ? "remote reset" : err.code === CONNECT_TIMEOUT ? "connection timeout" : "connection failure";
-          const text = `upstream connect error or disconnect/reset before headers. ${i > 0 ? "retried and the latest " : ""}reset reason: ${reason}`;
-          this.routerReply(503, (connectFailure ? FLAG.UF : FLAG.UR) | retried, `upstream_reset_before_response_started{${reason.replace(/ /g, "_")}}`, text);
-        },
-      };
-      const up: UpstreamRequest = upstreams.request(t, method, path, headers, body, events, { freshConnection: sameHostAgain });
+      const up = upstreams.request(t, method, path, headers, body, this, sameHostAgain);
+      up.index = i;
       this.up = up;
       up.start();
       // Resend what was already forwarded (retries), then go on streaming.
       if (body === "stream" && this.up === up) for (const c of this.sentChunks) up.write(c);
+    }
+
+    // ---- the attempt's events (UpstreamEvents): methods, not closures per attempt
+
+    /**
+     * The per-try idle timer starts once the whole request is on the wire (Envoy: request complete and a
+     * connection obtained) and waits for the response headers.
+     */
+    upstreamSent(up: UpstreamRequest): void {
+      if (this.up !== up || this.done || this.gotResponse) return;
+      up.timer = setTimeout(firstByteTimedOut, settings.firstByteTimeoutMs, up);
+    }
+
+    upstreamHead(up: UpstreamRequest, status: number, raw: string[]): void {
+      clearFirstByte(up);
+      if (this.up !== up || this.done) return up.abort();
+      this.onUpstreamResponse(status, raw, up.target);
+    }
+
+    /** A response body chunk; false holds the instance (the client is slower). */
+    upstreamData(up: UpstreamRequest, c: Buffer): boolean {
+      if (this.done || this.up !== up) return false;
+      if (!up.isPaused) this.armIdle(up.target);
+      this.respStep(() => this.s!.responseBody(c, false), null, false, c);
+      return !up.isPaused;
+    }
+
+    upstreamEnd(up: UpstreamRequest): void {
+      if (this.up !== up) return;
+      this.armIdle(null);
+      if (this.done) return;
+      if (this.responseNoBody) return this.pumpResponse();
+      this.respStep(() => this.s!.responseBody(EMPTY, true), null, true, EMPTY);
+    }
+
+    upstreamError(up: UpstreamRequest, err: Error & { code?: string }): void {
+      clearFirstByte(up);
+      if (this.up !== up || this.done) return;
+      const t = up.target;
+      const i = up.index;
+      if (this.gotResponse) return this.upstreamResetMidStream(t);
+      if (REQUEST_REFUSED.has(err.code ?? "")) return this.internalError(`the request cannot be sent to ${t.address}: ${err.message}`);
+      const timedOut = err.code === UPSTREAM_TIMEOUT;
+      const connectFailure = !timedOut && CONNECT_FAILURES.has(err.code ?? "");
+      // A kept-alive connection the server closed as we wrote: retry once on a connection of its own to the
+      // same host (the pool could hand out another such one). undici's socket errors say how much the
+      // connection had read before (0: it was new).
+      const reused = ((err as { socket?: { bytesRead?: number } }).socket?.bytesRead ?? 1) > 0;
+      if (!timedOut && !connectFailure && reused && !up.fresh && !this.retriedSameHost && this.canResend()) {
+        this.retriedSameHost = true;
+        return this.attempt(i, true);
+      }
+      if (i + 1 < this.targets.length && this.canResend()) {
+        log(`[dataplane] ${t.address}: ${timedOut ? `no response headers within ${settings.firstByteTimeoutMs} ms` : (err.code ?? err.message)} before any response byte; retrying on ${this.targets[i + 1]!.address}`);
+        return this.attempt(i + 1);
+      }
+      this.setProp("upstream.address", enc.encode(t.address));
+      const retried = i > 0 ? FLAG.URX : 0n;
+      if (timedOut) return this.routerReply(504, FLAG.UT | retried, "upstream_per_try_idle_timeout", "upstream request timeout");
+      // Envoy's router: the reset reason in the body and the details (spaces → underscores).
+      const reason = !connectFailure ? "remote reset" : err.code === CONNECT_TIMEOUT ? "connection timeout" : "connection failure";
+      const text = `upstream connect error or disconnect/reset before headers. ${i > 0 ? "retried and the latest " : ""}reset reason: ${reason}`;
+      this.routerReply(503, (connectFailure ? FLAG.UF : FLAG.UR) | retried, `upstream_reset_before_response_started{${reason.replace(/ /g, "_")}}`, text);
     }
 
     /** A retry must resend the whole request body forwarded so far. */
@@ -705,21 +731,6 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
       this.responseNoBody = this.req.method === "HEAD" || status === 204 || status === 304 || emptyBody;
       if (!this.responseNoBody) this.armIdle(t);
       this.respStep(() => this.s!.responseHeaders(pairs, this.responseNoBody, true), pairs, this.responseNoBody);
-    }
-
-    /** A response body chunk; false holds the instance (the client is slower). */
-    private onUpstreamData(up: UpstreamRequest, c: Buffer, t: Target): boolean {
-      if (this.done || this.up !== up) return false;
-      if (!up.isPaused) this.armIdle(t);
-      this.respStep(() => this.s!.responseBody(c, false), null, false, c);
-      return !up.isPaused;
-    }
-
-    private onUpstreamEnd(): void {
-      this.armIdle(null);
-      if (this.done) return;
-      if (this.responseNoBody) return this.pumpResponse();
-      this.respStep(() => this.s!.responseBody(EMPTY, true), null, true, EMPTY);
     }
 
     private upTarget: Target | null = null;

@@ -27,17 +27,20 @@ export interface Target {
   authority?: string;
 }
 
-/** What the forwarder hears about one request. Every callback runs at most once, except `data`. */
+/**
+ * What the forwarder hears about one request: methods of one long-lived object (the exchange), told which
+ * request it is about, so a request costs no closures. Each runs at most once per request, except `data`.
+ */
 export interface UpstreamEvents {
   /** The whole request is on the wire (the first-byte timer starts). */
-  sent(): void;
+  upstreamSent(up: UpstreamRequest): void;
   /** The final response head (1xx skipped); header names and values as received. */
-  head(status: number, rawHeaders: string[]): void;
+  upstreamHead(up: UpstreamRequest, status: number, rawHeaders: string[]): void;
   /** A body chunk; return false to hold the rest until `resume()`. */
-  data(chunk: Buffer): boolean;
-  end(): void;
+  upstreamData(up: UpstreamRequest, chunk: Buffer): boolean;
+  upstreamEnd(up: UpstreamRequest): void;
   /** Before or after `head`. Errors from `abort(err)` come back here as the same object. */
-  error(err: Error & { code?: string }): void;
+  upstreamError(up: UpstreamRequest, err: Error & { code?: string }): void;
 }
 
 /** Past this many pools, idle ones are closed before another is opened. */
@@ -128,9 +131,8 @@ export class Upstreams {
    * A request, sent by its `start()`. `body`: the whole body when it is already known (sent with the head in
    * one write), or "stream" to write it with `write`/`end` as it arrives.
    */
-  request(t: Target, method: string, path: string, headers: string[], body: Uint8Array[] | "stream", ev: UpstreamEvents, opts: { freshConnection?: boolean } = {}): UpstreamRequest {
-    if (!opts.freshConnection) return new UpstreamRequest(this.pool(t), method, path, headers, body, ev, false);
-    return new UpstreamRequest(this.fresh(t), method, path, headers, body, ev, true);
+  request(t: Target, method: string, path: string, headers: string[], body: Uint8Array[] | "stream", ev: UpstreamEvents, freshConnection = false): UpstreamRequest {
+    return new UpstreamRequest(freshConnection ? this.fresh(t) : this.pool(t), t, method, path, headers, body, ev, freshConnection);
   }
 
   async close(): Promise<void> {
@@ -140,6 +142,7 @@ export class Upstreams {
   }
 }
 
+/** One request to an instance; also its own undici handler (the legacy interface: onConnect … onError). */
 export class UpstreamRequest {
   private abortFn: ((err?: Error) => void) | null = null;
   private resumeFn: (() => void) | null = null;
@@ -151,16 +154,20 @@ export class UpstreamRequest {
   complete = false;
   private early: Error | null = null;
   private readonly payload: PassThrough | Buffer | Uint8Array | null;
+  /** The caller's bookkeeping for this attempt (the forwarder: which endpoint, its first-byte timer). */
+  index = 0;
+  timer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly dispatcher: Dispatcher,
+    readonly target: Target,
     private readonly method: string,
     private readonly path: string,
     private readonly headers: string[],
     body: Uint8Array[] | "stream",
     private readonly ev: UpstreamEvents,
-    /** The dispatcher is this request's own (a fresh connection): closed once the request has ended. */
-    private readonly ownsDispatcher: boolean,
+    /** On a connection of its own (closed once the request has ended). */
+    readonly fresh: boolean,
   ) {
     if (body === "stream") this.payload = this.stream = new PassThrough();
     else this.payload = body.length === 0 ? null : body.length === 1 ? body[0]! : Buffer.concat(body);
@@ -171,50 +178,55 @@ export class UpstreamRequest {
    * bad request synchronously): the caller must be ready for them, e.g. have stored this request first.
    */
   start(): void {
-    const self = this;
-    this.dispatcher.dispatch(
-      { method: this.method, path: this.path, headers: this.headers, body: this.payload, reset: this.ownsDispatcher },
-      {
-        onConnect(abort: (err?: Error) => void) {
-          if (self.early) return abort(self.early);
-          self.abortFn = abort;
-        },
-        onRequestSent() {
-          if (!self.finished) self.ev.sent();
-        },
-        onHeaders(status: number, raw: Buffer[], resume: () => void) {
-          if (self.finished) return false;
-          if (status < 200) return true; // 1xx: informational, the final head follows
-          self.resumeFn = resume;
-          const out = new Array<string>(raw.length);
-          for (let i = 0; i < raw.length; i++) out[i] = raw[i]!.toString("latin1");
-          self.ev.head(status, out);
-          return !self.paused;
-        },
-        onData(chunk: Buffer) {
-          if (self.finished) return false;
-          if (!self.ev.data(chunk)) self.paused = true;
-          return !self.paused;
-        },
-        onComplete() {
-          self.release();
-          if (self.finished) return;
-          self.finished = self.complete = true;
-          self.ev.end();
-        },
-        onError(err: Error) {
-          self.release();
-          if (self.finished) return;
-          self.finished = true;
-          self.stream?.destroy();
-          self.ev.error(err);
-        },
-      } as never, // undici's legacy handler interface (onConnect/onHeaders/onData/onComplete/onError)
-    );
+    this.dispatcher.dispatch({ method: this.method, path: this.path, headers: this.headers, body: this.payload, reset: this.fresh }, this as never);
   }
 
+  // ---- undici's handler interface
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.early) return abort(this.early);
+    this.abortFn = abort;
+  }
+
+  onRequestSent(): void {
+    if (!this.finished) this.ev.upstreamSent(this);
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    if (this.finished) return false;
+    if (status < 200) return true; // 1xx: informational, the final head follows
+    this.resumeFn = resume;
+    const out = new Array<string>(raw.length);
+    for (let i = 0; i < raw.length; i++) out[i] = raw[i]!.toString("latin1");
+    this.ev.upstreamHead(this, status, out);
+    return !this.paused;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.finished) return false;
+    if (!this.ev.upstreamData(this, chunk)) this.paused = true;
+    return !this.paused;
+  }
+
+  onComplete(): void {
+    this.release();
+    if (this.finished) return;
+    this.finished = this.complete = true;
+    this.ev.upstreamEnd(this);
+  }
+
+  onError(err: Error): void {
+    this.release();
+    if (this.finished) return;
+    this.finished = true;
+    this.stream?.destroy();
+    this.ev.upstreamError(this, err);
+  }
+
+  // ---- the caller's side
+
   private release(): void {
-    if (this.ownsDispatcher) void this.dispatcher.destroy().catch(() => undefined);
+    if (this.fresh) void this.dispatcher.destroy().catch(() => undefined);
   }
 
   /** Streams a body chunk; false: wait for `onDrain` before writing more. */
@@ -256,7 +268,7 @@ export class UpstreamRequest {
       // Still queued in the pool: nothing will call back before a connection frees up, so end it here.
       this.finished = true;
       this.stream?.destroy();
-      this.ev.error(e);
+      this.ev.upstreamError(this, e);
     }
   }
 }

@@ -308,7 +308,13 @@ describe("Upstreams: pools per address", () => {
         const ip = `127.0.${Math.floor(i / 250)}.${1 + (i % 250)}`; // all of 127/8 is loopback
         const t = { address: `${ip}:${base}`, protocol: "http:" as const, hostname: ip, port: base, pathPrefix: "" };
         const code = await new Promise<string | undefined>((resolve) => {
-          const r = ups.request(t, "GET", "/", ["host", "x"], [], { sent() {}, head() {}, data: () => true, end: () => resolve("answered"), error: (e) => resolve(e.code) });
+          const r = ups.request(t, "GET", "/", ["host", "x"], [], {
+            upstreamSent() {},
+            upstreamHead() {},
+            upstreamData: () => true,
+            upstreamEnd: () => resolve("answered"),
+            upstreamError: (_up, e) => resolve(e.code),
+          });
           r.start();
         });
         if (code === "ECONNREFUSED") refused++;
