@@ -54,8 +54,9 @@ export class Upstreams {
 
   private readonly connector: buildConnector.connector;
 
-  constructor(private readonly connectTimeoutMs: number) {
-    const base = buildConnector({ timeout: 0 }); // the timer is ours, below
+  /** `connector`: what opens TCP (and TLS) connections; undici's own unless a test stands in for it. */
+  constructor(connectTimeoutMs: number, connector: buildConnector.connector = buildConnector({ timeout: 0 })) {
+    const base = connector; // its timeout is off: the timer is ours, below
     const ms = connectTimeoutMs;
     this.connector = (opts, callback) => {
       let settled = false;

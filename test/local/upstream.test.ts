@@ -14,7 +14,7 @@ import { after, before, describe, test } from "node:test";
 import type { TLSSocket } from "node:tls";
 import type { LocalDataPlane } from "../../envoy/local/dataplane.js";
 import { startDataPlaneProcesses, type DataPlaneGroup } from "../../envoy/local/dataplane-processes.js";
-import { IDLE_SWEEP_AT, Upstreams } from "../../envoy/local/upstream.js";
+import { CONNECT_TIMEOUT, IDLE_SWEEP_AT, Upstreams } from "../../envoy/local/upstream.js";
 import { PLUGIN } from "../control/harness.js";
 import { controlVersion, dataplane, startEnv, waitFor, type Env } from "./support.js";
 
@@ -295,7 +295,7 @@ describe("https passthrough (PASSTHROUGH_URL=https://…, e.g. a SaaS API)", { t
   });
 });
 
-describe("Upstreams: pools per address", () => {
+describe("Upstreams: pools per address", { timeout: 30_000 }, () => {
   test("pools of addresses no longer in use are closed once there are many (instances come and go)", async () => {
     // Addresses with nothing listening: each request fails at once (refused) and leaves an idle pool behind.
     const free = rawServer();
@@ -321,6 +321,41 @@ describe("Upstreams: pools per address", () => {
         assert.ok(ups.poolCount <= IDLE_SWEEP_AT, `${ups.poolCount} pools after ${i + 1} addresses`);
       }
       assert.equal(refused, IDLE_SWEEP_AT + 50, "every address refused (nothing listens there)");
+    } finally {
+      await ups.close();
+    }
+  });
+});
+
+describe("Upstreams: the connect timeout", { timeout: 10_000 }, () => {
+  test("a connect that does not finish within the timeout fails as ETIMEDOUT (UF, retried on the next endpoint), and the late socket is closed", async () => {
+    // A connector that never finishes on its own (what a silently dropped SYN looks like): this machine has no
+    // way to make a real TCP connect hang.
+    const pending: Array<{ sock: { destroyed: boolean; destroy(): void }; cb: (err: Error | null, s: unknown) => void }> = [];
+    const hanging = ((_opts: unknown, cb: (err: Error | null, s: unknown) => void) => {
+      const sock = { destroyed: false, destroy() { this.destroyed = true; } };
+      pending.push({ sock, cb });
+      return sock;
+    }) as never;
+    const ups = new Upstreams(150, hanging);
+    try {
+      const t0 = performance.now();
+      const err = await new Promise<Error & { code?: string }>((resolve, reject) => {
+        const t = { address: "192.0.2.1:80", protocol: "http:" as const, hostname: "192.0.2.1", port: 80, pathPrefix: "" };
+        ups.request(t, "GET", "/", ["host", "x"], [], {
+          upstreamSent() {},
+          upstreamHead: () => reject(new Error("answered")),
+          upstreamData: () => true,
+          upstreamEnd: () => reject(new Error("answered")),
+          upstreamError: (_up, e) => resolve(e),
+        }).start();
+      });
+      const took = performance.now() - t0;
+      assert.equal(err.code, CONNECT_TIMEOUT, err.message);
+      assert.ok(took >= 140, `failed after ${took.toFixed(0)} ms, before the 150 ms timeout`);
+      assert.equal(pending.length, 1);
+      assert.ok(pending[0]!.sock.destroyed, "the connecting socket is closed at the timeout");
+      pending[0]!.cb(null, pending[0]!.sock); // the connect completing late changes nothing
     } finally {
       await ups.close();
     }
