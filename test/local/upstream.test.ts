@@ -361,3 +361,58 @@ describe("Upstreams: the connect timeout", { timeout: 10_000 }, () => {
     }
   });
 });
+
+describe("a client reading slower than the instance writes", { timeout: 60_000 }, () => {
+  test("holds the instance back (nothing piles up in the gateway), is not taken for a stalled instance by the idle timer, and gets every byte", async () => {
+    const TOTAL = 48 << 20; // well over what the loopback sockets and the gateway's buffers can hold
+    const CHUNK = 64 << 10;
+    let sent = 0;
+    const conns = new Set<Socket>();
+    const big = createServer((sock) => {
+      conns.add(sock);
+      sock.once("data", () => {
+        sock.write(`HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: ${TOTAL}\r\n\r\n`);
+        const pump = () => {
+          while (sent < TOTAL) {
+            const c = Buffer.alloc(CHUNK, sent / CHUNK % 251); // each chunk's bytes name its index (mod 251)
+            sent += CHUNK;
+            if (!sock.write(c)) return void sock.once("drain", pump);
+          }
+        };
+        pump();
+      });
+    });
+    await new Promise<void>((r) => big.listen(0, "127.0.0.1", () => r()));
+    const dp = await dataplane(env, { passthroughUrl: `http://127.0.0.1:${(big.address() as { port: number }).port}`, idleTimeoutMs: 300 });
+    try {
+      await waitFor(() => dp.tableVersion() > 0, 10_000, "table");
+      const { got, sentDuringPause, ok } = await new Promise<{ got: number; sentDuringPause: number; ok: boolean }>((resolve, reject) => {
+        const req = request(`${dp.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", "x-model": MODEL } }, (res) => {
+          let got = 0;
+          let ok = true;
+          let sentDuringPause = 0;
+          res.pause();
+          // Not reading for 1 s: longer than the 300 ms idle timeout, long enough for everything to pile up if nothing held the instance.
+          setTimeout(() => {
+            sentDuringPause = sent;
+            res.on("data", (c: Buffer) => {
+              for (let i = 0; i < c.length; i += 4096) if (c[i] !== Math.floor((got + i) / CHUNK) % 251) ok = false;
+              got += c.length;
+            });
+            res.resume();
+          }, 1000);
+          res.on("end", () => resolve({ got, sentDuringPause, ok }));
+          res.on("aborted", () => reject(new Error(`cut after ${got} bytes`)));
+        });
+        req.on("error", reject);
+        req.end(chatBody(1));
+      });
+      assert.equal(got, TOTAL, "every byte arrived");
+      assert.ok(ok, "in order, intact");
+      assert.ok(sentDuringPause < TOTAL / 2, `the instance was held back while the client did not read (it had written ${sentDuringPause} of ${TOTAL} bytes)`);
+    } finally {
+      for (const s of conns) s.destroy();
+      await new Promise<void>((r) => big.close(() => r()));
+    }
+  });
+});
