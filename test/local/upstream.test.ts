@@ -416,3 +416,62 @@ describe("a client reading slower than the instance writes", { timeout: 60_000 }
     }
   });
 });
+
+describe("an instance reading slower than the client uploads", { timeout: 60_000 }, () => {
+  test("holds the client back (the gateway keeps at most its retry buffer), and the instance gets every byte", async () => {
+    const TOTAL = 48 << 20;
+    const conns = new Set<Socket>();
+    let received = 0;
+    const slow = createServer((sock) => {
+      conns.add(sock);
+      sock.pause(); // not reading for 1 s
+      setTimeout(() => {
+        let head: string | null = null;
+        let buf = Buffer.alloc(0);
+        sock.on("data", (d: Buffer) => {
+          if (head === null) {
+            buf = Buffer.concat([buf, d]);
+            const end = buf.indexOf("\r\n\r\n");
+            if (end < 0) return;
+            head = buf.subarray(0, end).toString("latin1");
+            received = buf.length - end - 4;
+          } else received += d.length;
+          if (received >= TOTAL) sock.end(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${String(received).length}\r\nconnection: close\r\n\r\n${received}`);
+        });
+        sock.resume();
+      }, 1000);
+    });
+    await new Promise<void>((r) => slow.listen(0, "127.0.0.1", () => r()));
+    const dp = await dataplane(env, { passthroughUrl: `http://127.0.0.1:${(slow.address() as { port: number }).port}` });
+    try {
+      await waitFor(() => dp.tableVersion() > 0, 10_000, "table");
+      let writtenWhileStalled = 0;
+      const r = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = request(`${dp.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/octet-stream", "x-model": MODEL, "content-length": String(TOTAL) } }, (res) => {
+          let text = "";
+          res.setEncoding("utf8");
+          res.on("data", (c: string) => (text += c));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+        });
+        req.on("error", reject);
+        const chunk = Buffer.alloc(256 << 10, 7);
+        let written = 0;
+        const pump = () => {
+          while (written < TOTAL) {
+            written += chunk.length;
+            if (!req.write(chunk)) return void req.once("drain", pump);
+          }
+          req.end();
+        };
+        pump();
+        setTimeout(() => (writtenWhileStalled = req.socket?.bytesWritten ?? 0), 800);
+      });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(Number(r.text), TOTAL, "the instance got every byte");
+      assert.ok(writtenWhileStalled > 0 && writtenWhileStalled < TOTAL / 2, `the client was held back while the instance did not read (it had sent ${writtenWhileStalled} of ${TOTAL} bytes)`);
+    } finally {
+      for (const s of conns) s.destroy();
+      await new Promise<void>((r) => slow.close(() => r()));
+    }
+  });
+});
