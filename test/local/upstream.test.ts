@@ -422,10 +422,14 @@ describe("an instance reading slower than the client uploads", { timeout: 60_000
     const TOTAL = 48 << 20;
     const conns = new Set<Socket>();
     let received = 0;
+    /** What the client had put on its socket when the instance started reading. */
+    let clientSocket: Socket | null = null;
+    let writtenWhileStalled = -1;
     const slow = createServer((sock) => {
       conns.add(sock);
       sock.pause(); // not reading for 1 s
       setTimeout(() => {
+        writtenWhileStalled = clientSocket?.bytesWritten ?? -1;
         let head: string | null = null;
         let buf = Buffer.alloc(0);
         sock.on("data", (d: Buffer) => {
@@ -445,7 +449,6 @@ describe("an instance reading slower than the client uploads", { timeout: 60_000
     const dp = await dataplane(env, { passthroughUrl: `http://127.0.0.1:${(slow.address() as { port: number }).port}` });
     try {
       await waitFor(() => dp.tableVersion() > 0, 10_000, "table");
-      let writtenWhileStalled = 0;
       const r = await new Promise<{ status: number; text: string }>((resolve, reject) => {
         const req = request(`${dp.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/octet-stream", "x-model": MODEL, "content-length": String(TOTAL) } }, (res) => {
           let text = "";
@@ -454,6 +457,7 @@ describe("an instance reading slower than the client uploads", { timeout: 60_000
           res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
         });
         req.on("error", reject);
+        req.on("socket", (sk) => (clientSocket = sk));
         const chunk = Buffer.alloc(256 << 10, 7);
         let written = 0;
         const pump = () => {
@@ -464,11 +468,10 @@ describe("an instance reading slower than the client uploads", { timeout: 60_000
           req.end();
         };
         pump();
-        setTimeout(() => (writtenWhileStalled = req.socket?.bytesWritten ?? 0), 800);
       });
       assert.equal(r.status, 200, r.text);
       assert.equal(Number(r.text), TOTAL, "the instance got every byte");
-      assert.ok(writtenWhileStalled > 0 && writtenWhileStalled < TOTAL / 2, `the client was held back while the instance did not read (it had sent ${writtenWhileStalled} of ${TOTAL} bytes)`);
+      assert.ok(writtenWhileStalled >= 0 && writtenWhileStalled < TOTAL / 2, `the client was held back while the instance did not read (it had sent ${writtenWhileStalled} of ${TOTAL} bytes)`);
     } finally {
       for (const s of conns) s.destroy();
       await new Promise<void>((r) => slow.close(() => r()));
