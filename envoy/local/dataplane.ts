@@ -49,7 +49,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { ProxyWasmHost, type HttpStream } from "./host/index.js";
 import { bridgePlugin, type PluginBridge } from "./bridge.js";
-import { lingerClose as lingerClosing } from "../../control/src/http/linger.js";
+import { lingerClose } from "../../control/src/http/linger.js";
 import { CONNECT_TIMEOUT, Upstreams, type Target, type UpstreamEvents, type UpstreamRequest } from "./upstream.js";
 
 export const DEFAULT_PLUGIN_WASM = fileURLToPath(new URL("../../build/plugin.wasm", import.meta.url));
@@ -391,7 +391,6 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
   const lingering = new Set<Socket>();
   /** RFC 9112 §9.6: a reply before the whole request closes gracefully (control/src/http/linger.ts). */
   const lingerLimits = { idleMs: settings.drainIdleMs, maxBytes: settings.drainMaxBytes, maxMs: settings.drainMaxMs };
-  const lingerClose = (req: IncomingMessage) => lingerClosing(req, lingerLimits, lingering);
 
   const upstreams = new Upstreams(settings.connectTimeoutMs);
   let nextWorker = 0;
@@ -517,7 +516,13 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
           this.upstreamHeaders = h;
           if (s.passedOn("request").complete) {
             // The whole request is here (a buffered, body-routed one, or none): head and body in one write.
-            for (const c of s.drain("request")) if (c.length > 0) this.retain(c);
+            const whole: Uint8Array[] = [];
+            for (const c of s.drain("request")) {
+              if (c.length === 0) continue;
+              whole.push(c);
+              this.retain(c);
+            }
+            this.wholeBody = whole;
             this.requestEnded = true;
           }
           this.startUpstream(h);
@@ -559,12 +564,11 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
     /** The first attempt waits for the rest of a small body (startUpstream). */
     private heldForBody = false;
 
-    /** The whole body when it was all here before the first attempt and is too large to keep for retries. */
+    /** The whole body when it was all here before the first attempt (sent even if too large to keep for retries). */
     private wholeBody: Uint8Array[] | null = null;
 
     /** Keeps a body chunk for retries while within the buffer limit. */
     private retain(c: Uint8Array): void {
-      if (!this.upstreamStarted) (this.wholeBody ??= []).push(c);
       if (!this.retainBody) return;
       this.sentChunks.push(c);
       this.sentBytes += c.length;
@@ -832,7 +836,7 @@ export async function startLocalDataPlane(opts: LocalDataPlaneOptions): Promise<
     private markEarlyReply(): void {
       if (this.bodyless || this.req.complete || this.replyEarly) return;
       this.replyEarly = true;
-      lingerClose(this.req);
+      lingerClose(this.req, lingerLimits, lingering);
     }
 
     /**

@@ -51,13 +51,14 @@ export const CONNECT_TIMEOUT = "ETIMEDOUT";
 
 export class Upstreams {
   private readonly pools = new Map<string, Pool>();
+  /** Targets are long-lived (cached per address by the forwarder): their pool is found without building its origin. */
+  private readonly byTarget = new WeakMap<Target, Pool>();
 
   private readonly connector: buildConnector.connector;
 
   /** `connector`: what opens TCP (and TLS) connections; undici's own unless a test stands in for it. */
   constructor(connectTimeoutMs: number, connector: buildConnector.connector = buildConnector({ timeout: 0 })) {
-    const base = connector; // its timeout is off: the timer is ours, below
-    const ms = connectTimeoutMs;
+    // The connector's own timeout is off (it runs on undici's 1 s wheel): the timer is ours.
     this.connector = (opts, callback) => {
       let settled = false;
       let sock: Socket | null = null;
@@ -66,8 +67,8 @@ export class Upstreams {
         settled = true;
         sock?.destroy();
         callback(Object.assign(new Error("connect timeout"), { code: CONNECT_TIMEOUT }), null);
-      }, ms);
-      sock = base(opts, (err, s) => {
+      }, connectTimeoutMs);
+      sock = connector(opts, (err, s) => {
         if (settled) {
           s?.destroy();
           return;
@@ -85,6 +86,8 @@ export class Upstreams {
   }
 
   private pool(t: Target): Pool {
+    const known = this.byTarget.get(t);
+    if (known !== undefined && !known.closed && !known.destroyed) return known;
     const origin = Upstreams.origin(t);
     let p = this.pools.get(origin);
     if (p === undefined) {
@@ -101,6 +104,7 @@ export class Upstreams {
       });
       this.pools.set(origin, p);
     }
+    this.byTarget.set(t, p);
     return p;
   }
 
@@ -263,13 +267,12 @@ export class UpstreamRequest {
   abort(err?: Error): void {
     if (this.finished) return;
     const e = err ?? Object.assign(new Error("aborted"), { code: "ECANCELED" });
-    if (this.abortFn) this.abortFn(e);
-    else this.early = e; // not yet on a connection: refused when it gets one
-    if (!this.abortFn) {
-      // Still queued in the pool: nothing will call back before a connection frees up, so end it here.
-      this.finished = true;
-      this.stream?.destroy();
-      this.ev.upstreamError(this, e);
-    }
+    if (this.abortFn) return this.abortFn(e);
+    // Still queued in the pool: refused when it gets a connection, but nothing calls back before one frees
+    // up, so it ends here.
+    this.early = e;
+    this.finished = true;
+    this.stream?.destroy();
+    this.ev.upstreamError(this, e);
   }
 }
