@@ -254,7 +254,9 @@ const UPSTREAM_TIMEOUT = "GATEWAY_UPSTREAM_TIMEOUT";
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "http2-settings"]);
 /**
  * Not sent upstream either: `expect` (the client's 100-continue is answered here, as Envoy's connection
- * manager does with proxy_100_continue off, and undici refuses to send it).
+ * manager does with proxy_100_continue unset, which envoy/bootstrap.yaml leaves it: "Envoy will instead strip
+ * the Expect: 100-continue header, and send a 100 Continue response itself", api/envoy/extensions/filters/
+ * network/http_connection_manager/v3/http_connection_manager.proto; undici refuses to send it anyway).
  */
 const NOT_UPSTREAM = new Set([...HOP_BY_HOP, "expect"]);
 /** Request bodies up to this size (announced by content-length) are sent upstream with the head, in one write. */
